@@ -1,0 +1,120 @@
+"""Engines per dialect, migrations, and write transactions that serialize audit appends.
+
+SQLite: WAL journal, ``BEGIN IMMEDIATE`` for write transactions (the whole database is the lock,
+so two processes never interleave audit sequence numbers). PostgreSQL: a transaction-scoped
+advisory lock taken by the ledger before it appends. Both run the same Alembic migrations.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+from sqlalchemy import Connection, Engine, create_engine, event, text
+from sqlalchemy.exc import OperationalError
+
+from tarmac.config import redact, url_scheme
+from tarmac.errors import BackendUnavailableError, ConfigError
+
+_AUDIT_LOCK_KEY = 0x7A4D4143  # "tarmac" advisory lock id for the audit chain
+CONNECT_TIMEOUT_S = 5
+
+
+def make_engine(url: str) -> Engine:
+    """An engine for a catalog URL; raises ``BackendUnavailableError`` if it cannot connect."""
+    scheme = url_scheme(url)
+    if scheme == "sqlite":
+        engine = _sqlite_engine(url)
+    elif scheme == "postgresql":
+        if url.startswith("postgresql://") or url.startswith("postgres://"):
+            url = "postgresql+psycopg://" + url.split("://", 1)[1]
+        try:
+            engine = create_engine(
+                url,
+                connect_args={"connect_timeout": CONNECT_TIMEOUT_S},
+                pool_pre_ping=True,
+                pool_size=5,
+            )
+        except ModuleNotFoundError:
+            raise ConfigError(
+                "the catalog URL points at PostgreSQL but the driver is not installed",
+                hint="pip install 'tarmac[postgres]'",
+            ) from None
+    else:
+        raise ConfigError(f"catalog URL {redact(url)!r}: expected sqlite:/// or postgresql://")
+    try:
+        with engine.connect() as conn:
+            conn.execute(text("SELECT 1"))
+    except OperationalError as exc:
+        reason = str(exc.orig).strip().splitlines()[0] if exc.orig else str(exc)
+        raise BackendUnavailableError(
+            f"cannot reach the catalog at {redact(url)}: {reason}",
+            hint="is the server running and the URL in tarmac.yaml right?",
+        ) from None
+    return engine
+
+
+def _sqlite_engine(url: str) -> Engine:
+    path = url.removeprefix("sqlite:///")
+    if path and path != ":memory:":
+        Path(path).parent.mkdir(parents=True, exist_ok=True)
+    engine = create_engine(url, connect_args={"timeout": 30})
+
+    @event.listens_for(engine, "connect")
+    def _on_connect(dbapi_conn: Any, _record: Any) -> None:
+        dbapi_conn.isolation_level = None  # we issue BEGIN ourselves
+        cur = dbapi_conn.cursor()
+        cur.execute("PRAGMA journal_mode=WAL")
+        cur.execute("PRAGMA synchronous=NORMAL")
+        cur.execute("PRAGMA foreign_keys=ON")
+        cur.execute("PRAGMA busy_timeout=30000")
+        cur.close()
+
+    @event.listens_for(engine, "begin")
+    def _on_begin(conn: Connection) -> None:
+        mode = conn.info.pop("begin", "DEFERRED")
+        conn.exec_driver_sql(f"BEGIN {mode}")
+
+    return engine
+
+
+@contextmanager
+def write_transaction(engine: Engine) -> Iterator[Connection]:
+    """A transaction that may append to the audit chain: serialized against other writers."""
+    with engine.connect() as conn:
+        if engine.dialect.name == "sqlite":
+            conn.info["begin"] = "IMMEDIATE"
+        with conn.begin():
+            if engine.dialect.name == "postgresql":
+                conn.execute(text("SELECT pg_advisory_xact_lock(:k)"), {"k": _AUDIT_LOCK_KEY})
+            yield conn
+
+
+def upgrade(engine: Engine) -> None:
+    """Bring the catalog schema to the newest revision, keeping existing metadata."""
+    from alembic import command
+    from alembic.config import Config
+    from alembic.runtime.migration import MigrationContext
+    from alembic.script import ScriptDirectory
+
+    cfg = Config()
+    cfg.set_main_option("script_location", str(Path(__file__).parent / "migrations"))
+    head = ScriptDirectory.from_config(cfg).get_current_head()
+    with engine.connect() as conn:
+        current = MigrationContext.configure(conn).get_current_revision()
+    if current == head:
+        return
+    with write_transaction(engine) as conn:
+        cfg.attributes["connection"] = conn
+        command.upgrade(cfg, "head")
+
+
+def current_revision(engine: Engine) -> str | None:
+    """The Alembic revision the catalog is at (``None`` for an empty database)."""
+    from alembic.runtime.migration import MigrationContext
+
+    with engine.connect() as conn:
+        return MigrationContext.configure(conn).get_current_revision()
+

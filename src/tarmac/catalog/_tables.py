@@ -1,0 +1,88 @@
+"""The catalog's tables (SQLAlchemy Core). Changes here need an Alembic revision in migrations/.
+
+Times are integer microseconds since the epoch (UTC): exact on every dialect, which the audit
+hash chain needs, and cheap to index and compare.
+"""
+
+from __future__ import annotations
+
+from sqlalchemy import (
+    BigInteger,
+    Column,
+    ForeignKey,
+    Index,
+    Integer,
+    MetaData,
+    String,
+    Table,
+    Text,
+    UniqueConstraint,
+)
+
+metadata = MetaData()
+
+datasets = Table(
+    "datasets",
+    metadata,
+    Column("name", String(128), primary_key=True),
+    Column("uri", Text, nullable=False),
+    Column("owner", String(128), nullable=False),
+    Column("description", Text, nullable=True),
+    Column("tags", Text, nullable=False, default="[]"),  # JSON list
+    Column("columns", Text, nullable=False, default="[]"),  # JSON [{name, type, nullable, tags}]
+    Column("version", BigInteger, nullable=False),
+    Column("rows", BigInteger, nullable=False),
+    Column("bytes", BigInteger, nullable=False),
+    Column("files", Integer, nullable=False),
+    Column("created_at", BigInteger, nullable=False),
+    Column("updated_at", BigInteger, nullable=False),
+    Column("last_run_id", String(36), nullable=True),
+    Column("last_actor", String(128), nullable=True),
+)
+
+runs = Table(
+    "runs",
+    metadata,
+    Column("id", String(36), primary_key=True),
+    Column("job", String(256), nullable=False),
+    Column("status", String(16), nullable=False),  # running | succeeded | failed
+    Column("actor", String(128), nullable=False),
+    Column("started_at", BigInteger, nullable=False),
+    Column("ended_at", BigInteger, nullable=True),
+    Column("error", Text, nullable=True),
+    Column("params", Text, nullable=False, default="{}"),  # JSON
+    Column("host", String(256), nullable=False),
+    Column("pid", Integer, nullable=False),
+    Index("ix_runs_started", "started_at", "id"),
+    Index("ix_runs_job_started", "job", "started_at", "id"),
+    Index("ix_runs_status", "status"),
+)
+
+lineage_edges = Table(
+    "lineage_edges",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("run_id", String(36), ForeignKey("runs.id"), nullable=False),
+    Column("role", String(8), nullable=False),  # input | output
+    Column("dataset", String(128), nullable=False),
+    Column("version", BigInteger, nullable=True),
+    UniqueConstraint("run_id", "role", "dataset", "version", name="uq_lineage_edge"),
+    Index("ix_lineage_dataset", "dataset", "role"),
+    Index("ix_lineage_run", "run_id"),
+)
+
+audit_log = Table(
+    "audit_log",
+    metadata,
+    Column("seq", BigInteger, primary_key=True, autoincrement=False),
+    Column("time", BigInteger, nullable=False),
+    Column("actor", String(128), nullable=False),
+    Column("action", String(64), nullable=False),
+    Column("target", String(256), nullable=False),
+    Column("details", Text, nullable=False),  # canonical JSON, hashed as stored
+    Column("prev_hash", String(64), nullable=False),
+    Column("hash", String(64), nullable=False),
+    Index("ix_audit_time", "time"),
+    Index("ix_audit_actor_seq", "actor", "seq"),
+    Index("ix_audit_target_seq", "target", "seq"),
+)

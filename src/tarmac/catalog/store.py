@@ -1,0 +1,305 @@
+"""The catalog: one SQLAlchemy implementation over SQLite and PostgreSQL.
+
+Reads are methods of ``Catalog``. Writes are functions of a ``Connection`` inside a transaction
+the ledger opens (``Catalog.write()``), so a metadata change and its audit record always commit
+together. Every list call is keyset-paginated over an index: a page costs the same at ten
+objects and at ten million.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import Any
+
+from sqlalchemy import Connection, Engine, and_, func, insert, or_, select, update
+
+from tarmac.catalog import _tables as t
+from tarmac.catalog._engine import make_engine, upgrade, write_transaction
+from tarmac.catalog.records import (
+    AuditRecord,
+    Column,
+    Dataset,
+    DatasetVersion,
+    Page,
+    Run,
+    decode_cursor,
+    encode_cursor,
+    to_datetime,
+)
+from tarmac.errors import UsageError
+
+MAX_PAGE = 1000
+
+
+def _limit(limit: int) -> int:
+    if not 1 <= limit <= MAX_PAGE:
+        raise UsageError(f"page limit must be between 1 and {MAX_PAGE}, got {limit}")
+    return limit
+
+
+class Catalog:
+    """Metadata store behind a URL (``sqlite:///...`` or ``postgresql://...``).
+
+    Example::
+
+        cat = Catalog("sqlite:///.tarmac/catalog.db")
+        page = cat.list_runs(limit=100)
+        more = cat.list_runs(limit=100, cursor=page.next_cursor)
+    """
+
+    def __init__(self, url: str, *, migrate: bool = True) -> None:
+        self.url = url
+        self.engine: Engine = make_engine(url)
+        if migrate:
+            upgrade(self.engine)
+
+    @property
+    def dialect(self) -> str:
+        return self.engine.dialect.name
+
+    def close(self) -> None:
+        self.engine.dispose()
+
+    @contextmanager
+    def write(self) -> Iterator[Connection]:
+        """A serialized write transaction (used by the ledger, the catalog's only writer)."""
+        with write_transaction(self.engine) as conn:
+            yield conn
+
+    # -- datasets --------------------------------------------------------------------------
+
+    def get_dataset(self, name: str) -> Dataset | None:
+        with self.engine.connect() as conn:
+            row = conn.execute(select(t.datasets).where(t.datasets.c.name == name)).first()
+        return _dataset(row) if row else None
+
+    def list_datasets(self, *, limit: int = 100, cursor: str | None = None) -> Page[Dataset]:
+        q = select(t.datasets).order_by(t.datasets.c.name).limit(_limit(limit) + 1)
+        if cursor:
+            (after,) = decode_cursor(cursor, 1)
+            q = q.where(t.datasets.c.name > after)
+        with self.engine.connect() as conn:
+            rows = conn.execute(q).all()
+        items = [_dataset(r) for r in rows[:limit]]
+        nxt = encode_cursor(items[-1].name) if len(rows) > limit else None
+        return Page(items, nxt)
+
+    # -- runs ------------------------------------------------------------------------------
+
+    def get_run(self, run_id: str) -> Run | None:
+        with self.engine.connect() as conn:
+            row = conn.execute(select(t.runs).where(t.runs.c.id == run_id)).first()
+            if row is None:
+                return None
+            edges = _edges_for(conn, [run_id])
+        return _run(row, edges.get(run_id, []))
+
+    def list_runs(
+        self,
+        *,
+        job: str | None = None,
+        status: str | None = None,
+        limit: int = 100,
+        cursor: str | None = None,
+    ) -> Page[Run]:
+        """Runs, newest first."""
+        r = t.runs.c
+        q = select(t.runs).order_by(r.started_at.desc(), r.id.desc()).limit(_limit(limit) + 1)
+        if job:
+            q = q.where(r.job == job)
+        if status:
+            q = q.where(r.status == status)
+        if cursor:
+            started, rid = decode_cursor(cursor, 2)
+            q = q.where(or_(r.started_at < started, and_(r.started_at == started, r.id < rid)))
+        with self.engine.connect() as conn:
+            rows = conn.execute(q).all()[: limit + 1]
+            edges = _edges_for(conn, [row.id for row in rows[:limit]])
+        items = [_run(row, edges.get(row.id, [])) for row in rows[:limit]]
+        nxt = None
+        if len(rows) > limit:
+            last = rows[limit - 1]
+            nxt = encode_cursor(last.started_at, last.id)
+        return Page(items, nxt)
+
+    def runs_touching(self, dataset: str, role: str) -> list[str]:
+        """Ids of the runs that read (``role='input'``) or wrote (``'output'``) a dataset."""
+        e = t.lineage_edges.c
+        q = select(e.run_id).where(e.dataset == dataset, e.role == role).distinct()
+        with self.engine.connect() as conn:
+            return [row.run_id for row in conn.execute(q)]
+
+    def get_runs(self, run_ids: list[str]) -> list[Run]:
+        """Several runs with their edges, in two queries."""
+        if not run_ids:
+            return []
+        with self.engine.connect() as conn:
+            rows = conn.execute(select(t.runs).where(t.runs.c.id.in_(run_ids))).all()
+            edges = _edges_for(conn, run_ids)
+        return [_run(row, edges.get(row.id, [])) for row in rows]
+
+    # -- audit -----------------------------------------------------------------------------
+
+    def list_audit(
+        self,
+        *,
+        since_us: int | None = None,
+        actor: str | None = None,
+        target: str | None = None,
+        action: str | None = None,
+        limit: int = 100,
+        cursor: str | None = None,
+        newest_first: bool = True,
+    ) -> Page[AuditRecord]:
+        a = t.audit_log.c
+        order = a.seq.desc() if newest_first else a.seq.asc()
+        q = select(t.audit_log).order_by(order).limit(_limit(limit) + 1)
+        if since_us is not None:
+            q = q.where(a.time >= since_us)
+        if actor:
+            q = q.where(a.actor == actor)
+        if target:
+            q = q.where(a.target == target)
+        if action:
+            q = q.where(a.action == action)
+        if cursor:
+            (after,) = decode_cursor(cursor, 1)
+            q = q.where(a.seq < after if newest_first else a.seq > after)
+        with self.engine.connect() as conn:
+            rows = conn.execute(q).all()
+        items = [AuditRecord(*row) for row in rows[:limit]]
+        nxt = encode_cursor(items[-1].seq) if len(rows) > limit else None
+        return Page(items, nxt)
+
+    def iter_audit(self, *, batch: int = 5000) -> Iterator[AuditRecord]:
+        """Every audit record in sequence order, streamed in batches (for verification)."""
+        a = t.audit_log.c
+        after = -1
+        with self.engine.connect() as conn:
+            while True:
+                rows = conn.execute(
+                    select(t.audit_log).where(a.seq > after).order_by(a.seq).limit(batch)
+                ).all()
+                if not rows:
+                    return
+                for row in rows:
+                    yield AuditRecord(*row)
+                after = rows[-1].seq
+
+    def count(self, table: str) -> int:
+        """Rows in one catalog table (for reports and tests)."""
+        tbl = t.metadata.tables[table]
+        with self.engine.connect() as conn:
+            return int(conn.execute(select(func.count()).select_from(tbl)).scalar_one())
+
+
+# -- write functions (called by the ledger inside Catalog.write()) ------------------------------
+
+
+def insert_run(conn: Connection, **values: Any) -> None:
+    values["params"] = json.dumps(values.get("params") or {}, sort_keys=True, default=str)
+    conn.execute(insert(t.runs).values(**values))
+
+
+def finish_run(conn: Connection, run_id: str, *, status: str, ended_at: int,
+               error: str | None = None) -> None:
+    conn.execute(
+        update(t.runs).where(t.runs.c.id == run_id).values(status=status, ended_at=ended_at,
+                                                          error=error)
+    )
+
+
+def running_runs(conn: Connection, host: str) -> list[tuple[str, int]]:
+    """(run id, pid) of runs on this host still marked running."""
+    r = t.runs.c
+    q = select(r.id, r.pid).where(r.status == "running", r.host == host)
+    return [(row.id, row.pid) for row in conn.execute(q)]
+
+
+def add_edge(conn: Connection, run_id: str, role: str, dataset: str, version: int | None) -> None:
+    e = t.lineage_edges.c
+    exists = conn.execute(
+        select(e.id).where(e.run_id == run_id, e.role == role, e.dataset == dataset,
+                           e.version == version if version is not None else e.version.is_(None))
+    ).first()
+    if exists is None:
+        conn.execute(insert(t.lineage_edges).values(run_id=run_id, role=role, dataset=dataset,
+                                                    version=version))
+
+
+def upsert_dataset(conn: Connection, *, name: str, values: dict[str, Any]) -> None:
+    """Create or update a dataset's entry; ``columns`` and ``tags`` are stored as JSON."""
+    values = dict(values)
+    if "columns" in values:
+        values["columns"] = json.dumps([c if isinstance(c, dict) else {
+            "name": c.name, "type": c.type, "nullable": c.nullable, "tags": list(c.tags)}
+            for c in values["columns"]])
+    if "tags" in values:
+        values["tags"] = json.dumps(sorted(set(values["tags"])))
+    found = conn.execute(select(t.datasets.c.name).where(t.datasets.c.name == name)).first()
+    if found:
+        values.pop("created_at", None)
+        values.pop("owner", None) if values.get("owner") is None else None
+        conn.execute(update(t.datasets).where(t.datasets.c.name == name).values(**values))
+    else:
+        values.setdefault("tags", "[]")
+        values.setdefault("columns", "[]")
+        conn.execute(insert(t.datasets).values(name=name, **values))
+
+
+def delete_dataset(conn: Connection, name: str) -> None:
+    conn.execute(t.datasets.delete().where(t.datasets.c.name == name))
+
+
+def audit_head(conn: Connection) -> tuple[int, str] | None:
+    """The last (seq, hash) of the chain; call inside a write transaction."""
+    a = t.audit_log.c
+    row = conn.execute(select(a.seq, a.hash).order_by(a.seq.desc()).limit(1)).first()
+    return (row.seq, row.hash) if row else None
+
+
+def insert_audit(conn: Connection, record: AuditRecord) -> None:
+    conn.execute(insert(t.audit_log).values(
+        seq=record.seq, time=record.time_us, actor=record.actor, action=record.action,
+        target=record.target, details=record.details, prev_hash=record.prev_hash,
+        hash=record.hash))
+
+
+# -- row mapping --------------------------------------------------------------------------------
+
+
+def _edges_for(conn: Connection, run_ids: list[str]) -> dict[str, list[Any]]:
+    out: dict[str, list[Any]] = {}
+    if not run_ids:
+        return out
+    e = t.lineage_edges.c
+    q = select(e.run_id, e.role, e.dataset, e.version).where(e.run_id.in_(run_ids)).order_by(e.id)
+    for row in conn.execute(q):
+        out.setdefault(row.run_id, []).append(row)
+    return out
+
+
+def _run(row: Any, edges: list[Any]) -> Run:
+    return Run(
+        id=row.id, job=row.job, status=row.status, actor=row.actor,
+        started_at=to_datetime(row.started_at),  # type: ignore[arg-type]
+        ended_at=to_datetime(row.ended_at), error=row.error, params=json.loads(row.params),
+        host=row.host, pid=row.pid,
+        inputs=tuple(DatasetVersion(e.dataset, e.version) for e in edges if e.role == "input"),
+        outputs=tuple(DatasetVersion(e.dataset, e.version) for e in edges if e.role == "output"),
+    )
+
+
+def _dataset(row: Any) -> Dataset:
+    cols = tuple(Column(c["name"], c["type"], c.get("nullable", True), tuple(c.get("tags", ())))
+                 for c in json.loads(row.columns))
+    return Dataset(
+        name=row.name, uri=row.uri, owner=row.owner, version=row.version, rows=row.rows,
+        bytes=row.bytes, files=row.files,
+        created_at=to_datetime(row.created_at),  # type: ignore[arg-type]
+        updated_at=to_datetime(row.updated_at),  # type: ignore[arg-type]
+        description=row.description, tags=tuple(json.loads(row.tags)), columns=cols,
+        last_run_id=row.last_run_id, last_actor=row.last_actor,
+    )

@@ -1,0 +1,83 @@
+"""The ``tarmac`` command: one verb per job, a thin layer over the SDK.
+
+Exit codes: 0 ok, 1 a check failed, 2 usage or configuration error. User errors print one
+clear line (and a hint); ``TARMAC_DEBUG=1`` shows the traceback.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any
+
+import typer
+from typer.core import TyperGroup
+
+from tarmac.cli._output import err_console
+from tarmac.errors import TarmacError
+
+
+class _Group(TyperGroup):
+    """Turns ``TarmacError`` (and surprises) into one line and an exit code."""
+
+    def invoke(self, ctx: typer.Context) -> Any:
+        try:
+            return super().invoke(ctx)
+        except TarmacError as exc:
+            if os.environ.get("TARMAC_DEBUG"):
+                raise
+            err_console.print(f"[bold red]error:[/bold red] {exc.message}", markup=True,
+                              soft_wrap=True)
+            if exc.hint:
+                err_console.print(f"  [dim]hint: {exc.hint}[/dim]", soft_wrap=True)
+            raise typer.Exit(exc.exit_code) from None
+        except (typer.Exit, typer.Abort, typer.TyperException):
+            raise
+        except Exception as exc:  # a bug: say so plainly, keep the trace behind a flag
+            if os.environ.get("TARMAC_DEBUG"):
+                raise
+            err_console.print(f"[bold red]internal error:[/bold red] {type(exc).__name__}: {exc}",
+                              soft_wrap=True)
+            err_console.print("  [dim]rerun with TARMAC_DEBUG=1 to see the traceback[/dim]")
+            raise typer.Exit(1) from None
+
+
+app = typer.Typer(
+    cls=_Group,
+    name="tarmac",
+    help="Tarmac: take ML models from prototype to production.",
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+    rich_markup_mode="rich",
+    context_settings={"help_option_names": ["-h", "--help"]},
+)
+
+
+@app.callback()
+def _root(
+    ctx: typer.Context,
+    project: Path | None = typer.Option(
+        None, "--project", "-p", envvar="TARMAC_PROJECT",
+        help="Project folder (default: the nearest folder with tarmac.yaml).",
+        file_okay=False, dir_okay=True),
+) -> None:
+    ctx.obj = {"project": project}
+
+
+def open_project(ctx: typer.Context) -> Any:
+    """The project named by --project (opened once per command)."""
+    import tarmac
+
+    obj = ctx.find_root().obj or {}
+    if "opened" not in obj:
+        obj["opened"] = tarmac.open(obj.get("project"))
+        ctx.find_root().call_on_close(obj["opened"].close)
+    return obj["opened"]
+
+
+from tarmac.cli import _governance, _lake, _project  # noqa: E402,F401  (registers commands)
+
+
+def main() -> None:
+    """Console-script entry point."""
+    app()

@@ -1,0 +1,154 @@
+"""Governance commands: lineage, audit log / verify, runs."""
+
+from __future__ import annotations
+
+import re
+from datetime import UTC, datetime, timedelta
+
+import typer
+from rich.tree import Tree
+
+from tarmac.catalog import now_us
+from tarmac.cli import app, open_project
+from tarmac.cli._output import age, console, emit, print_json
+from tarmac.cli._lake import JSON
+from tarmac.errors import UsageError
+from tarmac.ledger import LineageNode
+
+audit_app = typer.Typer(help="The tamper-evident audit trail.", no_args_is_help=True)
+app.add_typer(audit_app, name="audit")
+
+
+@app.command()
+def lineage(
+    ctx: typer.Context,
+    table: str = typer.Argument(..., help="Lake table."),
+    upstream: bool = typer.Option(True, "--upstream/--downstream",
+                                  help="What fed the table (default), or what it feeds."),
+    depth: int = typer.Option(5, "--depth", help="How many hops of runs to follow."),
+    as_json: bool = JSON,
+    openlineage: bool = typer.Option(False, "--openlineage",
+                                     help="Print the runs as OpenLineage run events (JSON)."),
+) -> None:
+    """Where a table came from, or where it goes: runs and table versions as a tree."""
+    p = open_project(ctx)
+    if openlineage:
+        print_json(p.openlineage(table))
+        return
+    if not p.lake.exists(table):
+        raise UsageError(f"no lake table named '{table}' (tables: "
+                         f"{', '.join(p.lake.tables()) or 'none yet'})")
+    node = p.lineage(table, direction="upstream" if upstream else "downstream", depth=depth)
+    if as_json:
+        print_json(node.to_dict())
+        return
+    arrow = "⟵ fed by" if upstream else "⟶ feeds"
+    tree = Tree(f"[bold]{table}[/bold]@{node.version}  [dim]{arrow}[/dim]")
+    _draw(tree, node)
+    if not node.children:
+        tree.add("[dim](no recorded runs)[/dim]")
+    console.print(tree)
+
+
+def _draw(tree: Tree, node: LineageNode) -> None:
+    for child in node.children:
+        if child.kind == "run":
+            run = child.run
+            assert run is not None
+            colour = {"succeeded": "green", "failed": "red"}.get(run.status, "yellow")
+            label = (f"[cyan]run[/cyan] {child.name} [{colour}]{run.status}[/{colour}] "
+                     f"[dim]{run.id[:8]} by {run.actor}, {age(run.started_at)}[/dim]")
+            if child.repeated:
+                label += " [dim](shown above)[/dim]"
+        else:
+            label = f"[bold]{child.name}[/bold]@{child.version}"
+        _draw(tree.add(label), child)
+
+
+@app.command()
+def runs(
+    ctx: typer.Context,
+    job: str | None = typer.Option(None, "--job", help="Only runs of this job."),
+    status: str | None = typer.Option(None, "--status", help="running, succeeded or failed."),
+    limit: int = typer.Option(20, "--limit", "-n", help="Newest runs to show."),
+    as_json: bool = JSON,
+) -> None:
+    """Recorded runs: job, status, actor, inputs and outputs, duration."""
+    p = open_project(ctx)
+    rows = [r.to_dict() for r in p.ledger.runs(job=job, status=status, limit=limit)]
+    emit(rows, [("id", "run"), ("job", "job"), ("status", "status"), ("actor", "actor"),
+                ("started_at", "started"), ("duration_s", "seconds"), ("inputs", "inputs"),
+                ("outputs", "outputs"), ("error", "error")], as_json=as_json, empty="no runs yet")
+
+
+@audit_app.command("log")
+def audit_log(
+    ctx: typer.Context,
+    since: str | None = typer.Option(None, "--since",
+                                     help="Only records this recent: 30m, 1h, 7d or a time."),
+    actor: str | None = typer.Option(None, "--actor", help="Only this actor's records."),
+    target: str | None = typer.Option(None, "--target", help="Only records about this target."),
+    action: str | None = typer.Option(None, "--action", help="Only this action, e.g. lake.merge."),
+    limit: int = typer.Option(50, "--limit", "-n", help="Newest records to show."),
+    as_json: bool = JSON,
+) -> None:
+    """Who changed what, newest first."""
+    p = open_project(ctx)
+    since_us = _since(since) if since else None
+    page = p.ledger.audit(since_us=since_us, actor=actor, target=target, action=action,
+                          limit=limit)
+    rows = [r.to_dict() for r in page.items]
+    if not as_json:
+        for r, rec in zip(rows, page.items, strict=True):
+            r["time"] = rec.time
+            r["details"] = ", ".join(f"{k}={v}" for k, v in r["details"].items() if k != "run_id")
+            r["hash"] = rec.hash[:12]
+    emit(rows, [("seq", "#"), ("time", "time"), ("actor", "actor"), ("action", "action"),
+                ("target", "target"), ("details", "details"), ("hash", "hash")],
+         as_json=as_json, empty="no audit records match")
+
+
+@audit_app.command("verify")
+def audit_verify(
+    ctx: typer.Context,
+    anchor: str | None = typer.Option(
+        None, "--anchor", help="SEQ:HASH published earlier; also proves no record after it was "
+                               "cut from the end."),
+    as_json: bool = JSON,
+) -> None:
+    """Check the audit hash chain: exit 0 if intact, 1 naming the first bad record."""
+    p = open_project(ctx)
+    pin = None
+    if anchor:
+        seq, _, digest = anchor.partition(":")
+        if not seq.isdigit() or len(digest) != 64:
+            raise UsageError(f"--anchor {anchor!r}: expected SEQ:HASH (a 64-hex-digit hash)")
+        pin = (int(seq), digest.lower())
+    result = p.ledger.verify(anchor=pin)
+    if as_json:
+        print_json(result.to_dict())
+    elif result.ok:
+        head = f"{result.head_seq}:{result.head_hash}" if result.head_seq else "(empty)"
+        console.print(f"[green]ok[/green]: {result.records:,} audit record(s), chain intact. "
+                      f"Head {head}")
+    else:
+        console.print(f"[bold red]TAMPERED[/bold red]: {result.problem}")
+    raise typer.Exit(0 if result.ok else 1)
+
+
+_RELATIVE = re.compile(r"^(\d+)\s*([smhdw])$")
+
+
+def _since(value: str) -> int:
+    m = _RELATIVE.match(value.strip())
+    if m:
+        n, unit = int(m.group(1)), m.group(2)
+        seconds = n * {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800}[unit]
+        return now_us() - seconds * 1_000_000
+    try:
+        when = datetime.fromisoformat(value.strip().replace("Z", "+00:00"))
+    except ValueError:
+        raise UsageError(f"--since {value!r}: expected e.g. 30m, 1h, 7d or "
+                         "2026-01-31T12:00:00Z") from None
+    when = when if when.tzinfo else when.replace(tzinfo=UTC)
+    return int((when - datetime(1970, 1, 1, tzinfo=UTC)) / timedelta(microseconds=1))

@@ -1,0 +1,115 @@
+"""Lake commands: tables, sql, history, compact, vacuum."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import typer
+
+from tarmac.cli import app, open_project
+from tarmac.cli._output import console, emit, human, print_json, size
+from tarmac.errors import UsageError
+
+JSON = typer.Option(False, "--json", help="Print a JSON array of objects instead of a table.")
+
+
+@app.command()
+def tables(ctx: typer.Context, as_json: bool = JSON) -> None:
+    """Lake tables: name, version, rows, size, last write, owner, tags."""
+    p = open_project(ctx)
+    rows, cursor = [], None
+    while True:
+        page = p.catalog.list_datasets(limit=1000, cursor=cursor)
+        rows += [d.to_dict() | {"size": size(d.bytes), "last_write": d.updated_at}
+                 for d in page.items]
+        if not (cursor := page.next_cursor):
+            break
+    if as_json:
+        for r in rows:
+            r.pop("size")
+            r["last_write"] = r["last_write"].isoformat()
+    emit(rows, [("name", "table"), ("version", "version"), ("rows", "rows"), ("size", "size"),
+                ("last_write", "last write"), ("last_actor", "by"), ("owner", "owner"),
+                ("tags", "tags")],
+         as_json=as_json, empty="no tables yet: write one with p.lake.write(...) or run "
+                                "`tarmac demo`")
+
+
+@app.command()
+def sql(
+    ctx: typer.Context,
+    query: str = typer.Argument(..., help="DuckDB SQL; lake tables are referenced by name."),
+    as_of: list[str] = typer.Option(
+        [], "--as-of", help="Pin a table: TABLE=VERSION or TABLE=2026-01-31T12:00:00Z "
+                            "(repeatable)."),
+    as_json: bool = JSON,
+    max_rows: int = typer.Option(50, "--max-rows", help="Rows to show in the terminal table."),
+) -> None:
+    """Run SQL over lake tables (DuckDB, in process), optionally time-travelling per table."""
+    pins = _parse_pins(as_of)
+    p = open_project(ctx)
+    result = p.sql(query, as_of=pins)
+    rows = result.slice(0, None if as_json else max_rows).to_pylist()
+    if as_json:
+        print_json(rows)
+        return
+    emit(rows, [(c, c) for c in result.column_names], as_json=False, empty="(no rows)")
+    shown = min(len(result), max_rows)
+    note = f" (showing {shown})" if shown < len(result) else ""
+    console.print(f"[dim]{len(result):,} row(s){note}[/dim]")
+
+
+def _parse_pins(values: list[str]) -> dict[str, Any]:
+    pins: dict[str, Any] = {}
+    for value in values:
+        table, sep, at = value.partition("=")
+        if not sep or not table or not at:
+            raise UsageError(f"--as-of {value!r}: expected TABLE=VERSION or TABLE=TIMESTAMP")
+        pins[table.strip()] = int(at) if at.strip().isdigit() else at.strip().replace("Z",
+                                                                                      "+00:00")
+    return pins
+
+
+@app.command()
+def history(
+    ctx: typer.Context,
+    table: str = typer.Argument(..., help="Lake table."),
+    limit: int = typer.Option(20, "--limit", "-n", help="Newest versions to show."),
+    as_json: bool = JSON,
+) -> None:
+    """A table's Delta versions: time, operation, rows added/removed, run id, actor."""
+    p = open_project(ctx)
+    rows = p.lake.history(table, limit=limit)
+    if as_json:
+        for r in rows:
+            r["time"] = r["time"].isoformat()
+    emit(rows, [("version", "version"), ("time", "time"), ("operation", "operation"),
+                ("rows_added", "+rows"), ("rows_removed", "-rows"), ("run_id", "run"),
+                ("actor", "actor")], as_json=as_json, title=None if as_json else f"{table}")
+
+
+@app.command()
+def compact(
+    ctx: typer.Context,
+    table: str = typer.Argument(..., help="Lake table."),
+    z_order: list[str] = typer.Option([], "--z-order", help="Cluster by these columns."),
+) -> None:
+    """Rewrite a table's small files into large ones (the data does not change)."""
+    p = open_project(ctx)
+    m = p.lake.compact(table, z_order=z_order or None)
+    console.print(f"{table}: {human(m.get('numFilesRemoved', 0))} file(s) rewritten into "
+                  f"{human(m.get('numFilesAdded', 0))}")
+
+
+@app.command()
+def vacuum(
+    ctx: typer.Context,
+    table: str = typer.Argument(..., help="Lake table."),
+    retain: str = typer.Option("7d", "--retain", help="Keep files needed by versions this recent."),
+    dry_run: bool = typer.Option(False, "--dry-run", help="List what would be deleted."),
+) -> None:
+    """Delete data files no version within the retention window needs."""
+    p = open_project(ctx)
+    removed = p.lake.vacuum(table, retain=retain, dry_run=dry_run)
+    verb = "would delete" if dry_run else "deleted"
+    console.print(f"{table}: {verb} {len(removed):,} file(s) older than the {retain} window")

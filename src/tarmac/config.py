@@ -1,0 +1,182 @@
+"""The project file, ``tarmac.yaml``: parsed, interpolated and validated.
+
+Every backend is chosen by a URL; which schemes exist is one table (``BACKENDS``), so adding a
+backend is adding a row. A bad file raises ``ConfigError`` naming the file, the key path, the bad
+value and what was expected. Secrets come in through ``${ENV}`` and are never echoed back:
+``redact`` masks them wherever a URL is shown or audited.
+
+Example::
+
+    cfg = load_config(Path("tarmac.yaml"))
+    cfg.catalog_url          # 'sqlite:////abs/path/.tarmac/catalog.db'
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlsplit, urlunsplit
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+
+from tarmac.errors import ConfigError
+
+CONFIG_FILE = "tarmac.yaml"
+
+#: concern -> {scheme: what it is}. ``""`` is a bare local path.
+BACKENDS: dict[str, dict[str, str]] = {
+    "lake": {
+        "": "a local folder",
+        "file": "a local folder",
+        "s3": "an S3-compatible object store",
+        "gs": "Google Cloud Storage",
+        "az": "Azure Blob Storage",
+        "abfss": "Azure Data Lake Storage",
+    },
+    "catalog": {"sqlite": "SQLite file", "postgresql": "PostgreSQL"},
+    "online_store": {"sqlite": "SQLite file", "redis": "Redis"},
+    "streams": {"embedded": "embedded durable log", "kafka": "Apache Kafka", "redis": "Redis Streams"},
+    "compute": {"local": "local processes", "ray": "Ray cluster"},
+}
+
+_ENV_PATTERN = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\}")
+_NAME_PATTERN = r"^[A-Za-z][A-Za-z0-9_.-]{0,62}$"
+
+
+class ProjectConfig(BaseModel):
+    """The validated contents of ``tarmac.yaml``; URLs are absolute after ``load_config``."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    name: str = Field(pattern=_NAME_PATTERN)
+    lake: str = "./lake"
+    catalog: str = "sqlite:///.tarmac/catalog.db"
+    online_store: str = "sqlite:///.tarmac/online.db"
+    streams: str = "embedded"
+    compute: str = "local"
+    owner: str | None = None
+    sources: dict[str, dict[str, Any]] = Field(default_factory=dict)
+
+    @field_validator("lake", "catalog", "online_store", "streams", "compute")
+    @classmethod
+    def _known_scheme(cls, value: str, info: Any) -> str:
+        concern = info.field_name
+        scheme = url_scheme(value)
+        if scheme not in BACKENDS[concern]:
+            expected = ", ".join(f"{s}:// ({d})" if s else d for s, d in BACKENDS[concern].items())
+            raise ValueError(f"unknown backend scheme {scheme!r}; expected one of: {expected}")
+        return value
+
+
+def url_scheme(value: str) -> str:
+    """The backend scheme of a URL: ``postgresql+psycopg://`` -> ``postgresql``; a path -> ``''``."""
+    if "://" not in value:
+        return value if value in ("embedded", "local") else ""
+    return value.split("://", 1)[0].split("+", 1)[0].lower()
+
+
+def redact(url: str) -> str:
+    """The URL with any password replaced by ``***``, safe to print or audit."""
+    if "://" not in url:
+        return url
+    parts = urlsplit(url)
+    if parts.password is None:
+        return url
+    netloc = parts.netloc.rsplit("@", 1)[1]
+    user = parts.username or ""
+    return urlunsplit(parts._replace(netloc=f"{user}:***@{netloc}"))
+
+
+def interpolate(value: Any, *, path: str, file: Path) -> Any:
+    """Replace ``${VAR}`` / ``${VAR:-default}`` in every string, recursively.
+
+    A variable that is unset and has no default is a ``ConfigError`` naming the key path.
+    """
+    if isinstance(value, dict):
+        return {k: interpolate(v, path=f"{path}.{k}" if path else str(k), file=file)
+                for k, v in value.items()}
+    if isinstance(value, list):
+        return [interpolate(v, path=f"{path}[{i}]", file=file) for i, v in enumerate(value)]
+    if not isinstance(value, str):
+        return value
+
+    def substitute(match: re.Match[str]) -> str:
+        var, default = match.group(1), match.group(2)
+        if var in os.environ:
+            return os.environ[var]
+        if default is not None:
+            return default
+        raise ConfigError(
+            f"{file}: key '{path}' uses ${{{var}}} but the environment variable {var} is not set",
+            hint=f"export {var}=... or write ${{{var}:-default}}",
+        )
+
+    return _ENV_PATTERN.sub(substitute, value)
+
+
+def load_config(file: Path) -> ProjectConfig:
+    """Read, interpolate and validate a project file; relative paths become absolute."""
+    try:
+        text = file.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise ConfigError(
+            f"{file}: project file not found",
+            hint="run `tarmac init DIR` to create a project, or pass --project DIR",
+        ) from None
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ConfigError(f"{file}: cannot read the project file ({exc})") from None
+    try:
+        raw = yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
+        problem = getattr(exc, "problem", None) or str(exc)
+        raise ConfigError(f"{file}: malformed YAML{where}: {problem}") from None
+    if raw is None:
+        raise ConfigError(f"{file}: the project file is empty; expected at least `name: ...`")
+    if not isinstance(raw, dict):
+        raise ConfigError(
+            f"{file}: expected a mapping of keys (name, lake, catalog, ...) at the top level, "
+            f"got {type(raw).__name__}"
+        )
+    raw = interpolate(raw, path="", file=file)
+    try:
+        config = ProjectConfig.model_validate(raw)
+    except ValidationError as exc:
+        raise ConfigError(_describe(exc, file)) from None
+    return _absolute(config, file.parent.resolve())
+
+
+def _describe(exc: ValidationError, file: Path) -> str:
+    lines = []
+    for err in exc.errors():
+        key = ".".join(str(p) for p in err["loc"]) or "(top level)"
+        message = err["msg"].removeprefix("Value error, ")
+        if err["type"] == "extra_forbidden":
+            known = ", ".join(ProjectConfig.model_fields)
+            message = f"unknown key; expected one of: {known}"
+        elif err["type"] == "missing":
+            message = "required key is missing"
+        value = err.get("input")
+        shown = "" if err["type"] == "missing" or isinstance(value, dict) else (
+            f" (got {redact(value)!r})" if isinstance(value, str) else f" (got {value!r})")
+        lines.append(f"{file}: key '{key}'{shown}: {message}")
+    return "\n".join(lines)
+
+
+def _absolute(config: ProjectConfig, root: Path) -> ProjectConfig:
+    """Resolve relative lake paths and relative SQLite paths against the project folder."""
+    updates: dict[str, str] = {}
+    if url_scheme(config.lake) in ("", "file"):
+        path = Path(config.lake.removeprefix("file://"))
+        updates["lake"] = str(path if path.is_absolute() else (root / path).resolve())
+    for key in ("catalog", "online_store"):
+        url = getattr(config, key)
+        if url.startswith("sqlite:///") and not url.startswith("sqlite:////"):
+            rel = url.removeprefix("sqlite:///")
+            if rel and rel != ":memory:":
+                updates[key] = f"sqlite:///{(root / rel).resolve()}"
+    return config.model_copy(update=updates)

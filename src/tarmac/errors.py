@@ -1,0 +1,70 @@
+"""Error types: every failure a user can cause is one of these, with a message and a hint.
+
+The CLI turns a ``TarmacError`` into one clear line and an exit code; anything else is a bug
+and shows a traceback only when ``TARMAC_DEBUG=1``.
+"""
+
+from __future__ import annotations
+
+
+class TarmacError(Exception):
+    """Base of all user-facing errors.
+
+    ``exit_code`` follows the CLI convention: 1 a check failed, 2 usage or configuration error.
+    """
+
+    exit_code: int = 1
+
+    def __init__(self, message: str, *, hint: str | None = None) -> None:
+        super().__init__(message)
+        self.message = message
+        self.hint = hint
+
+    def __str__(self) -> str:
+        return self.message if not self.hint else f"{self.message}\n  hint: {self.hint}"
+
+
+class ConfigError(TarmacError):
+    """The project file or a backend URL is wrong: names the file, the key and what was expected."""
+
+    exit_code = 2
+
+
+class UsageError(TarmacError):
+    """A call was made with arguments that cannot work (unknown table, bad option value...)."""
+
+    exit_code = 2
+
+
+class BackendUnavailableError(TarmacError):
+    """A server the project points at (PostgreSQL, Redis...) cannot be reached."""
+
+    exit_code = 2
+
+
+class TableNotFoundError(UsageError):
+    """A lake table that does not exist was named."""
+
+
+class VersionNotFoundError(UsageError):
+    """Time travel to a version or timestamp the table does not have."""
+
+
+class SchemaConflictError(TarmacError):
+    """Incoming data does not fit the table's schema; the table was left untouched."""
+
+
+class MergeKeyError(TarmacError):
+    """A merge was asked without keys, with unknown keys, or with duplicate keys in the data."""
+
+
+class WriteConflictError(TarmacError):
+    """Another writer committed to the same table first and retrying did not help."""
+
+
+class SqlError(UsageError):
+    """A SQL query failed: DuckDB's message plus what the lake holds."""
+
+
+class AuditChainError(TarmacError):
+    """The audit trail's hash chain is broken; names the first bad record."""

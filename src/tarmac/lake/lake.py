@@ -1,0 +1,404 @@
+"""The lake: Delta tables under one root, every change committed through the ledger.
+
+Each write is a Delta commit that carries the ledger's run id and actor in its commit metadata,
+followed by one catalog transaction that records the new version, the lineage edge and the audit
+record. A crash between the two leaves a valid table and a run the ledger marks failed.
+
+Example::
+
+    p.lake.write("customers", df, mode="merge", keys=["customer_id"])
+    p.lake.read("customers", version=0, columns=["customer_id", "region"])
+    p.lake.history("customers")[0]["operation"]        # 'MERGE'
+"""
+
+from __future__ import annotations
+
+import random
+import re
+import time
+import uuid
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from typing import Any, Literal
+
+import pyarrow as pa
+import pyarrow.compute as pc
+import pyarrow.dataset as pads
+from deltalake import CommitProperties, DeltaTable, write_deltalake
+from deltalake.exceptions import CommitFailedError, DeltaError, TableNotFoundError
+
+from tarmac.catalog import Column, DatasetVersion, now_us
+from tarmac.catalog import store as cat
+from tarmac.errors import (
+    MergeKeyError,
+    TableNotFoundError as NoSuchTable,
+    UsageError,
+    VersionNotFoundError,
+    WriteConflictError,
+)
+from tarmac.lake._arrow import (
+    conform,
+    duplicate_keys,
+    keep_last,
+    plan_schema,
+    to_arrow,
+)
+from tarmac.ledger import ActiveRun, Ledger
+
+WriteMode = Literal["append", "overwrite", "merge"]
+OnDuplicate = Literal["error", "last", "first"]
+NAME = re.compile(r"^[a-z_][a-z0-9_]{0,62}$")
+RUN_KEY, ACTOR_KEY, WRITE_KEY = "tarmac.run_id", "tarmac.actor", "tarmac.write_id"
+MAX_ATTEMPTS = 5
+
+
+@dataclass(frozen=True)
+class WriteResult:
+    """What a write did: the new version and row counts from the Delta commit's metrics."""
+
+    table: str
+    version: int
+    operation: str
+    rows_added: int
+    rows_updated: int
+    rows_deleted: int
+    run_id: str
+    new_columns: tuple[str, ...] = ()
+
+
+class Lake:
+    """Delta tables in a folder or bucket, named ``[a-z_][a-z0-9_]*``."""
+
+    def __init__(self, root: str, ledger: Ledger, *, storage_options: dict[str, str] | None = None,
+                 owner: str | None = None) -> None:
+        self.root = root.rstrip("/")
+        self.ledger = ledger
+        self.storage_options = storage_options
+        self.default_owner = owner
+
+    @property
+    def is_local(self) -> bool:
+        return "://" not in self.root or self.root.startswith("file://")
+
+    def uri(self, name: str) -> str:
+        return f"{self.root}/{_check_name(name)}"
+
+    # -- reading -----------------------------------------------------------------------------
+
+    def exists(self, name: str) -> bool:
+        return DeltaTable.is_deltatable(self.uri(name), storage_options=self.storage_options)
+
+    def tables(self) -> list[str]:
+        """Names of the tables the catalog knows, sorted."""
+        names, cursor = [], None
+        while True:
+            page = self.ledger.catalog.list_datasets(limit=1000, cursor=cursor)
+            names += [d.name for d in page.items]
+            if not (cursor := page.next_cursor):
+                return names
+
+    def table(self, name: str, *, version: int | None = None,
+              as_of: datetime | str | None = None) -> DeltaTable:
+        """The Delta table, optionally at a version or as it was at a time."""
+        try:
+            dt = DeltaTable(self.uri(name), storage_options=self.storage_options)
+        except TableNotFoundError:
+            known = ", ".join(self.tables()) or "none yet"
+            raise NoSuchTable(f"no lake table named '{name}' (tables: {known})") from None
+        if version is not None and as_of is not None:
+            raise UsageError("give either version or as_of, not both")
+        if version is not None:
+            latest = dt.version()
+            if not 0 <= version <= latest:
+                raise VersionNotFoundError(
+                    f"table '{name}' has versions 0 to {latest}; version {version} does not exist")
+            if version != latest:
+                dt.load_as_version(version)
+        elif as_of is not None:
+            when = _parse_time(as_of)
+            first = _first_commit_time(dt)
+            if first is not None and when < first:
+                raise VersionNotFoundError(
+                    f"table '{name}' did not exist at {when.isoformat()}: its first version was "
+                    f"written at {first.isoformat()}")
+            dt.load_as_version(when)
+        return dt
+
+    def scan(self, name: str, *, version: int | None = None,
+             as_of: datetime | str | None = None) -> pads.Dataset:
+        """A lazy Arrow dataset over one version: filters and projections push down to files."""
+        dt = self.table(name, version=version, as_of=as_of)
+        self._note_input(name, dt.version())
+        return dt.to_pyarrow_dataset()
+
+    def read(self, name: str, *, version: int | None = None, as_of: datetime | str | None = None,
+             columns: list[str] | None = None, filter: str | pc.Expression | None = None,
+             ) -> pa.Table:
+        """Read a table (at a version or time) into Arrow; ``filter`` is SQL text or an Arrow
+        expression, applied at the files."""
+        if isinstance(filter, str):
+            from tarmac.lake.sql import query
+
+            cols = ", ".join(f'"{c}"' for c in columns) if columns else "*"
+            pin = {name: version if version is not None else as_of} \
+                if (version is not None or as_of is not None) else None
+            return query(self, f'SELECT {cols} FROM "{name}" WHERE {filter}', as_of=pin)
+        dataset = self.scan(name, version=version, as_of=as_of)
+        if columns:
+            unknown = [c for c in columns if c not in dataset.schema.names]
+            if unknown:
+                raise UsageError(f"table '{name}' has no column(s) {', '.join(unknown)}; "
+                                 f"columns: {', '.join(dataset.schema.names)}")
+        return dataset.to_table(columns=columns, filter=filter)
+
+    def history(self, name: str, *, limit: int | None = None) -> list[dict[str, Any]]:
+        """Versions newest first: time, operation, rows added/removed, run id, actor."""
+        out = []
+        for h in self.table(name).history(limit):
+            metrics = h.get("operationMetrics") or {}
+            out.append({
+                "version": h["version"],
+                "time": datetime.fromtimestamp(h["timestamp"] / 1000, UTC),
+                "operation": h.get("operation"),
+                "rows_added": _rows_added(metrics),
+                "rows_removed": _rows_removed(metrics),
+                "run_id": h.get(RUN_KEY),
+                "actor": h.get(ACTOR_KEY),
+                "parameters": h.get("operationParameters") or {},
+            })
+        return out
+
+    def version(self, name: str) -> int:
+        return self.table(name).version()
+
+    # -- writing -----------------------------------------------------------------------------
+
+    def write(self, name: str, data: Any, *, mode: WriteMode = "append",
+              keys: list[str] | None = None, on_duplicate: OnDuplicate = "error",
+              replace_schema: bool = False, description: str | None = None) -> WriteResult:
+        """Append, overwrite, or merge (upsert by ``keys``) data into a table.
+
+        New nullable columns merge into the schema; an incompatible type change is refused
+        and the table is left as it was. A merge refuses duplicate keys in the incoming data
+        unless ``on_duplicate`` says which occurrence wins (``"last"`` or ``"first"``).
+        """
+        if mode not in ("append", "overwrite", "merge"):
+            raise UsageError(f"unknown write mode {mode!r}: expected append, overwrite or merge")
+        if mode != "merge" and keys:
+            raise UsageError(f"keys are only used by mode='merge', not mode={mode!r}")
+        source = to_arrow(data)
+        uri = self.uri(name)
+        with self.ledger.ensure_run(f"lake.{mode}", params={"table": name}) as run:
+            for attempt in range(1, MAX_ATTEMPTS + 1):
+                try:
+                    return self._write_once(name, uri, source, mode, keys, on_duplicate,
+                                            replace_schema, description, run)
+                except CommitFailedError as exc:
+                    if isinstance(source, pa.RecordBatchReader) or attempt == MAX_ATTEMPTS:
+                        raise WriteConflictError(
+                            f"another writer committed to '{name}' at the same time and the "
+                            f"{mode} could not be retried ({exc}); the table was not changed by "
+                            "this write", hint="retry the write") from None
+                    time.sleep(random.uniform(0.05, 0.2) * attempt)
+        raise AssertionError("unreachable")  # pragma: no cover
+
+    def _write_once(self, name: str, uri: str, source: Any, mode: WriteMode,
+                    keys: list[str] | None, on_duplicate: OnDuplicate, replace_schema: bool,
+                    description: str | None, run: ActiveRun) -> WriteResult:
+        existing = self._open_or_none(uri)
+        current = pa.schema(existing.schema().to_arrow()) if existing else None
+        target, new_cols = plan_schema(name, current, source.schema,
+                                       replace=replace_schema and mode == "overwrite")
+        data = conform(source, target)
+        token = str(uuid.uuid4())
+        props = self._props(run, token)
+        if mode == "merge":
+            data = _merge_source(name, data, keys, on_duplicate, target)
+            if existing is None:
+                write_deltalake(uri, data, mode="append", name=name, description=description,
+                                commit_properties=props, storage_options=self.storage_options)
+            else:
+                predicate = " AND ".join(f't."{k}" = s."{k}"' for k in keys or [])
+                (existing.merge(data, predicate=predicate, source_alias="s", target_alias="t",
+                                merge_schema=bool(new_cols), commit_properties=props)
+                 .when_matched_update_all().when_not_matched_insert_all().execute())
+        else:
+            schema_mode = "overwrite" if (replace_schema and mode == "overwrite") else (
+                "merge" if new_cols else None)
+            write_deltalake(uri, data, mode=mode, schema_mode=schema_mode, name=name,
+                            description=description, commit_properties=props,
+                            storage_options=self.storage_options)
+        return self._record(name, uri, token, run, new_cols)
+
+    def delete(self, name: str, predicate: str) -> WriteResult:
+        """Delete the rows matching a SQL predicate, e.g. ``"region = 'North'"``."""
+        if not predicate or not predicate.strip():
+            raise UsageError("delete needs a predicate; to empty a table, overwrite it")
+        dt = self.table(name)
+        with self.ledger.ensure_run("lake.delete", params={"table": name}) as run:
+            token = str(uuid.uuid4())
+            before = dt.version()
+            try:
+                dt.delete(predicate, commit_properties=self._props(run, token))
+            except DeltaError as exc:
+                raise UsageError(f"cannot delete from '{name}' where {predicate}: "
+                                 f"{_first_line(exc)}") from None
+            if self.table(name).version() == before:  # nothing matched: no new version
+                return WriteResult(name, before, "DELETE", 0, 0, 0, run.id)
+            return self._record(name, self.uri(name), token, run, [])
+
+    def compact(self, name: str, *, z_order: list[str] | None = None) -> dict[str, Any]:
+        """Rewrite small files into large ones (optionally Z-ordered); data is unchanged."""
+        dt = self.table(name)
+        with self.ledger.ensure_run("lake.compact", params={"table": name}) as run:
+            token = str(uuid.uuid4())
+            props = self._props(run, token)
+            metrics = (dt.optimize.z_order(z_order, commit_properties=props) if z_order
+                       else dt.optimize.compact(commit_properties=props))
+            if metrics.get("numFilesAdded", 0) or metrics.get("numFilesRemoved", 0):
+                self._record(name, self.uri(name), token, run, [])
+            return metrics
+
+    def vacuum(self, name: str, *, retain: str | timedelta = "7d",
+               dry_run: bool = False) -> list[str]:
+        """Delete files no version newer than ``retain`` needs; time travel past it ends."""
+        hours = _hours(retain)
+        dt = self.table(name)
+        removed = dt.vacuum(retention_hours=hours, dry_run=dry_run,
+                            enforce_retention_duration=False)
+        if not dry_run:
+            self.ledger.commit("lake.vacuum", name, {"retain_hours": hours,
+                                                     "files_removed": len(removed)})
+        return removed
+
+    # -- internals ---------------------------------------------------------------------------
+
+    def _props(self, run: ActiveRun, token: str) -> CommitProperties:
+        return CommitProperties(custom_metadata={RUN_KEY: run.id, ACTOR_KEY: run.actor,
+                                                 WRITE_KEY: token})
+
+    def _open_or_none(self, uri: str) -> DeltaTable | None:
+        try:
+            return DeltaTable(uri, storage_options=self.storage_options)
+        except TableNotFoundError:
+            return None
+
+    def _note_input(self, name: str, version: int) -> None:
+        run = self.ledger.current_run
+        if run is not None:
+            run.add_input(name, version)
+
+    def _record(self, name: str, uri: str, token: str, run: ActiveRun,
+                new_cols: list[str]) -> WriteResult:
+        """After the Delta commit: catalog entry, lineage edge and audit, in one transaction."""
+        dt = DeltaTable(uri, storage_options=self.storage_options)
+        entry = next((h for h in dt.history(50) if h.get(WRITE_KEY) == token), None) or \
+            next(h for h in dt.history() if h.get(WRITE_KEY) == token)
+        version, metrics = entry["version"], entry.get("operationMetrics") or {}
+        if version != dt.version():
+            dt.load_as_version(version)
+        actions = pa.table(dt.get_add_actions(flatten=True))
+        schema = pa.schema(dt.schema().to_arrow())
+        result = WriteResult(
+            table=name, version=version, operation=entry.get("operation", "WRITE"),
+            rows_added=_rows_added(metrics), rows_updated=int(
+                metrics.get("num_target_rows_updated", 0)),
+            rows_deleted=_rows_removed(metrics), run_id=run.id, new_columns=tuple(new_cols))
+        now = now_us()
+        values = {
+            "uri": uri, "owner": self.default_owner or run.actor, "version": version,
+            "rows": int(pc.sum(actions["num_records"]).as_py() or 0) if len(actions) else 0,
+            "bytes": int(pc.sum(actions["size_bytes"]).as_py() or 0) if len(actions) else 0,
+            "files": len(actions), "created_at": now, "updated_at": now, "last_run_id": run.id,
+            "last_actor": run.actor,
+            "columns": [Column(f.name, str(f.type), f.nullable) for f in schema],
+        }
+        details = {"version": version, "operation": result.operation,
+                   "rows_added": result.rows_added, "rows_updated": result.rows_updated,
+                   "rows_deleted": result.rows_deleted}
+        if new_cols:
+            details["new_columns"] = new_cols
+        self.ledger.commit(
+            f"lake.{result.operation.lower()}", name, details, run=run,
+            output=DatasetVersion(name, version),
+            change=lambda conn: cat.upsert_dataset(conn, name=name, values=values))
+        return result
+
+
+def _merge_source(name: str, data: Any, keys: list[str] | None, on_duplicate: OnDuplicate,
+                  schema: pa.Schema) -> pa.Table:
+    if not keys:
+        raise MergeKeyError(f"merge into '{name}' needs keys=[...]: the columns that identify a "
+                            "row (e.g. keys=['customer_id'])")
+    missing = [k for k in keys if k not in schema.names]
+    if missing:
+        raise MergeKeyError(f"merge keys {missing} are not columns of '{name}'; columns: "
+                            f"{', '.join(schema.names)}")
+    table = data.read_all() if isinstance(data, pa.RecordBatchReader) else data
+    for k in keys:
+        nulls = table.column(k).null_count
+        if nulls:
+            raise MergeKeyError(f"merge into '{name}': {nulls} incoming row(s) have a null in key "
+                                f"column '{k}'; a null key cannot match a row. Nothing was written.")
+    dupes = duplicate_keys(table, keys)
+    if len(dupes):
+        if on_duplicate == "error":
+            sample = ", ".join(str({k: dupes[k][i].as_py() for k in keys})
+                               for i in range(min(3, len(dupes))))
+            raise MergeKeyError(
+                f"merge into '{name}': {len(dupes)} key value(s) occur more than once in the "
+                f"incoming data (e.g. {sample}); nothing was written",
+                hint="deduplicate first, or pass on_duplicate='last' (the last occurrence in the "
+                     "data wins) or on_duplicate='first'")
+        table = keep_last(table, keys, last=on_duplicate == "last")
+    return table
+
+
+def _check_name(name: str) -> str:
+    if not isinstance(name, str) or not NAME.match(name):
+        raise UsageError(f"invalid table name {name!r}: use lowercase letters, digits and "
+                         "underscores, starting with a letter (at most 63 characters)")
+    return name
+
+
+def _rows_added(m: dict[str, Any]) -> int:
+    return int(m.get("num_added_rows", 0) or m.get("num_target_rows_inserted", 0) or 0)
+
+
+def _rows_removed(m: dict[str, Any]) -> int:
+    return int(m.get("num_deleted_rows", 0) or m.get("num_target_rows_deleted", 0) or 0)
+
+
+def _first_line(exc: BaseException) -> str:
+    text = str(exc).strip()
+    for prefix in ("Generic DeltaTable error: ", "External error: "):
+        text = text.replace(prefix, "")
+    return text.splitlines()[0] if text else type(exc).__name__
+
+
+def _parse_time(value: datetime | str) -> datetime:
+    if isinstance(value, str):
+        try:
+            value = datetime.fromisoformat(value)
+        except ValueError:
+            raise UsageError(f"invalid time {value!r}: expected ISO 8601, "
+                             "e.g. 2026-01-31T12:00:00+00:00") from None
+    return value if value.tzinfo else value.replace(tzinfo=UTC)
+
+
+def _first_commit_time(dt: DeltaTable) -> datetime | None:
+    history = dt.history()
+    return datetime.fromtimestamp(history[-1]["timestamp"] / 1000, UTC) if history else None
+
+
+_DURATION = re.compile(r"^\s*(\d+)\s*([dhm])\s*$")
+
+
+def _hours(retain: str | timedelta) -> int:
+    if isinstance(retain, timedelta):
+        return int(retain.total_seconds() // 3600)
+    m = _DURATION.match(retain)
+    if not m:
+        raise UsageError(f"invalid retention {retain!r}: expected e.g. '7d', '24h' or '0h'")
+    n, unit = int(m.group(1)), m.group(2)
+    return n * 24 if unit == "d" else n if unit == "h" else n // 60

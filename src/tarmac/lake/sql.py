@@ -1,0 +1,100 @@
+"""SQL over lake tables with DuckDB, in process, without loading whole tables.
+
+Only the tables a query names are bound, each at its latest version or the version/time given in
+``as_of``. A plain local Delta table (no deletion vectors, column mapping or partitions) is bound
+to DuckDB's native Parquet reader over exactly the files of that version, so filters and
+projections push down to row groups; anything else is bound as an Arrow dataset, which pushes
+down as well. Reads inside a ledger run are recorded as its inputs.
+
+Example::
+
+    query(lake, "SELECT region, count(*) FROM customers GROUP BY 1", as_of={"customers": 3})
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from datetime import datetime
+
+import duckdb
+import pyarrow as pa
+from deltalake import DeltaTable
+
+from tarmac.errors import SqlError, UsageError
+from tarmac.lake.lake import Lake
+
+AsOf = Mapping[str, int | datetime | str]
+
+
+def query(lake: Lake, sql: str, *, as_of: AsOf | None = None) -> pa.Table:
+    """Run a query and return the result as an Arrow table."""
+    con = connect(lake, sql, as_of=as_of)
+    try:
+        result = con.sql(sql)
+        return result.to_arrow_table() if result is not None else pa.table({})
+    except duckdb.Error as exc:
+        raise _sql_error(lake, exc) from None
+    finally:
+        con.close()
+
+
+def connect(lake: Lake, sql: str, *, as_of: AsOf | None = None) -> duckdb.DuckDBPyConnection:
+    """A DuckDB connection with the query's lake tables bound as views (for streaming use)."""
+    try:
+        names = duckdb.get_table_names(sql)
+    except duckdb.Error as exc:
+        raise _sql_error(lake, exc) from None
+    pins = dict(as_of or {})
+    unused = sorted(set(pins) - names)
+    if unused:
+        raise UsageError(f"as_of names {', '.join(unused)}, which the query does not read")
+    con = duckdb.connect()
+    con.execute("SET TimeZone = 'UTC'")
+    for name in sorted(names):
+        if not _is_lake_name(name) or not lake.exists(name):
+            continue  # DuckDB reports unknown tables itself; we add the list of tables
+        pin = pins.get(name)
+        version = int(pin) if isinstance(pin, int) or (isinstance(pin, str) and pin.isdigit()) \
+            else None
+        when = pin if version is None else None
+        dt = lake.table(name, version=version, as_of=when)
+        lake._note_input(name, dt.version())
+        _bind(con, name, dt, native=lake.is_local)
+    return con
+
+
+def _bind(con: duckdb.DuckDBPyConnection, name: str, dt: DeltaTable, *, native: bool) -> None:
+    quoted = '"' + name.replace('"', '""') + '"'
+    files = dt.file_uris()
+    if not files:
+        empty = pa.schema(dt.schema().to_arrow()).empty_table()
+        con.register(f"__empty_{name}", empty)
+        con.execute(f'CREATE VIEW {quoted} AS SELECT * FROM "__empty_{name}"')
+        return
+    if native and _plain(dt):
+        listing = ", ".join("'" + f.replace("'", "''") + "'" for f in files)
+        con.execute(f"CREATE VIEW {quoted} AS SELECT * FROM "
+                    f"read_parquet([{listing}], union_by_name = true)")
+    else:
+        con.register(name, dt.to_pyarrow_dataset())
+
+
+def _plain(dt: DeltaTable) -> bool:
+    """True if the Parquet files alone are the table (safe to read natively)."""
+    proto = dt.protocol()
+    features = set(proto.reader_features or [])
+    if features & {"deletionVectors", "columnMapping"}:
+        return False
+    return not dt.metadata().partition_columns
+
+
+def _is_lake_name(name: str) -> bool:
+    return name.islower() and name.replace("_", "a").isalnum()
+
+
+def _sql_error(lake: Lake, exc: Exception) -> SqlError:
+    message = str(exc).strip()
+    tables = ", ".join(lake.tables()) or "none yet"
+    if isinstance(exc, duckdb.CatalogException) or "does not exist" in message:
+        return SqlError(f"{message}\n  lake tables: {tables}")
+    return SqlError(message, hint=f"lake tables: {tables}")

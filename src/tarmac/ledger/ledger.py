@@ -1,0 +1,219 @@
+"""The ledger: the one choke point every state change goes through.
+
+A change is committed with ``Ledger.commit``: the caller's catalog change, the lineage edges of
+the current run and an audit record land in one catalog transaction, or none of them do. Runs
+are opened with ``Ledger.run`` (explicitly, or implicitly by a lake write outside any run); a run
+that raises is recorded as failed with its error, and a run whose process died is found and
+marked failed the next time the project is opened on that host.
+
+Example::
+
+    with p.ledger.run("nightly_summary", params={"region": "north"}) as run:
+        p.lake.write("summary", p.sql("SELECT ..."))     # inputs and outputs recorded
+    p.ledger.verify().ok
+"""
+
+from __future__ import annotations
+
+import contextvars
+import getpass
+import os
+import socket
+import traceback
+import uuid
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from typing import Any
+
+from sqlalchemy import Connection
+
+from tarmac.catalog import AuditRecord, Catalog, DatasetVersion, Page, Run, now_us
+from tarmac.catalog import store as cat
+from tarmac.ledger.chain import GENESIS, Verification, canonical, make_record, verify
+
+_current_run: contextvars.ContextVar[ActiveRun | None] = contextvars.ContextVar(
+    "tarmac_current_run", default=None
+)
+
+
+def current_actor() -> str:
+    """Who is acting: ``TARMAC_USER``, else the operating-system user."""
+    user = os.environ.get("TARMAC_USER", "").strip()
+    if user:
+        return user
+    try:
+        return getpass.getuser()
+    except (KeyError, OSError):
+        return f"uid:{os.getuid()}"
+
+
+@dataclass
+class ActiveRun:
+    """A run in progress. Lake reads and writes inside it attach themselves as lineage."""
+
+    id: str
+    job: str
+    actor: str
+    implicit: bool = False
+    _pending_inputs: list[DatasetVersion] = field(default_factory=list)
+    outputs: list[DatasetVersion] = field(default_factory=list)
+
+    def add_input(self, dataset: str, version: int | None) -> None:
+        """Record that this run read ``dataset@version`` (written with the next commit)."""
+        dv = DatasetVersion(dataset, version)
+        if dv not in self._pending_inputs:
+            self._pending_inputs.append(dv)
+
+
+class Ledger:
+    """Lineage and the tamper-evident audit trail over a ``Catalog``."""
+
+    def __init__(self, catalog: Catalog, *, namespace: str = "tarmac") -> None:
+        self.catalog = catalog
+        self.namespace = namespace
+        self.host = socket.gethostname()
+        self.reap()
+
+    @property
+    def actor(self) -> str:
+        return current_actor()
+
+    # -- runs -------------------------------------------------------------------------------
+
+    @property
+    def current_run(self) -> ActiveRun | None:
+        """The run the calling code is inside, if any."""
+        return _current_run.get()
+
+    @contextmanager
+    def run(self, job: str, *, params: dict[str, Any] | None = None,
+            implicit: bool = False) -> Iterator[ActiveRun]:
+        """Open a run; on exit it is marked succeeded, or failed with the error if it raised."""
+        active = ActiveRun(id=str(uuid.uuid4()), job=job, actor=self.actor, implicit=implicit)
+        with self.catalog.write() as conn:
+            cat.insert_run(conn, id=active.id, job=job, status="running", actor=active.actor,
+                           started_at=now_us(), params=params or {}, host=self.host,
+                           pid=os.getpid())
+        token = _current_run.set(active)
+        try:
+            yield active
+        except BaseException as exc:
+            _current_run.reset(token)
+            error = "".join(traceback.format_exception_only(type(exc), exc)).strip()
+            self._finish(active, "failed", error=error)
+            raise
+        _current_run.reset(token)
+        self._finish(active, "succeeded")
+
+    @contextmanager
+    def ensure_run(self, job: str, *, params: dict[str, Any] | None = None) -> Iterator[ActiveRun]:
+        """The current run if there is one, else a new implicit run around this one operation."""
+        active = _current_run.get()
+        if active is not None:
+            yield active
+            return
+        with self.run(job, params=params, implicit=True) as new:
+            yield new
+
+    def _finish(self, active: ActiveRun, status: str, *, error: str | None = None) -> None:
+        with self.catalog.write() as conn:
+            self._flush_inputs(conn, active)
+            cat.finish_run(conn, active.id, status=status, ended_at=now_us(), error=error)
+            if status == "failed" or not active.implicit:
+                details: dict[str, Any] = {"run_id": active.id,
+                                           "outputs": [str(o) for o in active.outputs]}
+                if error:
+                    details["error"] = error[:2000]
+                self._append(conn, f"run.{status}", active.job, details, actor=active.actor)
+
+    def reap(self) -> list[str]:
+        """Mark runs whose process on this host is gone as failed; returns their ids."""
+        with self.catalog.engine.connect() as conn:
+            candidates = cat.running_runs(conn, self.host)
+        dead = [rid for rid, pid in candidates if not _pid_alive(pid)]
+        for rid in dead:
+            with self.catalog.write() as conn:
+                cat.finish_run(conn, rid, status="failed", ended_at=now_us(),
+                               error="the process ended before the run finished "
+                                     "(killed or crashed); nothing after its last commit landed")
+                self._append(conn, "run.failed", rid, {"run_id": rid, "reason": "process died"})
+        return dead
+
+    # -- the choke point --------------------------------------------------------------------
+
+    def commit(
+        self,
+        action: str,
+        target: str,
+        details: dict[str, Any] | None = None,
+        *,
+        change: Callable[[Connection], None] | None = None,
+        run: ActiveRun | None = None,
+        output: DatasetVersion | None = None,
+    ) -> AuditRecord:
+        """Apply ``change`` to the catalog and append the audit record, in one transaction.
+
+        With ``run``, its pending input edges and ``output`` are written in the same
+        transaction, and the run id goes into the audit details.
+        """
+        details = dict(details or {})
+        with self.catalog.write() as conn:
+            if change is not None:
+                change(conn)
+            if run is not None:
+                details.setdefault("run_id", run.id)
+                self._flush_inputs(conn, run)
+                if output is not None:
+                    cat.add_edge(conn, run.id, "output", output.dataset, output.version)
+                    run.outputs.append(output)
+            return self._append(conn, action, target, details)
+
+    def _flush_inputs(self, conn: Connection, run: ActiveRun) -> None:
+        for dv in run._pending_inputs:
+            cat.add_edge(conn, run.id, "input", dv.dataset, dv.version)
+        run._pending_inputs.clear()
+
+    def _append(self, conn: Connection, action: str, target: str, details: dict[str, Any],
+                *, actor: str | None = None) -> AuditRecord:
+        head = cat.audit_head(conn)
+        seq, prev = (head[0] + 1, head[1]) if head else (1, GENESIS)
+        record = make_record(seq, now_us(), actor or self.actor, action, target,
+                             canonical(details), prev)
+        cat.insert_audit(conn, record)
+        return record
+
+    # -- reading ----------------------------------------------------------------------------
+
+    def audit(self, *, since_us: int | None = None, actor: str | None = None,
+              target: str | None = None, action: str | None = None, limit: int = 100,
+              cursor: str | None = None) -> Page[AuditRecord]:
+        """Audit records, newest first, filtered and paginated."""
+        return self.catalog.list_audit(since_us=since_us, actor=actor, target=target,
+                                       action=action, limit=limit, cursor=cursor)
+
+    def verify(self, *, anchor: tuple[int, str] | None = None) -> Verification:
+        """Check the whole hash chain; ``ok`` is False and ``problem`` names the first bad record."""
+        return verify(self.catalog.iter_audit(), anchor=anchor)
+
+    def runs(self, *, job: str | None = None, status: str | None = None, limit: int = 100,
+             cursor: str | None = None) -> Page[Run]:
+        return self.catalog.list_runs(job=job, status=status, limit=limit, cursor=cursor)
+
+    def get_run(self, run_id: str) -> Run | None:
+        return self.catalog.get_run(run_id)
+
+
+def _pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    # a zombie (killed, not yet reaped by its parent) is not a live run
+    try:
+        with open(f"/proc/{pid}/stat", encoding="ascii") as fh:
+            return fh.read().split(")")[-1].split()[0] != "Z"
+    except OSError:
+        return True

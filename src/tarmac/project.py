@@ -1,0 +1,139 @@
+"""Open a project: read ``tarmac.yaml`` and wire the backends its URLs name.
+
+``Project`` is the SDK's front door and exposes one namespace per concern (``p.lake``,
+``p.ledger``, ``p.catalog``) plus ``p.sql``. The CLI is a thin layer over it.
+
+Example::
+
+    import tarmac
+    p = tarmac.open(".")
+    p.sql("SELECT count(*) AS n FROM customers").to_pylist()    # [{'n': 2000}]
+"""
+
+from __future__ import annotations
+
+import os
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+import pyarrow as pa
+
+from tarmac.catalog import Catalog
+from tarmac.config import CONFIG_FILE, ProjectConfig, load_config, redact
+from tarmac.errors import ConfigError, UsageError
+from tarmac.lake import Lake
+from tarmac.lake.sql import query
+from tarmac.ledger import Ledger, lineage, openlineage_events
+from tarmac.ledger.lineage import Direction, LineageNode
+
+_SCAFFOLD = Path(__file__).parent / "scaffold"
+
+
+class Project:
+    """An open Tarmac project. Close it (or use ``with``) to release database connections."""
+
+    def __init__(self, root: Path, config: ProjectConfig) -> None:
+        self.root = root
+        self.config = config
+        self.catalog = Catalog(config.catalog)
+        self.ledger = Ledger(self.catalog, namespace=config.name)
+        self.lake = Lake(config.lake, self.ledger, owner=config.owner)
+
+    @property
+    def name(self) -> str:
+        return self.config.name
+
+    def sql(self, sql: str, *, as_of: dict[str, int | datetime | str] | None = None) -> pa.Table:
+        """Run DuckDB SQL over lake tables; ``as_of`` pins tables to a version or a time."""
+        return query(self.lake, sql, as_of=as_of)
+
+    def lineage(self, table: str, *, direction: Direction = "upstream",
+                depth: int = 5) -> LineageNode:
+        """The runs and tables upstream (or downstream) of a table, as a tree."""
+        return lineage(self.catalog, table, direction=direction, depth=depth)
+
+    def openlineage(self, table: str | None = None) -> list[dict[str, Any]]:
+        """OpenLineage run events for the runs that read or wrote ``table`` (all runs if None)."""
+        if table is None:
+            runs, cursor = [], None
+            while True:
+                page = self.catalog.list_runs(limit=1000, cursor=cursor)
+                runs += page.items
+                if not (cursor := page.next_cursor):
+                    break
+        else:
+            ids = set(self.catalog.runs_touching(table, "output")) | set(
+                self.catalog.runs_touching(table, "input"))
+            runs = self.catalog.get_runs(sorted(ids))
+        return openlineage_events(runs, namespace=self.name, lake_uri=redact(self.config.lake))
+
+    def describe(self) -> dict[str, str]:
+        """The backends in use, with secrets masked (safe to print)."""
+        c = self.config
+        return {"project": c.name, "root": str(self.root), "lake": redact(c.lake),
+                "catalog": redact(c.catalog), "online_store": redact(c.online_store),
+                "streams": redact(c.streams), "compute": redact(c.compute)}
+
+    def close(self) -> None:
+        self.catalog.close()
+
+    def __enter__(self) -> Project:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def __repr__(self) -> str:
+        return f"Project({self.name!r}, root={str(self.root)!r})"
+
+
+def find_root(start: Path | str | None = None) -> Path:
+    """The folder holding ``tarmac.yaml``: ``start``, ``$TARMAC_PROJECT``, or a parent of cwd."""
+    if start is not None:
+        return Path(start).resolve()
+    if env := os.environ.get("TARMAC_PROJECT"):
+        return Path(env).resolve()
+    here = Path.cwd().resolve()
+    for folder in (here, *here.parents):
+        if (folder / CONFIG_FILE).is_file():
+            return folder
+    raise ConfigError(f"no {CONFIG_FILE} in {here} or any parent folder",
+                      hint="cd into a project, pass --project DIR, or run `tarmac init DIR`")
+
+
+def open(path: Path | str | None = None) -> Project:  # noqa: A001 - tarmac.open is the SDK verb
+    """Open the project at ``path`` (a folder holding tarmac.yaml, or the file itself)."""
+    root = find_root(path)
+    if root.is_file():
+        root = root.parent
+    config = load_config(root / CONFIG_FILE)
+    return Project(root, config)
+
+
+def init(path: Path | str, *, name: str | None = None) -> Path:
+    """Scaffold a project: tarmac.yaml, definitions.py and .gitignore. Refuses to overwrite."""
+    root = Path(path).resolve()
+    name = name or root.name
+    files = {_scaffold_name(t.name): t for t in sorted(_SCAFFOLD.iterdir())
+             if t.name.endswith(".tmpl")}
+    clashes = [n for n in files if (root / n).exists()]
+    if clashes:
+        raise UsageError(f"{root} already has {', '.join(clashes)}; not overwriting",
+                         hint="choose an empty folder or remove those files")
+    from tarmac.config import ProjectConfig as _Check
+
+    try:
+        _Check(name=name)
+    except Exception:
+        raise UsageError(f"invalid project name {name!r}: use letters, digits, '_', '-' or '.', "
+                         "starting with a letter") from None
+    root.mkdir(parents=True, exist_ok=True)
+    for out, template in files.items():
+        (root / out).write_text(template.read_text().replace("{{name}}", name))
+    return root
+
+
+def _scaffold_name(template: str) -> str:
+    name = template.removesuffix(".tmpl")
+    return ".gitignore" if name == "gitignore" else name
