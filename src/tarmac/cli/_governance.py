@@ -10,8 +10,8 @@ from rich.tree import Tree
 
 from tarmac.catalog import now_us
 from tarmac.cli import app, open_project
-from tarmac.cli._output import age, console, emit, print_json
 from tarmac.cli._lake import JSON
+from tarmac.cli._output import age, console, emit, print_json
 from tarmac.errors import UsageError
 from tarmac.ledger import LineageNode
 
@@ -75,7 +75,12 @@ def runs(
 ) -> None:
     """Recorded runs: job, status, actor, inputs and outputs, duration."""
     p = open_project(ctx)
-    rows = [r.to_dict() for r in p.ledger.runs(job=job, status=status, limit=limit)]
+    page = p.ledger.runs(job=job, status=status, limit=limit)
+    rows = [r.to_dict() for r in page.items]
+    if not as_json:
+        for row, run in zip(rows, page.items, strict=True):
+            row.update(id=run.id[:8], started_at=age(run.started_at),
+                       error=(run.error or "").splitlines()[-1][:80] if run.error else None)
     emit(rows, [("id", "run"), ("job", "job"), ("status", "status"), ("actor", "actor"),
                 ("started_at", "started"), ("duration_s", "seconds"), ("inputs", "inputs"),
                 ("outputs", "outputs"), ("error", "error")], as_json=as_json, empty="no runs yet")
@@ -101,7 +106,8 @@ def audit_log(
     if not as_json:
         for r, rec in zip(rows, page.items, strict=True):
             r["time"] = rec.time
-            r["details"] = ", ".join(f"{k}={v}" for k, v in r["details"].items() if k != "run_id")
+            r["details"] = ", ".join(f"{k}={v}" for k, v in r["details"].items()
+                                     if k != "run_id" and v not in (0, None, [], ""))
             r["hash"] = rec.hash[:12]
     emit(rows, [("seq", "#"), ("time", "time"), ("actor", "actor"), ("action", "action"),
                 ("target", "target"), ("details", "details"), ("hash", "hash")],

@@ -7,7 +7,7 @@ from typing import Any
 import typer
 
 from tarmac.cli import app, open_project
-from tarmac.cli._output import console, emit, human, print_json, size
+from tarmac.cli._output import age, console, emit, human, print_json, size
 from tarmac.errors import UsageError
 
 JSON = typer.Option(False, "--json", help="Print a JSON array of objects instead of a table.")
@@ -20,14 +20,13 @@ def tables(ctx: typer.Context, as_json: bool = JSON) -> None:
     rows, cursor = [], None
     while True:
         page = p.catalog.list_datasets(limit=1000, cursor=cursor)
-        rows += [d.to_dict() | {"size": size(d.bytes), "last_write": d.updated_at}
+        rows += [d.to_dict() | {"size": size(d.bytes), "last_write": age(d.updated_at)}
                  for d in page.items]
         if not (cursor := page.next_cursor):
             break
     if as_json:
         for r in rows:
-            r.pop("size")
-            r["last_write"] = r["last_write"].isoformat()
+            del r["size"], r["last_write"]
     emit(rows, [("name", "table"), ("version", "version"), ("rows", "rows"), ("size", "size"),
                 ("last_write", "last write"), ("last_actor", "by"), ("owner", "owner"),
                 ("tags", "tags")],
@@ -80,9 +79,11 @@ def history(
     """A table's Delta versions: time, operation, rows added/removed, run id, actor."""
     p = open_project(ctx)
     rows = p.lake.history(table, limit=limit)
-    if as_json:
-        for r in rows:
+    for r in rows:
+        if as_json:
             r["time"] = r["time"].isoformat()
+        else:
+            r["run_id"] = (r["run_id"] or "-")[:8]
     emit(rows, [("version", "version"), ("time", "time"), ("operation", "operation"),
                 ("rows_added", "+rows"), ("rows_removed", "-rows"), ("run_id", "run"),
                 ("actor", "actor")], as_json=as_json, title=None if as_json else f"{table}")

@@ -72,7 +72,9 @@ def to_utc(values: pa.Array | pa.ChunkedArray) -> pa.Array | pa.ChunkedArray:
     return pc.cast(values, TS)
 
 
-def date_to_utc(values: pa.Array | pa.ChunkedArray, fmt: str = "%Y-%m-%d") -> pa.Array | pa.ChunkedArray:
+def date_to_utc(
+    values: pa.Array | pa.ChunkedArray, fmt: str = "%Y-%m-%d"
+) -> pa.Array | pa.ChunkedArray:
     """Date strings -> midnight UTC timestamps (null where the format does not match)."""
     parsed = pc.strptime(values, format=fmt, unit="us", error_is_null=True)
     return pc.cast(parsed, TS)
@@ -87,8 +89,8 @@ def _query(path: Path, sql: str) -> dict[str, list[Any]]:
         rows = cur.fetchall()
     finally:
         con.close()
-    cols = list(zip(*rows)) if rows else [() for _ in names]
-    return {n: list(c) for n, c in zip(names, cols)}
+    cols = list(zip(*rows, strict=True)) if rows else [() for _ in names]
+    return {n: list(c) for n, c in zip(names, cols, strict=True)}
 
 
 def _first_per_key(keys: np.ndarray) -> np.ndarray:
@@ -100,13 +102,16 @@ def _first_per_key(keys: np.ndarray) -> np.ndarray:
 def _customers(crm_db: Path) -> Cleaned:
     cols = _query(
         crm_db,
-        "SELECT customer_id, name, email, phone, region, plan, signup_date, updated_at, rowid AS _row"
-        " FROM customers",
+        "SELECT customer_id, name, email, phone, region, plan, signup_date, updated_at,"
+        " rowid AS _row FROM customers",
     )
     t = pa.table(
         {
             "customer_id": pa.array(cols["customer_id"], pa.int64()),
-            **{k: pa.array(cols[k], pa.string()) for k in ("name", "email", "phone", "region", "plan")},
+            **{
+                k: pa.array(cols[k], pa.string())
+                for k in ("name", "email", "phone", "region", "plan")
+            },
             "signup_raw": pa.array(cols["signup_date"], pa.string()),
             "updated_at": to_utc(pa.array(cols["updated_at"], pa.string())),
             "_row": pa.array(cols["_row"], pa.int64()),
@@ -114,7 +119,9 @@ def _customers(crm_db: Path) -> Cleaned:
     )
     n = t.num_rows
     # Latest version wins; the physical row order breaks exact ties.
-    t = t.sort_by([("customer_id", "ascending"), ("updated_at", "descending"), ("_row", "descending")])
+    t = t.sort_by(
+        [("customer_id", "ascending"), ("updated_at", "descending"), ("_row", "descending")]
+    )
     ids = t.column("customer_id").to_numpy()
     keep = np.flatnonzero(np.r_[True, ids[1:] != ids[:-1]]) if n else np.arange(0)
     t = t.take(pa.array(keep))
@@ -201,7 +208,11 @@ def _products(products_dir: Path) -> Cleaned:
         t = pacsv.read_csv(
             path,
             convert_options=pacsv.ConvertOptions(
-                column_types={"sku": pa.string(), "price": pa.float64(), "unit_price": pa.float64()},
+                column_types={
+                    "sku": pa.string(),
+                    "price": pa.float64(),
+                    "unit_price": pa.float64(),
+                },
                 strings_can_be_null=True,
             ),
         )
@@ -222,7 +233,9 @@ def _products(products_dir: Path) -> Cleaned:
             "sku": pa.array(latest.index.to_numpy(dtype=object), pa.string()),
             "name": pa.array(latest["name"].to_numpy(dtype=object), pa.string()),
             "category": pa.array(latest["category"].to_numpy(dtype=object), pa.string()),
-            "price": pa.array(latest["price"].to_numpy(dtype=np.float64), pa.float64(), from_pandas=True),
+            "price": pa.array(
+                latest["price"].to_numpy(dtype=np.float64), pa.float64(), from_pandas=True
+            ),
         }
     )
     dropped = {"superseded_by_newer_file": len(df) - out.num_rows}

@@ -52,7 +52,7 @@ def read_clicks(clicks_dir: Path) -> tuple[pa.Table, dict[str, int], dict[str, i
     # keep the first arrival of every event_id (re-sent copies are identical)
     t = t.append_column("_i", pa.array(np.arange(n, dtype=np.int64)))
     firsts = t.group_by("event_id", use_threads=False).aggregate([("_i", "min")]).column("_i_min")
-    t = t.take(pc.sort_indices(firsts)).drop_columns(["_i"])
+    t = t.take(pc.take(firsts, pc.sort_indices(firsts))).drop_columns(["_i"])
     t = t.sort_by([("event_time", "ascending"), ("event_id", "ascending")])
     dropped = {"invalid_json": invalid, "duplicate_event_id": n - t.num_rows}
     fixed = {"customer_id_from_string": coerced, "late_arrival_reordered": late}
@@ -113,7 +113,9 @@ def _read_lines(buf: bytes, invalid: int, coerced: int) -> tuple[pa.Table, int, 
             continue
         try:
             row = json.loads(line)
-            row["customer_id"] = int(row["customer_id"]) if row.get("customer_id") is not None else None
+            row["customer_id"] = (
+                int(row["customer_id"]) if row.get("customer_id") is not None else None
+            )
             row["event_time"] = pc.cast(pa.scalar(str(row["event_time"])), TS).as_py()
             rows.append({k: row.get(k) for k in CLICKS_SCHEMA.names})
         except (ValueError, TypeError, KeyError, AttributeError, pa.ArrowInvalid):

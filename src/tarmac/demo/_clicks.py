@@ -28,16 +28,50 @@ _GENERAL_P = np.array([0.6, 0.15, 0.08, 0.12, 0.05])  # first five types
 _SUPPORT, _CANCEL = 5, 6
 
 _PAGES: dict[int, np.ndarray] = {
-    0: np.array(["/", "/plans", "/devices", "/devices/nimbus-x1", "/devices/orca-5g",
-                 "/account", "/account/usage", "/billing", "/offers", "/coverage-map"]),
-    1: np.array(["/search?q=roaming", "/search?q=5g", "/search?q=data+boost",
-                 "/search?q=nimbus", "/search?q=router", "/search?q=pay+bill"]),
-    2: np.array(["/cart/add/KM-D001", "/cart/add/KM-A003", "/cart/add/KM-D003",
-                 "/cart/add/KM-P003", "/cart/add/KM-A006"]),
+    0: np.array(
+        [
+            "/",
+            "/plans",
+            "/devices",
+            "/devices/nimbus-x1",
+            "/devices/orca-5g",
+            "/account",
+            "/account/usage",
+            "/billing",
+            "/offers",
+            "/coverage-map",
+        ]
+    ),
+    1: np.array(
+        [
+            "/search?q=roaming",
+            "/search?q=5g",
+            "/search?q=data+boost",
+            "/search?q=nimbus",
+            "/search?q=router",
+            "/search?q=pay+bill",
+        ]
+    ),
+    2: np.array(
+        [
+            "/cart/add/KM-D001",
+            "/cart/add/KM-A003",
+            "/cart/add/KM-D003",
+            "/cart/add/KM-P003",
+            "/cart/add/KM-A006",
+        ]
+    ),
     3: np.array(["/login"]),
     4: np.array(["/checkout", "/checkout/confirm"]),
-    5: np.array(["/support", "/support/billing", "/support/network-outage",
-                 "/support/contact", "/support/faq"]),
+    5: np.array(
+        [
+            "/support",
+            "/support/billing",
+            "/support/network-outage",
+            "/support/contact",
+            "/support/faq",
+        ]
+    ),
     6: np.array(["/account/cancel", "/account/cancel/confirm", "/account/plan/downgrade"]),
 }
 
@@ -139,12 +173,20 @@ def _json_lines(
         '{"event_id":"', eid, '","customer_id":', cid, ',"event_type":"', ""
     )
     full = pc.binary_join_element_wise(
-        head, etype,
-        '","page":"', pa.array(events["page"][idx], pa.string()),
-        '","event_time":"', iso_utc(events["event_time"][idx], unit="ms"),
-        '","session_id":"', sid, '"}\n', "",
+        head,
+        etype,
+        '","page":"',
+        pa.array(events["page"][idx], pa.string()),
+        '","event_time":"',
+        iso_utc(events["event_time"][idx], unit="ms"),
+        '","session_id":"',
+        sid,
+        '"}\n',
+        "",
     )
     cut = pc.binary_join_element_wise(head, pc.utf8_slice_codeunits(etype, 0, 4), "\n", "")
     lines = pc.if_else(pa.array(broken), cut, full)
-    joined = pc.binary_join(pa.ListArray.from_arrays(pa.array([0, len(lines)], pa.int32()), lines), "")
+    joined = pc.binary_join(
+        pa.ListArray.from_arrays(pa.array([0, len(lines)], pa.int32()), lines), ""
+    )
     return pc.cast(joined, pa.binary())[0].as_py() if len(lines) else b""

@@ -119,7 +119,12 @@ def order_rows(
     ``customer_id`` are NULL and ~0.4% of rows are re-synced duplicates.
     """
     plan_mult = np.array([0.8, 1.0, 1.3, 1.6])[pop.plan]
-    rate = per_customer * pop.active_fraction * plan_mult * np.exp(0.5 * pop.engagement - 0.1 * pop.intent)
+    rate = (
+        per_customer
+        * pop.active_fraction
+        * plan_mult
+        * np.exp(0.5 * pop.engagement - 0.1 * pop.intent)
+    )
     c = np.repeat(np.arange(pop.n), rng.poisson(rate))
     m = c.size
     start = pop.active_start_ms[c]
@@ -136,10 +141,14 @@ def order_rows(
     discount = np.where(rng.random(m) < 0.1, 0.9, 1.0)
     amount = np.round(quantity * catalog.true_price[item] * discount, 2)
     status = rng.choice(
-        np.array(["completed", "pending", "refunded", "cancelled"]), size=m, p=[0.86, 0.04, 0.05, 0.05]
+        np.array(["completed", "pending", "refunded", "cancelled"]),
+        size=m,
+        p=[0.86, 0.04, 0.05, 0.05],
     )
     # pending orders are recent
-    status = np.where((status == "pending") & (at < WINDOW_END_MS - 7 * DAY_MS), "completed", status)
+    status = np.where(
+        (status == "pending") & (at < WINDOW_END_MS - 7 * DAY_MS), "completed", status
+    )
 
     amount_obj = np.array(amount.tolist(), dtype=object)
     r = rng.random(m)

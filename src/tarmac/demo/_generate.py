@@ -63,12 +63,42 @@ class DemoSources:
     def summary(self) -> list[dict[str, Any]]:
         """One row per source (for display): source, kind, location, records."""
         return [
-            {"source": "crm", "kind": "sqlite", "location": str(self.crm_db), "records": self.crm_rows},
-            {"source": "orders", "kind": "sqlite", "location": str(self.orders_db), "records": self.orders},
-            {"source": "products", "kind": "csv", "location": str(self.products_dir), "records": self.products},
-            {"source": "clicks", "kind": "jsonl", "location": str(self.clicks_dir), "records": self.clicks},
-            {"source": "tickets", "kind": "http", "location": str(self.tickets_json), "records": self.tickets},
-            {"source": "labels", "kind": "csv", "location": str(self.labels_csv), "records": self.labels},
+            {
+                "source": "crm",
+                "kind": "sqlite",
+                "location": str(self.crm_db),
+                "records": self.crm_rows,
+            },
+            {
+                "source": "orders",
+                "kind": "sqlite",
+                "location": str(self.orders_db),
+                "records": self.orders,
+            },
+            {
+                "source": "products",
+                "kind": "csv",
+                "location": str(self.products_dir),
+                "records": self.products,
+            },
+            {
+                "source": "clicks",
+                "kind": "jsonl",
+                "location": str(self.clicks_dir),
+                "records": self.clicks,
+            },
+            {
+                "source": "tickets",
+                "kind": "http",
+                "location": str(self.tickets_json),
+                "records": self.tickets,
+            },
+            {
+                "source": "labels",
+                "kind": "csv",
+                "location": str(self.labels_csv),
+                "records": self.labels,
+            },
         ]
 
 
@@ -167,7 +197,7 @@ def _write_sqlite(path: Path, ddl: str, table: str, columns: dict[str, list[Any]
             con.execute(ddl)
             con.executemany(
                 f"INSERT INTO {table} ({', '.join(names)}) VALUES ({placeholders})",
-                zip(*columns.values()),
+                zip(*columns.values(), strict=True),
             )
     finally:
         con.close()

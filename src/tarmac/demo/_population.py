@@ -46,17 +46,19 @@ PLAN_P = np.array([0.36, 0.3, 0.2, 0.14])
 # Cheap plans churn more; bundled family plans hardly churn at all.
 PLAN_EFFECT = np.array([0.6, 0.05, -0.4, -0.7])
 
-_FIRST = np.array(
+_FIRST_NAMES = (
     "Ava Ben Chloe Dan Ella Finn Grace Hugo Isla Jack Kira Liam Maya Noah Olga "
     "Pablo Quinn Rosa Sam Tara Umar Vera Will Xena Yusuf Zoe Amir Bea Carl Dina "
-    "Emil Fatma Gus Hana Ivan Jade Kofi Lena Marco Nora".split()
+    "Emil Fatma Gus Hana Ivan Jade Kofi Lena Marco Nora"
 )
-_LAST = np.array(
+_FIRST = np.array(_FIRST_NAMES.split())
+_LAST_NAMES = (
     "Smith Jones Brown Garcia Miller Davis Lopez Wilson Anderson Thomas Taylor "
     "Moore Martin Lee Perez White Harris Clark Lewis Young Walker Hall Allen King "
     "Wright Scott Green Baker Adams Nelson Hill Campbell Mitchell Roberts Carter "
-    "Phillips Evans Turner Torres Parker".split()
+    "Phillips Evans Turner Torres Parker"
 )
+_LAST = np.array(_LAST_NAMES.split())
 _DOMAINS = np.array(["example.com", "example.net", "example.org", "mail.example"])
 
 
@@ -260,7 +262,9 @@ def ticket_rows(pop: Population, rng: np.random.Generator) -> pa.Table:
             "ticket_id": pc.binary_join_element_wise("TCK-", zero_pad(np.arange(1, m + 1), 6), ""),
             "customer_id": pa.array(pop.customer_id[c], pa.int64()),
             "opened_at": iso_utc(opened),
-            "closed_at": pc.if_else(pa.array(still_open), pa.scalar(None, pa.string()), iso_utc(closed)),
+            "closed_at": pc.if_else(
+                pa.array(still_open), pa.scalar(None, pa.string()), iso_utc(closed)
+            ),
             "category": pa.array(_TICKET_CATEGORIES[category], pa.string()),
             "priority": pa.array(_PRIORITIES[priority], pa.string()),
             "satisfaction": pa.array(sat, pa.int64(), mask=no_sat),

@@ -122,7 +122,9 @@ class _Handler(BaseHTTPRequestHandler):
         nxt = urlencode({"limit": limit, "cursor": cursor}) if cursor else None
         return {"data": tickets[offset:end], "next_cursor": cursor}, nxt
 
-    def _send(self, status: int, body: dict[str, Any], headers: dict[str, str] | None = None) -> None:
+    def _send(
+        self, status: int, body: dict[str, Any], headers: dict[str, str] | None = None
+    ) -> None:
         payload = json.dumps(body, separators=(",", ":")).encode()
         self.send_response(status)
         self.send_header("Content-Type", "application/json")
@@ -173,7 +175,10 @@ class TicketsServer:
         self.port = int(port)
         self._server = server
         self._thread = threading.Thread(
-            target=server.serve_forever, name="tarmac-demo-tickets", daemon=True
+            target=server.serve_forever,
+            kwargs={"poll_interval": 0.05},  # so stop() returns promptly
+            name="tarmac-demo-tickets",
+            daemon=True,
         )
         self._thread.start()
         return self

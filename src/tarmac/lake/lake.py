@@ -31,10 +31,12 @@ from tarmac.catalog import Column, DatasetVersion, now_us
 from tarmac.catalog import store as cat
 from tarmac.errors import (
     MergeKeyError,
-    TableNotFoundError as NoSuchTable,
     UsageError,
     VersionNotFoundError,
     WriteConflictError,
+)
+from tarmac.errors import (
+    TableNotFoundError as NoSuchTable,
 )
 from tarmac.lake._arrow import (
     conform,

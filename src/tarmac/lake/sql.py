@@ -13,6 +13,7 @@ Example::
 
 from __future__ import annotations
 
+import re
 from collections.abc import Mapping
 from datetime import datetime
 
@@ -40,10 +41,7 @@ def query(lake: Lake, sql: str, *, as_of: AsOf | None = None) -> pa.Table:
 
 def connect(lake: Lake, sql: str, *, as_of: AsOf | None = None) -> duckdb.DuckDBPyConnection:
     """A DuckDB connection with the query's lake tables bound as views (for streaming use)."""
-    try:
-        names = duckdb.get_table_names(sql)
-    except duckdb.Error as exc:
-        raise _sql_error(lake, exc) from None
+    names = _referenced_tables(lake, sql)
     pins = dict(as_of or {})
     unused = sorted(set(pins) - names)
     if unused:
@@ -61,6 +59,19 @@ def connect(lake: Lake, sql: str, *, as_of: AsOf | None = None) -> duckdb.DuckDB
         lake._note_input(name, dt.version())
         _bind(con, name, dt, native=lake.is_local)
     return con
+
+
+def _referenced_tables(lake: Lake, sql: str) -> set[str]:
+    """Table names the query reads. DuckDB's extractor binds the query and fails on some valid
+    ones (``JOIN ... USING`` over unknown tables); then lake names among its identifiers do."""
+    try:
+        return set(duckdb.get_table_names(sql))
+    except duckdb.ParserException as exc:
+        raise _sql_error(lake, exc) from None
+    except duckdb.Error:
+        words = set(re.findall(r'"([^"]+)"|([A-Za-z_][A-Za-z0-9_]*)', sql))
+        identifiers = {quoted or bare for quoted, bare in words}
+        return identifiers & set(lake.tables())
 
 
 def _bind(con: duckdb.DuckDBPyConnection, name: str, dt: DeltaTable, *, native: bool) -> None:

@@ -1,0 +1,34 @@
+# Two commands on a fresh machine: `make demo` and `make test`. Both build .venv from scratch.
+PYTHON ?= python3
+VENV   := .venv
+BIN    := $(VENV)/bin
+STAMP  := $(VENV)/.installed
+
+.PHONY: demo test test-fast bench bench-quick lint clean
+
+$(STAMP): pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(BIN)/python -m pip install --quiet -e ".[dev]"
+	touch $(STAMP)
+
+demo: $(STAMP)                 ## build the demo company's project in ./tarmac-demo and tell its story
+	$(BIN)/tarmac demo tarmac-demo $(if $(SIZE),--size $(SIZE),)
+
+test: $(STAMP)                 ## the whole suite, slow end-to-end tests included
+	$(BIN)/python -m pytest -q
+
+test-fast: $(STAMP)            ## skip the slow end-to-end tests
+	$(BIN)/python -m pytest -q -m "not slow"
+
+bench: $(STAMP)                ## benchmarks at full size (10M rows); figures go in the README
+	$(BIN)/python benchmarks/run_all.py
+
+bench-quick: $(STAMP)
+	$(BIN)/python benchmarks/run_all.py --quick
+
+lint: $(STAMP)
+	$(BIN)/ruff check src tests benchmarks
+
+clean:
+	rm -rf $(VENV) tarmac-demo bench-data .pytest_cache

@@ -1,0 +1,80 @@
+"""Shared fixtures: real projects in temp folders, on SQLite and on the real PostgreSQL.
+
+Server-backed tests skip with a reason when the server is unreachable on a laptop, and fail
+under CI (``CI=true``), so a green CI run means the PostgreSQL path really ran.
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+import tarmac
+from tarmac.project import Project
+
+PG_HOST = os.environ.get("TARMAC_TEST_PG_HOST", "127.0.0.1")
+PG_PORT = int(os.environ.get("TARMAC_TEST_PG_PORT", "5432"))
+PG_URL = f"postgresql://postgres@{PG_HOST}:{PG_PORT}/test"
+
+
+def require_server(name: str, host: str, port: int) -> None:
+    """Skip (laptop) or fail (CI) when a server the test needs is not listening."""
+    try:
+        with socket.create_connection((host, port), timeout=2):
+            return
+    except OSError as exc:
+        message = f"{name} is not reachable at {host}:{port} ({exc})"
+        if os.environ.get("CI", "").lower() in ("1", "true", "yes"):
+            pytest.fail(f"{message}; CI must exercise the {name} path")
+        pytest.skip(message)
+
+
+@pytest.fixture
+def pg_url() -> Iterator[str]:
+    """A PostgreSQL catalog URL whose search_path is a fresh schema, dropped afterwards."""
+    require_server("PostgreSQL", PG_HOST, PG_PORT)
+    import sqlalchemy as sa
+
+    schema = f"t_{uuid.uuid4().hex[:12]}"
+    admin = sa.create_engine(f"postgresql+psycopg://postgres@{PG_HOST}:{PG_PORT}/test")
+    with admin.begin() as conn:
+        conn.execute(sa.text(f'CREATE SCHEMA "{schema}"'))
+    try:
+        yield f"{PG_URL}?options=-csearch_path%3D{schema}"
+    finally:
+        with admin.begin() as conn:
+            conn.execute(sa.text(f'DROP SCHEMA "{schema}" CASCADE'))
+        admin.dispose()
+
+
+def make_project(root: Path, *, catalog: str | None = None) -> Project:
+    """A fresh project in ``root``; ``catalog`` overrides the default SQLite catalog URL."""
+    tarmac.init(root, name="test")
+    if catalog:
+        text = (root / "tarmac.yaml").read_text()
+        lines = [f"catalog: {catalog}" if line.startswith("catalog:") else line
+                 for line in text.splitlines()]
+        (root / "tarmac.yaml").write_text("\n".join(lines) + "\n")
+    return tarmac.open(root)
+
+
+@pytest.fixture
+def project(tmp_path: Path) -> Iterator[Project]:
+    """A fresh project on the embedded defaults (SQLite catalog, local lake)."""
+    p = make_project(tmp_path / "proj")
+    yield p
+    p.close()
+
+
+@pytest.fixture(params=["sqlite", "postgres"])
+def any_project(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Project]:
+    """The same project on each catalog backend: SQLite, then the real PostgreSQL."""
+    catalog = request.getfixturevalue("pg_url") if request.param == "postgres" else None
+    p = make_project(tmp_path / "proj", catalog=catalog)
+    yield p
+    p.close()

@@ -1,0 +1,81 @@
+"""`tarmac demo` and the tour a newcomer takes afterwards, run as a user would: a subprocess."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+pytestmark = pytest.mark.slow
+
+TARMAC = shutil.which("tarmac", path=str(Path(sys.executable).parent)) or "tarmac"
+
+
+def tarmac(*args: str, cwd: Path) -> subprocess.CompletedProcess[str]:
+    env = {**os.environ, "TARMAC_USER": "newcomer"}
+    env.pop("TARMAC_PROJECT", None)
+    return subprocess.run([TARMAC, *args], cwd=cwd, env=env, capture_output=True, text=True,
+                          timeout=300)
+
+
+@pytest.fixture(scope="module")
+def demo_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    root = tmp_path_factory.mktemp("e2e")
+    result = tarmac("demo", "kestrel", "--seed", "7", cwd=root)
+    assert result.returncode == 0, result.stderr
+    assert "what just happened" in result.stdout and "tarmac lineage" in result.stdout
+    return root / "kestrel"
+
+
+def test_demo_builds_the_lake(demo_dir: Path) -> None:
+    tables = {t["name"]: t for t in json.loads(tarmac("tables", "--json", cwd=demo_dir).stdout)}
+    assert set(tables) == {"customers", "orders", "products", "clicks", "tickets", "labels",
+                           "customer_activity"}
+    assert tables["customers"]["version"] == 1 and tables["customers"]["rows"] > 1000
+    assert all(t["owner"] == "data-platform" for t in tables.values())
+
+
+def test_tour_commands(demo_dir: Path) -> None:
+    out = tarmac("sql", "--json", "SELECT count(*) AS n FROM customer_activity", cwd=demo_dir)
+    customers = json.loads(tarmac("sql", "--json", "SELECT count(*) AS n FROM customers",
+                                  cwd=demo_dir).stdout)[0]["n"]
+    assert json.loads(out.stdout) == [{"n": customers}]
+    older = json.loads(tarmac("sql", "--json", "--as-of", "customers=0",
+                              "SELECT count(*) AS n FROM customers", cwd=demo_dir).stdout)[0]["n"]
+    assert 0 < older < customers
+
+    history = json.loads(tarmac("history", "customers", "--json", cwd=demo_dir).stdout)
+    assert [h["operation"] for h in history] == ["MERGE", "WRITE"]
+    assert {h["actor"] for h in history} == {"newcomer"}
+
+    lineage = tarmac("lineage", "customer_activity", cwd=demo_dir).stdout
+    for name in ("demo.customer_activity", "customers@1", "orders@0", "clicks@", "tickets@0",
+                 "demo.load_customers"):
+        assert name in lineage
+
+    verify = tarmac("audit", "verify", cwd=demo_dir)
+    assert verify.returncode == 0 and "chain intact" in verify.stdout
+    audit = json.loads(tarmac("audit", "log", "--since", "1h", "--json", "-n", "500",
+                              cwd=demo_dir).stdout)
+    assert {"lake.write", "lake.merge", "run.succeeded", "lake.optimize"} <= {
+        a["action"] for a in audit}
+
+
+def test_rerun_resets_and_data_only(tmp_path: Path) -> None:
+    result = tarmac("demo", "d", "--data-only", "--seed", "1", cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
+    data = tmp_path / "d" / "data"
+    assert (data / "crm.db").exists() and (data / "labels.csv").exists()
+    assert not (tmp_path / "d" / "lake").exists()
+    (tmp_path / "other").mkdir()
+    (tmp_path / "other" / "notes.txt").write_text("mine")
+    refused = tarmac("demo", "other", cwd=tmp_path)
+    assert refused.returncode == 2 and "not touching it" in refused.stderr
+    assert (tmp_path / "other" / "notes.txt").read_text() == "mine"
+    bad = tarmac("demo", "d", "--size", "huge", cwd=tmp_path)
+    assert bad.returncode == 2 and "small, medium, large" in bad.stderr
