@@ -14,18 +14,20 @@ from __future__ import annotations
 
 import os
 from datetime import datetime
+from functools import cached_property
 from pathlib import Path
-from typing import Any
-
-import pyarrow as pa
+from typing import TYPE_CHECKING, Any
 
 from tarmac.catalog import Catalog
 from tarmac.config import CONFIG_FILE, ProjectConfig, load_config, redact
 from tarmac.errors import ConfigError, UsageError
-from tarmac.lake import Lake
-from tarmac.lake.sql import query
 from tarmac.ledger import Ledger, lineage, openlineage_events
 from tarmac.ledger.lineage import Direction, LineageNode
+
+if TYPE_CHECKING:
+    import pyarrow as pa
+
+    from tarmac.lake import Lake
 
 _SCAFFOLD = Path(__file__).parent / "scaffold"
 
@@ -38,14 +40,23 @@ class Project:
         self.config = config
         self.catalog = Catalog(config.catalog)
         self.ledger = Ledger(self.catalog, namespace=config.name)
-        self.lake = Lake(config.lake, self.ledger, owner=config.owner)
+
+    @cached_property
+    def lake(self) -> Lake:
+        """The Delta tables (the engines load on first use, keeping catalog-only commands fast)."""
+        from tarmac.lake import Lake
+
+        return Lake(self.config.lake, self.ledger, owner=self.config.owner)
 
     @property
     def name(self) -> str:
         return self.config.name
 
-    def sql(self, sql: str, *, as_of: dict[str, int | datetime | str] | None = None) -> pa.Table:
+    def sql(self, sql: str, *,
+            as_of: dict[str, int | datetime | str] | None = None) -> pa.Table:
         """Run DuckDB SQL over lake tables; ``as_of`` pins tables to a version or a time."""
+        from tarmac.lake import query
+
         return query(self.lake, sql, as_of=as_of)
 
     def lineage(self, table: str, *, direction: Direction = "upstream",

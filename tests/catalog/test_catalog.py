@@ -95,3 +95,14 @@ def test_list_queries_use_indexes_on_sqlite(project: Project) -> None:
             "ORDER BY seq DESC LIMIT 101")).all()
     assert "ix_runs_started" in str(plan) and "TEMP B-TREE" not in str(plan)
     assert "ix_audit_actor_seq" in str(audit) and "TEMP B-TREE" not in str(audit)
+
+
+def test_head_revision_constant_matches_alembic() -> None:
+    from alembic.config import Config
+    from alembic.script import ScriptDirectory
+
+    from tarmac.catalog import _engine
+
+    cfg = Config()
+    cfg.set_main_option("script_location", str(Path(_engine.__file__).parent / "migrations"))
+    assert ScriptDirectory.from_config(cfg).get_current_head() == _engine.HEAD_REVISION

@@ -3,17 +3,20 @@
 from __future__ import annotations
 
 import re
+import time
 from datetime import UTC, datetime, timedelta
+from typing import TYPE_CHECKING
 
 import typer
 from rich.tree import Tree
 
-from tarmac.catalog import now_us
 from tarmac.cli import app, open_project
 from tarmac.cli._lake import JSON
 from tarmac.cli._output import age, console, emit, print_json
 from tarmac.errors import UsageError
-from tarmac.ledger import LineageNode
+
+if TYPE_CHECKING:
+    from tarmac.ledger import LineageNode
 
 audit_app = typer.Typer(help="The tamper-evident audit trail.", no_args_is_help=True)
 app.add_typer(audit_app, name="audit")
@@ -150,7 +153,7 @@ def _since(value: str) -> int:
     if m:
         n, unit = int(m.group(1)), m.group(2)
         seconds = n * {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800}[unit]
-        return now_us() - seconds * 1_000_000
+        return int(time.time() * 1_000_000) - seconds * 1_000_000
     try:
         when = datetime.fromisoformat(value.strip().replace("Z", "+00:00"))
     except ValueError:

@@ -62,43 +62,17 @@ class DemoSources:
 
     def summary(self) -> list[dict[str, Any]]:
         """One row per source (for display): source, kind, location, records."""
+        rows = [
+            ("crm", "sqlite", self.crm_db, self.crm_rows),
+            ("orders", "sqlite", self.orders_db, self.orders),
+            ("products", "csv", self.products_dir, self.products),
+            ("clicks", "jsonl", self.clicks_dir, self.clicks),
+            ("tickets", "http", self.tickets_json, self.tickets),
+            ("labels", "csv", self.labels_csv, self.labels),
+        ]
         return [
-            {
-                "source": "crm",
-                "kind": "sqlite",
-                "location": str(self.crm_db),
-                "records": self.crm_rows,
-            },
-            {
-                "source": "orders",
-                "kind": "sqlite",
-                "location": str(self.orders_db),
-                "records": self.orders,
-            },
-            {
-                "source": "products",
-                "kind": "csv",
-                "location": str(self.products_dir),
-                "records": self.products,
-            },
-            {
-                "source": "clicks",
-                "kind": "jsonl",
-                "location": str(self.clicks_dir),
-                "records": self.clicks,
-            },
-            {
-                "source": "tickets",
-                "kind": "http",
-                "location": str(self.tickets_json),
-                "records": self.tickets,
-            },
-            {
-                "source": "labels",
-                "kind": "csv",
-                "location": str(self.labels_csv),
-                "records": self.labels,
-            },
+            {"source": src, "kind": kind, "location": str(loc), "records": n}
+            for src, kind, loc, n in rows
         ]
 
 
