@@ -106,3 +106,16 @@ def test_head_revision_constant_matches_alembic() -> None:
     cfg = Config()
     cfg.set_main_option("script_location", str(Path(_engine.__file__).parent / "migrations"))
     assert ScriptDirectory.from_config(cfg).get_current_head() == _engine.HEAD_REVISION
+
+
+def test_annotate_sets_tags_owner_and_survives_writes(any_project: Project) -> None:
+    p = any_project
+    p.lake.write("people", {"id": [1], "email": ["a@b.c"]})
+    p.lake.annotate("people", owner="crm-team", tags=["pii"], column_tags={"email": ["pii"]})
+    p.lake.write("people", {"id": [2], "email": ["d@e.f"], "age": [3]})
+    d = p.catalog.get_dataset("people")
+    assert d is not None and d.owner == "crm-team" and d.tags == ("pii",)
+    assert {c.name: c.tags for c in d.columns} == {"id": (), "email": ("pii",), "age": ()}
+    assert p.ledger.audit(action="dataset.annotate", limit=1).items[0].target == "people"
+    with pytest.raises(UsageError, match="no column"):
+        p.lake.annotate("people", column_tags={"phone": ["pii"]})

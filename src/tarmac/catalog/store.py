@@ -232,6 +232,7 @@ def add_edge(conn: Connection, run_id: str, role: str, dataset: str, version: in
 def upsert_dataset(conn: Connection, *, name: str, values: dict[str, Any]) -> None:
     """Create or update a dataset's entry; ``columns`` and ``tags`` are stored as JSON."""
     values = dict(values)
+    owner_set = values.pop("owner_set", False)
     if "columns" in values:
         values["columns"] = json.dumps([c if isinstance(c, dict) else {
             "name": c.name, "type": c.type, "nullable": c.nullable, "tags": list(c.tags)}
@@ -240,8 +241,9 @@ def upsert_dataset(conn: Connection, *, name: str, values: dict[str, Any]) -> No
         values["tags"] = json.dumps(sorted(set(values["tags"])))
     found = conn.execute(select(t.datasets.c.name).where(t.datasets.c.name == name)).first()
     if found:
-        values.pop("created_at", None)
-        values.pop("owner", None) if values.get("owner") is None else None
+        values.pop("created_at", None)  # a write never changes who created or owns a table
+        if not owner_set:
+            values.pop("owner", None)
         conn.execute(update(t.datasets).where(t.datasets.c.name == name).values(**values))
     else:
         values.setdefault("tags", "[]")

@@ -115,6 +115,10 @@ def run_demo(root: Path, *, size: str = "small", seed: int = 0, data_only: bool 
         with TicketsServer(sources.tickets_json) as api:
             clean = clean_tables(sources, tickets_url=api.url)
         _load(p, report, clean, step)
+        p.lake.annotate("customers", tags=["pii", "crm"],
+                        column_tags={"name": ["pii"], "email": ["pii", "email"],
+                                     "phone": ["pii", "phone"]})
+        p.lake.annotate("labels", tags=["label"], description="churn labels, weeks late")
         step("building customer_activity from orders, clicks and tickets")
         with p.ledger.run("demo.customer_activity", params={"sql": " ".join(
                 ACTIVITY_SQL.split())}):

@@ -273,6 +273,38 @@ class Lake:
                                                      "files_removed": len(removed)})
         return removed
 
+    def annotate(self, name: str, *, owner: str | None = None, description: str | None = None,
+                 tags: list[str] | None = None,
+                 column_tags: dict[str, list[str]] | None = None) -> None:
+        """Set a table's owner, description, tags or per-column tags (e.g. ``{"email": ["pii"]}``);
+        a governed change, audited like a write. Tags given replace the old ones."""
+        info = self.ledger.catalog.get_dataset(name)
+        if info is None:
+            raise NoSuchTable(f"no lake table named '{name}' (tables: "
+                              f"{', '.join(self.tables()) or 'none yet'})")
+        columns = {c.name: c for c in info.columns}
+        unknown = sorted(set(column_tags or {}) - set(columns))
+        if unknown:
+            raise UsageError(f"table '{name}' has no column(s) {', '.join(unknown)}; columns: "
+                             f"{', '.join(columns)}")
+        values: dict[str, Any] = {}
+        if owner is not None:
+            values.update(owner=owner, owner_set=True)
+        if description is not None:
+            values["description"] = description
+        if tags is not None:
+            values["tags"] = tags
+        if column_tags:
+            values["columns"] = [Column(c.name, c.type, c.nullable,
+                                        tuple(sorted(set(column_tags.get(c.name, c.tags)))))
+                                 for c in info.columns]
+        if not values:
+            raise UsageError("annotate needs at least one of owner, description, tags, column_tags")
+        details = {k: v for k, v in (("owner", owner), ("description", description),
+                                     ("tags", tags), ("column_tags", column_tags)) if v is not None}
+        self.ledger.commit("dataset.annotate", name, details,
+                           change=lambda conn: cat.upsert_dataset(conn, name=name, values=values))
+
     # -- internals ---------------------------------------------------------------------------
 
     def _props(self, run: ActiveRun, token: str) -> CommitProperties:
@@ -301,6 +333,8 @@ class Lake:
             dt.load_as_version(version)
         actions = pa.table(dt.get_add_actions(flatten=True))
         schema = pa.schema(dt.schema().to_arrow())
+        previous = self.ledger.catalog.get_dataset(name)
+        kept_tags = {c.name: c.tags for c in previous.columns} if previous else {}
         result = WriteResult(
             table=name, version=version, operation=entry.get("operation", "WRITE"),
             rows_added=_rows_added(metrics), rows_updated=int(
@@ -313,7 +347,8 @@ class Lake:
             "bytes": int(pc.sum(actions["size_bytes"]).as_py() or 0) if len(actions) else 0,
             "files": len(actions), "created_at": now, "updated_at": now, "last_run_id": run.id,
             "last_actor": run.actor,
-            "columns": [Column(f.name, str(f.type), f.nullable) for f in schema],
+            "columns": [Column(f.name, str(f.type), f.nullable, kept_tags.get(f.name, ()))
+                        for f in schema],
         }
         details = {"version": version, "operation": result.operation,
                    "rows_added": result.rows_added, "rows_updated": result.rows_updated,
