@@ -38,7 +38,8 @@ BACKENDS: dict[str, dict[str, str]] = {
     },
     "catalog": {"sqlite": "SQLite file", "postgresql": "PostgreSQL"},
     "online_store": {"sqlite": "SQLite file", "redis": "Redis"},
-    "streams": {"embedded": "embedded durable log", "kafka": "Apache Kafka", "redis": "Redis Streams"},
+    "streams": {"embedded": "embedded durable log", "kafka": "Apache Kafka",
+                "redis": "Redis Streams"},
     "compute": {"local": "local processes", "ray": "Ray cluster"},
 }
 
@@ -72,7 +73,7 @@ class ProjectConfig(BaseModel):
 
 
 def url_scheme(value: str) -> str:
-    """The backend scheme of a URL: ``postgresql+psycopg://`` -> ``postgresql``; a path -> ``''``."""
+    """A URL's backend scheme: ``postgresql+psycopg://`` -> ``postgresql``; a path -> ``''``."""
     if "://" not in value:
         return value if value in ("embedded", "local") else ""
     return value.split("://", 1)[0].split("+", 1)[0].lower()

@@ -89,9 +89,7 @@ def _widens(old: pa.DataType, new: pa.DataType) -> bool:
         return old.bit_width >= getattr(new, "bit_width", 64) or pa.types.is_integer(new)
     if pa.types.is_timestamp(old) and pa.types.is_timestamp(new):
         return (old.tz is None) == (new.tz is None)
-    if pa.types.is_date(old) and pa.types.is_date(new):
-        return True
-    return False
+    return bool(pa.types.is_date(old) and pa.types.is_date(new))
 
 
 def plan_schema(table: str, current: pa.Schema | None, incoming: pa.Schema, *,

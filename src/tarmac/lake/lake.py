@@ -376,7 +376,8 @@ def _merge_source(name: str, data: Any, keys: list[str] | None, on_duplicate: On
         nulls = table.column(k).null_count
         if nulls:
             raise MergeKeyError(f"merge into '{name}': {nulls} incoming row(s) have a null in key "
-                                f"column '{k}'; a null key cannot match a row. Nothing was written.")
+                                f"column '{k}'; a null key cannot match a row. Nothing was "
+                                "written.")
     dupes = duplicate_keys(table, keys)
     if len(dupes):
         if on_duplicate == "error":

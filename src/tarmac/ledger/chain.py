@@ -70,7 +70,8 @@ class Verification:
                 "head_hash": self.head_hash, "bad_seq": self.bad_seq, "problem": self.problem}
 
 
-def verify(records: Iterable[AuditRecord], *, anchor: tuple[int, str] | None = None) -> Verification:
+def verify(records: Iterable[AuditRecord], *,
+           anchor: tuple[int, str] | None = None) -> Verification:
     """Walk the chain in sequence order and report the first record that does not hold."""
     expected_seq, prev, count = 1, GENESIS, 0
     last: AuditRecord | None = None

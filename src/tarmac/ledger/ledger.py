@@ -193,7 +193,7 @@ class Ledger:
                                        action=action, limit=limit, cursor=cursor)
 
     def verify(self, *, anchor: tuple[int, str] | None = None) -> Verification:
-        """Check the whole hash chain; ``ok`` is False and ``problem`` names the first bad record."""
+        """Check the whole chain; if broken, ``problem`` names the first bad record."""
         return verify(self.catalog.iter_audit(), anchor=anchor)
 
     def runs(self, *, job: str | None = None, status: str | None = None, limit: int = 100,
