@@ -161,7 +161,7 @@ def test_incompatible_type_change_refused_and_table_unchanged(project):
         project.lake.write("s", {"id": ["three"], "name": ["c"]})
     msg = str(exc.value)
     assert "'id'" in msg and "int64" in msg and "string" in msg
-    assert "name" not in msg.replace("column 'id'", "")  # only the bad column is named
+    assert "'name'" not in msg  # only the bad column is named
     assert "replace_schema=True" in msg
     assert project.lake.version("s") == 0
     assert rows(project, "s") == [{"id": 1, "name": "a"}, {"id": 2, "name": "b"}]

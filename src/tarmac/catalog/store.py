@@ -239,7 +239,9 @@ def upsert_dataset(conn: Connection, *, name: str, values: dict[str, Any]) -> No
             for c in values["columns"]])
     if "tags" in values:
         values["tags"] = json.dumps(sorted(set(values["tags"])))
-    found = conn.execute(select(t.datasets.c.name).where(t.datasets.c.name == name)).first()
+    found = conn.execute(select(t.datasets.c.version).where(t.datasets.c.name == name)).first()
+    if found and "version" in values and found.version > values["version"]:
+        return  # a slower concurrent writer: the entry already describes a newer version
     if found:
         values.pop("created_at", None)  # a write never changes who created or owns a table
         if not owner_set:

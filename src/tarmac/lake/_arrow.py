@@ -169,4 +169,4 @@ def keep_last(table: pa.Table, keys: list[str], *, last: bool = True) -> pa.Tabl
     picked = (table.select(keys).append_column("__row", idx).group_by(keys)
               .aggregate([("__row", agg)]))
     rows = picked[f"__row_{agg}"]
-    return table.take(pc.array_take(rows, pc.sort_indices(rows)))
+    return table.take(pc.take(rows, pc.sort_indices(rows)))

@@ -16,7 +16,6 @@ from __future__ import annotations
 import random
 import re
 import time
-import uuid
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any, Literal
@@ -50,7 +49,7 @@ from tarmac.ledger import ActiveRun, Ledger
 WriteMode = Literal["append", "overwrite", "merge"]
 OnDuplicate = Literal["error", "last", "first"]
 NAME = re.compile(r"^[a-z_][a-z0-9_]{0,62}$")
-RUN_KEY, ACTOR_KEY, WRITE_KEY = "tarmac.run_id", "tarmac.actor", "tarmac.write_id"
+RUN_KEY, ACTOR_KEY = "tarmac.run_id", "tarmac.actor"
 MAX_ATTEMPTS = 5
 
 
@@ -145,13 +144,20 @@ class Lake:
             pin = {name: version if version is not None else as_of} \
                 if (version is not None or as_of is not None) else None
             return query(self, f'SELECT {cols} FROM "{name}" WHERE {filter}', as_of=pin)
-        dataset = self.scan(name, version=version, as_of=as_of)
+        dt = self.table(name, version=version, as_of=as_of)
+        self._note_input(name, dt.version())
+        dataset = dt.to_pyarrow_dataset()
         if columns:
             unknown = [c for c in columns if c not in dataset.schema.names]
             if unknown:
                 raise UsageError(f"table '{name}' has no column(s) {', '.join(unknown)}; "
                                  f"columns: {', '.join(dataset.schema.names)}")
-        return dataset.to_table(columns=columns, filter=filter)
+        try:
+            return dataset.to_table(columns=columns, filter=filter)
+        except FileNotFoundError:
+            raise VersionNotFoundError(
+                f"the data files of version {dt.version()} of '{name}' are gone (removed by vacuum); "
+                "only versions inside the retention window can be read") from None
 
     def history(self, name: str, *, limit: int | None = None) -> list[dict[str, Any]]:
         """Versions newest first: time, operation, rows added/removed, run id, actor."""
@@ -186,6 +192,9 @@ class Lake:
         """
         if mode not in ("append", "overwrite", "merge"):
             raise UsageError(f"unknown write mode {mode!r}: expected append, overwrite or merge")
+        if on_duplicate not in ("error", "last", "first"):
+            raise UsageError(f"unknown on_duplicate {on_duplicate!r}: expected 'error', 'last' "
+                             "or 'first'")
         if mode != "merge" and keys:
             raise UsageError(f"keys are only used by mode='merge', not mode={mode!r}")
         source = to_arrow(data)
@@ -212,25 +221,28 @@ class Lake:
         target, new_cols = plan_schema(name, current, source.schema,
                                        replace=replace_schema and mode == "overwrite")
         data = conform(source, target)
-        token = str(uuid.uuid4())
-        props = self._props(run, token)
+        props = self._props(run)
         if mode == "merge":
             data = _merge_source(name, data, keys, on_duplicate, target)
-            if existing is None:
-                write_deltalake(uri, data, mode="append", name=name, description=description,
-                                commit_properties=props, storage_options=self.storage_options)
-            else:
-                predicate = " AND ".join(f't."{k}" = s."{k}"' for k in keys or [])
-                (existing.merge(data, predicate=predicate, source_alias="s", target_alias="t",
-                                merge_schema=bool(new_cols), commit_properties=props)
-                 .when_matched_update_all().when_not_matched_insert_all().execute())
-        else:
-            schema_mode = "overwrite" if (replace_schema and mode == "overwrite") else (
-                "merge" if new_cols else None)
-            write_deltalake(uri, data, mode=mode, schema_mode=schema_mode, name=name,
-                            description=description, commit_properties=props,
-                            storage_options=self.storage_options)
-        return self._record(name, uri, token, run, new_cols)
+        if mode == "merge" and existing is not None:
+            predicate = " AND ".join(f't."{k}" = s."{k}"' for k in keys or [])
+            metrics = (existing.merge(data, predicate=predicate, source_alias="s",
+                                      target_alias="t", merge_schema=bool(new_cols),
+                                      commit_properties=props)
+                       .when_matched_update_all().when_not_matched_insert_all().execute())
+            return self._record(name, existing.version(), "MERGE", metrics, run, new_cols)
+        removed = _row_count(existing) if (existing is not None and mode == "overwrite") else 0
+        counter = _RowCounter()
+        schema_mode = "overwrite" if (replace_schema and mode == "overwrite") else (
+            "merge" if new_cols else None)
+        write_deltalake(existing if existing is not None else uri, counter.wrap(data),
+                        mode="overwrite" if mode == "overwrite" else "append",
+                        schema_mode=schema_mode, name=name, description=description,
+                        commit_properties=props, storage_options=self.storage_options)
+        # a new table is created by our commit (a concurrent creator makes ours fail and retry)
+        version = existing.version() if existing is not None else 0
+        metrics = {"num_added_rows": counter.rows, "num_deleted_rows": removed}
+        return self._record(name, version, "WRITE", metrics, run, new_cols)
 
     def delete(self, name: str, predicate: str) -> WriteResult:
         """Delete the rows matching a SQL predicate, e.g. ``"region = 'North'"``."""
@@ -238,27 +250,28 @@ class Lake:
             raise UsageError("delete needs a predicate; to empty a table, overwrite it")
         dt = self.table(name)
         with self.ledger.ensure_run("lake.delete", params={"table": name}) as run:
-            token = str(uuid.uuid4())
             before = dt.version()
             try:
-                dt.delete(predicate, commit_properties=self._props(run, token))
+                metrics = dt.delete(predicate, commit_properties=self._props(run))
             except DeltaError as exc:
                 raise UsageError(f"cannot delete from '{name}' where {predicate}: "
                                  f"{_first_line(exc)}") from None
-            if self.table(name).version() == before:  # nothing matched: no new version
+            if dt.version() == before:  # nothing matched: no new version
                 return WriteResult(name, before, "DELETE", 0, 0, 0, run.id)
-            return self._record(name, self.uri(name), token, run, [])
+            return self._record(name, dt.version(), "DELETE", metrics, run, [])
 
     def compact(self, name: str, *, z_order: list[str] | None = None) -> dict[str, Any]:
         """Rewrite small files into large ones (optionally Z-ordered); data is unchanged."""
         dt = self.table(name)
         with self.ledger.ensure_run("lake.compact", params={"table": name}) as run:
-            token = str(uuid.uuid4())
-            props = self._props(run, token)
+            before = dt.version()
+            props = self._props(run)
             metrics = (dt.optimize.z_order(z_order, commit_properties=props) if z_order
                        else dt.optimize.compact(commit_properties=props))
-            if metrics.get("numFilesAdded", 0) or metrics.get("numFilesRemoved", 0):
-                self._record(name, self.uri(name), token, run, [])
+            if dt.version() != before:
+                self._record(name, dt.version(), "OPTIMIZE", {}, run, [],
+                             extra={"files_added": metrics.get("numFilesAdded", 0),
+                                    "files_removed": metrics.get("numFilesRemoved", 0)})
             return metrics
 
     def vacuum(self, name: str, *, retain: str | timedelta = "7d",
@@ -266,12 +279,19 @@ class Lake:
         """Delete files no version newer than ``retain`` needs; time travel past it ends."""
         hours = _hours(retain)
         dt = self.table(name)
-        removed = dt.vacuum(retention_hours=hours, dry_run=dry_run,
-                            enforce_retention_duration=False)
-        if not dry_run:
-            self.ledger.commit("lake.vacuum", name, {"retain_hours": hours,
-                                                     "files_removed": len(removed)})
-        return removed
+        if dry_run:
+            return dt.vacuum(retention_hours=hours, dry_run=True, enforce_retention_duration=False)
+        with self.ledger.ensure_run("lake.vacuum", params={"table": name}) as run:
+            before = dt.version()
+            removed = dt.vacuum(retention_hours=hours, dry_run=False,
+                                enforce_retention_duration=False,
+                                commit_properties=self._props(run))
+            extra = {"retain_hours": hours, "files_removed": len(removed)}
+            if dt.version() != before:
+                self._record(name, dt.version(), "VACUUM", {}, run, [], extra=extra)
+            else:
+                self.ledger.commit("lake.vacuum", name, extra, run=run)
+            return removed
 
     def annotate(self, name: str, *, owner: str | None = None, description: str | None = None,
                  tags: list[str] | None = None,
@@ -307,9 +327,8 @@ class Lake:
 
     # -- internals ---------------------------------------------------------------------------
 
-    def _props(self, run: ActiveRun, token: str) -> CommitProperties:
-        return CommitProperties(custom_metadata={RUN_KEY: run.id, ACTOR_KEY: run.actor,
-                                                 WRITE_KEY: token})
+    def _props(self, run: ActiveRun) -> CommitProperties:
+        return CommitProperties(custom_metadata={RUN_KEY: run.id, ACTOR_KEY: run.actor})
 
     def _open_or_none(self, uri: str) -> DeltaTable | None:
         try:
@@ -322,23 +341,24 @@ class Lake:
         if run is not None:
             run.add_input(name, version)
 
-    def _record(self, name: str, uri: str, token: str, run: ActiveRun,
-                new_cols: list[str]) -> WriteResult:
-        """After the Delta commit: catalog entry, lineage edge and audit, in one transaction."""
-        dt = DeltaTable(uri, storage_options=self.storage_options)
-        entry = next((h for h in dt.history(50) if h.get(WRITE_KEY) == token), None) or \
-            next(h for h in dt.history() if h.get(WRITE_KEY) == token)
-        version, metrics = entry["version"], entry.get("operationMetrics") or {}
-        if version != dt.version():
-            dt.load_as_version(version)
+    def _record(self, name: str, version: int, operation: str, metrics: dict[str, Any],
+                run: ActiveRun, new_cols: list[str], *,
+                extra: dict[str, Any] | None = None) -> WriteResult:
+        """After the Delta commit: catalog entry, lineage edge and audit, in one transaction.
+
+        ``version`` comes from the object that committed and ``metrics`` from the operation
+        itself: Delta's history numbers entries from the loaded snapshot, so under concurrent
+        writers it can name the wrong commit.
+        """
+        uri = self.uri(name)
+        dt = DeltaTable(uri, version=version, storage_options=self.storage_options)
         actions = pa.table(dt.get_add_actions(flatten=True))
         schema = pa.schema(dt.schema().to_arrow())
         previous = self.ledger.catalog.get_dataset(name)
         kept_tags = {c.name: c.tags for c in previous.columns} if previous else {}
         result = WriteResult(
-            table=name, version=version, operation=entry.get("operation", "WRITE"),
-            rows_added=_rows_added(metrics), rows_updated=int(
-                metrics.get("num_target_rows_updated", 0)),
+            table=name, version=version, operation=operation, rows_added=_rows_added(metrics),
+            rows_updated=int(metrics.get("num_target_rows_updated", 0) or 0),
             rows_deleted=_rows_removed(metrics), run_id=run.id, new_columns=tuple(new_cols))
         now = now_us()
         values = {
@@ -350,13 +370,14 @@ class Lake:
             "columns": [Column(f.name, str(f.type), f.nullable, kept_tags.get(f.name, ()))
                         for f in schema],
         }
-        details = {"version": version, "operation": result.operation,
-                   "rows_added": result.rows_added, "rows_updated": result.rows_updated,
-                   "rows_deleted": result.rows_deleted}
+        details: dict[str, Any] = {"version": version, "operation": operation,
+                                   "rows_added": result.rows_added,
+                                   "rows_updated": result.rows_updated,
+                                   "rows_deleted": result.rows_deleted, **(extra or {})}
         if new_cols:
             details["new_columns"] = new_cols
         self.ledger.commit(
-            f"lake.{result.operation.lower()}", name, details, run=run,
+            f"lake.{operation.lower()}", name, details, run=run,
             output=DatasetVersion(name, version),
             change=lambda conn: cat.upsert_dataset(conn, name=name, values=values))
         return result
@@ -390,6 +411,30 @@ def _merge_source(name: str, data: Any, keys: list[str] | None, on_duplicate: On
                      "data wins) or on_duplicate='first'")
         table = keep_last(table, keys, last=on_duplicate == "last")
     return table
+
+
+class _RowCounter:
+    """Counts rows as they stream into a write (a reader is consumed once)."""
+
+    def __init__(self) -> None:
+        self.rows = 0
+
+    def wrap(self, data: pa.Table | pa.RecordBatchReader) -> pa.Table | pa.RecordBatchReader:
+        if isinstance(data, pa.Table):
+            self.rows = len(data)
+            return data
+
+        def batches() -> Any:
+            for batch in data:
+                self.rows += batch.num_rows
+                yield batch
+
+        return pa.RecordBatchReader.from_batches(data.schema, batches())
+
+
+def _row_count(dt: DeltaTable) -> int:
+    actions = pa.table(dt.get_add_actions(flatten=True))
+    return int(pc.sum(actions["num_records"]).as_py() or 0) if len(actions) else 0
 
 
 def _check_name(name: str) -> str:

@@ -41,23 +41,31 @@ def query(lake: Lake, sql: str, *, as_of: AsOf | None = None) -> pa.Table:
 
 def connect(lake: Lake, sql: str, *, as_of: AsOf | None = None) -> duckdb.DuckDBPyConnection:
     """A DuckDB connection with the query's lake tables bound as views (for streaming use)."""
-    names = _referenced_tables(lake, sql)
-    pins = dict(as_of or {})
+    names = _referenced_tables(lake, sql)  # lower case: SQL identifiers are case-insensitive
+    pins = {k.lower(): v for k, v in (as_of or {}).items()}
     unused = sorted(set(pins) - names)
     if unused:
         raise UsageError(f"as_of names {', '.join(unused)}, which the query does not read")
     con = duckdb.connect()
     con.execute("SET TimeZone = 'UTC'")
-    for name in sorted(names):
-        if not _is_lake_name(name) or not lake.exists(name):
-            continue  # DuckDB reports unknown tables itself; we add the list of tables
-        pin = pins.get(name)
-        version = int(pin) if isinstance(pin, int) or (isinstance(pin, str) and pin.isdigit()) \
-            else None
-        when = pin if version is None else None
-        dt = lake.table(name, version=version, as_of=when)
-        lake._note_input(name, dt.version())
-        _bind(con, name, dt, native=lake.is_local)
+    con.execute("SET parquet_metadata_cache = true")
+    try:
+        for name in sorted(names):
+            if not _is_lake_name(name) or not lake.exists(name):
+                continue  # DuckDB reports unknown tables itself; we add the list of tables
+            pin = pins.get(name)
+            version = int(pin) if isinstance(pin, int) or (
+                isinstance(pin, str) and pin.isdigit()) else None
+            when = pin if version is None else None
+            dt = lake.table(name, version=version, as_of=when)
+            lake._note_input(name, dt.version())
+            _bind(con, name, dt, native=lake.is_local)
+    except duckdb.Error as exc:
+        con.close()
+        raise _sql_error(lake, exc) from None
+    except BaseException:
+        con.close()
+        raise
     return con
 
 
@@ -65,12 +73,12 @@ def _referenced_tables(lake: Lake, sql: str) -> set[str]:
     """Table names the query reads. DuckDB's extractor binds the query and fails on some valid
     ones (``JOIN ... USING`` over unknown tables); then lake names among its identifiers do."""
     try:
-        return set(duckdb.get_table_names(sql))
+        return {name.lower() for name in duckdb.get_table_names(sql)}
     except duckdb.ParserException as exc:
         raise _sql_error(lake, exc) from None
     except duckdb.Error:
         words = set(re.findall(r'"([^"]+)"|([A-Za-z_][A-Za-z0-9_]*)', sql))
-        identifiers = {quoted or bare for quoted, bare in words}
+        identifiers = {(quoted or bare).lower() for quoted, bare in words}
         return identifiers & set(lake.tables())
 
 
@@ -84,8 +92,18 @@ def _bind(con: duckdb.DuckDBPyConnection, name: str, dt: DeltaTable, *, native: 
         return
     if native and _plain(dt):
         listing = ", ".join("'" + f.replace("'", "''") + "'" for f in files)
-        con.execute(f"CREATE VIEW {quoted} AS SELECT * FROM "
-                    f"read_parquet([{listing}], union_by_name = true)")
+        source = f"read_parquet([{listing}], union_by_name = true)"
+        # a column in the Delta schema that no file has yet (added by an empty write) is NULL
+        present = {row[0] for row in con.execute(f"DESCRIBE SELECT * FROM {source}").fetchall()}
+        schema = pa.schema(dt.schema().to_arrow())
+        missing = [f.name for f in schema if f.name not in present]
+        columns = "*"
+        if missing:
+            con.register(f"__schema_{name}", schema.empty_table())
+            types = dict(con.execute(f'SELECT column_name, column_type FROM '
+                                     f'(DESCRIBE "__schema_{name}")').fetchall())
+            columns += "".join(f', CAST(NULL AS {types[c]}) AS "{c}"' for c in missing)
+        con.execute(f"CREATE VIEW {quoted} AS SELECT {columns} FROM {source}")
     else:
         con.register(name, dt.to_pyarrow_dataset())
 
@@ -108,4 +126,9 @@ def _sql_error(lake: Lake, exc: Exception) -> SqlError:
     tables = ", ".join(lake.tables()) or "none yet"
     if isinstance(exc, duckdb.CatalogException) or "does not exist" in message:
         return SqlError(f"{message}\n  lake tables: {tables}")
+    if isinstance(exc, duckdb.IOException) and ("No such file" in message
+                                                 or "No files found" in message):
+        return SqlError(f"{message}\n  the data files of a version this query reads are gone "
+                        "(removed by vacuum): only versions inside the retention window can be "
+                        "read")
     return SqlError(message, hint=f"lake tables: {tables}")
