@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import re
 
-import duckdb
 import pyarrow as pa
 import pyarrow.compute as pc
 import pytest

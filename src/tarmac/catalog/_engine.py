@@ -22,7 +22,7 @@ _AUDIT_LOCK_KEY = 0x7A4D4143  # "tarmac" advisory lock id for the audit chain
 CONNECT_TIMEOUT_S = 5
 #: the newest migration; a test checks it against Alembic's head so opening a current catalog
 #: needs one SELECT, not an Alembic import
-HEAD_REVISION = "0001"
+HEAD_REVISION = "0002"
 
 
 def make_engine(url: str) -> Engine:
@@ -37,8 +37,8 @@ def make_engine(url: str) -> Engine:
             engine = create_engine(
                 url,
                 connect_args={"connect_timeout": CONNECT_TIMEOUT_S},
-                pool_pre_ping=True,
                 pool_size=5,
+                pool_recycle=1800,
             )
         except ModuleNotFoundError:
             raise ConfigError(
@@ -95,9 +95,9 @@ def write_transaction(engine: Engine) -> Iterator[Connection]:
             yield conn
 
 
-def upgrade(engine: Engine) -> None:
-    """Bring the catalog schema to the newest revision, keeping existing metadata."""
-    if current_revision(engine) == HEAD_REVISION:
+def upgrade(engine: Engine, *, to: str = "head") -> None:
+    """Bring the catalog schema to the newest revision (or ``to``), keeping existing metadata."""
+    if to == "head" and current_revision(engine) == HEAD_REVISION:
         return
     from alembic import command
     from alembic.config import Config
@@ -106,14 +106,14 @@ def upgrade(engine: Engine) -> None:
 
     cfg = Config()
     cfg.set_main_option("script_location", str(Path(__file__).parent / "migrations"))
-    head = ScriptDirectory.from_config(cfg).get_current_head()
+    target = ScriptDirectory.from_config(cfg).get_current_head() if to == "head" else to
     with engine.connect() as conn:
         current = MigrationContext.configure(conn).get_current_revision()
-    if current == head:
+    if current == target:
         return
     with write_transaction(engine) as conn:
         cfg.attributes["connection"] = conn
-        command.upgrade(cfg, "head")
+        command.upgrade(cfg, target)
 
 
 def current_revision(engine: Engine) -> str | None:

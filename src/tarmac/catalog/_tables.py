@@ -84,5 +84,6 @@ audit_log = Table(
     Column("hash", String(64), nullable=False),
     Index("ix_audit_time", "time"),
     Index("ix_audit_actor_seq", "actor", "seq"),
+    Index("ix_audit_actor_time", "actor", "time"),
     Index("ix_audit_target_seq", "target", "seq"),
 )

@@ -13,7 +13,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
 
-from sqlalchemy import Connection, Engine, and_, func, insert, or_, select, update
+from sqlalchemy import Connection, Engine, func, insert, select, tuple_, update
 
 from tarmac.catalog import _tables as t
 from tarmac.catalog._engine import make_engine, upgrade, write_transaction
@@ -113,7 +113,7 @@ class Catalog:
             q = q.where(r.status == status)
         if cursor:
             started, rid = decode_cursor(cursor, 2)
-            q = q.where(or_(r.started_at < started, and_(r.started_at == started, r.id < rid)))
+            q = q.where(tuple_(r.started_at, r.id) < tuple_(started, rid))
         with self.engine.connect() as conn:
             rows = conn.execute(q).all()[: limit + 1]
             edges = _edges_for(conn, [row.id for row in rows[:limit]])
@@ -233,15 +233,19 @@ def upsert_dataset(conn: Connection, *, name: str, values: dict[str, Any]) -> No
     """Create or update a dataset's entry; ``columns`` and ``tags`` are stored as JSON."""
     values = dict(values)
     owner_set = values.pop("owner_set", False)
-    if "columns" in values:
-        values["columns"] = json.dumps([c if isinstance(c, dict) else {
-            "name": c.name, "type": c.type, "nullable": c.nullable, "tags": list(c.tags)}
-            for c in values["columns"]])
-    if "tags" in values:
-        values["tags"] = json.dumps(sorted(set(values["tags"])))
-    found = conn.execute(select(t.datasets.c.version).where(t.datasets.c.name == name)).first()
+    keep_tags = values.pop("keep_column_tags", False)
+    d = t.datasets.c
+    found = conn.execute(select(d.version, d.columns).where(d.name == name)).first()
     if found and "version" in values and found.version > values["version"]:
         return  # a slower concurrent writer: the entry already describes a newer version
+    if "columns" in values:
+        old = {c["name"]: c.get("tags", []) for c in json.loads(found.columns)} \
+            if (found and keep_tags) else {}
+        values["columns"] = json.dumps([c if isinstance(c, dict) else {
+            "name": c.name, "type": c.type, "nullable": c.nullable,
+            "tags": list(c.tags) or old.get(c.name, [])} for c in values["columns"]])
+    if "tags" in values:
+        values["tags"] = json.dumps(sorted(set(values["tags"])))
     if found:
         values.pop("created_at", None)  # a write never changes who created or owns a table
         if not owner_set:

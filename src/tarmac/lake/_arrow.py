@@ -11,14 +11,15 @@ Rules (said in the errors too):
 from __future__ import annotations
 
 from collections.abc import Iterator
-from typing import Any
+from typing import Any, Literal
 
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from tarmac.errors import SchemaConflictError, UsageError
+from tarmac.errors import MergeKeyError, SchemaConflictError, UsageError
 
 ArrowData = pa.Table | pa.RecordBatchReader
+OnDuplicate = Literal["error", "last", "first"]
 
 _INTS = [pa.int8(), pa.int16(), pa.int32(), pa.int64()]
 _UNSIGNED = {pa.uint8(): pa.int16(), pa.uint16(): pa.int32(), pa.uint32(): pa.int64(),
@@ -170,3 +171,35 @@ def keep_last(table: pa.Table, keys: list[str], *, last: bool = True) -> pa.Tabl
               .aggregate([("__row", agg)]))
     rows = picked[f"__row_{agg}"]
     return table.take(pc.take(rows, pc.sort_indices(rows)))
+
+
+def merge_source(name: str, data: Any, keys: list[str] | None, on_duplicate: OnDuplicate,
+                 schema: pa.Schema) -> pa.Table:
+    """The incoming rows of a merge, checked: keys given and known, no nulls, no duplicates
+    (unless ``on_duplicate`` says which occurrence wins)."""
+    if not keys:
+        raise MergeKeyError(f"merge into '{name}' needs keys=[...]: the columns that identify a "
+                            "row (e.g. keys=['customer_id'])")
+    missing = [k for k in keys if k not in schema.names]
+    if missing:
+        raise MergeKeyError(f"merge keys {missing} are not columns of '{name}'; columns: "
+                            f"{', '.join(schema.names)}")
+    table = data.read_all() if isinstance(data, pa.RecordBatchReader) else data
+    for k in keys:
+        nulls = table.column(k).null_count
+        if nulls:
+            raise MergeKeyError(f"merge into '{name}': {nulls} incoming row(s) have a null in key "
+                                f"column '{k}'; a null key cannot match a row. Nothing was "
+                                "written.")
+    dupes = duplicate_keys(table, keys)
+    if len(dupes):
+        if on_duplicate == "error":
+            sample = ", ".join(str({k: dupes[k][i].as_py() for k in keys})
+                               for i in range(min(3, len(dupes))))
+            raise MergeKeyError(
+                f"merge into '{name}': {len(dupes)} key value(s) occur more than once in the "
+                f"incoming data (e.g. {sample}); nothing was written",
+                hint="deduplicate first, or pass on_duplicate='last' (the last occurrence in the "
+                     "data wins) or on_duplicate='first'")
+        table = keep_last(table, keys, last=on_duplicate == "last")
+    return table

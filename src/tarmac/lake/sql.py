@@ -46,18 +46,17 @@ def connect(lake: Lake, sql: str, *, as_of: AsOf | None = None) -> duckdb.DuckDB
     unused = sorted(set(pins) - names)
     if unused:
         raise UsageError(f"as_of names {', '.join(unused)}, which the query does not read")
-    con = duckdb.connect()
-    con.execute("SET TimeZone = 'UTC'")
-    con.execute("SET parquet_metadata_cache = true")
+    con = _database(lake).cursor()  # a private session: its temp views are its own
     try:
         for name in sorted(names):
-            if not _is_lake_name(name) or not lake.exists(name):
+            latest = lake.latest(name) if _is_lake_name(name) else None
+            if latest is None:
                 continue  # DuckDB reports unknown tables itself; we add the list of tables
             pin = pins.get(name)
             version = int(pin) if isinstance(pin, int) or (
                 isinstance(pin, str) and pin.isdigit()) else None
             when = pin if version is None else None
-            dt = lake.table(name, version=version, as_of=when)
+            dt = latest if pin is None else lake.table(name, version=version, as_of=when)
             lake._note_input(name, dt.version())
             _bind(con, name, dt, native=lake.is_local)
     except duckdb.Error as exc:
@@ -67,6 +66,18 @@ def connect(lake: Lake, sql: str, *, as_of: AsOf | None = None) -> duckdb.DuckDB
         con.close()
         raise
     return con
+
+
+def _database(lake: Lake) -> duckdb.DuckDBPyConnection:
+    """One in-process DuckDB per lake: opening one costs ~30 ms, a cursor on it ~1 ms, and
+    Parquet footers stay cached across queries."""
+    db = getattr(lake, "_duckdb", None)
+    if db is None:
+        db = duckdb.connect()
+        db.execute("SET GLOBAL TimeZone = 'UTC'")
+        db.execute("SET GLOBAL parquet_metadata_cache = true")
+        lake._duckdb = db  # type: ignore[attr-defined]
+    return db
 
 
 def _referenced_tables(lake: Lake, sql: str) -> set[str]:
@@ -88,7 +99,7 @@ def _bind(con: duckdb.DuckDBPyConnection, name: str, dt: DeltaTable, *, native: 
     if not files:
         empty = pa.schema(dt.schema().to_arrow()).empty_table()
         con.register(f"__empty_{name}", empty)
-        con.execute(f'CREATE VIEW {quoted} AS SELECT * FROM "__empty_{name}"')
+        con.execute(f'CREATE TEMP VIEW {quoted} AS SELECT * FROM "__empty_{name}"')
         return
     if native and _plain(dt):
         listing = ", ".join("'" + f.replace("'", "''") + "'" for f in files)
@@ -103,7 +114,7 @@ def _bind(con: duckdb.DuckDBPyConnection, name: str, dt: DeltaTable, *, native: 
             types = dict(con.execute(f'SELECT column_name, column_type FROM '
                                      f'(DESCRIBE "__schema_{name}")').fetchall())
             columns += "".join(f', CAST(NULL AS {types[c]}) AS "{c}"' for c in missing)
-        con.execute(f"CREATE VIEW {quoted} AS SELECT {columns} FROM {source}")
+        con.execute(f"CREATE TEMP VIEW {quoted} AS SELECT {columns} FROM {source}")
     else:
         con.register(name, dt.to_pyarrow_dataset())
 

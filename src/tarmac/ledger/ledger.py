@@ -56,6 +56,7 @@ class ActiveRun:
     job: str
     actor: str
     implicit: bool = False
+    finished: bool = False
     _pending_inputs: list[DatasetVersion] = field(default_factory=list)
     outputs: list[DatasetVersion] = field(default_factory=list)
 
@@ -117,6 +118,8 @@ class Ledger:
             yield new
 
     def _finish(self, active: ActiveRun, status: str, *, error: str | None = None) -> None:
+        if active.finished and status == "succeeded":
+            return  # an implicit run already closed inside its one commit
         with self.catalog.write() as conn:
             self._flush_inputs(conn, active)
             cat.finish_run(conn, active.id, status=status, ended_at=now_us(), error=error)
@@ -167,6 +170,10 @@ class Ledger:
                 if output is not None:
                     cat.add_edge(conn, run.id, "output", output.dataset, output.version)
                     run.outputs.append(output)
+                if run.implicit and not run.finished:
+                    # a lone write's run ends with its commit: one transaction fewer per write
+                    cat.finish_run(conn, run.id, status="succeeded", ended_at=now_us())
+                    run.finished = True
             return self._append(conn, action, target, details)
 
     def _flush_inputs(self, conn: Connection, run: ActiveRun) -> None:

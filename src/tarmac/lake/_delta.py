@@ -1,0 +1,101 @@
+"""Small helpers over delta-rs objects: committed snapshots, row counting, times, retention."""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import pyarrow as pa
+import pyarrow.compute as pc
+from deltalake import DeltaTable
+
+from tarmac.errors import UsageError
+
+
+class RowCounter:
+    """Counts rows as they stream into a write (a reader is consumed once)."""
+
+    def __init__(self) -> None:
+        self.rows = 0
+
+    def wrap(self, data: pa.Table | pa.RecordBatchReader) -> pa.Table | pa.RecordBatchReader:
+        if isinstance(data, pa.Table):
+            self.rows = len(data)
+            return data
+
+        def batches() -> Any:
+            for batch in data:
+                self.rows += batch.num_rows
+                yield batch
+
+        return pa.RecordBatchReader.from_batches(data.schema, batches())
+
+
+@dataclass(frozen=True)
+class Snapshot:
+    """A committed version's size and schema, read from its log (no data is scanned)."""
+
+    version: int
+    rows: int
+    bytes: int
+    files: int
+    schema: pa.Schema
+
+
+def snapshot(dt: DeltaTable) -> Snapshot:
+    actions = pa.table(dt.get_add_actions(flatten=True))
+
+    def total(col: str) -> int:
+        return int(pc.sum(actions[col]).as_py() or 0) if len(actions) else 0
+
+    return Snapshot(dt.version(), total("num_records"), total("size_bytes"), len(actions),
+                     pa.schema(dt.schema().to_arrow()))
+
+
+def row_count(dt: DeltaTable) -> int:
+    return snapshot(dt).rows
+
+
+def rows_added(m: dict[str, Any]) -> int:
+    return int(m.get("num_added_rows", 0) or m.get("num_target_rows_inserted", 0) or 0)
+
+
+def rows_removed(m: dict[str, Any]) -> int:
+    return int(m.get("num_deleted_rows", 0) or m.get("num_target_rows_deleted", 0) or 0)
+
+
+def first_line(exc: BaseException) -> str:
+    text = str(exc).strip()
+    for prefix in ("Generic DeltaTable error: ", "External error: "):
+        text = text.replace(prefix, "")
+    return text.splitlines()[0] if text else type(exc).__name__
+
+
+def parse_time(value: datetime | str) -> datetime:
+    if isinstance(value, str):
+        try:
+            value = datetime.fromisoformat(value)
+        except ValueError:
+            raise UsageError(f"invalid time {value!r}: expected ISO 8601, "
+                             "e.g. 2026-01-31T12:00:00+00:00") from None
+    return value if value.tzinfo else value.replace(tzinfo=UTC)
+
+
+def first_commit_time(dt: DeltaTable) -> datetime | None:
+    history = dt.history()
+    return datetime.fromtimestamp(history[-1]["timestamp"] / 1000, UTC) if history else None
+
+
+_DURATION = re.compile(r"^\s*(\d+)\s*([dhm])\s*$")
+
+
+def hours(retain: str | timedelta) -> int:
+    if isinstance(retain, timedelta):
+        return int(retain.total_seconds() // 3600)
+    m = _DURATION.match(retain)
+    if not m:
+        raise UsageError(f"invalid retention {retain!r}: expected e.g. '7d', '24h' or '0h'")
+    n, unit = int(m.group(1)), m.group(2)
+    return n * 24 if unit == "d" else n if unit == "h" else n // 60
