@@ -331,10 +331,9 @@ def lake_probe() -> Probe:
     probe.patch(lake_mod, "write_deltalake", "delta_write")
     probe.patch(TableMerger, "execute", "delta_merge")
     probe.patch(lake_mod.Lake, "_record", "record")
-    probe.patch(lake_mod.Lake, "_open_or_none", "open_existing")
+    probe.patch(lake_mod.Lake, "latest", "open_existing")
     probe.patch(Ledger, "_finish", "run_finish")
     probe.patch(Ledger, "commit", "ledger_commit")
     probe.patch(DeltaTable, "__init__", "delta_open")
-    probe.patch(DeltaTable, "history", "delta_history")
     probe.patch(DeltaTable, "get_add_actions", "add_actions")
     return probe

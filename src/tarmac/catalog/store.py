@@ -13,7 +13,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
 
-from sqlalchemy import Connection, Engine, func, insert, select, tuple_, update
+from sqlalchemy import Connection, Engine, bindparam, func, insert, select, tuple_, update
 
 from tarmac.catalog import _tables as t
 from tarmac.catalog._engine import make_engine, upgrade, write_transaction
@@ -196,6 +196,17 @@ class Catalog:
 
 
 # -- write functions (called by the ledger inside Catalog.write()) ------------------------------
+# The statements on the path of every write are built once and run with parameters: building a
+# SQLAlchemy statement per call cost more than the SQLite round trips themselves.
+
+_FINISH_RUN = update(t.runs).where(t.runs.c.id == bindparam("run_id")).values(
+    status=bindparam("status"), ended_at=bindparam("ended_at"), error=bindparam("error"))
+_INSERT_EDGE = insert(t.lineage_edges)
+_DATASET_STATE = select(t.datasets.c.version, t.datasets.c.columns).where(
+    t.datasets.c.name == bindparam("name"))
+_AUDIT_HEAD = select(t.audit_log.c.seq, t.audit_log.c.hash).order_by(
+    t.audit_log.c.seq.desc()).limit(1)
+_INSERT_AUDIT = insert(t.audit_log)
 
 
 def insert_run(conn: Connection, **values: Any) -> None:
@@ -205,10 +216,8 @@ def insert_run(conn: Connection, **values: Any) -> None:
 
 def finish_run(conn: Connection, run_id: str, *, status: str, ended_at: int,
                error: str | None = None) -> None:
-    conn.execute(
-        update(t.runs).where(t.runs.c.id == run_id).values(status=status, ended_at=ended_at,
-                                                          error=error)
-    )
+    conn.execute(_FINISH_RUN, {"run_id": run_id, "status": status, "ended_at": ended_at,
+                               "error": error})
 
 
 def running_runs(conn: Connection, host: str) -> list[tuple[str, int]]:
@@ -218,15 +227,20 @@ def running_runs(conn: Connection, host: str) -> list[tuple[str, int]]:
     return [(row.id, row.pid) for row in conn.execute(q)]
 
 
-def add_edge(conn: Connection, run_id: str, role: str, dataset: str, version: int | None) -> None:
+def add_edge(conn: Connection, run_id: str, role: str, dataset: str, version: int | None,
+             *, new: bool = False) -> None:
+    """Record one lineage edge; ``new=True`` skips the duplicate check (a fresh output)."""
     e = t.lineage_edges.c
+    row = {"run_id": run_id, "role": role, "dataset": dataset, "version": version}
+    if new:
+        conn.execute(_INSERT_EDGE, row)
+        return
     exists = conn.execute(
         select(e.id).where(e.run_id == run_id, e.role == role, e.dataset == dataset,
                            e.version == version if version is not None else e.version.is_(None))
     ).first()
     if exists is None:
-        conn.execute(insert(t.lineage_edges).values(run_id=run_id, role=role, dataset=dataset,
-                                                    version=version))
+        conn.execute(_INSERT_EDGE, row)
 
 
 def upsert_dataset(conn: Connection, *, name: str, values: dict[str, Any]) -> None:
@@ -234,8 +248,7 @@ def upsert_dataset(conn: Connection, *, name: str, values: dict[str, Any]) -> No
     values = dict(values)
     owner_set = values.pop("owner_set", False)
     keep_tags = values.pop("keep_column_tags", False)
-    d = t.datasets.c
-    found = conn.execute(select(d.version, d.columns).where(d.name == name)).first()
+    found = conn.execute(_DATASET_STATE, {"name": name}).first()
     if found and "version" in values and found.version > values["version"]:
         return  # a slower concurrent writer: the entry already describes a newer version
     if "columns" in values:
@@ -263,16 +276,15 @@ def delete_dataset(conn: Connection, name: str) -> None:
 
 def audit_head(conn: Connection) -> tuple[int, str] | None:
     """The last (seq, hash) of the chain; call inside a write transaction."""
-    a = t.audit_log.c
-    row = conn.execute(select(a.seq, a.hash).order_by(a.seq.desc()).limit(1)).first()
+    row = conn.execute(_AUDIT_HEAD).first()
     return (row.seq, row.hash) if row else None
 
 
 def insert_audit(conn: Connection, record: AuditRecord) -> None:
-    conn.execute(insert(t.audit_log).values(
-        seq=record.seq, time=record.time_us, actor=record.actor, action=record.action,
-        target=record.target, details=record.details, prev_hash=record.prev_hash,
-        hash=record.hash))
+    conn.execute(_INSERT_AUDIT, {
+        "seq": record.seq, "time": record.time_us, "actor": record.actor,
+        "action": record.action, "target": record.target, "details": record.details,
+        "prev_hash": record.prev_hash, "hash": record.hash})
 
 
 # -- row mapping --------------------------------------------------------------------------------

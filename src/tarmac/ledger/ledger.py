@@ -168,7 +168,8 @@ class Ledger:
                 details.setdefault("run_id", run.id)
                 self._flush_inputs(conn, run)
                 if output is not None:
-                    cat.add_edge(conn, run.id, "output", output.dataset, output.version)
+                    new = output not in run.outputs  # a version is written once
+                    cat.add_edge(conn, run.id, "output", output.dataset, output.version, new=new)
                     run.outputs.append(output)
                 if run.implicit and not run.finished:
                     # a lone write's run ends with its commit: one transaction fewer per write
