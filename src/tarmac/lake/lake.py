@@ -16,6 +16,7 @@ from __future__ import annotations
 import random
 import re
 import time
+import uuid
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any, Literal
@@ -36,6 +37,7 @@ from tarmac.errors import (
     VersionNotFoundError,
     WriteConflictError,
 )
+from tarmac.lake import _small_merge
 from tarmac.lake._arrow import OnDuplicate, conform, merge_source, plan_schema, to_arrow
 from tarmac.lake._delta import (
     RowCounter,
@@ -54,6 +56,7 @@ from tarmac.ledger import ActiveRun, Ledger
 WriteMode = Literal["append", "overwrite", "merge"]
 NAME = re.compile(r"^[a-z_][a-z0-9_]{0,62}$")
 RUN_KEY, ACTOR_KEY = "tarmac.run_id", "tarmac.actor"
+OPERATION_KEY, TOKEN_KEY = "tarmac.operation", "tarmac.write_id"
 MAX_ATTEMPTS = 5
 
 
@@ -171,11 +174,11 @@ class Lake:
         """Versions newest first: time, operation, rows added/removed, run id, actor."""
         out = []
         for h in self.table(name).history(limit):
-            metrics = h.get("operationMetrics") or {}
+            metrics = h.get("operationMetrics") or h.get("tarmac.metrics") or {}
             out.append({
                 "version": h["version"],
                 "time": datetime.fromtimestamp(h["timestamp"] / 1000, UTC),
-                "operation": h.get("operation"),
+                "operation": h.get(OPERATION_KEY) or h.get("operation"),
                 "rows_added": rows_added(metrics),
                 "rows_removed": rows_removed(metrics),
                 "run_id": h.get(RUN_KEY),
@@ -232,6 +235,15 @@ class Lake:
         props = self._props(run)
         if mode == "merge":
             data = merge_source(name, data, keys, on_duplicate, target)
+        if mode == "merge" and existing is not None and _small_merge.eligible(
+                existing, keys or [], data, new_columns=new_cols, local=self.is_local):
+            token = str(uuid.uuid4())
+            meta = self._props(run, operation="MERGE", token=token).custom_metadata
+            before = existing.version()
+            metrics = _small_merge.merge(existing, self._local_path(name), data,
+                                         (keys or [])[0], target, meta)
+            committed = self._committed(name, existing, before, token)
+            return self._record(name, snapshot(committed), "MERGE", metrics, run, new_cols)
         if mode == "merge" and existing is not None:
             predicate = " AND ".join(f't."{k}" = s."{k}"' for k in keys or [])
             # the source is in memory already; streamed_exec=False lets delta-rs derive an early
@@ -339,8 +351,29 @@ class Lake:
 
     # -- internals ---------------------------------------------------------------------------
 
-    def _props(self, run: ActiveRun) -> CommitProperties:
-        return CommitProperties(custom_metadata={RUN_KEY: run.id, ACTOR_KEY: run.actor})
+    def _props(self, run: ActiveRun, *, operation: str | None = None,
+               token: str | None = None) -> CommitProperties:
+        meta = {RUN_KEY: run.id, ACTOR_KEY: run.actor}
+        if operation:  # commits made from file actions are logged as WRITE by delta-rs
+            meta[OPERATION_KEY] = operation
+        if token:
+            meta[TOKEN_KEY] = token
+        return CommitProperties(custom_metadata=meta)
+
+    def _committed(self, name: str, dt: DeltaTable, before: int, token: str) -> DeltaTable:
+        """The table at the version our token-marked commit made (the object that committed
+        file actions is not moved forward by delta-rs)."""
+        dt.update_incremental()
+        if dt.version() == before + 1:
+            return dt
+        for entry in dt.history(dt.version() - before):
+            if entry.get(TOKEN_KEY) == token:
+                return DeltaTable(self.uri(name), version=entry["version"],
+                                  storage_options=self.storage_options)
+        raise WriteConflictError(f"could not find this write's commit in '{name}'")
+
+    def _local_path(self, name: str) -> str:
+        return self.uri(name).removeprefix("file://")
 
     def latest(self, name: str) -> DeltaTable | None:
         """The table at its newest version (None if there is no such table)."""
