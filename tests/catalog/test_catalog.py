@@ -9,8 +9,8 @@ import sqlalchemy as sa
 
 from tarmac.catalog import Catalog
 from tarmac.catalog._engine import HEAD_REVISION, current_revision, upgrade
-from tarmac.ledger import Ledger
 from tarmac.errors import UsageError
+from tarmac.ledger import Ledger
 from tarmac.project import Project
 
 
