@@ -67,8 +67,8 @@ def merge(dt: DeltaTable, root: str, source: pa.Table, key: str, schema: pa.Sche
         path = actions["path"][i].as_py()
         local = os.path.join(root, unquote(path))
         scanned += 1
-        hits = int(pc.sum(pc.is_in(pq.read_table(local, columns=[key])[key],
-                                   value_set=incoming)).as_py() or 0)
+        keys = pq.read_table(local, columns=[key])[key].cast(incoming.type)  # views -> plain
+        hits = int(pc.sum(pc.is_in(keys, value_set=incoming)).as_py() or 0)
         if hits == 0:
             continue  # the statistics admitted it, but no key matches: the file stays
         updated += hits
@@ -114,7 +114,8 @@ def _rewrite(local: str, root: str, key: str, incoming: pa.Array,
 
     def survivors() -> Any:
         for batch in reader.iter_batches(batch_size=BATCH_ROWS):
-            table = pa.Table.from_batches([batch])
+            # files other engines wrote may hold view types: conform before computing on them
+            table = conform(pa.Table.from_batches([batch]), schema)
             yield table.filter(pc.invert(pc.is_in(table[key], value_set=incoming)))
 
     return _write_file(root, survivors(), schema, drop_if_empty=True)
