@@ -27,8 +27,9 @@ bench: $(STAMP)                ## benchmarks at full size (10M rows); figures go
 bench-quick: $(STAMP)
 	$(BIN)/python benchmarks/run_all.py --quick
 
-lint: $(STAMP)
+lint: $(STAMP)                 ## ruff on everything, mypy on src/
 	$(BIN)/ruff check src tests benchmarks
+	$(BIN)/mypy src/tarmac
 
 clean:
 	rm -rf $(VENV) tarmac-demo bench-data .pytest_cache

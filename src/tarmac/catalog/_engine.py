@@ -106,7 +106,8 @@ def upgrade(engine: Engine, *, to: str = "head") -> None:
 
     cfg = Config()
     cfg.set_main_option("script_location", str(Path(__file__).parent / "migrations"))
-    target = ScriptDirectory.from_config(cfg).get_current_head() if to == "head" else to
+    target = (ScriptDirectory.from_config(cfg).get_current_head() or "head") if to == "head" \
+        else to
     with engine.connect() as conn:
         current = MigrationContext.configure(conn).get_current_revision()
     if current == target:

@@ -20,7 +20,7 @@ from tarmac.errors import TarmacError
 class _Group(TyperGroup):
     """Turns ``TarmacError`` (and surprises) into one line and an exit code."""
 
-    def invoke(self, ctx: typer.Context) -> Any:
+    def invoke(self, ctx: typer.Context) -> Any:  # type: ignore[override]
         try:
             return super().invoke(ctx)
         except TarmacError as exc:

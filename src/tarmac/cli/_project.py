@@ -42,8 +42,12 @@ def demo(
     from tarmac.demo.story import run_demo
 
     with console.status("starting") as status:
-        report = run_demo(directory, size=size, seed=seed, data_only=data_only,
-                          step=lambda msg: (status.update(msg), console.print(f"• {msg}")))
+
+        def step(message: str) -> None:
+            status.update(message)
+            console.print(f"• {message}")
+
+        report = run_demo(directory, size=size, seed=seed, data_only=data_only, step=step)
     emit(report.sources, [("source", "source"), ("kind", "kind"), ("records", "raw records"),
                           ("location", "where it lives")], as_json=False,
          title="Kestrel Mobile's data, scattered and messy on purpose")

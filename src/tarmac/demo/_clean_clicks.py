@@ -55,8 +55,8 @@ def read_clicks(clicks_dir: Path) -> tuple[pa.Table, dict[str, int], dict[str, i
     t = t.take(pc.take(firsts, pc.sort_indices(firsts))).drop_columns(["_i"])
     t = t.sort_by([("event_time", "ascending"), ("event_id", "ascending")])
     dropped = {"invalid_json": invalid, "duplicate_event_id": n - t.num_rows}
-    fixed = {"customer_id_from_string": coerced, "late_arrival_reordered": late}
-    return t, dropped, fixed
+    repaired = {"customer_id_from_string": coerced, "late_arrival_reordered": late}
+    return t, dropped, repaired
 
 
 def _late_events(table: pa.Table, stem: str) -> int:

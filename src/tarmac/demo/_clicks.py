@@ -14,6 +14,7 @@ written as one joined buffer.  Messiness injected on purpose:
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pyarrow as pa
@@ -151,7 +152,7 @@ def write_click_files(
 
     clicks_dir.mkdir(parents=True, exist_ok=True)
     days = np.unique(file_day)
-    bounds = np.searchsorted(file_day, np.append(days, days[-1] + 1)) if days.size else []
+    bounds: Any = np.searchsorted(file_day, np.append(days, days[-1] + 1)) if days.size else []
     for i, day in enumerate(days):
         sl = slice(bounds[i], bounds[i + 1])
         lines = _json_lines(events, idx[sl], as_string[sl], broken[sl])

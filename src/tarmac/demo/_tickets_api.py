@@ -171,7 +171,7 @@ class TicketsServer:
         server = _TicketsHTTPServer((self.host, self.port), _Handler)
         server.tickets = tickets
         host, port = server.server_address[:2]
-        server.base_url = f"http://{host}:{port}"
+        server.base_url = f"http://{host!s}:{port}"
         self.port = int(port)
         self._server = server
         self._thread = threading.Thread(

@@ -11,14 +11,14 @@ Rules (said in the errors too):
 from __future__ import annotations
 
 from collections.abc import Iterator
-from typing import Any, Literal
+from typing import Any, Literal, TypeAlias
 
 import pyarrow as pa
 import pyarrow.compute as pc
 
 from tarmac.errors import MergeKeyError, SchemaConflictError, UsageError
 
-ArrowData = pa.Table | pa.RecordBatchReader
+ArrowData: TypeAlias = pa.Table | pa.RecordBatchReader
 OnDuplicate = Literal["error", "last", "first"]
 
 _INTS = [pa.int8(), pa.int16(), pa.int32(), pa.int64()]
@@ -136,6 +136,11 @@ def conform(data: ArrowData, target: pa.Schema) -> ArrowData:
             yield from table.to_batches()
 
     return pa.RecordBatchReader.from_batches(target, batches())
+
+
+def conform_table(table: pa.Table, target: pa.Schema) -> pa.Table:
+    """One in-memory table conformed to ``target`` (see ``conform``)."""
+    return _conform_table(table, target)
 
 
 def _conform_table(table: pa.Table, target: pa.Schema) -> pa.Table:

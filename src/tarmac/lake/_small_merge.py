@@ -32,7 +32,7 @@ import pyarrow.parquet as pq
 from deltalake import CommitProperties, DeltaTable
 from deltalake.transaction import AddAction, RemoveAction
 
-from tarmac.lake._arrow import conform
+from tarmac.lake._arrow import conform_table
 
 MAX_SOURCE_ROWS = 100_000
 BATCH_ROWS = 65_536
@@ -77,7 +77,9 @@ def merge(dt: DeltaTable, root: str, source: pa.Table, key: str, schema: pa.Sche
             adds.append(survivors)
         removes.append(RemoveAction(path=path, data_change=True, deletion_timestamp=now_ms,
                                     size=actions["size_bytes"][i].as_py(), partition_values={}))
-    adds.append(_write_file(root, [source], schema))
+    written = _write_file(root, [source], schema)
+    assert written is not None  # only empty survivor files are dropped
+    adds.append(written)
     metrics = {"num_source_rows": len(source), "num_target_rows_updated": updated,
                "num_target_rows_inserted": len(source) - updated, "num_target_rows_deleted": 0,
                "num_target_files_scanned": scanned, "num_target_files_removed": len(removes),
@@ -115,7 +117,7 @@ def _rewrite(local: str, root: str, key: str, incoming: pa.Array,
     def survivors() -> Any:
         for batch in reader.iter_batches(batch_size=BATCH_ROWS):
             # files other engines wrote may hold view types: conform before computing on them
-            table = conform(pa.Table.from_batches([batch]), schema)
+            table = conform_table(pa.Table.from_batches([batch]), schema)
             yield table.filter(pc.invert(pc.is_in(table[key], value_set=incoming)))
 
     return _write_file(root, survivors(), schema, drop_if_empty=True)
@@ -128,7 +130,7 @@ def _write_file(root: str, tables: Any, schema: pa.Schema, *,
     stats = _Stats(schema)
     with pq.ParquetWriter(path, schema, compression="snappy") as writer:
         for table in tables:
-            table = conform(table, schema)
+            table = conform_table(table, schema)
             if len(table):
                 writer.write_table(table)
                 stats.add(table)

@@ -152,8 +152,9 @@ class Lake:
             from tarmac.lake.sql import query
 
             cols = ", ".join(f'"{c}"' for c in columns) if columns else "*"
-            pin = {name: version if version is not None else as_of} \
-                if (version is not None or as_of is not None) else None
+            when = version if version is not None else as_of
+            pin: dict[str, int | datetime | str] | None = {name: when} if when is not None \
+                else None
             return query(self, f'SELECT {cols} FROM "{name}" WHERE {filter}', as_of=pin)
         dt = self.table(name, version=version, as_of=as_of)
         self._note_input(name, dt.version())
@@ -238,7 +239,7 @@ class Lake:
         if mode == "merge" and existing is not None and _small_merge.eligible(
                 existing, keys or [], data, new_columns=new_cols, local=self.is_local):
             token = str(uuid.uuid4())
-            meta = self._props(run, operation="MERGE", token=token).custom_metadata
+            meta = self._props(run, operation="MERGE", token=token).custom_metadata or {}
             before = existing.version()
             metrics = _small_merge.merge(existing, self._local_path(name), data,
                                          (keys or [])[0], target, meta)
@@ -255,8 +256,8 @@ class Lake:
             return self._record(name, snapshot(existing), "MERGE", metrics, run, new_cols)
         removed = row_count(existing) if (existing is not None and mode == "overwrite") else 0
         counter = RowCounter()
-        schema_mode = "overwrite" if (replace_schema and mode == "overwrite") else (
-            "merge" if new_cols else None)
+        schema_mode: Literal["merge", "overwrite"] | None = "overwrite" if (
+            replace_schema and mode == "overwrite") else ("merge" if new_cols else None)
         write_deltalake(existing if existing is not None else uri, counter.wrap(data),
                         mode="overwrite" if mode == "overwrite" else "append",
                         schema_mode=schema_mode, name=name, description=description,

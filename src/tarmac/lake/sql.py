@@ -55,7 +55,7 @@ def connect(lake: Lake, sql: str, *, as_of: AsOf | None = None) -> duckdb.DuckDB
             pin = pins.get(name)
             version = int(pin) if isinstance(pin, int) or (
                 isinstance(pin, str) and pin.isdigit()) else None
-            when = pin if version is None else None
+            when = pin if version is None and not isinstance(pin, int) else None
             dt = latest if pin is None else lake.table(name, version=version, as_of=when)
             lake._note_input(name, dt.version())
             _bind(con, name, dt, native=lake.is_local)
