@@ -141,3 +141,20 @@ def test_compact_and_vacuum(filled: Project) -> None:
     assert code == 0 and "would delete" in out
     code, out = run(filled, "vacuum", "customers", "--retain", "soon")
     assert code == 2 and "invalid retention" in out
+
+
+def test_info_masks_secrets(tmp_path: Path, pg_url: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    import tarmac
+
+    tarmac.init(tmp_path / "p")
+    cfg = tmp_path / "p" / "tarmac.yaml"
+    monkeypatch.setenv("PGPASSWORD_TEST", "s3cr3t")
+    secret_url = pg_url.replace("postgres@", "postgres:${PGPASSWORD_TEST}@")
+    cfg.write_text(cfg.read_text().replace("catalog: sqlite:///.tarmac/catalog.db",
+                                           f"catalog: {secret_url}"))
+    code, out = run(tmp_path / "p", "info", "--json")
+    facts = json.loads(out)
+    assert code == 0 and "s3cr3t" not in out and ":***@" in facts["catalog"]
+    assert facts["catalog_revision"] == "0002" and facts["tables"] == 0
+    code, out = run(tmp_path / "p", "info")
+    assert code == 0 and "s3cr3t" not in out and "catalog revision" in out

@@ -8,7 +8,7 @@ import typer
 from rich.panel import Panel
 
 from tarmac.cli import app
-from tarmac.cli._output import console, emit
+from tarmac.cli._output import console, emit, human, print_json
 from tarmac.errors import UsageError
 
 SIZES = ("small", "medium", "large")
@@ -75,3 +75,24 @@ def demo(
         f"  tarmac audit log --since 1h\n"
         f"  tarmac audit verify",
         title="what just happened", border_style="cyan"))
+
+
+@app.command()
+def info(ctx: typer.Context, as_json: bool = typer.Option(False, "--json",
+                                                           help="Print a JSON object.")) -> None:
+    """The project: backends (secrets masked), catalog revision, tables, runs, audit head."""
+    from tarmac.catalog._engine import current_revision
+    from tarmac.cli import open_project
+
+    p = open_project(ctx)
+    head = p.ledger.audit(limit=1).items
+    facts = {**p.describe(), "catalog_revision": current_revision(p.catalog.engine),
+             "tables": p.catalog.count("datasets"), "runs": p.catalog.count("runs"),
+             "audit_records": p.catalog.count("audit_log"),
+             "audit_head": f"{head[0].seq}:{head[0].hash}" if head else None}
+    if as_json:
+        print_json(facts)
+        return
+    width = max(len(k) for k in facts)
+    for key, value in facts.items():
+        console.print(f"[bold]{key.replace('_', ' '):<{width}}[/bold]  {human(value)}")
