@@ -16,13 +16,12 @@ import os
 from datetime import datetime
 from functools import cached_property
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 from tarmac.catalog import Catalog
 from tarmac.config import CONFIG_FILE, ProjectConfig, load_config, redact
 from tarmac.errors import ConfigError, UsageError
-from tarmac.ledger import Ledger, lineage, openlineage_events
-from tarmac.ledger.lineage import Direction, LineageNode
+from tarmac.ledger import Ledger
 
 if TYPE_CHECKING:
     import pyarrow as pa
@@ -39,7 +38,7 @@ class Project:
         self.root = root
         self.config = config
         self.catalog = Catalog(config.catalog)
-        self.ledger = Ledger(self.catalog, namespace=config.name)
+        self.ledger = Ledger(self.catalog, namespace=config.name, lake_uri=redact(config.lake))
 
     @cached_property
     def lake(self) -> Lake:
@@ -58,26 +57,6 @@ class Project:
         from tarmac.lake import query
 
         return query(self.lake, sql, as_of=as_of)
-
-    def lineage(self, table: str, *, direction: Direction = "upstream",
-                depth: int = 5) -> LineageNode:
-        """The runs and tables upstream (or downstream) of a table, as a tree."""
-        return lineage(self.catalog, table, direction=direction, depth=depth)
-
-    def openlineage(self, table: str | None = None) -> list[dict[str, Any]]:
-        """OpenLineage run events for the runs that read or wrote ``table`` (all runs if None)."""
-        if table is None:
-            runs, cursor = [], None
-            while True:
-                page = self.catalog.list_runs(limit=1000, cursor=cursor)
-                runs += page.items
-                if not (cursor := page.next_cursor):
-                    break
-        else:
-            ids = set(self.catalog.runs_touching(table, "output")) | set(
-                self.catalog.runs_touching(table, "input"))
-            runs = self.catalog.get_runs(sorted(ids))
-        return openlineage_events(runs, namespace=self.name, lake_uri=redact(self.config.lake))
 
     def describe(self) -> dict[str, str]:
         """The backends in use, with secrets masked (safe to print)."""

@@ -158,3 +158,12 @@ def test_info_masks_secrets(tmp_path: Path, pg_url: str, monkeypatch: pytest.Mon
     assert facts["catalog_revision"] == "0002" and facts["tables"] == 0
     code, out = run(tmp_path / "p", "info")
     assert code == 0 and "s3cr3t" not in out and "catalog revision" in out
+
+
+def test_debug_flag_shows_the_real_exception(filled: Project,
+                                             monkeypatch: pytest.MonkeyPatch) -> None:
+    from tarmac.errors import SqlError
+
+    monkeypatch.setenv("TARMAC_DEBUG", "1")
+    result = runner.invoke(app, ["--project", str(filled.root), "sql", "SELEC 1"])
+    assert result.exit_code != 0 and isinstance(result.exception, SqlError)

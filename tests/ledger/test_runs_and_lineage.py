@@ -42,14 +42,14 @@ def test_failed_run_is_recorded_with_error_and_audited(project: Project) -> None
 
 def test_upstream_and_downstream_trees(project: Project) -> None:
     build_pipeline(project)
-    up = project.lineage("report").to_dict()
+    up = project.ledger.lineage("report").to_dict()
     run = up["children"][0]
     assert run["name"] == "report" and run["children"][0]["name"] == "summary"
     summary_run = run["children"][0]["children"][0]
     assert summary_run["name"] == "build_summary"
     assert sorted(c["name"] for c in summary_run["children"]) == ["raw_customers", "raw_orders"]
 
-    down = project.lineage("raw_orders", direction="downstream").to_dict()
+    down = project.ledger.lineage("raw_orders", direction="downstream").to_dict()
     names = []
 
     def walk(node: dict) -> None:
@@ -63,7 +63,7 @@ def test_upstream_and_downstream_trees(project: Project) -> None:
 
 def test_openlineage_events_are_well_formed(project: Project) -> None:
     build_pipeline(project)
-    events = project.openlineage("summary")
+    events = project.ledger.openlineage("summary")
     kinds = [(e["job"]["name"], e["eventType"]) for e in events]
     assert ("build_summary", "START") in kinds and ("build_summary", "COMPLETE") in kinds
     complete = next(e for e in events if e["eventType"] == "COMPLETE"
@@ -91,3 +91,11 @@ def test_run_of_a_dead_process_is_marked_failed(project: Project) -> None:
     run = project.ledger.runs(job="doomed", limit=1).items[0]
     assert reaped == [run.id] and run.status == "failed" and "process ended" in run.error
     assert project.ledger.verify().ok
+
+
+def test_lineage_shows_only_the_newest_runs_per_table(project: Project) -> None:
+    for i in range(8):
+        with project.ledger.run(f"hourly_{i}"):
+            project.lake.write("events", {"n": [i]})
+    tree = project.ledger.lineage("events").to_dict()
+    assert [c["name"] for c in tree["children"]] == [f"hourly_{i}" for i in (7, 6, 5, 4, 3)]

@@ -36,12 +36,12 @@ def lineage(
     """Where a table came from, or where it goes: runs and table versions as a tree."""
     p = open_project(ctx)
     if openlineage:
-        print_json(p.openlineage(table))
+        print_json(p.ledger.openlineage(table))
         return
     if not p.lake.exists(table):
         raise UsageError(f"no lake table named '{table}' (tables: "
                          f"{', '.join(p.lake.tables()) or 'none yet'})")
-    node = p.lineage(table, direction="upstream" if upstream else "downstream", depth=depth)
+    node = p.ledger.lineage(table, direction="upstream" if upstream else "downstream", depth=depth)
     if as_json:
         print_json(node.to_dict())
         return

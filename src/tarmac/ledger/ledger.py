@@ -31,6 +31,7 @@ from sqlalchemy import Connection
 from tarmac.catalog import AuditRecord, Catalog, DatasetVersion, Page, Run, now_us
 from tarmac.catalog import store as cat
 from tarmac.ledger.chain import GENESIS, Verification, canonical, make_record, verify
+from tarmac.ledger.lineage import Direction, LineageNode, lineage, openlineage_events
 
 _current_run: contextvars.ContextVar[ActiveRun | None] = contextvars.ContextVar(
     "tarmac_current_run", default=None
@@ -70,9 +71,11 @@ class ActiveRun:
 class Ledger:
     """Lineage and the tamper-evident audit trail over a ``Catalog``."""
 
-    def __init__(self, catalog: Catalog, *, namespace: str = "tarmac") -> None:
+    def __init__(self, catalog: Catalog, *, namespace: str = "tarmac",
+                 lake_uri: str = "lake") -> None:
         self.catalog = catalog
         self.namespace = namespace
+        self.lake_uri = lake_uri  # the OpenLineage dataset namespace (secrets masked)
         self.host = socket.gethostname()
         self.reap()
 
@@ -210,6 +213,27 @@ class Ledger:
 
     def get_run(self, run_id: str) -> Run | None:
         return self.catalog.get_run(run_id)
+
+    def lineage(self, table: str, *, direction: Direction = "upstream",
+                depth: int = 5) -> LineageNode:
+        """The runs and table versions upstream (or downstream) of a table, as a tree."""
+        return lineage(self.catalog, table, direction=direction, depth=depth)
+
+    def openlineage(self, table: str | None = None) -> list[dict[str, Any]]:
+        """OpenLineage run events for the runs that read or wrote ``table`` (all if None)."""
+        if table is None:
+            runs: list[Run] = []
+            cursor = None
+            while True:
+                page = self.catalog.list_runs(limit=1000, cursor=cursor)
+                runs += page.items
+                if not (cursor := page.next_cursor):
+                    break
+        else:
+            ids = set(self.catalog.runs_touching(table, "output")) | set(
+                self.catalog.runs_touching(table, "input"))
+            runs = self.catalog.get_runs(sorted(ids))
+        return openlineage_events(runs, namespace=self.namespace, lake_uri=self.lake_uri)
 
 
 def _pid_alive(pid: int) -> bool:

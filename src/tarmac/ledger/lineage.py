@@ -61,9 +61,9 @@ def _expand(catalog: Catalog, node: LineageNode, direction: Direction, depth: in
     if depth <= 0:
         return
     role = "output" if direction == "upstream" else "input"
-    runs = catalog.get_runs(catalog.runs_touching(node.name, role))
+    runs = catalog.get_runs(catalog.runs_touching(node.name, role, limit=per))
     runs.sort(key=lambda r: r.started_at, reverse=True)
-    for run in runs[:per]:
+    for run in runs:
         rnode = LineageNode("run", run.job, run=run)
         node.children.append(rnode)
         if run.id in seen:
