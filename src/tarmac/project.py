@@ -66,6 +66,8 @@ class Project:
                 "streams": redact(c.streams), "compute": redact(c.compute)}
 
     def close(self) -> None:
+        if "lake" in self.__dict__:  # opened lazily: only if something used it
+            self.lake.close()
         self.catalog.close()
 
     def __enter__(self) -> Project:
@@ -111,10 +113,8 @@ def init(path: Path | str, *, name: str | None = None) -> Path:
     if clashes:
         raise UsageError(f"{root} already has {', '.join(clashes)}; not overwriting",
                          hint="choose an empty folder or remove those files")
-    from tarmac.config import ProjectConfig as _Check
-
     try:
-        _Check(name=name)
+        ProjectConfig(name=name)
     except Exception:
         raise UsageError(f"invalid project name {name!r}: use letters, digits, '_', '-' or '.', "
                          "starting with a letter") from None

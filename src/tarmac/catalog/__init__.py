@@ -10,6 +10,7 @@ from tarmac.catalog.records import (
     DatasetVersion,
     Page,
     Run,
+    all_items,
     now_us,
     to_datetime,
 )
@@ -23,6 +24,7 @@ __all__ = [
     "DatasetVersion",
     "Page",
     "Run",
+    "all_items",
     "now_us",
     "to_datetime",
 ]

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import base64
 import json
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
 from typing import Any, Generic, TypeVar
@@ -36,6 +36,16 @@ class Page(Generic[T]):
 
     def __len__(self) -> int:
         return len(self.items)
+
+
+def all_items(fetch: Callable[[str | None], Page[T]]) -> Iterator[T]:
+    """Every item of a paginated list call: ``all_items(lambda c: cat.list_runs(cursor=c))``."""
+    cursor: str | None = None
+    while True:
+        page = fetch(cursor)
+        yield from page.items
+        if not (cursor := page.next_cursor):
+            return
 
 
 def encode_cursor(*values: Any) -> str:

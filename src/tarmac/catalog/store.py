@@ -248,17 +248,19 @@ def add_edge(conn: Connection, run_id: str, role: str, dataset: str, version: in
         conn.execute(_INSERT_EDGE, row)
 
 
-def upsert_dataset(conn: Connection, *, name: str, values: dict[str, Any]) -> None:
-    """Create or update a dataset's entry; ``columns`` and ``tags`` are stored as JSON."""
+def upsert_dataset(conn: Connection, *, name: str, values: dict[str, Any],
+                   keep_owner: bool = False, keep_column_tags: bool = False) -> None:
+    """Create or update a dataset's entry; ``columns`` and ``tags`` are stored as JSON.
+
+    A write passes ``keep_owner`` (the owner is set once, at creation) and ``keep_column_tags``
+    (its columns carry no tags; those set by ``annotate`` stay)."""
     values = dict(values)
-    owner_set = values.pop("owner_set", False)
-    keep_tags = values.pop("keep_column_tags", False)
     found = conn.execute(_DATASET_STATE, {"name": name}).first()
     if found and "version" in values and found.version > values["version"]:
         return  # a slower concurrent writer: the entry already describes a newer version
     if "columns" in values:
         old = {c["name"]: c.get("tags", []) for c in json.loads(found.columns)} \
-            if (found and keep_tags) else {}
+            if (found and keep_column_tags) else {}
         values["columns"] = json.dumps([c if isinstance(c, dict) else {
             "name": c.name, "type": c.type, "nullable": c.nullable,
             "tags": list(c.tags) or old.get(c.name, [])} for c in values["columns"]])
@@ -266,7 +268,7 @@ def upsert_dataset(conn: Connection, *, name: str, values: dict[str, Any]) -> No
         values["tags"] = json.dumps(sorted(set(values["tags"])))
     if found:
         values.pop("created_at", None)  # a write never changes who created or owns a table
-        if not owner_set:
+        if keep_owner:
             values.pop("owner", None)
         conn.execute(update(t.datasets).where(t.datasets.c.name == name).values(**values))
     else:

@@ -39,8 +39,7 @@ def lineage(
         print_json(p.ledger.openlineage(table))
         return
     if not p.lake.exists(table):
-        raise UsageError(f"no lake table named '{table}' (tables: "
-                         f"{', '.join(p.lake.tables()) or 'none yet'})")
+        raise p.lake.missing(table)
     node = p.ledger.lineage(table, direction="upstream" if upstream else "downstream", depth=depth)
     if as_json:
         print_json(node.to_dict())

@@ -16,17 +16,13 @@ JSON = typer.Option(False, "--json", help="Print a JSON array of objects instead
 @app.command()
 def tables(ctx: typer.Context, as_json: bool = JSON) -> None:
     """Lake tables: name, version, rows, size, last write, owner, tags."""
+    from tarmac.catalog import all_items
+
     p = open_project(ctx)
-    rows, cursor = [], None
-    while True:
-        page = p.catalog.list_datasets(limit=1000, cursor=cursor)
-        rows += [d.to_dict() | {"size": size(d.bytes), "last_write": age(d.updated_at)}
-                 for d in page.items]
-        if not (cursor := page.next_cursor):
-            break
-    if as_json:
-        for r in rows:
-            del r["size"], r["last_write"]
+    datasets = all_items(lambda c: p.catalog.list_datasets(limit=1000, cursor=c))
+    rows = [d.to_dict() if as_json else
+            d.to_dict() | {"size": size(d.bytes), "last_write": age(d.updated_at)}
+            for d in datasets]
     emit(rows, [("name", "table"), ("version", "version"), ("rows", "rows"), ("size", "size"),
                 ("last_write", "last write"), ("last_actor", "by"), ("owner", "owner"),
                 ("tags", "tags")],

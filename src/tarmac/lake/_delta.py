@@ -54,6 +54,15 @@ def snapshot(dt: DeltaTable) -> Snapshot:
                      pa.schema(dt.schema().to_arrow()))
 
 
+def plain(dt: DeltaTable) -> bool:
+    """True if the table's Parquet files alone are its rows: no deletion vectors, no column
+    mapping, no partition values kept in paths. Such a table can be read or rewritten file by
+    file without delta-rs."""
+    if set(dt.protocol().reader_features or []) & {"deletionVectors", "columnMapping"}:
+        return False
+    return not dt.metadata().partition_columns
+
+
 def row_count(dt: DeltaTable) -> int:
     return snapshot(dt).rows
 

@@ -33,6 +33,7 @@ from deltalake import CommitProperties, DeltaTable
 from deltalake.transaction import AddAction, RemoveAction
 
 from tarmac.lake._arrow import conform_table
+from tarmac.lake._delta import plain
 
 MAX_SOURCE_ROWS = 100_000
 BATCH_ROWS = 65_536
@@ -43,14 +44,13 @@ def eligible(dt: DeltaTable, keys: list[str], source: pa.Table, *, new_columns: 
     """True if this merge can take the bounded-memory path."""
     if not local or len(keys) != 1 or new_columns or not 0 < len(source) <= MAX_SOURCE_ROWS:
         return False
-    features = set(dt.protocol().reader_features or []) | set(
-        dt.protocol().writer_features or [])
-    if features & {"deletionVectors", "columnMapping", "appendOnly", "invariants",
-                   "checkConstraints", "generatedColumns", "identityColumns"}:
+    # writer features whose rules a hand-made commit would have to enforce itself
+    if set(dt.protocol().writer_features or []) & {"appendOnly", "invariants",
+                                                  "checkConstraints", "generatedColumns",
+                                                  "identityColumns"}:
         return False
     key_type = source.schema.field(keys[0]).type
-    keyable = pa.types.is_integer(key_type) or pa.types.is_string(key_type)
-    return keyable and not dt.metadata().partition_columns
+    return (pa.types.is_integer(key_type) or pa.types.is_string(key_type)) and plain(dt)
 
 
 def merge(dt: DeltaTable, root: str, source: pa.Table, key: str, schema: pa.Schema,
@@ -95,8 +95,7 @@ def _candidates(actions: pa.Table, key: str, incoming: pa.Array) -> list[int]:
     lo_col, hi_col = f"min.{key}", f"max.{key}"
     if lo_col not in actions.column_names or hi_col not in actions.column_names:
         return list(range(len(actions)))
-    keys = np.sort(np.asarray(incoming.to_pylist(), dtype=object if pa.types.is_string(
-        incoming.type) else np.int64))
+    keys = np.sort(incoming.to_numpy(zero_copy_only=False))
     out = []
     for i, (lo, hi) in enumerate(zip(actions[lo_col].to_pylist(), actions[hi_col].to_pylist(),
                                      strict=True)):

@@ -27,7 +27,7 @@ import pyarrow.dataset as pads
 from deltalake import CommitProperties, DeltaTable, write_deltalake
 from deltalake.exceptions import CommitFailedError, DeltaError, TableNotFoundError
 
-from tarmac.catalog import Column, DatasetVersion, now_us
+from tarmac.catalog import Column, DatasetVersion, all_items, now_us
 from tarmac.catalog import store as cat
 from tarmac.errors import (
     TableNotFoundError as NoSuchTable,
@@ -86,6 +86,13 @@ class Lake:
         # latest snapshot per table, brought forward with update_incremental() (reads only the
         # commits since) instead of replaying the whole log on every operation
         self._latest: dict[str, DeltaTable] = {}
+        self.duckdb: Any = None  # the in-process DuckDB that lake.sql opens on first query
+
+    def close(self) -> None:
+        """Release the SQL engine (the Delta tables hold no open handles)."""
+        if self.duckdb is not None:
+            self.duckdb.close()
+            self.duckdb = None
 
     @property
     def is_local(self) -> bool:
@@ -101,20 +108,20 @@ class Lake:
 
     def tables(self) -> list[str]:
         """Names of the tables the catalog knows, sorted."""
-        names, cursor = [], None
-        while True:
-            page = self.ledger.catalog.list_datasets(limit=1000, cursor=cursor)
-            names += [d.name for d in page.items]
-            if not (cursor := page.next_cursor):
-                return names
+        catalog = self.ledger.catalog
+        return [d.name for d in all_items(lambda c: catalog.list_datasets(limit=1000, cursor=c))]
+
+    def missing(self, name: str) -> NoSuchTable:
+        """The error for a table that does not exist, listing the ones that do."""
+        return NoSuchTable(f"no lake table named '{name}' (tables: "
+                           f"{', '.join(self.tables()) or 'none yet'})")
 
     def table(self, name: str, *, version: int | None = None,
               as_of: datetime | str | None = None) -> DeltaTable:
         """The Delta table, optionally at a version or as it was at a time."""
         dt = self.latest(name)
         if dt is None:
-            known = ", ".join(self.tables()) or "none yet"
-            raise NoSuchTable(f"no lake table named '{name}' (tables: {known})")
+            raise self.missing(name)
         if version is not None and as_of is not None:
             raise UsageError("give either version or as_of, not both")
         if version is not None:
@@ -233,27 +240,11 @@ class Lake:
         target, new_cols = plan_schema(name, current, source.schema,
                                        replace=replace_schema and mode == "overwrite")
         data = conform(source, target)
-        props = self._props(run)
         if mode == "merge":
             data = merge_source(name, data, keys, on_duplicate, target)
-        if mode == "merge" and existing is not None and _small_merge.eligible(
-                existing, keys or [], data, new_columns=new_cols, local=self.is_local):
-            token = str(uuid.uuid4())
-            meta = self._props(run, operation="MERGE", token=token).custom_metadata or {}
-            before = existing.version()
-            metrics = _small_merge.merge(existing, self._local_path(name), data,
-                                         (keys or [])[0], target, meta)
-            committed = self._committed(name, existing, before, token)
-            return self._record(name, snapshot(committed), "MERGE", metrics, run, new_cols)
-        if mode == "merge" and existing is not None:
-            predicate = " AND ".join(f't."{k}" = s."{k}"' for k in keys or [])
-            # the source is in memory already; streamed_exec=False lets delta-rs derive an early
-            # filter from its keys and skip target files (5x faster, 4x less memory measured)
-            metrics = (existing.merge(data, predicate=predicate, source_alias="s",
-                                      target_alias="t", merge_schema=bool(new_cols),
-                                      streamed_exec=False, commit_properties=props)
-                       .when_matched_update_all().when_not_matched_insert_all().execute())
-            return self._record(name, snapshot(existing), "MERGE", metrics, run, new_cols)
+            if existing is not None:
+                return self._merge(name, existing, data, keys or [], target, new_cols, run)
+        props = self._props(run)
         removed = row_count(existing) if (existing is not None and mode == "overwrite") else 0
         counter = RowCounter()
         schema_mode: Literal["merge", "overwrite"] | None = "overwrite" if (
@@ -267,6 +258,27 @@ class Lake:
             uri, version=0, storage_options=self.storage_options)
         metrics = {"num_added_rows": counter.rows, "num_deleted_rows": removed}
         return self._record(name, snapshot(committed), "WRITE", metrics, run, new_cols)
+
+    def _merge(self, name: str, existing: DeltaTable, data: pa.Table, keys: list[str],
+               target: pa.Schema, new_cols: list[str], run: ActiveRun) -> WriteResult:
+        """Upsert into an existing table: the bounded-memory path when it applies, else
+        delta-rs MERGE."""
+        if _small_merge.eligible(existing, keys, data, new_columns=new_cols,
+                                 local=self.is_local):
+            token = str(uuid.uuid4())
+            before = existing.version()
+            metrics = _small_merge.merge(existing, self._local_path(name), data, keys[0], target,
+                                         self._metadata(run, operation="MERGE", token=token))
+            committed = self._committed(name, existing, before, token)
+            return self._record(name, snapshot(committed), "MERGE", metrics, run, new_cols)
+        predicate = " AND ".join(f't."{k}" = s."{k}"' for k in keys)
+        # the source is in memory already; streamed_exec=False lets delta-rs derive an early
+        # filter from its keys and skip target files (5x faster, 4x less memory measured)
+        metrics = (existing.merge(data, predicate=predicate, source_alias="s", target_alias="t",
+                                  merge_schema=bool(new_cols), streamed_exec=False,
+                                  commit_properties=self._props(run))
+                   .when_matched_update_all().when_not_matched_insert_all().execute())
+        return self._record(name, snapshot(existing), "MERGE", metrics, run, new_cols)
 
     def delete(self, name: str, predicate: str) -> WriteResult:
         """Delete the rows matching a SQL predicate, e.g. ``"region = 'North'"``."""
@@ -325,8 +337,7 @@ class Lake:
         a governed change, audited like a write. Tags given replace the old ones."""
         info = self.ledger.catalog.get_dataset(name)
         if info is None:
-            raise NoSuchTable(f"no lake table named '{name}' (tables: "
-                              f"{', '.join(self.tables()) or 'none yet'})")
+            raise self.missing(name)
         columns = {c.name: c for c in info.columns}
         unknown = sorted(set(column_tags or {}) - set(columns))
         if unknown:
@@ -334,7 +345,7 @@ class Lake:
                              f"{', '.join(columns)}")
         values: dict[str, Any] = {}
         if owner is not None:
-            values.update(owner=owner, owner_set=True)
+            values["owner"] = owner
         if description is not None:
             values["description"] = description
         if tags is not None:
@@ -352,14 +363,19 @@ class Lake:
 
     # -- internals ---------------------------------------------------------------------------
 
-    def _props(self, run: ActiveRun, *, operation: str | None = None,
-               token: str | None = None) -> CommitProperties:
+    def _metadata(self, run: ActiveRun, *, operation: str | None = None,
+                  token: str | None = None) -> dict[str, Any]:
+        """What every commit carries: run id and actor (and, for commits made from file
+        actions, which delta-rs logs as WRITE, the real operation and a token to find it)."""
         meta = {RUN_KEY: run.id, ACTOR_KEY: run.actor}
-        if operation:  # commits made from file actions are logged as WRITE by delta-rs
+        if operation:
             meta[OPERATION_KEY] = operation
         if token:
             meta[TOKEN_KEY] = token
-        return CommitProperties(custom_metadata=meta)
+        return meta
+
+    def _props(self, run: ActiveRun) -> CommitProperties:
+        return CommitProperties(custom_metadata=self._metadata(run))
 
     def _committed(self, name: str, dt: DeltaTable, before: int, token: str) -> DeltaTable:
         """The table at the version our token-marked commit made (the object that committed
@@ -418,7 +434,6 @@ class Lake:
             "rows": snap.rows, "bytes": snap.bytes, "files": snap.files, "created_at": now,
             "updated_at": now, "last_run_id": run.id, "last_actor": run.actor,
             "columns": [Column(f.name, str(f.type), f.nullable) for f in snap.schema],
-            "keep_column_tags": True,
         }
         details: dict[str, Any] = {"version": version, "operation": operation,
                                    "rows_added": result.rows_added,
@@ -429,12 +444,18 @@ class Lake:
         self.ledger.commit(
             f"lake.{operation.lower()}", name, details, run=run,
             output=DatasetVersion(name, version),
-            change=lambda conn: cat.upsert_dataset(conn, name=name, values=values))
+            change=lambda conn: cat.upsert_dataset(conn, name=name, values=values,
+                                                   keep_owner=True, keep_column_tags=True))
         return result
 
 
+def is_table_name(name: str) -> bool:
+    """True if ``name`` can name a lake table: ``[a-z_][a-z0-9_]*``, at most 63 characters."""
+    return isinstance(name, str) and NAME.match(name) is not None
+
+
 def _check_name(name: str) -> str:
-    if not isinstance(name, str) or not NAME.match(name):
+    if not is_table_name(name):
         raise UsageError(f"invalid table name {name!r}: use lowercase letters, digits and "
                          "underscores, starting with a letter (at most 63 characters)")
     return name

@@ -22,7 +22,8 @@ import pyarrow as pa
 from deltalake import DeltaTable
 
 from tarmac.errors import SqlError, UsageError
-from tarmac.lake.lake import Lake
+from tarmac.lake._delta import plain
+from tarmac.lake.lake import Lake, is_table_name
 
 AsOf = Mapping[str, int | datetime | str]
 
@@ -49,14 +50,18 @@ def connect(lake: Lake, sql: str, *, as_of: AsOf | None = None) -> duckdb.DuckDB
     con = _database(lake).cursor()  # a private session: its temp views are its own
     try:
         for name in sorted(names):
-            latest = lake.latest(name) if _is_lake_name(name) else None
+            latest = lake.latest(name) if is_table_name(name) else None
             if latest is None:
                 continue  # DuckDB reports unknown tables itself; we add the list of tables
             pin = pins.get(name)
-            version = int(pin) if isinstance(pin, int) or (
-                isinstance(pin, str) and pin.isdigit()) else None
-            when = pin if version is None and not isinstance(pin, int) else None
-            dt = latest if pin is None else lake.table(name, version=version, as_of=when)
+            if isinstance(pin, str) and pin.isdigit():
+                pin = int(pin)
+            if pin is None:
+                dt = latest
+            elif isinstance(pin, int):
+                dt = lake.table(name, version=pin)
+            else:
+                dt = lake.table(name, as_of=pin)
             lake._note_input(name, dt.version())
             _bind(con, name, dt, native=lake.is_local)
     except duckdb.Error as exc:
@@ -71,13 +76,11 @@ def connect(lake: Lake, sql: str, *, as_of: AsOf | None = None) -> duckdb.DuckDB
 def _database(lake: Lake) -> duckdb.DuckDBPyConnection:
     """One in-process DuckDB per lake: opening one costs ~30 ms, a cursor on it ~1 ms, and
     Parquet footers stay cached across queries."""
-    db = getattr(lake, "_duckdb", None)
-    if db is None:
-        db = duckdb.connect()
-        db.execute("SET GLOBAL TimeZone = 'UTC'")
-        db.execute("SET GLOBAL parquet_metadata_cache = true")
-        lake._duckdb = db  # type: ignore[attr-defined]
-    return db
+    if lake.duckdb is None:
+        lake.duckdb = duckdb.connect()
+        lake.duckdb.execute("SET GLOBAL TimeZone = 'UTC'")
+        lake.duckdb.execute("SET GLOBAL parquet_metadata_cache = true")
+    return lake.duckdb
 
 
 def _referenced_tables(lake: Lake, sql: str) -> set[str]:
@@ -101,7 +104,7 @@ def _bind(con: duckdb.DuckDBPyConnection, name: str, dt: DeltaTable, *, native: 
         con.register(f"__empty_{name}", empty)
         con.execute(f'CREATE TEMP VIEW {quoted} AS SELECT * FROM "__empty_{name}"')
         return
-    if native and _plain(dt):
+    if native and plain(dt):
         listing = ", ".join("'" + f.replace("'", "''") + "'" for f in files)
         source = f"read_parquet([{listing}], union_by_name = true)"
         # a column in the Delta schema that no file has yet (added by an empty write) is NULL
@@ -117,19 +120,6 @@ def _bind(con: duckdb.DuckDBPyConnection, name: str, dt: DeltaTable, *, native: 
         con.execute(f"CREATE TEMP VIEW {quoted} AS SELECT {columns} FROM {source}")
     else:
         con.register(name, dt.to_pyarrow_dataset())
-
-
-def _plain(dt: DeltaTable) -> bool:
-    """True if the Parquet files alone are the table (safe to read natively)."""
-    proto = dt.protocol()
-    features = set(proto.reader_features or [])
-    if features & {"deletionVectors", "columnMapping"}:
-        return False
-    return not dt.metadata().partition_columns
-
-
-def _is_lake_name(name: str) -> bool:
-    return name.islower() and name.replace("_", "a").isalnum()
 
 
 def _sql_error(lake: Lake, exc: Exception) -> SqlError:

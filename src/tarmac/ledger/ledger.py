@@ -28,7 +28,7 @@ from typing import Any
 
 from sqlalchemy import Connection
 
-from tarmac.catalog import AuditRecord, Catalog, DatasetVersion, Page, Run, now_us
+from tarmac.catalog import AuditRecord, Catalog, DatasetVersion, Page, Run, all_items, now_us
 from tarmac.catalog import store as cat
 from tarmac.ledger.chain import GENESIS, Verification, canonical, make_record, verify
 from tarmac.ledger.lineage import Direction, LineageNode, lineage, openlineage_events
@@ -222,13 +222,7 @@ class Ledger:
     def openlineage(self, table: str | None = None) -> list[dict[str, Any]]:
         """OpenLineage run events for the runs that read or wrote ``table`` (all if None)."""
         if table is None:
-            runs: list[Run] = []
-            cursor = None
-            while True:
-                page = self.catalog.list_runs(limit=1000, cursor=cursor)
-                runs += page.items
-                if not (cursor := page.next_cursor):
-                    break
+            runs = list(all_items(lambda c: self.catalog.list_runs(limit=1000, cursor=c)))
         else:
             ids = set(self.catalog.runs_touching(table, "output")) | set(
                 self.catalog.runs_touching(table, "input"))
