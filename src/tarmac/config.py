@@ -147,18 +147,23 @@ def load_config(file: Path) -> ProjectConfig:
     try:
         config = ProjectConfig.model_validate(raw)
     except ValidationError as exc:
-        raise ConfigError(_describe(exc, file)) from None
+        raise ConfigError(describe(exc, file)) from None
     return _absolute(config, file.parent.resolve())
 
 
-def _describe(exc: ValidationError, file: Path) -> str:
+def describe(exc: ValidationError, file: Path, *, prefix: str = "",
+             model: type[BaseModel] | None = None) -> str:
+    """One line per validation error: the file, the key path (under ``prefix``), the bad value
+    and what was expected (for an unknown key: the keys ``model`` allows at that level)."""
     lines = []
     for err in exc.errors():
-        key = ".".join(str(p) for p in err["loc"]) or "(top level)"
+        loc = [str(p) for p in err["loc"]]
+        key = ".".join([prefix, *loc] if prefix else loc) or "(top level)"
         message = err["msg"].removeprefix("Value error, ")
         if err["type"] == "extra_forbidden":
-            known = ", ".join(ProjectConfig.model_fields)
-            message = f"unknown key; expected one of: {known}"
+            allowed = list((model or ProjectConfig).model_fields) if len(loc) == 1 else []
+            message = "unknown key" + (f"; expected one of: {', '.join(allowed)}"
+                                       if allowed else "")
         elif err["type"] == "missing":
             message = "required key is missing"
         value = err.get("input")

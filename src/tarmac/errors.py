@@ -68,3 +68,13 @@ class SqlError(UsageError):
 
 class AuditChainError(TarmacError):
     """The audit trail's hash chain is broken; names the first bad record."""
+
+
+class SourceError(TarmacError):
+    """A declared source cannot be read (unreachable, wrong credentials, missing table or file,
+    an API that keeps failing); names the source. Nothing of the failed load was committed."""
+
+
+class ContractError(TarmacError):
+    """A source's rows or schema broke its contract under the ``fail`` policy; names the source,
+    the column and what changed. Nothing of the load was committed."""

@@ -87,3 +87,49 @@ audit_log = Table(
     Index("ix_audit_actor_time", "actor", "time"),
     Index("ix_audit_target_seq", "target", "seq"),
 )
+
+# -- ingestion: where each source stands ---------------------------------------------------------
+
+source_state = Table(
+    "source_state",
+    metadata,
+    Column("source", String(128), primary_key=True),
+    Column("stream", String(128), primary_key=True),  # one lake table per stream
+    Column("table_name", String(128), nullable=False),
+    Column("seq", BigInteger, nullable=False),  # loads committed so far (the Delta txn version)
+    Column("cursor", Text, nullable=True),  # JSON {"value": ..., "type": ...}: the high-water mark
+    Column("contract", Text, nullable=True),  # JSON [{name, type}]: the schema rows must meet
+    Column("rows_total", BigInteger, nullable=False),
+    Column("last_run_id", String(36), nullable=True),
+    Column("updated_at", BigInteger, nullable=False),
+)
+
+source_files = Table(
+    "source_files",
+    metadata,
+    Column("source", String(128), primary_key=True),
+    Column("path", String(1024), primary_key=True),
+    Column("size", BigInteger, nullable=False),
+    Column("mtime_ns", BigInteger, nullable=False),
+    Column("seq", BigInteger, nullable=False),
+    Column("loaded_at", BigInteger, nullable=False),
+)
+
+source_loads = Table(
+    "source_loads",
+    metadata,
+    Column("id", String(64), primary_key=True),  # run id + stream
+    Column("source", String(128), nullable=False),
+    Column("stream", String(128), nullable=False),
+    Column("table_name", String(128), nullable=False),
+    Column("run_id", String(36), nullable=False),
+    Column("seq", BigInteger, nullable=False),
+    Column("status", String(16), nullable=False),  # staged | committed | failed
+    Column("started_at", BigInteger, nullable=False),
+    Column("ended_at", BigInteger, nullable=True),
+    Column("stats", Text, nullable=False, default="{}"),  # JSON counts, bytes, seconds, cursors
+    Column("plan", Text, nullable=True),  # JSON: what the commit phase applies (roll-forward)
+    Column("error", Text, nullable=True),
+    Index("ix_source_loads_source", "source", "started_at"),
+    Index("ix_source_loads_status", "status"),
+)

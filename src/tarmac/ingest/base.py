@@ -1,0 +1,120 @@
+"""What every connector provides: its streams, their rows in Arrow chunks, and samples.
+
+A connector knows how to talk to one kind of source (a database, files, an HTTP API) and nothing
+about contracts, cursors or the lake: the loader (``tarmac.ingest.load``) applies those the same
+way to every source. A source has one or more *streams*, each landing in one lake table (a SQL
+source with ``tables: [a, b]`` has two).
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from abc import ABC, abstractmethod
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Generic, TypeVar
+
+import pyarrow as pa
+
+from tarmac.errors import SourceError
+from tarmac.ingest.spec import SourceSpec
+
+S = TypeVar("S", bound=SourceSpec)
+
+
+@dataclass(frozen=True)
+class Stream:
+    """One flow of records from a source into one lake table."""
+
+    source: str
+    name: str  # e.g. the SQL table; the source name for single-stream sources
+    table: str  # the lake table it lands in
+    location: str  # where it is read from, safe to print
+
+
+@dataclass(frozen=True)
+class FileMark:
+    """A file as it was when loaded: a file counts as new again if its size or mtime changes."""
+
+    path: str
+    size: int
+    mtime_ns: int
+
+
+@dataclass(frozen=True)
+class Reject:
+    """A record the reader itself could not turn into a row (bad JSON, a broken CSV line)."""
+
+    origin: str  # file path and line, URL and page, ...
+    reason: str
+    raw: str  # the record as read, for the quarantine table
+
+
+@dataclass
+class Chunk:
+    """Some rows of a stream, as read (before the contract is applied)."""
+
+    data: pa.Table
+    origin: str
+    nbytes: int = 0  # bytes read from the source for this chunk
+    rejects: list[Reject] = field(default_factory=list)
+    done_file: FileMark | None = None  # set on a file's last chunk: the file is fully read
+
+
+@dataclass
+class Sample:
+    """What ``tarmac survey`` learns about a stream without loading it."""
+
+    stream: Stream
+    rows: pa.Table  # up to the requested number of rows, as read
+    total_rows: int | None  # None: unknown
+    estimated: bool = False  # True when total_rows (or the sample) is an extrapolation
+    nbytes: int | None = None
+    parts: int | None = None  # files or pages found
+    newest: dict[str, Any] = field(default_factory=dict)  # column -> exact max over the source
+    notes: list[str] = field(default_factory=list)
+
+
+class Connector(ABC, Generic[S]):
+    """Reads one declared source. Subclasses raise ``SourceError`` naming the source on failure."""
+
+    def __init__(self, name: str, spec: S, root: Path) -> None:
+        self.name = name
+        self.spec = spec
+        self.root = root  # the project folder: relative paths and SQLite files resolve here
+
+    @abstractmethod
+    def streams(self) -> list[Stream]:
+        """The streams this source yields (may contact the source to discover them)."""
+
+    @abstractmethod
+    def read(self, stream: Stream, *, since: Any = None,
+             seen: dict[str, FileMark] | None = None) -> Iterator[Chunk]:
+        """Rows of ``stream`` in chunks. ``since`` is the lowest cursor value wanted (connectors
+        that can filter at the source do; the loader filters again), ``seen`` the files loaded
+        before (file connectors skip those unchanged)."""
+
+    @abstractmethod
+    def sample(self, stream: Stream, rows: int) -> Sample:
+        """Up to ``rows`` rows and what can be counted cheaply, for the survey."""
+
+    def close(self) -> None:
+        """Release connections."""
+
+    def error(self, message: str, *, hint: str | None = None) -> SourceError:
+        """A ``SourceError`` whose message starts with the source's name."""
+        return SourceError(f"source '{self.name}': {message}", hint=hint)
+
+
+def table_name(name: str) -> str:
+    """A lake table name derived from a source or SQL table name (``Tickets-API`` ->
+    ``tickets_api``)."""
+    out = re.sub(r"[^a-z0-9_]", "_", name.lower().rsplit(".", 1)[-1])
+    return out if re.match(r"^[a-z_]", out) else f"_{out}"
+
+
+def raw_json(record: Any) -> str:
+    """A record as compact JSON for the quarantine table (non-JSON values as strings)."""
+    return json.dumps(record, default=str, ensure_ascii=False, separators=(",", ":"))
