@@ -1,7 +1,7 @@
 """Open a project: read ``tarmac.yaml`` and wire the backends its URLs name.
 
 ``Project`` is the SDK's front door and exposes one namespace per concern (``p.lake``,
-``p.ledger``, ``p.catalog``) plus ``p.sql``. The CLI is a thin layer over it.
+``p.ledger``, ``p.catalog``) plus ``p.sql`` and ``p.ingest``. The CLI is a thin layer over it.
 
 Example::
 
@@ -15,6 +15,7 @@ from __future__ import annotations
 import os
 from datetime import datetime
 from functools import cached_property
+from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -26,6 +27,8 @@ from tarmac.ledger import Ledger
 if TYPE_CHECKING:
     import pyarrow as pa
 
+    from tarmac.ingest.load import IngestResults, LoadProgress
+    from tarmac.ingest.spec import SourceSpec
     from tarmac.lake import Lake
 
 _SCAFFOLD = Path(__file__).parent / "scaffold"
@@ -57,6 +60,21 @@ class Project:
         from tarmac.lake import query
 
         return query(self.lake, sql, as_of=as_of)
+
+    @property
+    def sources(self) -> dict[str, SourceSpec]:
+        """The sources declared in ``tarmac.yaml``, validated (a bad one raises ConfigError)."""
+        from tarmac.ingest.spec import parse_sources
+
+        return parse_sources(self.config.sources, self.root / CONFIG_FILE)
+
+    def ingest(self, names: Iterable[str] | None = None, *, full_refresh: bool = False,
+               progress: Callable[[LoadProgress], None] | None = None) -> IngestResults:
+        """Load declared sources into the lake (all but streams by default): one run per
+        source, a result per stream with rows read, loaded, quarantined and duplicates."""
+        from tarmac.ingest.load import ingest
+
+        return ingest(self, names, full_refresh=full_refresh, progress=progress)
 
     def describe(self) -> dict[str, str]:
         """The backends in use, with secrets masked (safe to print)."""

@@ -76,6 +76,7 @@ def open_project(ctx: typer.Context) -> Any:
 
 
 from tarmac.cli import _governance, _lake, _project  # noqa: E402,F401  (registers commands)
+from tarmac.cli import _survey  # noqa: E402,F401
 
 
 def main() -> None:

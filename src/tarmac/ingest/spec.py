@@ -55,6 +55,7 @@ class ColumnSpec(BaseModel):
     unique: bool = False
     tags: list[str] = Field(default_factory=list)
     aliases: list[str] = Field(default_factory=list)  # earlier names of this column
+    formats: list[str] = Field(default_factory=list)  # strptime formats for dates in text
 
     @field_validator("type")
     @classmethod
@@ -129,6 +130,9 @@ class _Source(BaseModel):
             raise ValueError("mode 'merge' needs a primary_key to match rows on")
         if self.lookback is not None and not self.cursor:
             raise ValueError("lookback needs a cursor column to look back along")
+        if self.lookback is not None and not self.primary_key:
+            raise ValueError("lookback re-reads rows already loaded; it needs a primary_key to "
+                             "recognise them")
         return self
 
     @property

@@ -17,11 +17,8 @@ schema changes; everything else goes to delta-rs MERGE. Semantics equal
 
 from __future__ import annotations
 
-import json
 import os
 import time
-import uuid
-from pathlib import Path
 from typing import Any
 from urllib.parse import unquote
 
@@ -29,11 +26,12 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
-from deltalake import CommitProperties, DeltaTable
+from deltalake import CommitProperties, DeltaTable, Transaction
 from deltalake.transaction import AddAction, RemoveAction
 
 from tarmac.lake._arrow import conform_table
 from tarmac.lake._delta import plain
+from tarmac.lake._files import write_file as _write_file
 
 MAX_SOURCE_ROWS = 100_000
 BATCH_ROWS = 65_536
@@ -54,7 +52,7 @@ def eligible(dt: DeltaTable, keys: list[str], source: pa.Table, *, new_columns: 
 
 
 def merge(dt: DeltaTable, root: str, source: pa.Table, key: str, schema: pa.Schema,
-          metadata: dict[str, Any]) -> dict[str, Any]:
+          metadata: dict[str, Any], txn: list[Transaction] | None = None) -> dict[str, Any]:
     """Upsert ``source`` (unique on ``key``, conformed to ``schema``) and commit with
     ``metadata`` (plus the metrics, under ``tarmac.metrics``); returns delta-rs-style metrics."""
     incoming = source.column(key).combine_chunks()
@@ -84,7 +82,8 @@ def merge(dt: DeltaTable, root: str, source: pa.Table, key: str, schema: pa.Sche
                "num_target_rows_inserted": len(source) - updated, "num_target_rows_deleted": 0,
                "num_target_files_scanned": scanned, "num_target_files_removed": len(removes),
                "num_target_files_added": len(adds), "bounded_memory": True}
-    props = CommitProperties(custom_metadata={**metadata, "tarmac.metrics": metrics})
+    props = CommitProperties(custom_metadata={**metadata, "tarmac.metrics": metrics},
+                             app_transactions=txn)
     dt.create_write_transaction([*adds, *removes], mode="append", schema=schema,
                                 commit_properties=props)
     return metrics
@@ -120,56 +119,3 @@ def _rewrite(local: str, root: str, key: str, incoming: pa.Array,
             yield table.filter(pc.invert(pc.is_in(table[key], value_set=incoming)))
 
     return _write_file(root, survivors(), schema, drop_if_empty=True)
-
-
-def _write_file(root: str, tables: Any, schema: pa.Schema, *,
-                drop_if_empty: bool = False) -> AddAction | None:
-    name = f"part-00000-{uuid.uuid4()}-c000.snappy.parquet"
-    path = Path(root) / name
-    stats = _Stats(schema)
-    with pq.ParquetWriter(path, schema, compression="snappy") as writer:
-        for table in tables:
-            table = conform_table(table, schema)
-            if len(table):
-                writer.write_table(table)
-                stats.add(table)
-    if stats.rows == 0 and drop_if_empty:
-        path.unlink()
-        return None
-    info = path.stat()
-    return AddAction(path=name, size=info.st_size, partition_values={},
-                     modification_time=int(info.st_mtime * 1000), data_change=True,
-                     stats=stats.to_json())
-
-
-class _Stats:
-    """Delta file statistics: row count, null counts, and min/max for ints, strings and dates
-    (types whose bounds are exact; others are left out, which only costs file skipping)."""
-
-    def __init__(self, schema: pa.Schema) -> None:
-        self.rows = 0
-        self.nulls = {f.name: 0 for f in schema}
-        self.bounded = [f.name for f in schema if pa.types.is_integer(f.type)
-                        or pa.types.is_string(f.type) or pa.types.is_date32(f.type)]
-        self.lo: dict[str, Any] = {}
-        self.hi: dict[str, Any] = {}
-
-    def add(self, table: pa.Table) -> None:
-        self.rows += len(table)
-        for name in self.nulls:
-            self.nulls[name] += table[name].null_count
-        for name in self.bounded:
-            mm = pc.min_max(table[name]).as_py()
-            if mm["min"] is None:
-                continue
-            self.lo[name] = mm["min"] if name not in self.lo else min(self.lo[name], mm["min"])
-            self.hi[name] = mm["max"] if name not in self.hi else max(self.hi[name], mm["max"])
-
-    def to_json(self) -> str:
-        def plain(v: Any) -> Any:
-            return v.isoformat() if hasattr(v, "isoformat") else v
-
-        return json.dumps({"numRecords": self.rows,
-                           "minValues": {k: plain(v) for k, v in self.lo.items()},
-                           "maxValues": {k: plain(v) for k, v in self.hi.items()},
-                           "nullCount": self.nulls})

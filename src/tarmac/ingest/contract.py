@@ -1,0 +1,467 @@
+"""Contracts: the schema and rules a source's rows must meet before they reach the lake.
+
+A contract is the declared ``columns:`` of a source merged with the schema inferred at its first
+load (which then holds for every later load). Each chunk read is checked column by column, with
+Arrow compute and numpy, never a Python loop per row:
+
+* values are coerced where that is safe (``"42"`` -> 42, ``"2026-01-05"`` -> a timestamp,
+  ``7.0`` -> 7); a value that cannot be coerced rejects its row;
+* declared rules reject rows: ``required``, ``allowed``, ``min``/``max``, ``pattern``,
+  ``unique``, and a null primary key or cursor;
+* schema drift (a new column, a missing one, a likely rename, a changed type) is reported every
+  time and handled by the source's policy: ``evolve`` adds new columns, ``quarantine`` sends the
+  rows that carry them to quarantine, ``fail`` stops the load before anything is committed.
+
+Rejected rows come back with the reason, the column, the offending value and the record as read.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import pyarrow as pa
+import pyarrow.compute as pc
+
+from tarmac.errors import ContractError
+from tarmac.ingest.base import raw_json
+from tarmac.ingest.spec import TS, TYPES, ColumnSpec, SourceSpec
+from tarmac.lake import storable_type
+
+#: the columns of a chunk's rejected rows (the loader adds source, table, run and time)
+REJECT_SCHEMA = pa.schema([("reason", pa.string()), ("column", pa.string()),
+                           ("value", pa.string()), ("origin", pa.string()),
+                           ("record", pa.string())])
+_TRUE = {"true", "t", "yes", "y", "1"}
+_FALSE = {"false", "f", "no", "n", "0"}
+
+
+@dataclass(frozen=True)
+class Drift:
+    """A change in a source's schema, seen in this load."""
+
+    kind: str  # new_column | missing_column | renamed_column | type_change
+    column: str
+    detail: str
+    action: str  # what the policy did: added, filled with nulls, quarantined, failed
+
+    def __str__(self) -> str:
+        return f"{self.kind.replace('_', ' ')} '{self.column}': {self.detail} ({self.action})"
+
+
+@dataclass
+class Checked:
+    """One chunk after the contract: rows that pass, rows rejected, drift seen."""
+
+    good: pa.Table
+    rejected: pa.Table  # REJECT_SCHEMA
+    drift: list[Drift] = field(default_factory=list)
+
+
+def type_name(t: pa.DataType) -> str:
+    """A contract type as stored: the name ``TYPES`` knows when there is one."""
+    for name, known in TYPES.items():
+        if known == t:
+            return name
+    return str(t)
+
+
+def parse_type(name: str) -> pa.DataType:
+    """The Arrow type a stored contract names (``type_name``'s inverse)."""
+    if name in TYPES:
+        return TYPES[name]
+    m = re.match(r"^decimal(?:128)?\((\d+), ?(\d+)\)$", name)
+    if m:
+        return pa.decimal128(int(m.group(1)), int(m.group(2)))
+    m = re.match(r"^timestamp\[(\w+)(?:, tz=(.+))?\]$", name)
+    if m:
+        return pa.timestamp(m.group(1), tz=m.group(2))
+    try:
+        return pa.type_for_alias(name)
+    except ValueError:
+        return pa.string()  # an exotic type: kept as text rather than refused
+
+
+def lake_type(t: pa.DataType) -> pa.DataType:
+    """The type a column is kept as: what Delta stores, timestamps in UTC microseconds."""
+    if pa.types.is_timestamp(t):
+        return TS
+    if pa.types.is_null(t):
+        return t  # unknown until a value arrives
+    return storable_type(t)
+
+
+class Contract:
+    """The columns (name -> type) a stream's rows must have, and the rules they must pass."""
+
+    def __init__(self, source: str, spec: SourceSpec,
+                 stored: list[dict[str, str]] | None = None) -> None:
+        self.source = source
+        self.spec = spec
+        self.types: dict[str, pa.DataType] = {}
+        for stored_col in stored or []:
+            self.types[stored_col["name"]] = parse_type(stored_col["type"])
+        for name, col in spec.columns.items():
+            if col.arrow_type is not None:
+                self.types[name] = col.arrow_type  # a declaration beats an inference
+        self.inferred = not stored  # the first load: what it reads becomes the contract
+        self.aliases = {old: name for name, col in spec.columns.items() for old in col.aliases}
+        self.drift: dict[tuple[str, str], Drift] = {}
+        self._unique_seen: dict[str, pa.Array] = {}
+
+    def to_json(self) -> list[dict[str, str]]:
+        return [{"name": n, "type": type_name(t)} for n, t in self.types.items()
+                if not pa.types.is_null(t)]
+
+    def schema(self) -> pa.Schema:
+        return pa.schema([(n, pa.string() if pa.types.is_null(t) else t)
+                          for n, t in self.types.items()])
+
+    # -- checking -----------------------------------------------------------------------------
+
+    def check(self, table: pa.Table, origin: str) -> Checked:
+        """Coerce, validate and drift-check one chunk (see the module docstring)."""
+        raw = table
+        table = self._rename(table)
+        n = table.num_rows
+        failures: list[tuple[np.ndarray, str, str, pa.Array | None]] = []
+        drift: list[Drift] = []
+        policy = self.spec.on_schema_change
+        incoming = set(table.column_names)
+        new = [c for c in table.column_names if c not in self.types]
+        missing = [c for c in self.types if c not in incoming]
+        if new and not self.inferred:
+            drift += self._new_columns(table, new, missing, failures)
+        for name in missing:
+            declared = self.spec.columns.get(name)
+            if declared is not None and declared.required:
+                mask = np.ones(n, dtype=bool)
+                failures.append((mask, name, f"required column '{name}' is missing from the "
+                                             "source", None))
+                drift.append(self._note("missing_column", name, "required by the contract",
+                                        "rows quarantined", policy))
+            elif not self.inferred:
+                drift.append(self._note("missing_column", name, "no longer in the source",
+                                        "filled with nulls", policy))
+        columns: dict[str, pa.Array | pa.ChunkedArray] = {}
+        if self.inferred:  # the first load: the source's column order, declared ones after
+            self.types = {c: self.types.get(c, pa.null()) for c in table.column_names} | {
+                c: t for c, t in self.types.items() if c not in incoming}
+        for name in list(self.types):
+            if name not in incoming:
+                columns[name] = pa.nulls(n, self._type(name))
+                continue
+            values = table[name]
+            want = self.types.get(name)
+            if want is None or pa.types.is_null(want):
+                got = lake_type(values.type)
+                values = _cast_safe(values, got)
+                if not pa.types.is_null(got):
+                    self.types[name] = got
+                columns[name] = values
+                continue
+            coerced, bad = coerce(values, want, self.spec.columns.get(name))
+            if bad is not None and bad.any():
+                shown = f"{type_name(want)}" + (
+                    f" in one of the formats {', '.join(self.spec.columns[name].formats)}"
+                    if name in self.spec.columns and self.spec.columns[name].formats else "")
+                failures.append((bad, name, f"'{name}' is not a valid {shown}", values))
+                if bad.sum() == pc.sum(pc.is_valid(values)).as_py() and len(values) > 0 \
+                        and not pa.types.is_string(want):
+                    drift.append(self._note("type_change", name,
+                                            f"expected {type_name(want)}, the source sends "
+                                            f"{values.type}", "rows quarantined", policy))
+            columns[name] = coerced
+        good = pa.table(columns)
+        failures += self._rules(good, n)
+        checked = self._split(good, raw, failures, origin)
+        checked.drift = drift
+        return checked
+
+    def _type(self, name: str) -> pa.DataType:
+        t = self.types.get(name)
+        return pa.string() if t is None or pa.types.is_null(t) else t
+
+    def _rename(self, table: pa.Table) -> pa.Table:
+        if not self.aliases:
+            return table
+        names = [self.aliases.get(c, c) for c in table.column_names]
+        if len(set(names)) != len(names):  # both the old and the new name present: keep new
+            keep = [i for i, c in enumerate(table.column_names)
+                    if not (c in self.aliases and self.aliases[c] in table.column_names)]
+            table = table.select(keep)
+            names = [self.aliases.get(c, c) for c in table.column_names]
+        return table.rename_columns(names)
+
+    def _new_columns(self, table: pa.Table, new: list[str], missing: list[str],
+                     failures: list[Any]) -> list[Drift]:
+        policy = self.spec.on_schema_change
+        out = []
+        for name in new:
+            rename = next((m for m in missing if _compatible(self._type(m),
+                                                             table[name].type)), None)
+            detail = f"type {table[name].type}" + (
+                f"; looks like '{rename}' renamed (to keep the old name, declare columns: "
+                f"{{{rename}: {{aliases: [{name}]}}}})" if rename else "")
+            if policy == "evolve":
+                self.types[name] = lake_type(table[name].type)
+                out.append(self._note("renamed_column" if rename else "new_column", name,
+                                      detail, "column added", policy))
+            elif policy == "quarantine":
+                mask = np.asarray(pc.fill_null(pc.is_valid(table[name]), False))
+                failures.append((mask, name, f"schema drift: new column '{name}' is not in "
+                                             "the contract", table[name]))
+                out.append(self._note("renamed_column" if rename else "new_column", name,
+                                      detail, "rows with a value quarantined", policy))
+            else:
+                raise ContractError(
+                    f"source '{self.source}': schema changed: new column '{name}' ({detail}); "
+                    "on_schema_change is 'fail', so nothing was loaded",
+                    hint="declare the column, or set on_schema_change: evolve")
+        return out
+
+    def _note(self, kind: str, column: str, detail: str, action: str, policy: str) -> Drift:
+        if policy == "fail" and kind in ("missing_column", "type_change"):
+            raise ContractError(
+                f"source '{self.source}': schema changed: {kind.replace('_', ' ')} '{column}' "
+                f"({detail}); on_schema_change is 'fail', so nothing was loaded",
+                hint="update the contract in tarmac.yaml, or set on_schema_change: evolve")
+        d = Drift(kind, column, detail, action)
+        self.drift.setdefault((kind, column), d)
+        return d
+
+    def _rules(self, good: pa.Table, n: int) -> list[tuple[np.ndarray, str, str, Any]]:
+        """Declared rules plus the loader's own: no null key, no null cursor."""
+        out: list[tuple[np.ndarray, str, str, Any]] = []
+        spec = self.spec
+        for key in spec.primary_key:
+            if key in good.column_names:
+                out.append((_mask(pc.is_null(good[key])), key,
+                            f"primary key '{key}' is null", None))
+            else:
+                out.append((np.ones(n, dtype=bool), key,
+                            f"primary key column '{key}' is missing from the source", None))
+        if spec.cursor:
+            if spec.cursor in good.column_names:
+                out.append((_mask(pc.is_null(good[spec.cursor])), spec.cursor,
+                            f"cursor '{spec.cursor}' is null: the row cannot be placed in time "
+                            "for incremental loads", None))
+            else:
+                out.append((np.ones(n, dtype=bool), spec.cursor,
+                            f"cursor column '{spec.cursor}' is missing from the source", None))
+        for name, col in spec.columns.items():
+            if name not in good.column_names:
+                continue
+            values = good[name]
+            if col.required:
+                out.append((_mask(pc.is_null(values)), name, f"'{name}' is required", None))
+            if col.allowed is not None:
+                allowed = pa.array(col.allowed).cast(values.type, safe=False) \
+                    if len(col.allowed) else pa.array([], values.type)
+                bad = pc.and_(pc.is_valid(values), pc.invert(pc.is_in(values, allowed)))
+                out.append((_mask(bad), name, f"'{name}' is not one of the allowed values "
+                                              f"({', '.join(map(str, col.allowed))})", values))
+            for bound, op, word in ((col.min, pc.less, "below the minimum"),
+                                    (col.max, pc.greater, "above the maximum")):
+                if bound is not None:
+                    scalar = _bound(bound, values.type)
+                    out.append((_mask(op(values, scalar)), name,
+                                f"'{name}' is {word} {bound}", values))
+            if col.pattern is not None:
+                text = values if pa.types.is_string(values.type) else pc.cast(values, pa.string())
+                ok = pc.match_substring_regex(text, f"^(?:{col.pattern})$")
+                out.append((_mask(pc.invert(ok)), name,
+                            f"'{name}' does not match the pattern {col.pattern}", values))
+            if col.unique:
+                out.append((self._repeats(name, values), name,
+                            f"'{name}' must be unique; the value occurred before", values))
+        return out
+
+    def _repeats(self, name: str, values: pa.ChunkedArray) -> np.ndarray:
+        """Rows whose value occurred earlier in this chunk or in an earlier chunk of the load."""
+        arr = values.combine_chunks() if isinstance(values, pa.ChunkedArray) else values
+        n = len(arr)
+        idx = pa.table({"v": arr, "i": np.arange(n)})
+        firsts = idx.group_by("v", use_threads=False).aggregate([("i", "min")])["i_min"]
+        repeat = np.ones(n, dtype=bool)
+        repeat[np.asarray(firsts)] = False
+        seen = self._unique_seen.get(name)
+        if seen is not None and len(seen):
+            repeat |= _mask(pc.is_in(arr, seen))
+        repeat &= _mask(pc.is_valid(arr))
+        self._unique_seen[name] = pa.concat_arrays([seen, arr]) if seen is not None else arr
+        return repeat
+
+    def _split(self, good: pa.Table, raw: pa.Table, failures: list[Any],
+               origin: str) -> Checked:
+        n = good.num_rows
+        if not failures:
+            return Checked(good, REJECT_SCHEMA.empty_table())
+        any_bad = np.zeros(n, dtype=bool)
+        for mask, *_ in failures:
+            any_bad |= mask
+        if not any_bad.any():
+            return Checked(good, REJECT_SCHEMA.empty_table())
+        bad_idx = np.flatnonzero(any_bad)
+        reasons = np.full(n, None, dtype=object)
+        columns = np.full(n, None, dtype=object)
+        values = np.full(n, None, dtype=object)
+        for mask, column, reason, vals in failures:
+            if not mask.any():
+                continue
+            again = np.flatnonzero(mask & ~pd.isna(reasons))
+            reasons[again] = reasons[again] + "; " + reason  # every reason a row failed
+            rows = np.flatnonzero(mask & pd.isna(reasons))
+            if not len(rows):
+                continue
+            reasons[rows] = reason
+            columns[rows] = column
+            if vals is not None:
+                taken = vals.take(pa.array(rows)).to_pylist()
+                values[rows] = [None if v is None else str(v) for v in taken]
+        records = [raw_json(r) for r in raw.take(pa.array(bad_idx)).to_pylist()]
+        rejected = pa.table({
+            "reason": pa.array(reasons[bad_idx].tolist(), pa.string()),
+            "column": pa.array(columns[bad_idx].tolist(), pa.string()),
+            "value": pa.array(values[bad_idx].tolist(), pa.string()),
+            "origin": pa.array([origin] * len(bad_idx), pa.string()),
+            "record": pa.array(records, pa.string()),
+        }, schema=REJECT_SCHEMA)
+        keep = pa.array(np.flatnonzero(~any_bad))
+        return Checked(good.take(keep), rejected)
+
+
+# -- coercion ---------------------------------------------------------------------------------
+
+
+def coerce(values: pa.ChunkedArray | pa.Array, target: pa.DataType,
+           spec: ColumnSpec | None = None) -> tuple[pa.Array, np.ndarray | None]:
+    """``values`` as ``target``, and a mask of the values that could not be coerced (None when
+    all could). Only safe conversions: no truncation, no overflow, no guessing of formats."""
+    if isinstance(values, pa.ChunkedArray):
+        values = values.combine_chunks()
+    src = values.type
+    if src == target:
+        return values, None
+    if pa.types.is_null(src):
+        return pa.nulls(len(values), target), None
+    if pa.types.is_dictionary(src):
+        values = values.dictionary_decode()
+        src = values.type
+    if pa.types.is_large_string(src) or pa.types.is_string_view(src):
+        values = values.cast(pa.string())
+        src = pa.string()
+    try:
+        return values.cast(target, safe=True), None
+    except (pa.ArrowInvalid, pa.ArrowNotImplementedError, pa.ArrowTypeError):
+        pass
+    valid = _mask(pc.is_valid(values))
+    if pa.types.is_string(target):
+        return pa.array([None if v is None else str(v) for v in values.to_pylist()],
+                        pa.string()), None
+    if pa.types.is_timestamp(target) or pa.types.is_date(target):
+        out = _to_time(values, target, spec.formats if spec else [])
+    elif pa.types.is_boolean(target):
+        text = pc.utf8_lower(pc.utf8_trim_whitespace(values.cast(pa.string())))
+        is_true = _mask(pc.is_in(text, pa.array(sorted(_TRUE))))
+        is_false = _mask(pc.is_in(text, pa.array(sorted(_FALSE))))
+        data = pa.array(np.where(is_true, True, False), pa.bool_())
+        out = pc.if_else(pa.array(is_true | is_false), data, pa.scalar(None, pa.bool_()))
+    elif pa.types.is_integer(target) or pa.types.is_floating(target):
+        out = _to_number(values, target)
+    else:
+        try:
+            out = values.cast(target, safe=False)
+        except (pa.ArrowInvalid, pa.ArrowNotImplementedError, pa.ArrowTypeError):
+            out = pa.nulls(len(values), target)
+    bad = valid & ~_mask(pc.is_valid(out))
+    return out, (bad if bad.any() else None)
+
+
+def _to_number(values: pa.Array, target: pa.DataType) -> pa.Array:
+    if pa.types.is_string(values.type):
+        series = pd.to_numeric(pd.Series(values.to_numpy(zero_copy_only=False), dtype=object)
+                               .str.strip(), errors="coerce")
+        numbers = pa.array(series.to_numpy(dtype=np.float64, na_value=np.nan),
+                           from_pandas=True)
+    elif pa.types.is_boolean(values.type):
+        numbers = values.cast(pa.int64())
+    else:
+        try:
+            numbers = values.cast(pa.float64(), safe=False)
+        except (pa.ArrowInvalid, pa.ArrowNotImplementedError):
+            return pa.nulls(len(values), target)
+    if pa.types.is_floating(target):
+        return numbers.cast(target, safe=False)
+    as_float = np.asarray(numbers.cast(pa.float64()).to_numpy(zero_copy_only=False),
+                          dtype=np.float64)
+    info = np.iinfo(target.to_pandas_dtype())
+    with np.errstate(invalid="ignore"):
+        ok = np.isfinite(as_float) & (np.floor(as_float) == as_float) & \
+            (as_float >= info.min) & (as_float <= info.max)
+    ints = np.where(ok, as_float, 0).astype(target.to_pandas_dtype())
+    return pa.array(ints, target, mask=~ok)
+
+
+def _to_time(values: pa.Array, target: pa.DataType, formats: list[str]) -> pa.Array:
+    if pa.types.is_timestamp(values.type):
+        if values.type.tz is None:
+            values = pc.assume_timezone(values, "UTC")
+        return values.cast(TS if pa.types.is_timestamp(target) else target)
+    if pa.types.is_date(values.type):
+        return values.cast(pa.timestamp("us")).cast(pa.timestamp("us", tz="UTC")) \
+            if pa.types.is_timestamp(target) else values.cast(target)
+    text = pc.utf8_trim_whitespace(values.cast(pa.string()))
+    out: pa.Array | None = None
+    for fmt in formats:
+        parsed = pc.strptime(text, format=fmt, unit="us", error_is_null=True)
+        parsed = pc.assume_timezone(parsed, "UTC") if parsed.type.tz is None else parsed
+        out = parsed if out is None else pc.coalesce(out, parsed)
+    if not formats:
+        series = pd.to_datetime(pd.Series(text.to_numpy(zero_copy_only=False), dtype=object),
+                                utc=True, errors="coerce", format="ISO8601")
+        out = pa.array(series, pa.timestamp("ns", tz="UTC"), from_pandas=True).cast(
+            TS, safe=False)
+    assert out is not None
+    if pa.types.is_date(target):
+        return out.cast(pa.timestamp("us")).cast(pa.date32())
+    return out.cast(TS)
+
+
+def _cast_safe(values: pa.ChunkedArray | pa.Array, target: pa.DataType) -> pa.Array:
+    """An inferred column in its lake type (naive timestamps taken as UTC)."""
+    if isinstance(values, pa.ChunkedArray):
+        values = values.combine_chunks()
+    if values.type == target:
+        return values
+    if pa.types.is_timestamp(values.type) and values.type.tz is None:
+        values = pc.assume_timezone(values, "UTC")
+    if pa.types.is_dictionary(values.type):
+        values = values.dictionary_decode()
+    return values.cast(target)
+
+
+def _compatible(old: pa.DataType, new: pa.DataType) -> bool:
+    both_num = (pa.types.is_integer(old) or pa.types.is_floating(old)) and (
+        pa.types.is_integer(new) or pa.types.is_floating(new))
+    return old == new or both_num or (pa.types.is_string(old) and pa.types.is_string(new))
+
+
+def _bound(bound: float | str, t: pa.DataType) -> pa.Scalar:
+    if pa.types.is_timestamp(t) and isinstance(bound, str):
+        return pa.scalar(pd.Timestamp(bound, tz="UTC").to_pydatetime(), TS)
+    if pa.types.is_integer(t) and isinstance(bound, float) and bound.is_integer():
+        return pa.scalar(int(bound), t)
+    return pa.scalar(bound)
+
+
+def _mask(values: Any) -> np.ndarray:
+    """A boolean Arrow result as a numpy mask, nulls counting as false."""
+    filled = pc.fill_null(values, False)
+    if isinstance(filled, pa.ChunkedArray):
+        filled = filled.combine_chunks()
+    return np.asarray(filled.to_numpy(zero_copy_only=False), dtype=bool)
+

@@ -1,0 +1,407 @@
+"""The ``file`` connector: CSV, JSON-lines and Parquet files matched by a glob, local or on S3.
+
+Each file is loaded once: the loader remembers its path, size and modification time, and a later
+run reads only files that are new or changed. Files are read in Arrow batches (pyarrow's
+streaming CSV reader, Parquet row groups); damaged records never stop a file:
+
+* a CSV line with the wrong number of fields (a truncated file) or bytes that are not valid in
+  the declared encoding becomes a ``Reject`` with the line, the rest loads;
+* a JSON line that is not JSON becomes a ``Reject``; a file whose values change type between
+  lines (``42`` then ``"42"``) is read by DuckDB, which unifies the types, and only if that
+  fails line by line.
+
+Example source::
+
+    products: {type: file, path: "data/products/*.csv", primary_key: sku}
+"""
+
+from __future__ import annotations
+
+import fnmatch
+import glob
+import io
+import json
+import os
+import tempfile
+from collections.abc import Iterator
+from typing import Any
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.csv as pacsv
+import pyarrow.fs as pafs
+import pyarrow.json as pajson
+import pyarrow.parquet as pq
+
+from tarmac.ingest.base import Chunk, Connector, FileMark, Reject, Sample, Stream, table_name
+from tarmac.ingest.spec import FileSource
+
+CSV_BLOCK = 16 << 20  # bytes per CSV block: ~100k-200k rows of a typical table
+_GLOB_CHARS = set("*?[")
+
+
+class FileConnector(Connector[FileSource]):
+    """Reads the files a glob matches, oldest name first."""
+
+    # -- finding files ------------------------------------------------------------------------
+
+    @property
+    def remote(self) -> bool:
+        return "://" in self.spec.path and not self.spec.path.startswith("file://")
+
+    def pattern(self) -> str:
+        """The glob, absolute (relative paths are relative to the project folder)."""
+        path = self.spec.path.removeprefix("file://")
+        if self.remote or os.path.isabs(path):
+            return path
+        return str(self.root / path)
+
+    def files(self) -> list[FileMark]:
+        """Every file the glob matches now, sorted by path."""
+        pattern = self.pattern()
+        if self.remote:
+            return self._remote_files(pattern)
+        marks = []
+        for path in sorted(glob.glob(pattern, recursive=True)):
+            try:
+                st = os.stat(path)
+            except OSError as exc:
+                raise self.error(f"cannot read {path}: {exc.strerror}") from None
+            if os.path.isfile(path):
+                marks.append(FileMark(path, st.st_size, st.st_mtime_ns))
+        return marks
+
+    def _remote_files(self, pattern: str) -> list[FileMark]:
+        cut = min((i for i, ch in enumerate(pattern) if ch in _GLOB_CHARS), default=len(pattern))
+        base = pattern[:cut].rsplit("/", 1)[0]
+        try:
+            fs, root = pafs.FileSystem.from_uri(base)
+            infos = fs.get_file_info(pafs.FileSelector(root, recursive=True,
+                                                       allow_not_found=True))
+        except (OSError, pa.ArrowInvalid) as exc:
+            raise self.error(f"cannot list {base}: {exc}") from None
+        scheme = pattern.split("://", 1)[0]
+        out = []
+        for info in infos:
+            uri = f"{scheme}://{info.path}"
+            if info.type == pafs.FileType.File and fnmatch.fnmatch(uri, pattern):
+                mtime = info.mtime_ns if info.mtime_ns is not None else 0
+                out.append(FileMark(uri, info.size or 0, mtime))
+        return sorted(out, key=lambda m: m.path)
+
+    def streams(self) -> list[Stream]:
+        return [Stream(self.name, self.name, self.spec.table or table_name(self.name),
+                       self.spec.location())]
+
+    def _existing(self) -> list[FileMark]:
+        marks = self.files()
+        if not marks:
+            raise self.error(f"no files match {self.spec.path!r}",
+                             hint="check the path in tarmac.yaml (relative paths start at the "
+                                  "project folder)")
+        return marks
+
+    # -- reading ------------------------------------------------------------------------------
+
+    def read(self, stream: Stream, *, since: Any = None,
+             seen: dict[str, FileMark] | None = None) -> Iterator[Chunk]:
+        seen = seen or {}
+        for mark in self._existing():
+            before = seen.get(mark.path)
+            if before is not None and (before.size, before.mtime_ns) == (mark.size,
+                                                                         mark.mtime_ns):
+                continue  # loaded before, unchanged
+            chunks = list(self._read_file(mark)) if mark.size == 0 else None
+            last: Chunk | None = None
+            for chunk in chunks if chunks is not None else self._read_file(mark):
+                if last is not None:
+                    yield last
+                last = chunk
+            if last is None:
+                last = Chunk(pa.table({}), origin=mark.path)
+            last.done_file = mark
+            yield last
+
+    def _read_file(self, mark: FileMark) -> Iterator[Chunk]:
+        fmt = self.spec.file_format(mark.path)
+        try:
+            if fmt == "csv":
+                yield from self._read_csv(mark)
+            elif fmt == "jsonl":
+                yield from self._read_jsonl(mark)
+            else:
+                yield from self._read_parquet(mark)
+        except PermissionError:
+            raise self.error(f"cannot read {mark.path}: permission denied") from None
+        except FileNotFoundError:
+            raise self.error(f"{mark.path} disappeared while it was being read") from None
+        except pa.ArrowInvalid as exc:
+            raise self.error(f"{mark.path} is not a readable {fmt} file: {exc}") from None
+
+    def _open(self, path: str) -> Any:
+        if self.remote:
+            fs, inner = pafs.FileSystem.from_uri(path)
+            return fs.open_input_stream(inner)
+        return pa.OSFile(path, "rb")
+
+    def _read_bytes(self, path: str) -> bytes:
+        with self._open(path) as f:
+            return bytes(f.read())
+
+    # CSV ------------------------------------------------------------------------------------
+
+    def _read_csv(self, mark: FileMark, *, as_text: bool = False,
+                  skip: int = 0) -> Iterator[Chunk]:
+        """Stream a CSV file; a value that breaks the inferred types restarts the rest of the
+        file as text (the contract coerces it), invalid UTF-8 falls back to line decoding."""
+        rejects: list[Reject] = []
+
+        def bad_row(row: Any) -> str:
+            rejects.append(Reject(mark.path, f"CSV row has the wrong number of fields "
+                                             f"(expected {row.expected_columns}, got "
+                                             f"{row.actual_columns})", row.text))
+            return "skip"
+
+        declared = {c: pa.string() for c, s in self.spec.columns.items() if s.type in (
+            "string", "str", "text")}
+        read = pacsv.ReadOptions(block_size=CSV_BLOCK, encoding=self.spec.encoding,
+                                 skip_rows_after_names=skip)
+        parse = pacsv.ParseOptions(delimiter=self.spec.delimiter, invalid_row_handler=bad_row,
+                                   newlines_in_values=False)
+        convert = pacsv.ConvertOptions(column_types=declared, strings_can_be_null=True,
+                                       quoted_strings_can_be_null=False)
+        if as_text:
+            convert = pacsv.ConvertOptions(
+                column_types=dict.fromkeys(self._csv_header(mark.path), pa.string()),
+                strings_can_be_null=True)
+        done = 0
+        try:
+            with self._open(mark.path) as f:
+                reader = pacsv.open_csv(f, read_options=read, parse_options=parse,
+                                        convert_options=convert)
+                for batch in reader:
+                    table = pa.Table.from_batches([batch])
+                    done += len(table)
+                    yield Chunk(table, mark.path, nbytes=batch.nbytes, rejects=rejects)
+                    rejects = []
+        except pa.ArrowInvalid as exc:
+            text = str(exc)
+            if "UTF8" in text or "utf8" in text.lower() or "decode" in text.lower():
+                yield from self._read_csv_lines(mark, skip + done)
+                return
+            if "conversion error" in text.lower() and not as_text:
+                yield from self._read_csv(mark, as_text=True, skip=skip + done)
+                return
+            if "Empty CSV file" in text:
+                return
+            raise
+        if rejects:
+            yield Chunk(pa.table({}), mark.path, rejects=rejects)
+
+    def _csv_header(self, path: str) -> list[str]:
+        with self._open(path) as f:
+            first = bytes(f.read(1 << 20)).split(b"\n", 1)[0]
+        return pacsv.read_csv(io.BytesIO(first + b"\n"),
+                              read_options=pacsv.ReadOptions(encoding=self.spec.encoding),
+                              parse_options=pacsv.ParseOptions(delimiter=self.spec.delimiter)
+                              ).column_names
+
+    def _read_csv_lines(self, mark: FileMark, skip: int) -> Iterator[Chunk]:
+        """The slow path for a file with bytes its encoding cannot decode: each such line is
+        quarantined (decoded as Latin-1 so the record is kept), the rest parsed as text."""
+        raw = self._read_bytes(mark.path)
+        lines = raw.splitlines(keepends=True)
+        good: list[bytes] = []
+        rejects: list[Reject] = []
+        for i, line in enumerate(lines):
+            try:
+                line.decode(self.spec.encoding)
+            except UnicodeDecodeError as exc:
+                rejects.append(Reject(f"{mark.path}:{i + 1}",
+                                      f"line {i + 1} is not valid {self.spec.encoding} (byte "
+                                      f"0x{line[exc.start]:02x} at position {exc.start})",
+                                      line.decode("latin-1").rstrip("\r\n")))
+                continue
+            good.append(line)
+        if not good:
+            yield Chunk(pa.table({}), mark.path, rejects=rejects)
+            return
+        header = pacsv.read_csv(io.BytesIO(good[0]), parse_options=pacsv.ParseOptions(
+            delimiter=self.spec.delimiter)).column_names
+        body = good[1:][skip:]
+        bad: list[Reject] = []
+
+        def bad_row(row: Any) -> str:
+            bad.append(Reject(mark.path, "CSV row has the wrong number of fields", row.text))
+            return "skip"
+
+        table = pacsv.read_csv(
+            io.BytesIO(good[0] + b"".join(body)),
+            read_options=pacsv.ReadOptions(encoding=self.spec.encoding),
+            parse_options=pacsv.ParseOptions(delimiter=self.spec.delimiter,
+                                             invalid_row_handler=bad_row),
+            convert_options=pacsv.ConvertOptions(column_types=dict.fromkeys(header, pa.string()),
+                                                 strings_can_be_null=True))
+        yield Chunk(table, mark.path, nbytes=len(raw), rejects=rejects + bad)
+
+    # JSON lines -----------------------------------------------------------------------------
+
+    def _read_jsonl(self, mark: FileMark) -> Iterator[Chunk]:
+        raw = self._read_bytes(mark.path)
+        body, rejects = split_json_lines(raw, mark.path)
+        if not body:
+            yield Chunk(pa.table({}), mark.path, nbytes=len(raw), rejects=rejects)
+            return
+        try:
+            table = pajson.read_json(io.BytesIO(body),
+                                     read_options=pajson.ReadOptions(block_size=8 << 20))
+        except pa.ArrowInvalid:
+            table, more = self._jsonl_fallback(body, mark.path)
+            rejects += more
+        for i, batch in enumerate(table.to_batches(max_chunksize=self.spec.batch_size)):
+            yield Chunk(pa.Table.from_batches([batch]), mark.path,
+                        nbytes=len(raw) if i == 0 else 0, rejects=rejects if i == 0 else [])
+        if table.num_rows == 0:
+            yield Chunk(pa.table({}), mark.path, nbytes=len(raw), rejects=rejects)
+
+    def _jsonl_fallback(self, body: bytes, origin: str) -> tuple[pa.Table, list[Reject]]:
+        """Types that change between lines: DuckDB unifies them; broken lines: one by one."""
+        import duckdb
+
+        with tempfile.NamedTemporaryFile(suffix=".jsonl") as tmp:
+            tmp.write(body)
+            tmp.flush()
+            try:
+                con = duckdb.connect()
+                try:
+                    table = con.sql(f"SELECT * FROM read_json('{tmp.name}', "
+                                    "format='newline_delimited', sample_size=-1)").to_arrow_table()
+                finally:
+                    con.close()
+                return _flatten(table), []
+            except duckdb.Error:
+                pass
+        rows: list[dict[str, Any]] = []
+        rejects: list[Reject] = []
+        for line in body.splitlines():
+            if not line.strip():
+                continue
+            try:
+                value = json.loads(line)
+            except ValueError as exc:
+                rejects.append(Reject(origin, f"not valid JSON ({exc})",
+                                      line.decode("utf-8", "replace")))
+                continue
+            if isinstance(value, dict):
+                rows.append(value)
+            else:
+                rejects.append(Reject(origin, "JSON line is not an object",
+                                      line.decode("utf-8", "replace")))
+        return records_to_table(rows), rejects
+
+    # Parquet --------------------------------------------------------------------------------
+
+    def _read_parquet(self, mark: FileMark) -> Iterator[Chunk]:
+        with self._open(mark.path) as f:
+            pf = pq.ParquetFile(f)
+            for batch in pf.iter_batches(batch_size=self.spec.batch_size):
+                yield Chunk(pa.Table.from_batches([batch]), mark.path, nbytes=batch.nbytes)
+
+    # -- survey -------------------------------------------------------------------------------
+
+    def sample(self, stream: Stream, rows: int) -> Sample:
+        marks = self._existing()
+        total_bytes = sum(m.size for m in marks)
+        tables: list[pa.Table] = []
+        got = read_bytes = 0
+        for mark in marks:
+            for chunk in self._read_file(mark):
+                if chunk.data.num_rows:
+                    tables.append(chunk.data)
+                    got += chunk.data.num_rows
+                read_bytes += chunk.nbytes
+                if got >= rows:
+                    break
+            if got >= rows:
+                break
+        exact = got < rows  # every file was read to its end
+        table = _concat(tables).slice(0, rows) if tables else pa.table({})
+        if got < rows and exact:
+            total: int | None = got
+            estimated = False
+        else:
+            # rows per byte of what was read, times all the bytes: say it is an estimate
+            parquet = [m for m in marks if self.spec.file_format(m.path) == "parquet"]
+            if len(parquet) == len(marks) and not self.remote:
+                total, estimated = sum(pq.ParquetFile(m.path).metadata.num_rows
+                                       for m in marks), False
+            else:
+                per_byte = got / read_bytes if read_bytes else 0
+                total, estimated = int(per_byte * total_bytes), True
+        notes = [] if not estimated else [
+            f"row count estimated from the first {got:,} rows ({len(marks)} files)"]
+        return Sample(stream, table, total_rows=total, estimated=estimated, nbytes=total_bytes,
+                      parts=len(marks), notes=notes)
+
+
+def split_json_lines(raw: bytes, origin: str) -> tuple[bytes, list[Reject]]:
+    """Drop lines that cannot be JSON objects (first byte not ``{`` or last not ``}``), found
+    with numpy over the bytes; returns the rest and a ``Reject`` per dropped line."""
+    if not raw.strip():
+        return b"", []
+    b = np.frombuffer(raw, dtype=np.uint8)
+    ends = np.flatnonzero(b == ord("\n"))
+    if ends.size == 0 or ends[-1] != b.size - 1:
+        ends = np.append(ends, b.size)
+    starts = np.r_[0, ends[:-1] + 1]
+    lengths = ends - starts
+    nonblank = lengths > 0
+    last = np.where(nonblank, b[np.maximum(ends - 1, 0)], 0)
+    last = np.where(last == ord("\r"), b[np.maximum(ends - 2, 0)], last)
+    first = b[np.minimum(starts, b.size - 1)]
+    valid = nonblank & (first == ord("{")) & (last == ord("}"))
+    bad = np.flatnonzero(nonblank & ~valid)
+    rejects = [Reject(f"{origin}:{i + 1}", "not a JSON object (broken or truncated line)",
+                      raw[starts[i]:ends[i]].decode("utf-8", "replace")) for i in bad]
+    if bad.size == 0:
+        return raw, []
+    spans = np.minimum(ends + 1, b.size) - starts
+    keep = np.repeat(valid, spans)
+    body = b[: keep.size][keep].tobytes()
+    if body and not body.endswith(b"\n"):
+        body += b"\n"
+    return body, rejects
+
+
+def records_to_table(rows: list[dict[str, Any]]) -> pa.Table:
+    """JSON objects -> an Arrow table: keys unioned, a column of mixed types becomes strings,
+    nested values become JSON text."""
+    names: dict[str, None] = {}
+    for row in rows:
+        names.update(dict.fromkeys(row))
+    arrays = []
+    for name in names:
+        values = [row.get(name) for row in rows]
+        values = [json.dumps(v) if isinstance(v, dict | list) else v for v in values]
+        try:
+            arrays.append(pa.array(values))
+        except (pa.ArrowInvalid, pa.ArrowTypeError, OverflowError):
+            arrays.append(pa.array([None if v is None else str(v) for v in values], pa.string()))
+    return pa.Table.from_arrays(arrays, names=list(names)) if names else pa.table({})
+
+
+def _flatten(table: pa.Table) -> pa.Table:
+    """Nested struct/list columns (DuckDB's JSON reading) as JSON text, like the other paths."""
+    out = []
+    for col in table.columns:
+        if pa.types.is_struct(col.type) or pa.types.is_list(col.type) or \
+                pa.types.is_map(col.type):
+            out.append(pa.array([None if v is None else json.dumps(v, default=str)
+                                 for v in col.to_pylist()], pa.string()))
+        else:
+            out.append(col)
+    return pa.Table.from_arrays(out, names=table.column_names)
+
+
+def _concat(tables: list[pa.Table]) -> pa.Table:
+    return pa.concat_tables(tables, promote_options="permissive")

@@ -1,0 +1,597 @@
+"""Loading a source into the lake: read, check, stage, then commit in one idempotent step.
+
+Every stream of every source is loaded the same way, whatever its connector:
+
+1. **Claim** the stream (one load at a time per stream; a claim held by a dead process is
+   released) and finish any load a killed process left staged (roll forward, below).
+2. **Read** chunks from the connector past the saved cursor (minus the lookback window), or the
+   files not loaded before; apply the contract; write passing rows as *uncommitted* Parquet
+   files in the table's folder (or, when a primary key must be deduplicated, in a staging
+   folder first) and rejected rows as uncommitted files of the ``quarantine`` table.
+3. **Deduplicate** by primary key with DuckDB, out of core: the latest record by cursor wins,
+   and rows the table already holds (same key, same or newer cursor) are dropped.
+4. **Stage**: the commit plan (files, schema, new cursor, counts) is saved in the catalog.
+5. **Commit**: quarantine files, then the data (an atomic Delta commit of the staged files, or a
+   merge), each marked with a Delta application transaction ``(tarmac.ingest/SOURCE/STREAM,
+   seq)``, then the new cursor, files, counts and the audit record in one catalog transaction.
+
+Kill the process anywhere: before step 4 nothing is visible and the rerun starts over; after it,
+the next run finds the staged plan and applies what is missing (a step already applied is
+recognised by its transaction marker and skipped). Either way the lake ends as if the load had
+run once. Every load checks ``read == loaded + quarantined + duplicates`` before committing.
+"""
+
+from __future__ import annotations
+
+import base64
+import os
+import shutil
+import signal
+import time
+import traceback
+import uuid
+from collections.abc import Callable, Iterable
+from dataclasses import asdict, dataclass, field
+from datetime import UTC, date, datetime, timedelta
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import pyarrow as pa
+import pyarrow.compute as pc
+import pyarrow.parquet as pq
+
+from tarmac.catalog import now_us
+from tarmac.catalog import sources as state_store
+from tarmac.catalog.sources import Load, SourceState
+from tarmac.errors import SourceError, TarmacError, UsageError
+from tarmac.ingest import quarantine
+from tarmac.ingest.base import Connector, FileMark, Stream
+from tarmac.ingest.connectors import open_connector
+from tarmac.ingest.contract import Contract
+from tarmac.ingest.spec import FileSource, SourceSpec, StreamSource, parse_sources
+from tarmac.lake import action_to_dict
+
+if TYPE_CHECKING:
+    from tarmac.lake import Lake, Stager
+    from tarmac.project import Project
+
+SEQ_COLUMN = "__tarmac_seq"  # load order, so the last record read wins a tie on the cursor
+Progress = Callable[["LoadProgress"], None]
+
+
+@dataclass
+class LoadProgress:
+    """Where a stream's load is, for progress bars."""
+
+    source: str
+    stream: str
+    phase: str  # reading | deduplicating | committing | done | failed
+    rows_read: int
+    bytes_read: int
+
+
+@dataclass
+class LoadResult:
+    """What one load of one stream did. ``read == loaded + quarantined + duplicates``."""
+
+    source: str
+    stream: str
+    table: str
+    status: str  # succeeded | failed | skipped
+    run_id: str | None = None
+    load_id: str | None = None
+    mode: str = ""
+    rows_read: int = 0
+    rows_loaded: int = 0
+    rows_quarantined: int = 0
+    duplicates: int = 0
+    bytes_read: int = 0
+    seconds: float = 0.0
+    files: int = 0
+    version: int | None = None
+    cursor_before: Any = None
+    cursor_after: Any = None
+    drift: list[str] = field(default_factory=list)
+    recovered: list[str] = field(default_factory=list)  # staged loads this run finished
+    error: str | None = None
+
+    @property
+    def ok(self) -> bool:
+        return self.status != "failed"
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+class IngestResults(list[LoadResult]):
+    """The results of one ``ingest`` call, one per stream (failed ones included)."""
+
+    @property
+    def failed(self) -> list[LoadResult]:
+        return [r for r in self if r.status == "failed"]
+
+    def raise_for_errors(self) -> None:
+        """Raise ``SourceError`` naming every failed source (for scripts that must stop)."""
+        if self.failed:
+            raise SourceError("; ".join(f"{r.source}: {r.error}" for r in self.failed))
+
+
+def declared(project: Project) -> dict[str, SourceSpec]:
+    """The project's sources, validated."""
+    return parse_sources(project.config.sources, project.root / "tarmac.yaml")
+
+
+def ingest(project: Project, names: Iterable[str] | None = None, *, full_refresh: bool = False,
+           progress: Progress | None = None) -> IngestResults:
+    """Load the named sources (all but ``stream`` ones by default), one run per source.
+
+    A source that fails is reported in its result (and its run is marked failed); the other
+    sources still load. Call ``raise_for_errors()`` on the result to stop on any failure.
+    """
+    specs = declared(project)
+    wanted = list(names) if names else [n for n, s in specs.items()
+                                        if not isinstance(s, StreamSource)]
+    unknown = [n for n in wanted if n not in specs]
+    if unknown:
+        raise UsageError(f"unknown source(s): {', '.join(unknown)} (declared: "
+                         f"{', '.join(specs) or 'none'})",
+                         hint="declare sources under `sources:` in tarmac.yaml")
+    if not specs:
+        raise UsageError("no sources are declared in tarmac.yaml",
+                         hint="add a `sources:` block; see docs/ingestion.md")
+    results = IngestResults()
+    for name in wanted:
+        spec = specs[name]
+        if isinstance(spec, StreamSource):
+            results.append(LoadResult(name, name, "-", "skipped",
+                                      error="stream sources are consumed by `tarmac stream`"))
+            continue
+        results.extend(_ingest_source(project, name, spec, full_refresh, progress))
+    return results
+
+
+def _ingest_source(project: Project, name: str, spec: SourceSpec, full_refresh: bool,
+                   progress: Progress | None) -> list[LoadResult]:
+    connector = open_connector(name, spec, project.root)
+    assert connector is not None
+    results: list[LoadResult] = []
+    params = {"source": name, "type": spec.type, "location": spec.location(),
+              "mode": "full_refresh" if full_refresh else spec.load_mode}
+    try:
+        with project.ledger.run(f"ingest.{name}", params=params) as run:
+            try:
+                streams = connector.streams()
+            except TarmacError as exc:
+                results.append(LoadResult(name, name, spec.table or "-", "failed",
+                                          run_id=run.id, error=exc.message))
+                raise
+            for stream in streams:
+                loader = _StreamLoad(project, connector, stream, run.id, full_refresh, progress)
+                try:
+                    results.append(loader.run())
+                except TarmacError as exc:
+                    results.append(loader.failed(exc.message))
+                    raise
+                except Exception as exc:
+                    message = f"{type(exc).__name__}: {exc}"
+                    results.append(loader.failed(message))
+                    if os.environ.get("TARMAC_DEBUG"):
+                        traceback.print_exc()
+                    raise
+    except TarmacError:
+        pass  # recorded in the result; the run is marked failed by the ledger
+    except Exception:
+        if os.environ.get("TARMAC_DEBUG"):
+            raise
+    finally:
+        connector.close()
+    return results
+
+
+def _kill_point(phase: str) -> None:
+    """Fault injection for the kill tests: ``TARMAC_FAULT_KILL_AT=phase`` SIGKILLs the process
+    there, exactly as a crash or an OOM kill would."""
+    if os.environ.get("TARMAC_FAULT_KILL_AT") == phase:
+        os.kill(os.getpid(), signal.SIGKILL)
+
+
+class _StreamLoad:
+    """One load of one stream (see the module docstring for the protocol)."""
+
+    def __init__(self, project: Project, connector: Connector[Any], stream: Stream, run_id: str,
+                 full_refresh: bool, progress: Progress | None) -> None:
+        self.project = project
+        self.lake: Lake = project.lake
+        self.catalog = project.catalog
+        self.connector = connector
+        self.spec: SourceSpec = connector.spec
+        self.stream = stream
+        self.run_id = run_id
+        self.full_refresh = full_refresh
+        self.progress = progress
+        self.load_id = uuid.uuid4().hex
+        self.app_id = f"tarmac.ingest/{stream.source}/{stream.name}"
+        self.result = LoadResult(stream.source, stream.name, stream.table, "running",
+                                 run_id=run_id, load_id=self.load_id,
+                                 mode="full_refresh" if full_refresh else self.spec.load_mode)
+        self.staging = project.root / ".tarmac" / "staging" / self.load_id
+        self.started = time.perf_counter()
+
+    # -- the protocol -------------------------------------------------------------------------
+
+    def run(self) -> LoadResult:
+        state = self._claim()
+        seq = (state.seq if state else 0) + 1
+        r = self.result
+        r.cursor_before = state.cursor["value"] if state and state.cursor else None
+        contract = Contract(self.stream.source, self.spec,
+                            None if state is None else state.contract)
+        since = None if self.full_refresh else _since(state, self.spec)
+        seen = {} if (self.full_refresh or not isinstance(self.spec, FileSource)) else {
+            p: FileMark(p, s, m) for p, (s, m) in state_store.files_seen(
+                self.catalog, self.stream.source).items()}
+        self._data: Stager | None = None
+        self._good: _DirStager | None = None
+        self._quarantine: Stager | None = None
+        try:
+            staged = self._read(contract, since, seen)
+            plan = self._plan(staged, contract, state, seq)
+        except BaseException:
+            for stager in (self._data, self._quarantine):
+                if stager is not None:  # uncommitted files: nobody will ever reference them
+                    stager.abort()
+            shutil.rmtree(self.staging, ignore_errors=True)
+            raise
+        _kill_point("staged")
+        with self.project.ledger.catalog.write() as conn:
+            state_store.set_load(conn, self.load_id, status="staged", plan=plan,
+                                 stats=self._stats(), seq=seq)
+        _kill_point("planned")
+        self._apply(plan)
+        r.status = "succeeded"
+        r.seconds = round(time.perf_counter() - self.started, 3)
+        self._progress("done")
+        return r
+
+    def failed(self, message: str) -> LoadResult:
+        r = self.result
+        r.status, r.error = "failed", message
+        r.seconds = round(time.perf_counter() - self.started, 3)
+        try:
+            with self.catalog.write() as conn:
+                state_store.set_load(conn, self.load_id, status="failed", error=message,
+                                     stats=self._stats(), ended=True)
+        except Exception:  # noqa: BLE001 - the original failure is what the user must see
+            pass
+        self._progress("failed")
+        return r
+
+    def _claim(self) -> SourceState | None:
+        """Take the stream for this run; finish loads a killed process staged; return state."""
+        pending: list[Load] = []
+        with self.catalog.write() as conn:
+            for load, run_status in state_store.open_loads(conn, self.stream.source,
+                                                           self.stream.name):
+                if load.status == "running" and run_status == "running":
+                    raise SourceError(
+                        f"source '{self.stream.source}': stream '{self.stream.name}' is being "
+                        f"loaded by run {load.run_id}; one load at a time",
+                        hint="wait for it, or if its process is gone, rerun: dead runs are "
+                             "released automatically")
+                if load.status == "running":
+                    state_store.set_load(conn, load.id, status="failed", ended=True,
+                                         error="the process died while reading; nothing was "
+                                               "committed")
+                else:
+                    pending.append(load)
+            state_store.start_load(conn, Load(
+                self.load_id, self.stream.source, self.stream.name, self.stream.table,
+                self.run_id, 0, "running", now_us(), None))
+        for load in pending:
+            assert load.plan is not None
+            self._apply(load.plan, load_id=load.id)
+            self.result.recovered.append(load.id)
+        return state_store.get_state(self.catalog, self.stream.source, self.stream.name)
+
+    # -- reading ------------------------------------------------------------------------------
+
+    def _read(self, contract: Contract, since: Any, seen: dict[str, FileMark]) -> _Staged:
+        r = self.result
+        spec = self.spec
+        dedup = bool(spec.primary_key)
+        at = datetime.now(UTC)
+        self._data = self.lake.stage(self.stream.table, self.load_id) if not dedup else None
+        self._good = _DirStager(self.staging) if dedup else None
+        self._quarantine = self.lake.stage(quarantine.TABLE, self.load_id)
+        files: list[FileMark] = []
+        newest: Any = None
+        row_seq = 0
+        filter_window = since is not None and not isinstance(spec, FileSource)
+        for chunk in self.connector.read(self.stream, since=since, seen=seen):
+            r.rows_read += chunk.data.num_rows + len(chunk.rejects)
+            r.bytes_read += chunk.nbytes
+            if chunk.rejects:
+                self._reject(quarantine.from_rejects(chunk.rejects), at)
+            if chunk.data.num_rows:
+                checked = contract.check(chunk.data, chunk.origin)
+                good = checked.good
+                if checked.rejected.num_rows:
+                    self._reject(checked.rejected, at)
+                if filter_window and spec.cursor:
+                    good = self._window(good, since)
+                if spec.cursor and good.num_rows:
+                    top = pc.max(good[spec.cursor]).as_py()
+                    newest = top if newest is None or (top is not None and top > newest) \
+                        else newest
+                if good.num_rows:
+                    if dedup:
+                        good = good.append_column(SEQ_COLUMN, pa.array(
+                            range(row_seq, row_seq + good.num_rows), pa.int64()))
+                        row_seq += good.num_rows
+                        assert self._good is not None
+                        self._good.write(good)
+                    else:
+                        assert self._data is not None
+                        self._data.write(good)
+                        r.rows_loaded += good.num_rows
+            if chunk.done_file is not None:
+                files.append(chunk.done_file)
+            self._progress("reading")
+        r.drift = [str(d) for d in contract.drift.values()]
+        r.files = len(files)
+        return _Staged(files, newest)
+
+    def _window(self, good: pa.Table, since: Any) -> pa.Table:
+        """Drop rows at or before the window a connector could not filter itself."""
+        spec = self.spec
+        assert spec.cursor is not None
+        col = good[spec.cursor]
+        strict = not spec.primary_key  # without a key, rows at the mark were loaded already
+        bound = _scalar(since, col.type)
+        keep = pc.greater(col, bound) if strict else pc.greater_equal(col, bound)
+        kept = good.filter(pc.fill_null(keep, False))
+        self.result.duplicates += good.num_rows - kept.num_rows
+        return kept
+
+    def _reject(self, rejected: pa.Table, at: datetime) -> None:
+        rows = quarantine.rows(rejected, source=self.stream.source, table=self.stream.table,
+                               run_id=self.run_id, load_id=self.load_id, at=at)
+        assert self._quarantine is not None
+        self._quarantine.write(rows)
+        self.result.rows_quarantined += rows.num_rows
+
+    # -- planning -----------------------------------------------------------------------------
+
+    def _plan(self, staged: _Staged, contract: Contract, state: SourceState | None,
+              seq: int) -> dict[str, Any]:
+        r = self.result
+        spec = self.spec
+        table_exists = self.lake.exists(self.stream.table)
+        mode = "overwrite" if self.full_refresh else "append"
+        merge_file = None
+        if spec.primary_key:
+            self._progress("deduplicating")
+            assert self._good is not None
+            final = self._dedup(table_exists and not self.full_refresh)
+            if final is not None and spec.load_mode == "merge" and table_exists \
+                    and not self.full_refresh:
+                merge_file = str(final)
+                mode = "merge"
+            elif final is not None:
+                self._data = self.lake.stage(self.stream.table, self.load_id)
+                pf = pq.ParquetFile(final)
+                for batch in pf.iter_batches(batch_size=1 << 17):
+                    self._data.write(pa.Table.from_batches([batch]))
+        data_files = [action_to_dict(a) for a in (self._data.close() if self._data else [])]
+        assert self._quarantine is not None
+        q_files = [action_to_dict(a) for a in self._quarantine.close()]
+        if spec.load_mode == "full_refresh":
+            mode = "overwrite"
+        if r.rows_read != r.rows_loaded + r.rows_quarantined + r.duplicates:
+            raise TarmacError(
+                f"source '{self.stream.source}': row accounting does not add up (read "
+                f"{r.rows_read:,} != loaded {r.rows_loaded:,} + quarantined "
+                f"{r.rows_quarantined:,} + duplicates {r.duplicates:,}); nothing was committed")
+        cursor = _cursor_state(staged.newest, state, self.full_refresh)
+        r.cursor_after = cursor["value"] if cursor else None
+        schema = contract.schema()
+        return {
+            "load_id": self.load_id, "source": self.stream.source, "stream": self.stream.name,
+            "table": self.stream.table, "seq": seq, "mode": mode, "merge_file": merge_file,
+            "keys": spec.primary_key, "data_files": data_files, "quarantine_files": q_files,
+            "schema": base64.b64encode(schema.serialize().to_pybytes()).decode(),
+            "cursor": cursor, "contract": contract.to_json(),
+            "files": [[f.path, f.size, f.mtime_ns] for f in staged.files],
+            "reset_files": self.full_refresh,
+            "rows_total": (state.rows_total if state and not self.full_refresh else 0),
+            "stats": self._stats(), "staging": str(self.staging),
+            "description": self.spec.description,
+        }
+
+    def _dedup(self, against_table: bool) -> Path | None:
+        """The staged rows, one per key (latest by cursor, then last read), minus rows the
+        table already holds; written to one Parquet file by DuckDB, out of core."""
+        import duckdb
+
+        r = self.result
+        assert self._good is not None
+        staged_rows = self._good.close()
+        if staged_rows == 0:
+            return None
+        spec = self.spec
+        keys = ", ".join(_q(k) for k in spec.primary_key)
+        order = (f"{_q(spec.cursor)} DESC NULLS LAST, " if spec.cursor else "") + \
+            f"{SEQ_COLUMN} DESC"
+        out = self.staging / "deduplicated.parquet"
+        con = duckdb.connect()
+        try:
+            con.execute(f"SET temp_directory = '{self.staging / 'spill'}'")
+            con.execute("SET preserve_insertion_order = false")
+            query = (f"SELECT * EXCLUDE (__rn, {SEQ_COLUMN}) FROM (SELECT *, row_number() OVER "
+                     f"(PARTITION BY {keys} ORDER BY {order}) AS __rn FROM read_parquet("
+                     f"'{self.staging}/*.parquet', union_by_name = true)) d WHERE __rn = 1")
+            if against_table:
+                dt = self.lake.latest(self.stream.table)
+                assert dt is not None
+                cols = list(spec.primary_key) + ([spec.cursor] if spec.cursor else [])
+                existing = dt.to_pyarrow_dataset()
+                if all(c in existing.schema.names for c in cols):
+                    con.register("__target", existing.scanner(columns=cols).to_reader())
+                    match = " AND ".join(f"t.{_q(k)} = d.{_q(k)}" for k in spec.primary_key)
+                    if spec.cursor and spec.load_mode == "merge":
+                        match += f" AND t.{_q(spec.cursor)} >= d.{_q(spec.cursor)}"
+                    query = (f"SELECT * FROM ({query}) d WHERE NOT EXISTS "
+                             f"(SELECT 1 FROM __target t WHERE {match})")
+            con.execute(f"COPY ({query}) TO '{out}' (FORMAT parquet)")
+        finally:
+            con.close()
+        final = pq.ParquetFile(out).metadata.num_rows
+        r.duplicates += staged_rows - final
+        r.rows_loaded += final
+        return out if final else None
+
+    # -- committing ---------------------------------------------------------------------------
+
+    def _apply(self, plan: dict[str, Any], *, load_id: str | None = None) -> None:
+        """Apply a staged plan; every step is skipped if it already happened (idempotent)."""
+        self._progress("committing")
+        lake = self.lake
+        txn = (f"tarmac.ingest/{plan['source']}/{plan['stream']}", int(plan["seq"]))
+        load_id = load_id or plan["load_id"]
+        extra = {"source": plan["source"], "load_id": load_id}
+        if plan["quarantine_files"]:
+            lake.commit_files(quarantine.TABLE, plan["quarantine_files"], quarantine.SCHEMA,
+                              txn=txn, operation="INGEST", extra=extra,
+                              description="records loads rejected, with the reason")
+        _kill_point("quarantine_committed")
+        schema = pa.ipc.read_schema(pa.py_buffer(base64.b64decode(plan["schema"])))
+        version = None
+        if plan["merge_file"]:
+            result = lake.write(plan["table"], pq.read_table(plan["merge_file"]), mode="merge",
+                                keys=plan["keys"], txn=txn, on_duplicate="last")
+            version = result.version
+        elif plan["data_files"] or plan["mode"] == "overwrite":
+            result = lake.commit_files(plan["table"], plan["data_files"], schema,
+                                       mode="overwrite" if plan["mode"] == "overwrite"
+                                       else "append", txn=txn, operation="INGEST", extra=extra,
+                                       description=plan.get("description"))
+            version = result.version
+        elif lake.exists(plan["table"]):
+            version = lake.version(plan["table"])
+        _kill_point("data_committed")
+        stats = plan["stats"]
+        state = SourceState(plan["source"], plan["stream"], plan["table"], int(plan["seq"]),
+                            plan["cursor"], plan["contract"],
+                            int(plan["rows_total"]) + int(stats.get("rows_loaded", 0)),
+                            self.run_id, now_us())
+        files = [(str(p), int(size), int(mtime)) for p, size, mtime in plan["files"]]
+
+        def change(conn: Any) -> None:
+            state_store.save_state(conn, state, files,
+                                   reset_files=bool(plan["reset_files"]))
+            state_store.set_load(conn, load_id, status="committed", ended=True,
+                                 stats={**stats, "version": version})
+
+        details = {"table": plan["table"], "stream": plan["stream"], "load_id": load_id,
+                   "seq": plan["seq"], "version": version,
+                   **{k: stats.get(k) for k in ("rows_read", "rows_loaded", "rows_quarantined",
+                                                "duplicates")},
+                   "cursor": (plan["cursor"] or {}).get("value")}
+        self.project.ledger.commit("ingest.load", plan["source"], details, change=change,
+                                   run=self.project.ledger.current_run)
+        if load_id == self.load_id:
+            self.result.version = version
+        shutil.rmtree(plan.get("staging") or "", ignore_errors=True)
+        _kill_point("committed")
+
+    # -- helpers ------------------------------------------------------------------------------
+
+    def _stats(self) -> dict[str, Any]:
+        r = self.result
+        return {"rows_read": r.rows_read, "rows_loaded": r.rows_loaded,
+                "rows_quarantined": r.rows_quarantined, "duplicates": r.duplicates,
+                "bytes_read": r.bytes_read, "files": r.files, "mode": r.mode,
+                "seconds": round(time.perf_counter() - self.started, 3),
+                "cursor_before": r.cursor_before, "cursor_after": r.cursor_after,
+                "drift": r.drift}
+
+    def _progress(self, phase: str) -> None:
+        if self.progress is not None:
+            r = self.result
+            self.progress(LoadProgress(r.source, r.stream, phase, r.rows_read, r.bytes_read))
+
+
+@dataclass
+class _Staged:
+    files: list[FileMark]
+    newest: Any
+
+
+class _DirStager:
+    """Rows waiting for deduplication: Parquet files in the load's staging folder."""
+
+    def __init__(self, folder: Path) -> None:
+        self.folder = folder
+        folder.mkdir(parents=True, exist_ok=True)
+        self.rows = 0
+        self._n = 0
+
+    def write(self, table: pa.Table) -> None:
+        pq.write_table(table, self.folder / f"rows-{self._n:06d}.parquet", compression="lz4")
+        self._n += 1
+        self.rows += table.num_rows
+
+    def close(self) -> int:
+        return self.rows
+
+
+def _q(name: str) -> str:
+    return '"' + name.replace('"', '""') + '"'
+
+
+def _since(state: SourceState | None, spec: SourceSpec) -> Any:
+    """The lowest cursor value to read: the high-water mark minus the lookback window."""
+    if state is None or not state.cursor or not spec.cursor:
+        return None
+    value = _from_json(state.cursor)
+    back = spec.lookback_value()
+    if back is None:
+        return value
+    if isinstance(value, datetime) and isinstance(back, timedelta):
+        return value - back
+    if isinstance(value, date) and isinstance(back, timedelta):
+        return value - timedelta(days=back.days)
+    if isinstance(value, int | float) and isinstance(back, int | float):
+        return value - back
+    return value
+
+
+def _cursor_state(newest: Any, state: SourceState | None, reset: bool) -> dict[str, Any] | None:
+    """The new high-water mark: the newest cursor value loaded, never moving backwards."""
+    before = _from_json(state.cursor) if (state and state.cursor and not reset) else None
+    value = newest if before is None or (newest is not None and newest > before) else before
+    if value is None:
+        return None
+    if isinstance(value, datetime):
+        return {"value": value.isoformat(), "type": "timestamp"}
+    if isinstance(value, date):
+        return {"value": value.isoformat(), "type": "date"}
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        return {"value": str(value), "type": "string"}
+    return {"value": value, "type": "int" if isinstance(value, int) else "float"}
+
+
+def _from_json(cursor: dict[str, Any]) -> Any:
+    value, kind = cursor["value"], cursor.get("type")
+    if kind == "timestamp":
+        return datetime.fromisoformat(value)
+    if kind == "date":
+        return date.fromisoformat(value)
+    return value
+
+
+def _scalar(value: Any, t: pa.DataType) -> pa.Scalar:
+    if pa.types.is_timestamp(t) and isinstance(value, datetime):
+        return pa.scalar(value if value.tzinfo else value.replace(tzinfo=UTC), t)
+    return pa.scalar(value).cast(t)
+

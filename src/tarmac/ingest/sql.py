@@ -1,0 +1,254 @@
+"""The ``sql`` connector: tables or a query of any database SQLAlchemy reaches.
+
+Rows stream in Arrow batches, never the whole table in memory: PostgreSQL through ADBC (binary
+COPY straight into Arrow, no Python objects per value), every other database through a
+SQLAlchemy server-side cursor (``stream_results``) read ``batch_size`` rows at a time. The
+cursor filter is pushed into the query where the column has a real temporal or numeric type.
+
+Example source::
+
+    crm: {type: sql, url: "postgresql://app@db/crm", tables: [customers],
+          primary_key: customer_id, cursor: updated_at}
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+import pyarrow as pa
+import sqlalchemy as sa
+from sqlalchemy.exc import DBAPIError, NoSuchTableError, SQLAlchemyError
+
+from tarmac.config import redact
+from tarmac.errors import SourceError
+from tarmac.ingest.base import Chunk, Connector, Sample, Stream, table_name
+from tarmac.ingest.spec import SqlSource
+
+_DRIVERS = {"postgresql": "postgresql+psycopg", "postgres": "postgresql+psycopg",
+            "mysql": "mysql+pymysql", "mariadb": "mysql+pymysql"}
+
+
+class SqlConnector(Connector[SqlSource]):
+    """Reads the declared tables (or the one query) of a database."""
+
+    def __init__(self, name: str, spec: SqlSource, root: Path) -> None:
+        super().__init__(name, spec, root)
+        self._engine: sa.Engine | None = None
+        self._columns: dict[str, dict[str, Any]] = {}  # stream -> column -> SQLAlchemy type
+
+    # -- connection ---------------------------------------------------------------------------
+
+    @property
+    def url(self) -> str:
+        """The SQLAlchemy URL: our default drivers, SQLite paths resolved against the project."""
+        url = self.spec.url
+        scheme = url.split("://", 1)[0]
+        if scheme in _DRIVERS:
+            url = _DRIVERS[scheme] + url[len(scheme):]
+        if url.startswith("sqlite:///") and not url.startswith("sqlite:////"):
+            rel = url.removeprefix("sqlite:///")
+            if rel and not rel.startswith(":memory:"):
+                path = (self.root / rel.split("?", 1)[0]).resolve()
+                url = f"sqlite:///{path}"
+        return url
+
+    def engine(self) -> sa.Engine:
+        if self._engine is None:
+            url = self.url
+            if url.startswith("sqlite:///"):
+                path = Path(url.removeprefix("sqlite:///").split("?", 1)[0])
+                if str(path) != ":memory:" and not path.is_file():
+                    raise self.error(f"database file {path} does not exist",
+                                     hint="check the url in tarmac.yaml")
+                # read-only: a survey or load must never create or change the source
+                url = f"sqlite:///file:{path}?mode=ro&uri=true"
+            try:
+                self._engine = sa.create_engine(url, pool_pre_ping=True)
+            except (SQLAlchemyError, ImportError, ValueError) as exc:
+                raise self.error(f"cannot use database url {redact(self.spec.url)}: {exc}",
+                                 hint="install the driver, e.g. pip install 'tarmac[postgres]' "
+                                      "or 'tarmac[mysql]'") from None
+        return self._engine
+
+    def close(self) -> None:
+        if self._engine is not None:
+            self._engine.dispose()
+            self._engine = None
+
+    def _failed(self, exc: Exception, doing: str) -> SourceError:
+        """A database error as one clear line naming the source and what was being done."""
+        orig = getattr(exc, "orig", None) or exc
+        text = str(orig).strip().splitlines()[0] if str(orig).strip() else type(orig).__name__
+        lowered = text.lower()
+        if "password authentication failed" in lowered or "access denied" in lowered:
+            why = f"authentication failed ({text})"
+            hint = "check the user and password (e.g. ${DB_PASSWORD} in the url)"
+        elif any(s in lowered for s in ("connection refused", "could not connect",
+                                        "can't connect", "timeout", "name or service not known",
+                                        "could not translate host")):
+            why = f"database unreachable ({text})"
+            hint = "is the server running and the host/port in the url right?"
+        else:
+            why, hint = text, None
+        return self.error(f"{doing} {redact(self.spec.url)} failed: {why}", hint=hint)
+
+    # -- streams ------------------------------------------------------------------------------
+
+    def streams(self) -> list[Stream]:
+        spec = self.spec
+        if spec.query:
+            return [Stream(self.name, self.name, spec.table or table_name(self.name),
+                           f"{spec.location()} (query)")]
+        engine = self.engine()
+        try:
+            with engine.connect() as conn:
+                inspector = sa.inspect(conn)
+                existing = inspector.get_table_names(schema=spec.db_schema) + \
+                    inspector.get_view_names(schema=spec.db_schema)
+        except (SQLAlchemyError, DBAPIError) as exc:
+            raise self._failed(exc, "connecting to") from None
+        out = []
+        for t in spec.tables or []:
+            if t not in existing:
+                raise self.error(f"table '{t}' not found in {spec.location()} (tables: "
+                                 f"{', '.join(sorted(existing)) or 'none'})")
+            lake_table = spec.table if spec.table and len(spec.tables or []) == 1 \
+                else table_name(t)
+            out.append(Stream(self.name, t, lake_table, f"{spec.location()} table {t}"))
+        return out
+
+    def _relation(self, stream: Stream) -> Any:
+        """What rows come from: the table, or the declared query as a derived table."""
+        if self.spec.query:
+            return sa.text(f"({self.spec.query.strip().rstrip(';')}) AS src")
+        return sa.table(stream.name, schema=self.spec.db_schema)
+
+    def _types(self, stream: Stream) -> dict[str, Any]:
+        """Column name -> SQLAlchemy type, reflected once per stream (empty for queries)."""
+        if stream.name not in self._columns:
+            types: dict[str, Any] = {}
+            if not self.spec.query:
+                try:
+                    with self.engine().connect() as conn:
+                        for col in sa.inspect(conn).get_columns(stream.name,
+                                                                schema=self.spec.db_schema):
+                            types[col["name"]] = col["type"]
+                except (NoSuchTableError, SQLAlchemyError):
+                    pass
+            self._columns[stream.name] = types
+        return self._columns[stream.name]
+
+    def _pushdown(self, stream: Stream, since: Any) -> bool:
+        """Filter by cursor in the database only where it compares as the loader will."""
+        if since is None or not self.spec.cursor:
+            return False
+        col_type = self._types(stream).get(self.spec.cursor)
+        if col_type is None:
+            return False
+        try:
+            py = col_type.python_type
+        except NotImplementedError:
+            return False
+        if isinstance(since, datetime):
+            return py is datetime and self.engine().dialect.name != "sqlite"
+        return isinstance(since, int | float) and py in (int, float)
+
+    def _select(self, stream: Stream, since: Any, limit: int | None = None) -> sa.Select[Any]:
+        rel = self._relation(stream)
+        stmt: sa.Select[Any] = sa.select(sa.literal_column("*")).select_from(rel)
+        if self._pushdown(stream, since):
+            stmt = stmt.where(sa.column(self.spec.cursor or "") >= sa.bindparam("since", since))
+        if limit is not None:
+            stmt = stmt.limit(limit)
+        return stmt
+
+    # -- reading ------------------------------------------------------------------------------
+
+    def read(self, stream: Stream, *, since: Any = None,
+             seen: dict[str, Any] | None = None) -> Iterator[Chunk]:
+        stmt = self._select(stream, since)
+        if self.engine().dialect.name == "postgresql":
+            yield from self._read_adbc(stream, stmt)
+            return
+        size = self.spec.batch_size
+        try:
+            with self.engine().connect() as conn:
+                result = conn.execution_options(stream_results=True, yield_per=size) \
+                    .execute(stmt)
+                names = list(result.keys())
+                for part in result.partitions(size):
+                    table = rows_to_table(names, part)
+                    yield Chunk(table, origin=stream.location, nbytes=table.nbytes)
+        except (SQLAlchemyError, DBAPIError) as exc:
+            raise self._failed(exc, f"reading {stream.name} from") from None
+
+    def _read_adbc(self, stream: Stream, stmt: sa.Select[Any]) -> Iterator[Chunk]:
+        """PostgreSQL: binary COPY into Arrow batches through ADBC."""
+        try:
+            import adbc_driver_postgresql.dbapi as adbc
+        except ImportError:  # pragma: no cover - installed with tarmac[postgres]
+            raise self.error("reading PostgreSQL needs adbc-driver-postgresql",
+                             hint="pip install 'tarmac[postgres]'") from None
+        dialect = self.engine().dialect
+        compiled = stmt.compile(dialect=dialect, compile_kwargs={"render_postcompile": True})
+        params = compiled.params
+        sql = str(compiled)
+        args: tuple[Any, ...] = ()
+        if "since" in params:  # psycopg's %(since)s -> libpq's $1
+            sql = sql.replace("%(since)s", "$1")
+            args = (params["since"],)
+        uri = "postgresql://" + self.spec.url.split("://", 1)[1]
+        target = self.spec.batch_size
+        try:
+            with adbc.connect(uri) as conn, conn.cursor() as cur:
+                cur.execute(sql, args or None)
+                reader = cur.fetch_record_batch()
+                pending: list[pa.RecordBatch] = []
+                rows = 0
+                for batch in reader:
+                    pending.append(batch)
+                    rows += batch.num_rows
+                    if rows >= target:
+                        table = pa.Table.from_batches(pending)
+                        yield Chunk(table, origin=stream.location, nbytes=table.nbytes)
+                        pending, rows = [], 0
+                if pending:
+                    table = pa.Table.from_batches(pending)
+                    yield Chunk(table, origin=stream.location, nbytes=table.nbytes)
+        except adbc.Error as exc:
+            raise self._failed(exc, f"reading {stream.name} from") from None
+
+    def sample(self, stream: Stream, rows: int) -> Sample:
+        rel = self._relation(stream)
+        try:
+            with self.engine().connect() as conn:
+                total = conn.execute(sa.select(sa.func.count()).select_from(rel)).scalar_one()
+                result = conn.execute(self._select(stream, None, limit=rows))
+                table = rows_to_table(list(result.keys()), result.fetchall())
+                newest: dict[str, Any] = {}
+                if self.spec.cursor and self.spec.cursor in table.column_names:
+                    newest[self.spec.cursor] = conn.execute(
+                        sa.select(sa.func.max(sa.column(self.spec.cursor))).select_from(rel)
+                    ).scalar_one()
+        except (SQLAlchemyError, DBAPIError) as exc:
+            raise self._failed(exc, f"sampling {stream.name} from") from None
+        notes = [] if total <= rows else [f"profiled the first {rows:,} of {total:,} rows"]
+        return Sample(stream, table, total_rows=int(total), estimated=False, parts=1,
+                      newest=newest, notes=notes)
+
+
+def rows_to_table(names: list[str], rows: Any) -> pa.Table:
+    """DB-API rows -> an Arrow table. A column whose values do not share one type (SQLite's
+    dynamic typing: 12.5 next to '12,50') becomes strings, for the contract to coerce."""
+    columns = list(zip(*rows, strict=True)) if rows else [() for _ in names]
+    arrays = []
+    for values in columns:
+        try:
+            arrays.append(pa.array(values))
+        except (pa.ArrowInvalid, pa.ArrowTypeError, OverflowError):
+            arrays.append(pa.array([None if v is None else str(v) for v in values], pa.string()))
+    return pa.Table.from_arrays(arrays, names=names)
+

@@ -1,0 +1,156 @@
+"""Writing Parquet data files into a table's folder without committing them.
+
+A file written here is invisible to every reader until a Delta commit adds it, so a writer can
+prepare all of a load's files first and then make them visible in one atomic commit (or, if the
+process dies first, leave files no version references, which vacuum removes). Used by the
+bounded-memory merge and by staged loads (``Lake.stage`` / ``Lake.commit_files``).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import uuid
+from pathlib import Path
+from typing import Any
+
+import pyarrow as pa
+import pyarrow.compute as pc
+import pyarrow.parquet as pq
+from deltalake.transaction import AddAction
+
+from tarmac.lake._arrow import conform_table
+
+FILE_ROWS = 4_000_000  # rows per data file before a staged write starts the next
+
+
+def write_file(root: str, tables: Any, schema: pa.Schema, *, drop_if_empty: bool = False,
+               name: str | None = None) -> AddAction | None:
+    """Write ``tables`` (an iterable of Arrow tables) as one data file in ``root``."""
+    name = name or f"part-00000-{uuid.uuid4()}-c000.snappy.parquet"
+    path = Path(root) / name
+    stats = Stats(schema)
+    with pq.ParquetWriter(path, schema, compression="snappy") as writer:
+        for table in tables:
+            table = conform_table(table, schema)
+            if len(table):
+                writer.write_table(table)
+                stats.add(table)
+    if stats.rows == 0 and drop_if_empty:
+        path.unlink()
+        return None
+    return _action(path, name, stats)
+
+
+def _action(path: Path, name: str, stats: Stats) -> AddAction:
+    info = path.stat()
+    return AddAction(path=name, size=info.st_size, partition_values={},
+                     modification_time=int(info.st_mtime * 1000), data_change=True,
+                     stats=stats.to_json())
+
+
+def action_to_dict(action: AddAction) -> dict[str, Any]:
+    """An add action as JSON-able data (to store in a load's commit plan)."""
+    return {"path": action.path, "size": action.size, "partition_values": {},
+            "modification_time": action.modification_time, "data_change": True,
+            "stats": action.stats}
+
+
+def action_from_dict(data: dict[str, Any]) -> AddAction:
+    return AddAction(path=data["path"], size=data["size"], partition_values={},
+                     modification_time=data["modification_time"], data_change=True,
+                     stats=data["stats"])
+
+
+def rows_in(action: dict[str, Any]) -> int:
+    return int(json.loads(action["stats"]).get("numRecords", 0))
+
+
+class Stager:
+    """Writes batches into uncommitted data files in a table's folder, rolling to a new file
+    every ``FILE_ROWS`` rows or when the schema changes; ``close()`` returns the add actions."""
+
+    def __init__(self, root: str, tag: str) -> None:
+        self.root = root
+        self.tag = tag
+        os.makedirs(root, exist_ok=True)
+        self.actions: list[AddAction] = []
+        self.rows = 0
+        self._writer: pq.ParquetWriter | None = None
+        self._schema: pa.Schema | None = None
+        self._stats: Stats | None = None
+        self._name = ""
+        self._n = 0
+
+    def write(self, table: pa.Table) -> None:
+        if table.num_rows == 0:
+            return
+        if self._writer is not None and (table.schema != self._schema or (
+                self._stats is not None and self._stats.rows >= FILE_ROWS)):
+            self._finish()
+        if self._writer is None:
+            self._name = f"part-{self._n:05d}-{self.tag}-c000.snappy.parquet"
+            self._n += 1
+            self._schema = table.schema
+            self._stats = Stats(table.schema)
+            self._writer = pq.ParquetWriter(Path(self.root) / self._name, table.schema,
+                                            compression="snappy")
+        self._writer.write_table(table)
+        assert self._stats is not None
+        self._stats.add(table)
+        self.rows += table.num_rows
+
+    def _finish(self) -> None:
+        if self._writer is None or self._stats is None:
+            return
+        self._writer.close()
+        self.actions.append(_action(Path(self.root) / self._name, self._name, self._stats))
+        self._writer = None
+
+    def close(self) -> list[AddAction]:
+        self._finish()
+        return self.actions
+
+    def abort(self) -> None:
+        """Remove the files written so far (they were never committed)."""
+        if self._writer is not None:
+            self._writer.close()
+            self._writer = None
+            self.actions.append(AddAction(path=self._name, size=0, partition_values={},
+                                          modification_time=0, data_change=True, stats="{}"))
+        for action in self.actions:
+            Path(self.root, action.path).unlink(missing_ok=True)
+        self.actions = []
+
+
+class Stats:
+    """Delta file statistics: row count, null counts, and min/max for ints, strings and dates
+    (types whose bounds are exact; others are left out, which only costs file skipping)."""
+
+    def __init__(self, schema: pa.Schema) -> None:
+        self.rows = 0
+        self.nulls = {f.name: 0 for f in schema}
+        self.bounded = [f.name for f in schema if pa.types.is_integer(f.type)
+                        or pa.types.is_string(f.type) or pa.types.is_date32(f.type)]
+        self.lo: dict[str, Any] = {}
+        self.hi: dict[str, Any] = {}
+
+    def add(self, table: pa.Table) -> None:
+        self.rows += len(table)
+        for name in self.nulls:
+            self.nulls[name] += table[name].null_count
+        for name in self.bounded:
+            mm = pc.min_max(table[name]).as_py()
+            if mm["min"] is None:
+                continue
+            self.lo[name] = mm["min"] if name not in self.lo else min(self.lo[name], mm["min"])
+            self.hi[name] = mm["max"] if name not in self.hi else max(self.hi[name], mm["max"])
+
+    def to_json(self) -> str:
+        def plain(v: Any) -> Any:
+            return v.isoformat() if hasattr(v, "isoformat") else v
+
+        return json.dumps({"numRecords": self.rows,
+                           "minValues": {k: plain(v) for k, v in self.lo.items()},
+                           "maxValues": {k: plain(v) for k, v in self.hi.items()},
+                           "nullCount": self.nulls})
