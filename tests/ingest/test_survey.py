@@ -465,3 +465,34 @@ def test_parse_times_and_durations() -> None:
     with pytest.raises(UsageError):
         parse_duration("soon")
     assert format_age(3 * 86400 + 5) == "3d" and format_age(90) == "1m"
+
+
+# -- HTTP, through the real connector and a local API ------------------------------------------
+
+
+def test_http_source(project: Project) -> None:
+    from tarmac.demo import TicketsServer
+
+    tickets = [{"ticket_id": f"T-{i:04d}", "agent_email": f"agent{i % 7}@support.example.com",
+                "client_ip": IPS[i % len(IPS)], "opened_at": f"2024-03-{1 + i % 28:02d}T09:00:00Z",
+                "satisfaction": None if i % 2 else 4} for i in range(250)]
+    (project.root / "tickets.json").write_text(json.dumps(tickets))
+    with TicketsServer(project.root / "tickets.json") as api:
+        p = _declare(project, {
+            "tickets": {"type": "http", "url": api.url, "paginate": "cursor",
+                        "primary_key": "ticket_id"},
+            "down": {"type": "http", "url": "http://127.0.0.1:9/nothing", "retries": 1,
+                     "backoff": 0.01}})
+        try:
+            r = survey(p, now=NOW)
+        finally:
+            p.close()
+    st = r.source("tickets").stream("tickets")
+    assert (st.rows, st.rows_estimated, st.parts) == (250, False, 3)  # 100 records per page
+    assert st.key and st.key.duplicate_values == 0 and st.column("satisfaction").null_rate == 0.5
+    assert {(f.column, f.kind) for f in st.pii} == {("agent_email", "email"), ("client_ip", "ip")}
+    assert st.freshness and st.freshness.column == "opened_at"
+    assert st.freshness.newest == datetime(2024, 3, 28, 9, tzinfo=UTC)
+    down = r.source("down")
+    assert down.status == "unreachable" and down.error and "down" in down.error
+    assert r.headline() == "2 sources, 1 reachable, 1 blocking gap"

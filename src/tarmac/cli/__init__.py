@@ -75,8 +75,8 @@ def open_project(ctx: typer.Context) -> Any:
     return obj["opened"]
 
 
-from tarmac.cli import _governance, _lake, _project  # noqa: E402,F401  (registers commands)
-from tarmac.cli import _survey  # noqa: E402,F401
+# importing the command modules registers their commands
+from tarmac.cli import _governance, _ingest, _lake, _project, _survey  # noqa: E402,F401
 
 
 def main() -> None:

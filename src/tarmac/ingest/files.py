@@ -314,8 +314,10 @@ class FileConnector(Connector[FileSource]):
         total_bytes = sum(m.size for m in marks)
         tables: list[pa.Table] = []
         got = read_bytes = 0
-        for mark in marks:
-            for chunk in self._read_file(mark):
+        exact = True  # every file was read to its end
+        for i, mark in enumerate(marks):
+            chunks = self._read_file(mark)
+            for chunk in chunks:
                 if chunk.data.num_rows:
                     tables.append(chunk.data)
                     got += chunk.data.num_rows
@@ -323,10 +325,11 @@ class FileConnector(Connector[FileSource]):
                 if got >= rows:
                     break
             if got >= rows:
+                # stopped early: exact only if this was the last file and it had no more rows
+                exact = i == len(marks) - 1 and next(iter(chunks), None) is None
                 break
-        exact = got < rows  # every file was read to its end
         table = _concat(tables).slice(0, rows) if tables else pa.table({})
-        if got < rows and exact:
+        if exact:
             total: int | None = got
             estimated = False
         else:
@@ -404,4 +407,16 @@ def _flatten(table: pa.Table) -> pa.Table:
 
 
 def _concat(tables: list[pa.Table]) -> pa.Table:
-    return pa.concat_tables(tables, promote_options="permissive")
+    """Tables read from several files as one: a column whose type differs between files (ids
+    as numbers in one file, as text in another) becomes text, as the contract would see it."""
+    try:
+        return pa.concat_tables(tables, promote_options="permissive")
+    except (pa.ArrowInvalid, pa.ArrowTypeError):
+        types: dict[str, set[pa.DataType]] = {}
+        for t in tables:
+            for f in t.schema:
+                types.setdefault(f.name, set()).add(f.type)
+        mixed = {n for n, ts in types.items() if len(ts - {pa.null()}) > 1}
+        fixed = [t.cast(pa.schema([(f.name, pa.string() if f.name in mixed else f.type)
+                                   for f in t.schema])) for t in tables]
+        return pa.concat_tables(fixed, promote_options="permissive")

@@ -47,7 +47,7 @@ from tarmac.errors import SourceError, TarmacError, UsageError
 from tarmac.ingest import quarantine
 from tarmac.ingest.base import Connector, FileMark, Stream
 from tarmac.ingest.connectors import open_connector
-from tarmac.ingest.contract import Contract
+from tarmac.ingest.contract import Contract, coerce
 from tarmac.ingest.spec import FileSource, SourceSpec, StreamSource, parse_sources
 from tarmac.lake import action_to_dict
 
@@ -312,13 +312,14 @@ class _StreamLoad:
             r.bytes_read += chunk.nbytes
             if chunk.rejects:
                 self._reject(quarantine.from_rejects(chunk.rejects), at)
-            if chunk.data.num_rows:
-                checked = contract.check(chunk.data, chunk.origin)
+            data = chunk.data
+            if filter_window and spec.cursor in data.column_names:
+                data = self._window(data, since, contract)
+            if data.num_rows:
+                checked = contract.check(data, chunk.origin)
                 good = checked.good
                 if checked.rejected.num_rows:
                     self._reject(checked.rejected, at)
-                if filter_window and spec.cursor:
-                    good = self._window(good, since)
                 if spec.cursor and good.num_rows:
                     top = pc.max(good[spec.cursor]).as_py()
                     newest = top if newest is None or (top is not None and top > newest) \
@@ -341,16 +342,22 @@ class _StreamLoad:
         r.files = len(files)
         return _Staged(files, newest)
 
-    def _window(self, good: pa.Table, since: Any) -> pa.Table:
-        """Drop rows at or before the window a connector could not filter itself."""
+    def _window(self, data: pa.Table, since: Any, contract: Contract) -> pa.Table:
+        """Drop rows before the window that a connector could not filter itself, before the
+        contract sees them: they were loaded (or quarantined) by an earlier run."""
         spec = self.spec
         assert spec.cursor is not None
-        col = good[spec.cursor]
+        want = contract.types.get(spec.cursor)
+        col, _ = coerce(data[spec.cursor], want) if want is not None and \
+            not pa.types.is_null(want) else (data[spec.cursor], None)
         strict = not spec.primary_key  # without a key, rows at the mark were loaded already
-        bound = _scalar(since, col.type)
+        try:
+            bound = _scalar(since, col.type)
+        except (pa.ArrowInvalid, pa.ArrowNotImplementedError, TypeError):
+            return data  # not comparable: the contract and dedup decide
         keep = pc.greater(col, bound) if strict else pc.greater_equal(col, bound)
-        kept = good.filter(pc.fill_null(keep, False))
-        self.result.duplicates += good.num_rows - kept.num_rows
+        kept = data.filter(pc.fill_null(keep, False))
+        self.result.duplicates += data.num_rows - kept.num_rows
         return kept
 
     def _reject(self, rejected: pa.Table, at: datetime) -> None:

@@ -20,6 +20,7 @@ from tarmac.ingest.survey import (
     SurveyReport,
     approx,
     format_age,
+    rows_text,
 )
 
 _CSS = """
@@ -159,7 +160,7 @@ def _source(src: SourceProfile) -> str:
 
 def _stream(st: StreamProfile) -> str:
     e = _e
-    meta = [f"<span><b>{e(approx(st.rows, st.rows_estimated))}</b> rows</span>"]
+    meta = [f"<span><b>{e(rows_text(st))}</b> rows</span>"]
     if st.parts is not None:
         meta.append(f"<span>{st.parts:,} part(s)</span>")
     if st.bytes is not None:
@@ -178,7 +179,8 @@ def _stream(st: StreamProfile) -> str:
                         f"{e(approx(k.duplicate_values, k.estimated))} duplicated, "
                         f"{e(approx(k.null_rows, k.estimated))} empty</span></span>")
         else:
-            meta.append(f'<span>key {e(key)}: <span class="badge ok">unique</span></span>')
+            unique = "no duplicates in the sample" if k.estimated else "unique"
+            meta.append(f'<span>key {e(key)}: <span class="badge ok">{unique}</span></span>')
     else:
         meta.append('<span>no key declared</span>')
     f = st.freshness
@@ -203,7 +205,8 @@ def _stream(st: StreamProfile) -> str:
     return (f"<h4>{e(st.name)} &rarr; lake table <code>{e(st.table)}</code></h4>"
             f'<div class="meta">{"".join(meta)}</div>{notes}'
             "<table><thead><tr><th>column</th><th>type</th><th>empty</th>"
-            "<th>distinct</th><th>personal data</th></tr></thead>"
+            f"<th>distinct{'' if st.complete else ' (in sample)'}</th><th>personal data</th>"
+            "</tr></thead>"
             f"<tbody>{rows}</tbody></table>")
 
 

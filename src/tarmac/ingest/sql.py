@@ -14,7 +14,7 @@ Example source::
 from __future__ import annotations
 
 from collections.abc import Iterator
-from datetime import datetime
+from datetime import date, datetime
 from pathlib import Path
 from typing import Any
 
@@ -211,11 +211,13 @@ class SqlConnector(Connector[SqlSource]):
                 for batch in reader:
                     pending.append(batch)
                     rows += batch.num_rows
-                    if rows >= target:
+                    while rows >= target:  # the driver's batches can exceed batch_size
                         table = pa.Table.from_batches(pending)
-                        yield Chunk(table, origin=stream.location, nbytes=table.nbytes)
-                        pending, rows = [], 0
-                if pending:
+                        head = table.slice(0, target)
+                        yield Chunk(head, origin=stream.location, nbytes=head.nbytes)
+                        pending = table.slice(target).to_batches()
+                        rows -= target
+                if pending and rows:
                     table = pa.Table.from_batches(pending)
                     yield Chunk(table, origin=stream.location, nbytes=table.nbytes)
         except adbc.Error as exc:
@@ -228,16 +230,27 @@ class SqlConnector(Connector[SqlSource]):
                 total = conn.execute(sa.select(sa.func.count()).select_from(rel)).scalar_one()
                 result = conn.execute(self._select(stream, None, limit=rows))
                 table = rows_to_table(list(result.keys()), result.fetchall())
+                # exact newest values over the whole table: the cursor and every temporal column
+                temporal = [c for c, ct in self._types(stream).items() if _is_temporal(ct)]
+                wanted = [c for c in dict.fromkeys([self.spec.cursor, *temporal])
+                          if c and c in table.column_names]
                 newest: dict[str, Any] = {}
-                if self.spec.cursor and self.spec.cursor in table.column_names:
-                    newest[self.spec.cursor] = conn.execute(
-                        sa.select(sa.func.max(sa.column(self.spec.cursor))).select_from(rel)
-                    ).scalar_one()
+                if wanted:
+                    top: Any = conn.execute(sa.select(*[sa.func.max(sa.column(c)) for c in wanted])
+                                       .select_from(rel)).one()
+                    newest = dict(zip(wanted, top, strict=True))
         except (SQLAlchemyError, DBAPIError) as exc:
             raise self._failed(exc, f"sampling {stream.name} from") from None
         notes = [] if total <= rows else [f"profiled the first {rows:,} of {total:,} rows"]
         return Sample(stream, table, total_rows=int(total), estimated=False, parts=1,
                       newest=newest, notes=notes)
+
+
+def _is_temporal(col_type: Any) -> bool:
+    try:
+        return col_type.python_type in (datetime, date)
+    except NotImplementedError:
+        return False
 
 
 def rows_to_table(names: list[str], rows: Any) -> pa.Table:

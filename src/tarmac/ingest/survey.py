@@ -364,7 +364,7 @@ def survey(project: Project, names: list[str] | None = None, *,
     else:
         chosen = specs
     when = (now or datetime.now(UTC)).astimezone(UTC)
-    opts = _Options(sample_rows, stale_after, null_limit, pii_threshold, when)
+    opts = _Options(sample_rows, stale_after, pii_threshold, when)
 
     def one(item: tuple[str, SourceSpec]) -> SourceProfile:
         return _survey_source(item[0], item[1], project, opts)
@@ -378,7 +378,8 @@ def survey(project: Project, names: list[str] | None = None, *,
         sources = [one(item) for item in items]
     gaps: list[Gap] = []
     for src in sources:
-        gaps.extend(find_gaps(src, chosen[src.name], opts))
+        gaps.extend(find_gaps(src, chosen[src.name], stale_after=stale_after,
+                              null_limit=null_limit))
     gaps.sort(key=lambda g: (SEVERITIES.index(g.severity), g.source, g.stream or "", g.kind))
     return SurveyReport(project=project.name, generated_at=when, sample_rows=sample_rows,
                         stale_after_seconds=stale_after.total_seconds(),
@@ -390,7 +391,6 @@ def survey(project: Project, names: list[str] | None = None, *,
 class _Options:
     sample_rows: int
     stale_after: timedelta
-    null_limit: float
     pii_threshold: float
     now: datetime
 
@@ -602,14 +602,17 @@ def freshness(sample: Sample, cursor: str | None, now: datetime | None = None, *
         if not candidates:
             return None
 
-        def rank(c: str) -> tuple[int, float]:
+        def rank(c: str) -> tuple[int, bool, float]:
             assert temporal is not None
-            value = _to_datetime(sample.newest.get(c)) or _max_time(temporal.get(c))
+            arr = temporal.get(c)
+            value = _to_datetime(sample.newest.get(c)) or _max_time(arr)
             ts = value.timestamp() if value else -math.inf
             if value and value > now + timedelta(days=1):
                 ts = -ts  # a future date (expiry, due date) says little about freshness
-            return (0 if _PREFERRED.search(c.lower()) else 1 if _TIME_NAMES.search(c.lower())
-                    else 2, -ts)
+            tier = (0 if _PREFERRED.search(c.lower()) else 1 if _TIME_NAMES.search(c.lower())
+                    else 2)
+            gaps = arr is not None and arr.null_count > 0  # closed_at: not every row has one
+            return (tier, gaps, -ts)
 
         column = min(candidates, key=rank)
     from_connector = column in sample.newest
@@ -823,12 +826,10 @@ def _tagged(declared: dict[str, ColumnSpec], column: str, kind: str) -> bool:
 _ID_NAMES = re.compile(r"(^|_)(id|uuid|guid|key|sku|code|number|no)$|id$")
 
 
-def find_gaps(source: SourceProfile, spec: SourceSpec, opts: _Options | None = None, *,
+def find_gaps(source: SourceProfile, spec: SourceSpec, *,
               stale_after: timedelta = DEFAULT_STALE_AFTER,
               null_limit: float = NULL_RATE_LIMIT) -> list[Gap]:
     """What in one surveyed source will block production ML, each with a one-line fix."""
-    if opts is not None:
-        stale_after, null_limit = opts.stale_after, opts.null_limit
     name = source.name
     where = f"sources.{name}"
     gaps: list[Gap] = []
@@ -975,6 +976,13 @@ def parse_duration(text: str) -> timedelta:
 # ---------------------------------------------------------------------------------------------
 
 
+def rows_text(stream: StreamProfile) -> str:
+    """Total rows: exact, '~' estimated, or '>=N' when the source does not say (an API)."""
+    if stream.rows is None:
+        return f">={stream.sampled_rows:,}" if stream.sampled_rows else "?"
+    return approx(stream.rows, stream.rows_estimated)
+
+
 def approx(value: int | None, estimated: bool) -> str:
     """A count for people, with '~' when it is an estimate and '?' when unknown."""
     if value is None:
@@ -1042,7 +1050,7 @@ def render(report: SurveyReport, console: Console) -> None:
         for st in src.streams:
             dups = ("-" if st.key is None else "missing key" if st.key.missing
                     else approx(st.key.duplicate_values, st.key.estimated))
-            table.add_row(escape(st.name), approx(st.rows, st.rows_estimated),
+            table.add_row(escape(st.name), rows_text(st),
                           approx(st.parts, False) if st.parts is not None else "-",
                           _size(st.bytes), str(len(st.columns)), dups,
                           escape(freshness_text(st.freshness)), escape(pii_text(st.pii)))
