@@ -13,9 +13,9 @@ Example::
 from __future__ import annotations
 
 import os
+from collections.abc import Callable, Iterable
 from datetime import datetime
 from functools import cached_property
-from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import TYPE_CHECKING
 

@@ -54,18 +54,30 @@ def demo(
     if report.data_only:
         console.print(f"\ndata written to {report.root / 'data'}")
         return
-    emit(report.loaded, [("table", "lake table"), ("source", "from"), ("rows", "rows"),
-                         ("dropped", "dropped in cleaning"), ("version", "version")],
+    console.print(f"[bold]survey:[/bold] {report.survey_headline} "
+                  f"(report: {report.root / 'survey.html'})")
+    emit(report.loaded, [("table", "lake table"), ("source", "from"), ("read", "read"),
+                         ("rows", "loaded"), ("quarantined", "quarantined"),
+                         ("duplicates", "duplicates"), ("version", "version")],
          as_json=False, title="What the lake holds now")
+    emit(report.quarantined, [("source", "source"), ("reason", "why records were quarantined"),
+                              ("records", "records")],
+         as_json=False, title="Quarantine: the messy records, kept with their reasons")
     chain = "[green]intact[/green]" if report.chain_ok else "[red]BROKEN[/red]"
     console.print(Panel.fit(
         f"Kestrel Mobile keeps its customers in a CRM database, orders in another, products in "
         f"CSV files whose columns changed, clicks in JSON lines that arrive late and broken, and "
-        f"tickets behind an HTTP API. Tarmac loaded the clean parts into Delta tables in "
-        f"{report.root / 'lake'}, recorded {report.runs} runs with their inputs and outputs, and "
-        f"{report.audit_records} audit records (hash chain {chain}).\n\n"
+        f"tickets behind an HTTP API. Tarmac surveyed them, loaded them through its connectors "
+        f"under the contracts in tarmac.yaml into Delta tables in {report.root / 'lake'}, put "
+        f"every record that broke a contract in quarantine with the reason, recorded "
+        f"{report.runs} runs with their inputs and outputs, and {report.audit_records} audit "
+        f"records (hash chain {chain}).\n\n"
         f"Try next:\n"
         f"  cd {report.root}\n"
+        f"  tarmac sources\n"
+        f"  tarmac quarantine orders\n"
+        f"  tarmac survey --html survey.html\n"
+        f"  tarmac ingest            # again: only what is new is read\n"
         f"  tarmac tables\n"
         f"  tarmac sql \"SELECT region, count(*) AS customers FROM customers GROUP BY 1\"\n"
         f"  tarmac history customers\n"

@@ -1,21 +1,22 @@
 """The story ``tarmac demo`` tells: scattered, messy data becomes governed lake tables.
 
 Each capability Tarmac gains extends this story, so the demo always shows the whole road built
-so far. Today: generate the company's sources, start its tickets API, load the clean parts into
-the lake (one recorded run per source), refresh the CRM with a merge, build a derived table
-whose lineage reaches back to its sources, compact the clickstream, and verify the audit chain.
+so far. Today: generate the company's scattered sources and start its tickets API; declare them
+in ``tarmac.yaml`` with their contracts; survey them (``survey.html``); ingest them through the
+SQL, file and HTTP connectors, with the messy records landing in quarantine with their reasons;
+build a derived table whose lineage reaches back to its sources; compact the clickstream; and
+verify the audit chain.
 """
 
 from __future__ import annotations
 
+import os
 import shutil
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
-
-import pyarrow as pa
-import pyarrow.compute as pc
 
 from tarmac.errors import UsageError
 
@@ -31,15 +32,79 @@ online_store: sqlite:///.tarmac/online.db
 streams: embedded
 compute: local
 owner: data-platform
-# Where the company's data lives. The connectors that load these arrive with the ingestion
-# issue; for now `tarmac demo` cleans and loads them through the SDK.
+# Where the company's data lives, and the contract each source must meet. `tarmac survey` maps
+# them, `tarmac ingest` loads them; records that break a contract go to `tarmac quarantine`.
 sources:
-  crm:      {type: sql, url: "sqlite:///data/crm.db", tables: [customers], primary_key: customer_id, cursor: updated_at}
-  orders:   {type: sql, url: "sqlite:///data/orders.db", tables: [orders], primary_key: order_id}
-  products: {type: file, path: "data/products/*.csv", primary_key: sku}
-  clicks:   {type: file, path: "data/clicks/*.jsonl", primary_key: event_id}
-  tickets:  {type: http, url: "http://127.0.0.1:8765/tickets", paginate: cursor}
-  labels:   {type: file, path: "data/labels.csv", primary_key: customer_id}
+  crm:
+    type: sql
+    url: "sqlite:///data/crm.db"
+    tables: [customers]
+    primary_key: customer_id
+    cursor: updated_at              # incremental: only rows changed since the last load
+    lookback: 1d                    # and a day back, for rows committed late
+    tags: [crm, pii]
+    columns:
+      customer_id: {type: int, required: true}
+      name: {tags: [pii]}
+      email: {tags: [pii, email], pattern: "[^@ ]+@[^@ ]+\\\\.[a-z]+"}
+      phone: {tags: [pii, phone]}
+      plan: {allowed: [basic, standard, premium, family]}
+      signup_date: {type: timestamp, formats: ["%Y-%m-%d", "%m/%d/%Y"]}
+      updated_at: timestamp
+  orders:
+    type: sql
+    url: "sqlite:///data/orders.db"
+    tables: [orders]
+    primary_key: order_id
+    cursor: ordered_at
+    columns:
+      customer_id: {type: int, required: true}
+      quantity: {type: int, min: 1}
+      amount: {type: float, min: 0}
+      ordered_at: timestamp
+      status: {allowed: [completed, cancelled, refunded, pending]}
+  products:
+    type: file
+    path: "data/products/*.csv"     # one price list per year; the newest file wins per sku
+    primary_key: sku
+    columns:
+      sku: string
+      price: {type: float, min: 0, aliases: [unit_price]}   # renamed in the 2025 file
+  clicks:
+    type: file
+    path: "data/clicks/*.jsonl"     # a file per day; each file is loaded once
+    mode: append
+    primary_key: event_id           # re-sent events are dropped as duplicates
+    columns:
+      customer_id: {type: int, required: true}
+      event_time: timestamp
+  tickets:
+    type: http
+    url: "${KESTREL_TICKETS_URL:-http://127.0.0.1:8765/tickets}"
+    paginate: cursor
+    records: data
+    page_size: 500
+    size_param: limit
+    primary_key: ticket_id
+    columns:
+      customer_id: int
+      opened_at: timestamp
+      closed_at: timestamp
+      satisfaction: {type: int, min: 1, max: 5}
+  labels:
+    type: file
+    path: "data/labels.csv"
+    mode: full_refresh              # churn labels are re-issued whole, weeks late
+    primary_key: customer_id
+    tags: [label]
+    description: "churn labels, weeks late"
+    columns:
+      churned: {type: int, allowed: [0, 1]}
+      label_time: timestamp
+      observed_until: timestamp
+  app_events:
+    type: stream                    # consumed by `tarmac stream` (a later step of the road)
+    topic: app-events
 """
 
 ACTIVITY_SQL = """
@@ -54,7 +119,7 @@ c AS (
 t AS (
     SELECT customer_id, count(*) AS tickets, avg(satisfaction) AS avg_satisfaction
     FROM tickets GROUP BY customer_id)
-SELECT cu.customer_id, cu.region, cu.plan,
+SELECT cu.customer_id, upper(cu.region[1]) || lower(cu.region[2:]) AS region, cu.plan,
        coalesce(o.orders, 0) AS orders, coalesce(o.spend, 0) AS spend, o.last_order,
        coalesce(c.sessions, 0) AS sessions,
        coalesce(c.cancel_page_views, 0) AS cancel_page_views, c.last_seen,
@@ -74,6 +139,8 @@ class DemoReport:
     root: Path
     sources: list[dict[str, Any]]
     loaded: list[dict[str, Any]] = field(default_factory=list)
+    quarantined: list[dict[str, Any]] = field(default_factory=list)
+    survey_headline: str = ""
     runs: int = 0
     audit_records: int = 0
     chain_ok: bool = False
@@ -98,7 +165,7 @@ def run_demo(root: Path, *, size: str = "small", seed: int = 0, data_only: bool 
              step: Step = lambda _msg: None) -> DemoReport:
     """Build the demo company's project in ``root`` and run the story so far."""
     import tarmac
-    from tarmac.demo import TicketsServer, clean_tables, generate
+    from tarmac.demo import TicketsServer, generate
 
     root = root.resolve()
     prepare(root)
@@ -110,15 +177,33 @@ def run_demo(root: Path, *, size: str = "small", seed: int = 0, data_only: bool 
     tarmac.init(root, name="kestrel")
     (root / "tarmac.yaml").write_text(PROJECT_FILE)
 
-    with tarmac.open(root) as p:
-        step("reading the sources (tickets through their HTTP API) and cleaning them")
-        with TicketsServer(sources.tickets_json) as api:
-            clean = clean_tables(sources, tickets_url=api.url)
-        _load(p, report, clean, step)
-        p.lake.annotate("customers", tags=["pii", "crm"],
-                        column_tags={"name": ["pii"], "email": ["pii", "email"],
-                                     "phone": ["pii", "phone"]})
-        p.lake.annotate("labels", tags=["label"], description="churn labels, weeks late")
+    # the tickets API listens on a free port; tarmac.yaml reads its URL from the environment
+    with TicketsServer(sources.tickets_json) as api, _env("KESTREL_TICKETS_URL", api.url), \
+            tarmac.open(root) as p:
+        _survey(p, report, step)
+        step("ingesting every source through its connector (contracts on, bad records "
+             "quarantined)")
+        results = p.ingest()
+        results.raise_for_errors()
+        for r in results:
+            if r.status == "succeeded":
+                report.loaded.append({"table": r.table, "source": r.source,
+                                      "read": r.rows_read, "rows": r.rows_loaded,
+                                      "quarantined": r.rows_quarantined,
+                                      "duplicates": r.duplicates, "version": r.version})
+        step("the CRM changes (plans upgraded, a new customer): ingest crm again, incrementally")
+        changed = _crm_changes(root / "data" / "crm.db")
+        again = p.ingest(["crm"])
+        again.raise_for_errors()
+        for r in again:
+            report.loaded.append({"table": f"{r.table} (again)", "source": r.source,
+                                  "read": r.rows_read, "rows": r.rows_loaded,
+                                  "quarantined": r.rows_quarantined,
+                                  "duplicates": r.duplicates, "version": r.version,
+                                  "changed": changed})
+        report.quarantined = p.sql(
+            "SELECT source, reason, count(*) AS records FROM quarantine GROUP BY ALL "
+            "ORDER BY records DESC LIMIT 12").to_pylist()
         step("building customer_activity from orders, clicks and tickets")
         with p.ledger.run("demo.customer_activity", params={"sql": " ".join(
                 ACTIVITY_SQL.split())}):
@@ -126,8 +211,9 @@ def run_demo(root: Path, *, size: str = "small", seed: int = 0, data_only: bool 
             result = p.lake.write("customer_activity", activity, mode="overwrite",
                                   description="per-customer activity (demo)")
         report.loaded.append({"table": "customer_activity", "source": "SQL over the lake",
-                              "rows": result.rows_added, "dropped": 0, "version": result.version})
-        step("compacting the clickstream's monthly appends")
+                              "read": None, "rows": result.rows_added, "quarantined": None,
+                              "duplicates": None, "version": result.version})
+        step("compacting the clickstream's daily appends")
         p.lake.compact("clicks")
         report.runs = p.catalog.count("runs")
         report.audit_records = p.catalog.count("audit_log")
@@ -135,45 +221,56 @@ def run_demo(root: Path, *, size: str = "small", seed: int = 0, data_only: bool 
     return report
 
 
-def _load(p: Any, report: DemoReport, clean: Any, step: Step) -> None:
-    tables: dict[str, pa.Table] = clean.tables
-    location = {s["source"]: s["location"] for s in report.sources}
-    origin = {"customers": "crm", "orders": "orders", "products": "products",
-              "clicks": "clicks", "tickets": "tickets", "labels": "labels"}
-    for name, table in tables.items():
-        step(f"loading {name} ({len(table):,} clean rows)")
-        src = origin.get(name, name)
-        dropped = sum(clean.dropped.get(name, {}).values())
-        with p.ledger.run(f"demo.load_{name}", params={"source": src,
-                                                       "location": location.get(src),
-                                                       "dropped": clean.dropped.get(name, {}),
-                                                       "repaired": clean.fixed.get(name, {})}):
-            if name == "customers":
-                version = _load_customers(p, table)
-            elif name == "clicks":
-                version = _load_clicks(p, table)
-            else:
-                version = p.lake.write(name, table, mode="overwrite").version
-        report.loaded.append({"table": name, "source": src, "rows": len(table),
-                              "dropped": dropped, "version": version})
+def _crm_changes(crm_db: Path, upgrades: int = 25) -> int:
+    """What a day in the CRM looks like: some customers upgrade their plan, one signs up.
+    Returns the number of rows changed (the incremental load reads these, plus its lookback)."""
+    import sqlite3
+
+    con = sqlite3.connect(crm_db)
+    try:
+        newest = con.execute("SELECT max(updated_at) FROM customers").fetchone()[0]
+        later = newest[:10] + "T23:59:00Z"
+        ids = [row[0] for row in con.execute(
+            "SELECT customer_id FROM customers WHERE plan = 'basic' GROUP BY customer_id "
+            "ORDER BY customer_id LIMIT ?", (upgrades,))]
+        for cid in ids:
+            con.execute("INSERT INTO customers (customer_id, name, email, phone, region, plan, "
+                        "signup_date, updated_at) SELECT customer_id, name, email, phone, region, "
+                        "'premium', signup_date, ? FROM customers WHERE customer_id = ? "
+                        "ORDER BY updated_at DESC LIMIT 1", (later, cid))
+        con.execute("INSERT INTO customers (customer_id, name, email, phone, region, plan, "
+                    "signup_date, updated_at) VALUES (99999, 'Ada Newcomer', "
+                    "'ada.newcomer@example.net', '+1-555-000-0000', 'North', 'standard', ?, ?)",
+                    (later[:10], later))
+        con.commit()
+    finally:
+        con.close()
+    return len(ids) + 1
 
 
-def _load_customers(p: Any, customers: pa.Table) -> int:
-    """First the CRM as it was three months ago, then a merge of everything since."""
-    updated = customers["updated_at"]
-    cutoff = pc.min(updated).as_py() + (pc.max(updated).as_py() - pc.min(updated).as_py()) / 2
-    early = customers.filter(pc.less_equal(updated, pa.scalar(cutoff, updated.type)))
-    p.lake.write("customers", early, mode="overwrite", description="CRM customers (demo)")
-    return p.lake.write("customers", customers, mode="merge", keys=["customer_id"]).version
+def _survey(p: Any, report: DemoReport, step: Step) -> None:
+    """Map the sources before loading anything: terminal summary, JSON and HTML reports."""
+    import json
+
+    from tarmac.ingest.report import to_html
+    from tarmac.ingest.survey import survey
+
+    step("surveying the sources before loading anything (survey.html, survey.json)")
+    found = survey(p)
+    (report.root / "survey.html").write_text(to_html(found), encoding="utf-8")
+    (report.root / "survey.json").write_text(json.dumps(found.to_dict(), indent=2,
+                                                        default=str), encoding="utf-8")
+    report.survey_headline = found.headline()
 
 
-def _load_clicks(p: Any, clicks: pa.Table) -> int:
-    """The clickstream arrives month by month: one append per month."""
-    months = pc.strftime(clicks["event_time"], format="%Y-%m")
-    version = 0
-    first = True
-    for month in sorted(set(months.to_pylist())):
-        part = clicks.filter(pc.equal(months, month))
-        version = p.lake.write("clicks", part, mode="overwrite" if first else "append").version
-        first = False
-    return version
+@contextmanager
+def _env(name: str, value: str) -> Iterator[None]:
+    old = os.environ.get(name)
+    os.environ[name] = value
+    try:
+        yield
+    finally:
+        if old is None:
+            os.environ.pop(name, None)
+        else:
+            os.environ[name] = old

@@ -274,8 +274,13 @@ class FileConnector(Connector[FileSource]):
             try:
                 con = duckdb.connect()
                 try:
-                    table = con.sql(f"SELECT * FROM read_json('{tmp.name}', "
-                                    "format='newline_delimited', sample_size=-1)").to_arrow_table()
+                    rel = con.sql(f"SELECT * FROM read_json('{tmp.name}', "
+                                  "format='newline_delimited', sample_size=-1)")
+                    # a column whose values change type is unified as JSON: unquote its text
+                    cols = ", ".join(
+                        f'"{n}"->>\'$\' AS "{n}"' if str(t) == "JSON" else f'"{n}"'
+                        for n, t in zip(rel.columns, rel.types, strict=True))
+                    table = rel.select(cols).to_arrow_table()
                 finally:
                     con.close()
                 return _flatten(table), []
