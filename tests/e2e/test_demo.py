@@ -35,9 +35,36 @@ def demo_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
 def test_demo_builds_the_lake(demo_dir: Path) -> None:
     tables = {t["name"]: t for t in json.loads(tarmac("tables", "--json", cwd=demo_dir).stdout)}
     assert set(tables) == {"customers", "orders", "products", "clicks", "tickets", "labels",
-                           "customer_activity"}
+                           "customer_activity", "quarantine"}
     assert tables["customers"]["version"] == 1 and tables["customers"]["rows"] > 1000
     assert all(t["owner"] == "data-platform" for t in tables.values())
+    assert (demo_dir / "survey.html").read_text().startswith("<!DOCTYPE html>")
+    survey = json.loads((demo_dir / "survey.json").read_text())
+    assert {s["name"] for s in survey["sources"]} >= {"crm", "orders", "clicks", "tickets"}
+
+
+def test_messy_records_are_quarantined_with_reasons(demo_dir: Path) -> None:
+    rows = json.loads(tarmac("quarantine", "orders", "--json", "-n", "1000",
+                             cwd=demo_dir).stdout)
+    reasons = {r["reason"] for r in rows}
+    assert "'amount' is not a valid float" in reasons
+    assert "'customer_id' is required" in reasons
+    assert all(r["source"] == "orders" and r["run_id"] for r in rows)
+    clicks = json.loads(tarmac("quarantine", "clicks", "--json", cwd=demo_dir).stdout)
+    assert any("not a JSON object" in r["reason"] for r in clicks)
+    sources = {s["source"]: s for s in json.loads(tarmac("sources", "--json",
+                                                         cwd=demo_dir).stdout)}
+    assert sources["crm"]["loads"] == 2 and sources["crm"]["cursor"].startswith("20")
+    assert sources["app_events"]["status"] == "streams"
+    # nothing new in the databases and files: nothing loaded again
+    again = tarmac("ingest", "crm", "orders", "products", "clicks", "labels", "--json",
+                   cwd=demo_dir)
+    assert again.returncode == 0, again.stderr
+    assert sum(r["rows_loaded"] for r in json.loads(again.stdout) if r["source"] != "labels") \
+        == 0
+    # the tickets API stopped with the demo: a clear error naming the source, exit code 1
+    down = tarmac("ingest", "tickets", cwd=demo_dir)
+    assert down.returncode == 1 and "source 'tickets'" in down.stderr
 
 
 def test_tour_commands(demo_dir: Path) -> None:
@@ -50,19 +77,19 @@ def test_tour_commands(demo_dir: Path) -> None:
     assert 0 < older < customers
 
     history = json.loads(tarmac("history", "customers", "--json", cwd=demo_dir).stdout)
-    assert [h["operation"] for h in history] == ["MERGE", "WRITE"]
+    assert [h["operation"] for h in history] == ["MERGE", "INGEST"]
     assert {h["actor"] for h in history} == {"newcomer"}
 
     lineage = tarmac("lineage", "customer_activity", cwd=demo_dir).stdout
     for name in ("demo.customer_activity", "customers@1", "orders@0", "clicks@", "tickets@0",
-                 "demo.load_customers"):
+                 "ingest.crm"):
         assert name in lineage
 
     verify = tarmac("audit", "verify", cwd=demo_dir)
     assert verify.returncode == 0 and "chain intact" in verify.stdout
     audit = json.loads(tarmac("audit", "log", "--since", "1h", "--json", "-n", "500",
                               cwd=demo_dir).stdout)
-    assert {"lake.write", "lake.merge", "run.succeeded", "lake.optimize"} <= {
+    assert {"lake.ingest", "ingest.load", "lake.merge", "run.succeeded"} <= {
         a["action"] for a in audit}
 
 
