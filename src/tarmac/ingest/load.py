@@ -412,7 +412,10 @@ class _StreamLoad:
             "reset_files": self.full_refresh,
             "rows_total": (state.rows_total if state and not self.full_refresh else 0),
             "stats": self._stats(), "staging": str(self.staging),
-            "description": self.spec.description,
+            "description": self.spec.description, "owner": self.spec.owner,
+            "tags": list(self.spec.tags),
+            "column_tags": {c: list(col.tags) for c, col in self.spec.columns.items()
+                            if col.tags},
         }
 
     def _dedup(self, against_table: bool) -> Path | None:
@@ -485,6 +488,7 @@ class _StreamLoad:
             version = result.version
         elif lake.exists(plan["table"]):
             version = lake.version(plan["table"])
+        self._annotate(plan)
         _kill_point("data_committed")
         stats = plan["stats"]
         state = SourceState(plan["source"], plan["stream"], plan["table"], int(plan["seq"]),
@@ -510,6 +514,23 @@ class _StreamLoad:
             self.result.version = version
         shutil.rmtree(plan.get("staging") or "", ignore_errors=True)
         _kill_point("committed")
+
+    def _annotate(self, plan: dict[str, Any]) -> None:
+        """Put the declaration's owner, table tags and column tags (``pii``...) on the table in
+        the catalog, when they are not there yet (an audited change, like any other)."""
+        tags, col_tags = set(plan.get("tags") or []), plan.get("column_tags") or {}
+        owner = plan.get("owner")
+        info = self.catalog.get_dataset(plan["table"])
+        if info is None or not (tags or col_tags or owner):
+            return
+        have = {c.name: set(c.tags) for c in info.columns}
+        add_cols = {c: sorted(have[c] | set(t)) for c, t in col_tags.items()
+                    if c in have and not set(t) <= have[c]}
+        add_tags = sorted(set(info.tags) | tags) if not tags <= set(info.tags) else None
+        new_owner = owner if owner and owner != info.owner else None
+        if add_cols or add_tags or new_owner:
+            self.lake.annotate(plan["table"], tags=add_tags, column_tags=add_cols or None,
+                               owner=new_owner)
 
     # -- helpers ------------------------------------------------------------------------------
 
