@@ -19,13 +19,14 @@ HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
 import _common as c  # noqa: E402
 
-BENCHMARKS = ["lake", "sql", "catalog", "ledger"]
+BENCHMARKS = ["lake", "sql", "catalog", "ledger", "ingest"]
 
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--quick", action="store_true", help="small sizes for a smoke run")
-    ap.add_argument("--rows", type=int, help="rows of the lake and sql benchmarks")
+    ap.add_argument("--rows", type=int,
+                    help="rows of the lake and sql benchmarks (CSV rows of bench_ingest)")
     ap.add_argument("--catalog-rows", type=int, help="runs and audit records in bench_catalog")
     ap.add_argument("--ledger-ops", type=int, help="operations timed in bench_ledger")
     ap.add_argument("--only", default=",".join(BENCHMARKS),
@@ -33,7 +34,7 @@ def main() -> None:
     ap.add_argument("--json-out", type=Path, help="also write all results to this JSON file")
     args = ap.parse_args()
     sizes = {"lake": args.rows, "sql": args.rows, "catalog": args.catalog_rows,
-             "ledger": args.ledger_ops}
+             "ledger": args.ledger_ops, "ingest": args.rows}
 
     results: list[dict[str, Any]] = []
     failed: list[str] = []

@@ -15,8 +15,8 @@ import pytest
 
 from tarmac.demo import TicketsServer
 from tarmac.errors import SourceError
-from tarmac.ingest.base import Chunk
-from tarmac.ingest.http import HttpConnector, records_table
+from tarmac.ingest.base import Chunk, records_table
+from tarmac.ingest.http import HttpConnector
 from tarmac.ingest.spec import HttpSource
 
 from ._fault_server import FaultServer, Reply, Seen

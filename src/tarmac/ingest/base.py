@@ -13,6 +13,7 @@ import re
 from abc import ABC, abstractmethod
 from collections.abc import Iterator
 from dataclasses import dataclass, field
+from operator import methodcaller
 from pathlib import Path
 from typing import Any, Generic, TypeVar
 
@@ -113,6 +114,39 @@ def table_name(name: str) -> str:
     ``tickets_api``)."""
     out = re.sub(r"[^a-z0-9_]", "_", name.lower().rsplit(".", 1)[-1])
     return out if re.match(r"^[a-z_]", out) else f"_{out}"
+
+
+def records_table(records: list[dict[str, Any]]) -> pa.Table:
+    """A table from JSON objects that may disagree: the union of their keys (missing -> null),
+    one Arrow type per column when its values agree (ints with floats -> float64), else strings
+    (``str`` of strings, JSON text of anything else), and nested objects/lists as JSON text."""
+    shapes = dict.fromkeys(map(tuple, records))  # the distinct key sequences, in order
+    keys = dict.fromkeys(key for shape in shapes for key in shape)
+    return pa.table({key: _column(list(map(methodcaller("get", key), records)))
+                     for key in keys})
+
+
+def _column(values: list[Any]) -> pa.Array:
+    kinds = set(map(type, values))
+    kinds.discard(type(None))
+    if not kinds:
+        return pa.nulls(len(values))
+    if len(kinds) == 1:
+        kind = next(iter(kinds))
+        arrow = {str: pa.string(), bool: pa.bool_(), int: pa.int64(), float: pa.float64()}
+        if kind in arrow:
+            try:
+                return pa.array(values, type=arrow[kind])
+            except (pa.ArrowInvalid, OverflowError):  # ints beyond 64 bits
+                pass
+    elif kinds == {int, float}:  # JSON has one number type: 42 and 1.5 are both numbers
+        return pa.array(values, type=pa.float64())
+    return pa.array([v if v is None or type(v) is str else _json_text(v) for v in values],
+                    type=pa.string())
+
+
+def _json_text(value: Any) -> str:
+    return json.dumps(value, ensure_ascii=False, separators=(",", ":"), default=str)
 
 
 def raw_json(record: Any) -> str:

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass, field
+from decimal import Context, Decimal, InvalidOperation
 from typing import Any
 
 import numpy as np
@@ -372,6 +373,8 @@ def coerce(values: pa.ChunkedArray | pa.Array, target: pa.DataType,
         out = pc.if_else(pa.array(is_true | is_false), data, pa.scalar(None, pa.bool_()))
     elif pa.types.is_integer(target) or pa.types.is_floating(target):
         out = _to_number(values, target)
+    elif pa.types.is_decimal(target):  # an unsafe cast would wrap around, not fail
+        out = _to_decimal(values, target)
     else:
         try:
             out = values.cast(target, safe=False)
@@ -404,6 +407,29 @@ def _to_number(values: pa.Array, target: pa.DataType) -> pa.Array:
             (as_float >= info.min) & (as_float <= info.max)
     ints = np.where(ok, as_float, 0).astype(target.to_pandas_dtype())
     return pa.array(ints, target, mask=~ok)
+
+
+def _to_decimal(values: pa.Array, target: pa.DataType) -> pa.Array:
+    """Values that ``target`` holds exactly (no digit lost before or after the point); the
+    others null. One by one: only reached when the cast of the whole array failed."""
+    quantum = Decimal(1).scaleb(-target.scale)
+    limit = Decimal(10) ** (target.precision - target.scale)
+    context = Context(prec=2 * 38 + 2)
+    try:
+        texts = values.cast(pa.string()).to_pylist()
+    except (pa.ArrowInvalid, pa.ArrowNotImplementedError):
+        return pa.nulls(len(values), target)
+    out: list[Decimal | None] = []
+    for text in texts:
+        try:
+            d = None if text is None else Decimal(text.strip())
+            if d is not None and not (d.is_finite() and abs(d) < limit
+                                      and d.quantize(quantum, context=context) == d):
+                d = None
+        except InvalidOperation:
+            d = None
+        out.append(d)
+    return pa.array(out, target)
 
 
 def _to_time(values: pa.Array, target: pa.DataType, formats: list[str]) -> pa.Array:

@@ -17,6 +17,7 @@ Example source::
 
 from __future__ import annotations
 
+import codecs
 import fnmatch
 import glob
 import io
@@ -33,7 +34,16 @@ import pyarrow.fs as pafs
 import pyarrow.json as pajson
 import pyarrow.parquet as pq
 
-from tarmac.ingest.base import Chunk, Connector, FileMark, Reject, Sample, Stream, table_name
+from tarmac.ingest.base import (
+    Chunk,
+    Connector,
+    FileMark,
+    Reject,
+    Sample,
+    Stream,
+    records_table,
+    table_name,
+)
 from tarmac.ingest.spec import FileSource
 
 CSV_BLOCK = 16 << 20  # bytes per CSV block: ~100k-200k rows of a typical table
@@ -175,11 +185,15 @@ class FileConnector(Connector[FileSource]):
                 column_types=dict.fromkeys(self._csv_header(mark.path), pa.string()),
                 strings_can_be_null=True)
         done = 0
+        undecodable = False
         try:
             with self._open(mark.path) as f:
                 reader = pacsv.open_csv(f, read_options=read, parse_options=parse,
                                         convert_options=convert)
                 for batch in reader:
+                    if any(pa.types.is_binary(t) for t in batch.schema.types):
+                        undecodable = True  # Arrow infers text it cannot decode as binary
+                        break
                     table = pa.Table.from_batches([batch])
                     done += len(table)
                     yield Chunk(table, mark.path, nbytes=batch.nbytes, rejects=rejects)
@@ -195,6 +209,9 @@ class FileConnector(Connector[FileSource]):
             if "Empty CSV file" in text:
                 return
             raise
+        if undecodable:
+            yield from self._read_csv_lines(mark, skip + done)
+            return
         if rejects:
             yield Chunk(pa.table({}), mark.path, rejects=rejects)
 
@@ -248,7 +265,9 @@ class FileConnector(Connector[FileSource]):
 
     def _read_jsonl(self, mark: FileMark) -> Iterator[Chunk]:
         raw = self._read_bytes(mark.path)
-        body, rejects = split_json_lines(raw, mark.path)
+        text, undecodable = decode_lines(raw, mark.path, self.spec.encoding)
+        body, rejects = split_json_lines(text, mark.path)
+        rejects = undecodable + rejects
         if not body:
             yield Chunk(pa.table({}), mark.path, nbytes=len(raw), rejects=rejects)
             return
@@ -302,7 +321,7 @@ class FileConnector(Connector[FileSource]):
             else:
                 rejects.append(Reject(origin, "JSON line is not an object",
                                       line.decode("utf-8", "replace")))
-        return records_to_table(rows), rejects
+        return records_table(rows), rejects
 
     # Parquet --------------------------------------------------------------------------------
 
@@ -352,6 +371,30 @@ class FileConnector(Connector[FileSource]):
                       parts=len(marks), notes=notes)
 
 
+def decode_lines(raw: bytes, origin: str, encoding: str) -> tuple[bytes, list[Reject]]:
+    """``raw`` as UTF-8 (what the JSON readers take), each line ``encoding`` cannot decode
+    blanked (line numbers kept) and returned as a ``Reject``, decoded as Latin-1 to keep it.
+    Arrow's JSON reader does not check UTF-8: a bad byte would reach the lake."""
+    utf8 = codecs.lookup(encoding).name == "utf-8"
+    try:
+        decoded = raw.decode(encoding)
+        return (raw if utf8 else decoded.encode()), []
+    except UnicodeDecodeError:
+        pass
+    lines: list[bytes] = []
+    rejects: list[Reject] = []
+    for i, line in enumerate(raw.split(b"\n")):
+        try:
+            lines.append(line.decode(encoding).encode())
+        except UnicodeDecodeError as exc:
+            rejects.append(Reject(f"{origin}:{i + 1}",
+                                  f"line {i + 1} is not valid {encoding} (byte "
+                                  f"0x{line[exc.start]:02x} at position {exc.start})",
+                                  line.decode("latin-1").rstrip("\r")))
+            lines.append(b"")
+    return b"\n".join(lines), rejects
+
+
 def split_json_lines(raw: bytes, origin: str) -> tuple[bytes, list[Reject]]:
     """Drop lines that cannot be JSON objects (first byte not ``{`` or last not ``}``), found
     with numpy over the bytes; returns the rest and a ``Reject`` per dropped line."""
@@ -379,23 +422,6 @@ def split_json_lines(raw: bytes, origin: str) -> tuple[bytes, list[Reject]]:
     if body and not body.endswith(b"\n"):
         body += b"\n"
     return body, rejects
-
-
-def records_to_table(rows: list[dict[str, Any]]) -> pa.Table:
-    """JSON objects -> an Arrow table: keys unioned, a column of mixed types becomes strings,
-    nested values become JSON text."""
-    names: dict[str, None] = {}
-    for row in rows:
-        names.update(dict.fromkeys(row))
-    arrays = []
-    for name in names:
-        values = [row.get(name) for row in rows]
-        values = [json.dumps(v) if isinstance(v, dict | list) else v for v in values]
-        try:
-            arrays.append(pa.array(values))
-        except (pa.ArrowInvalid, pa.ArrowTypeError, OverflowError):
-            arrays.append(pa.array([None if v is None else str(v) for v in values], pa.string()))
-    return pa.Table.from_arrays(arrays, names=list(names)) if names else pa.table({})
 
 
 def _flatten(table: pa.Table) -> pa.Table:

@@ -28,16 +28,23 @@ from collections.abc import Callable, Generator, Iterator
 from dataclasses import dataclass
 from datetime import UTC, date, datetime
 from email.utils import parsedate_to_datetime
-from operator import methodcaller
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlencode
 
 import httpx
-import pyarrow as pa
 
 from tarmac.config import redact
-from tarmac.ingest.base import Chunk, Connector, FileMark, Reject, Sample, Stream, raw_json
+from tarmac.ingest.base import (
+    Chunk,
+    Connector,
+    FileMark,
+    Reject,
+    Sample,
+    Stream,
+    raw_json,
+    records_table,
+)
 from tarmac.ingest.base import table_name as default_table_name
 from tarmac.ingest.spec import HttpSource
 
@@ -419,35 +426,6 @@ class HttpConnector(Connector[HttpSource]):
 
 
 # -- records -> Arrow ----------------------------------------------------------------------------
-
-
-def records_table(records: list[dict[str, Any]]) -> pa.Table:
-    """A table from JSON objects that may disagree: the union of their keys (missing -> null),
-    one Arrow type per column when its values agree (ints with floats -> float64), else strings
-    (``str`` of strings, JSON text of anything else), and nested objects/lists as JSON text."""
-    shapes = dict.fromkeys(map(tuple, records))  # the distinct key sequences, in order
-    keys = dict.fromkeys(key for shape in shapes for key in shape)
-    return pa.table({key: _column(list(map(methodcaller("get", key), records)))
-                     for key in keys})
-
-
-def _column(values: list[Any]) -> pa.Array:
-    kinds = set(map(type, values))
-    kinds.discard(type(None))
-    if not kinds:
-        return pa.nulls(len(values))
-    if len(kinds) == 1:
-        kind = next(iter(kinds))
-        arrow = {str: pa.string(), bool: pa.bool_(), int: pa.int64(), float: pa.float64()}
-        if kind in arrow:
-            try:
-                return pa.array(values, type=arrow[kind])
-            except (pa.ArrowInvalid, OverflowError):  # ints beyond 64 bits
-                pass
-    elif kinds == {int, float}:  # JSON has one number type: 42 and 1.5 are both numbers
-        return pa.array(values, type=pa.float64())
-    return pa.array([v if v is None or type(v) is str else _JSON(v) for v in values],
-                    type=pa.string())
 
 
 def _split(page: _Page) -> tuple[list[dict[str, Any]], list[Reject]]:

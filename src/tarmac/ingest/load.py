@@ -24,13 +24,16 @@ run once. Every load checks ``read == loaded + quarantined + duplicates`` before
 from __future__ import annotations
 
 import base64
+import contextlib
 import os
+import queue
 import shutil
 import signal
+import threading
 import time
 import traceback
 import uuid
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
@@ -45,17 +48,17 @@ from tarmac.catalog import sources as state_store
 from tarmac.catalog.sources import Load, SourceState
 from tarmac.errors import SourceError, TarmacError, UsageError
 from tarmac.ingest import quarantine
-from tarmac.ingest.base import Connector, FileMark, Stream
+from tarmac.ingest.base import Chunk, Connector, FileMark, Stream
 from tarmac.ingest.connectors import open_connector
 from tarmac.ingest.contract import Contract, coerce
 from tarmac.ingest.spec import FileSource, SourceSpec, StreamSource, parse_sources
-from tarmac.lake import action_to_dict
+from tarmac.lake import action_to_dict, rows_in
 
 if TYPE_CHECKING:
     from tarmac.lake import Lake, Stager
     from tarmac.project import Project
 
-SEQ_COLUMN = "__tarmac_seq"  # load order, so the last record read wins a tie on the cursor
+DEDUP_MEMORY = "1GB"  # DuckDB's memory for deduplication; beyond it, it spills to disk
 Progress = Callable[["LoadProgress"], None]
 
 
@@ -256,6 +259,8 @@ class _StreamLoad:
     def failed(self, message: str) -> LoadResult:
         r = self.result
         r.status, r.error = "failed", message
+        r.rows_loaded = r.rows_quarantined = r.duplicates = 0  # nothing was committed
+        r.version = None
         r.seconds = round(time.perf_counter() - self.started, 3)
         try:
             with self.catalog.write() as conn:
@@ -298,16 +303,18 @@ class _StreamLoad:
     def _read(self, contract: Contract, since: Any, seen: dict[str, FileMark]) -> _Staged:
         r = self.result
         spec = self.spec
-        dedup = bool(spec.primary_key)
         at = datetime.now(UTC)
-        self._data = self.lake.stage(self.stream.table, self.load_id) if not dedup else None
-        self._good = _DirStager(self.staging) if dedup else None
+        # rows go straight to uncommitted files in the table's folder, except when they must
+        # be deduplicated against rows the table holds already: then to the staging folder
+        self.fresh = self.full_refresh or not self.lake.exists(self.stream.table)
+        direct = not spec.primary_key or self.fresh
+        self._data = self.lake.stage(self.stream.table, self.load_id) if direct else None
+        self._good = None if direct else _DirStager(self.staging)
         self._quarantine = self.lake.stage(quarantine.TABLE, self.load_id)
         files: list[FileMark] = []
         newest: Any = None
-        row_seq = 0
         filter_window = since is not None and not isinstance(spec, FileSource)
-        for chunk in self.connector.read(self.stream, since=since, seen=seen):
+        for chunk in read_ahead(self.connector.read(self.stream, since=since, seen=seen)):
             r.rows_read += chunk.data.num_rows + len(chunk.rejects)
             r.bytes_read += chunk.nbytes
             if chunk.rejects:
@@ -325,16 +332,11 @@ class _StreamLoad:
                     newest = top if newest is None or (top is not None and top > newest) \
                         else newest
                 if good.num_rows:
-                    if dedup:
-                        good = good.append_column(SEQ_COLUMN, pa.array(
-                            range(row_seq, row_seq + good.num_rows), pa.int64()))
-                        row_seq += good.num_rows
+                    if self._data is not None:
+                        self._data.write(good)
+                    else:
                         assert self._good is not None
                         self._good.write(good)
-                    else:
-                        assert self._data is not None
-                        self._data.write(good)
-                        r.rows_loaded += good.num_rows
             if chunk.done_file is not None:
                 files.append(chunk.done_file)
             self._progress("reading")
@@ -373,27 +375,41 @@ class _StreamLoad:
               seq: int) -> dict[str, Any]:
         r = self.result
         spec = self.spec
-        table_exists = self.lake.exists(self.stream.table)
-        mode = "overwrite" if self.full_refresh else "append"
+        mode = "overwrite" if (self.full_refresh or spec.load_mode == "full_refresh") \
+            else "append"
         merge_file = None
-        if spec.primary_key:
+        if self._data is not None:
+            written = sum(rows_in(action_to_dict(a)) for a in self._data.close())
+            if spec.primary_key and written:
+                # a first (or full) load with a key: committed as staged unless a key repeats
+                self._progress("deduplicating")
+                folder = self._data.root
+                glob = f"{folder}/part-*-{self.load_id}-c000.snappy.parquet"
+                if _repeats(glob, spec.primary_key):
+                    final = self._dedup(glob, written, against_table=False)
+                    self._data.abort()
+                    self._data = self.lake.stage(self.stream.table, self.load_id + "d")
+                    if final is not None:
+                        for batch in pq.ParquetFile(final).iter_batches(batch_size=1 << 17):
+                            self._data.write(pa.Table.from_batches([batch]))
+                else:
+                    r.rows_loaded += written
+            else:
+                r.rows_loaded += written
+        elif self._good is not None and self._good.rows:
             self._progress("deduplicating")
-            assert self._good is not None
-            final = self._dedup(table_exists and not self.full_refresh)
-            if final is not None and spec.load_mode == "merge" and table_exists \
-                    and not self.full_refresh:
+            final = self._dedup(f"{self.staging}/rows-*.parquet", self._good.rows,
+                                against_table=True)
+            if final is not None and spec.load_mode == "merge":
                 merge_file = str(final)
                 mode = "merge"
             elif final is not None:
                 self._data = self.lake.stage(self.stream.table, self.load_id)
-                pf = pq.ParquetFile(final)
-                for batch in pf.iter_batches(batch_size=1 << 17):
+                for batch in pq.ParquetFile(final).iter_batches(batch_size=1 << 17):
                     self._data.write(pa.Table.from_batches([batch]))
         data_files = [action_to_dict(a) for a in (self._data.close() if self._data else [])]
         assert self._quarantine is not None
         q_files = [action_to_dict(a) for a in self._quarantine.close()]
-        if spec.load_mode == "full_refresh":
-            mode = "overwrite"
         if r.rows_read != r.rows_loaded + r.rows_quarantined + r.duplicates:
             raise TarmacError(
                 f"source '{self.stream.source}': row accounting does not add up (read "
@@ -418,29 +434,26 @@ class _StreamLoad:
                             if col.tags},
         }
 
-    def _dedup(self, against_table: bool) -> Path | None:
+    def _dedup(self, glob: str, staged_rows: int, *, against_table: bool) -> Path | None:
         """The staged rows, one per key (latest by cursor, then last read), minus rows the
         table already holds; written to one Parquet file by DuckDB, out of core."""
-        import duckdb
-
         r = self.result
-        assert self._good is not None
-        staged_rows = self._good.close()
-        if staged_rows == 0:
-            return None
         spec = self.spec
         keys = ", ".join(_q(k) for k in spec.primary_key)
+        # staged files are numbered in read order, rows in order within each file
         order = (f"{_q(spec.cursor)} DESC NULLS LAST, " if spec.cursor else "") + \
-            f"{SEQ_COLUMN} DESC"
+            "filename DESC, file_row_number DESC"
         out = self.staging / "deduplicated.parquet"
-        con = duckdb.connect()
+        self.staging.mkdir(parents=True, exist_ok=True)
+        con = _duckdb(self.staging)
         try:
-            con.execute(f"SET temp_directory = '{self.staging / 'spill'}'")
-            con.execute("SET preserve_insertion_order = false")
-            query = (f"SELECT * EXCLUDE (__rn, {SEQ_COLUMN}) FROM (SELECT *, row_number() OVER "
-                     f"(PARTITION BY {keys} ORDER BY {order}) AS __rn FROM read_parquet("
-                     f"'{self.staging}/*.parquet', union_by_name = true)) d WHERE __rn = 1")
-            if against_table:
+            query = (f"SELECT * EXCLUDE (__rn, filename, file_row_number) FROM (SELECT *, "
+                     f"row_number() OVER (PARTITION BY {keys} ORDER BY {order}) AS __rn FROM "
+                     f"read_parquet('{glob}', union_by_name = true, filename = true, "
+                     "file_row_number = true)) d WHERE __rn = 1")
+            # rows the table holds already: in append mode any row with the key; in merge mode
+            # a row at the same or a newer cursor (without a cursor, a merge updates them all)
+            if against_table and (spec.load_mode == "append" or spec.cursor):
                 dt = self.lake.latest(self.stream.table)
                 assert dt is not None
                 cols = list(spec.primary_key) + ([spec.cursor] if spec.cursor else [])
@@ -555,6 +568,81 @@ class _Staged:
     newest: Any
 
 
+def _duckdb(staging: Path) -> Any:
+    """A private DuckDB for deduplication: spills to the load's staging folder, stays quiet."""
+    import duckdb
+
+    con = duckdb.connect()
+    con.execute(f"SET temp_directory = '{staging / 'spill'}'")
+    con.execute("SET preserve_insertion_order = false")
+    con.execute("SET enable_progress_bar = false")
+    con.execute(f"SET memory_limit = '{DEDUP_MEMORY}'")
+    return con
+
+
+def _repeats(glob: str, keys: list[str]) -> bool:
+    """True if some key occurs more than once in the staged files (a cheap aggregate: the
+    full deduplication runs only when it is needed)."""
+    import duckdb
+
+    cols = ", ".join(_q(k) for k in keys)
+    con = duckdb.connect()
+    try:
+        con.execute("SET enable_progress_bar = false")
+        return con.execute(f"SELECT 1 FROM read_parquet('{glob}', union_by_name = true) "
+                           f"GROUP BY {cols} HAVING count(*) > 1 LIMIT 1").fetchone() is not None
+    finally:
+        con.close()
+
+
+def read_ahead(chunks: Iterator[Chunk], depth: int = 2) -> Iterator[Chunk]:
+    """Read the next chunks on a background thread while this one is checked and written, so
+    parsing (or the network, or the database) and Parquet writing overlap on two cores. Errors
+    reach the caller; if the caller stops, the reader stops."""
+    box: queue.Queue[Any] = queue.Queue(maxsize=depth)
+    stop = threading.Event()
+    end = object()
+
+    def produce() -> None:
+        try:
+            for chunk in chunks:
+                while not stop.is_set():
+                    try:
+                        box.put(chunk, timeout=0.1)
+                        break
+                    except queue.Full:
+                        continue
+                if stop.is_set():
+                    return
+            box.put(end)
+        except BaseException as exc:  # noqa: BLE001 - handed to the consumer, raised there
+            box.put(_Failed(exc))
+
+    reader = threading.Thread(target=produce, name="tarmac-read-ahead", daemon=True)
+    reader.start()
+    try:
+        while True:
+            item = box.get()
+            if item is end:
+                return
+            if isinstance(item, _Failed):
+                raise item.error
+            yield item
+    finally:
+        stop.set()
+        while reader.is_alive():
+            with contextlib.suppress(queue.Empty):
+                box.get(timeout=0.1)
+        closer = getattr(chunks, "close", None)
+        if closer is not None:
+            closer()  # the reader is done: release its connection or file now
+
+
+@dataclass
+class _Failed:
+    error: BaseException
+
+
 class _DirStager:
     """Rows waiting for deduplication: Parquet files in the load's staging folder."""
 
@@ -591,7 +679,11 @@ def _since(state: SourceState | None, spec: SourceSpec) -> Any:
         return value - timedelta(days=back.days)
     if isinstance(value, int | float) and isinstance(back, int | float):
         return value - back
-    return value
+    raise UsageError(
+        f"lookback {spec.lookback!r} cannot be applied to cursor '{spec.cursor}', whose values "
+        f"are {state.cursor.get('type')} ({value!r})",
+        hint=f"declare its type, e.g. columns: {{{spec.cursor}: timestamp}}, or use a numeric "
+             "lookback for a numeric cursor")
 
 
 def _cursor_state(newest: Any, state: SourceState | None, reset: bool) -> dict[str, Any] | None:

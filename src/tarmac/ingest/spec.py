@@ -33,6 +33,7 @@ TS = pa.timestamp("us", tz="UTC")
 TYPES: dict[str, pa.DataType] = {
     "int": pa.int64(), "integer": pa.int64(), "bigint": pa.int64(), "int64": pa.int64(),
     "int32": pa.int32(), "float": pa.float64(), "double": pa.float64(), "float64": pa.float64(),
+    "float32": pa.float32(),
     "string": pa.string(), "str": pa.string(), "text": pa.string(), "bool": pa.bool_(),
     "boolean": pa.bool_(), "timestamp": TS, "datetime": TS, "date": pa.date32(),
 }

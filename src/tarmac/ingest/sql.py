@@ -13,6 +13,7 @@ Example source::
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Iterator
 from datetime import date, datetime
 from pathlib import Path
@@ -141,6 +142,16 @@ class SqlConnector(Connector[SqlSource]):
             self._columns[stream.name] = types
         return self._columns[stream.name]
 
+    def _arrow_types(self, stream: Stream) -> dict[str, pa.DataType]:
+        """Columns whose Arrow type must come from the table, not from the values read: exact
+        decimals keep their declared precision (``12.50`` alone would infer decimal(4, 2))."""
+        out: dict[str, pa.DataType] = {}
+        for name, col_type in self._types(stream).items():
+            if isinstance(col_type, sa.Numeric) and not isinstance(col_type, sa.Float) and \
+                    col_type.precision and col_type.precision <= 38:
+                out[name] = pa.decimal128(col_type.precision, col_type.scale or 0)
+        return out
+
     def _pushdown(self, stream: Stream, since: Any) -> bool:
         """Filter by cursor in the database only where it compares as the loader will."""
         if since is None or not self.spec.cursor:
@@ -179,8 +190,9 @@ class SqlConnector(Connector[SqlSource]):
                 result = conn.execution_options(stream_results=True, yield_per=size) \
                     .execute(stmt)
                 names = list(result.keys())
+                types = self._arrow_types(stream)
                 for part in result.partitions(size):
-                    table = rows_to_table(names, part)
+                    table = rows_to_table(names, part, types)
                     yield Chunk(table, origin=stream.location, nbytes=table.nbytes)
         except (SQLAlchemyError, DBAPIError) as exc:
             raise self._failed(exc, f"reading {stream.name} from") from None
@@ -202,6 +214,7 @@ class SqlConnector(Connector[SqlSource]):
             args = (params["since"],)
         uri = "postgresql://" + self.spec.url.split("://", 1)[1]
         target = self.spec.batch_size
+        types = self._arrow_types(stream)
         try:
             with adbc.connect(uri) as conn, conn.cursor() as cur:
                 cur.execute(sql, args or None)
@@ -209,7 +222,7 @@ class SqlConnector(Connector[SqlSource]):
                 pending: list[pa.RecordBatch] = []
                 rows = 0
                 for batch in reader:
-                    pending.append(batch)
+                    pending.append(plain_batch(batch, types))
                     rows += batch.num_rows
                     while rows >= target:  # the driver's batches can exceed batch_size
                         table = pa.Table.from_batches(pending)
@@ -253,15 +266,41 @@ def _is_temporal(col_type: Any) -> bool:
         return False
 
 
-def rows_to_table(names: list[str], rows: Any) -> pa.Table:
-    """DB-API rows -> an Arrow table. A column whose values do not share one type (SQLite's
-    dynamic typing: 12.5 next to '12,50') becomes strings, for the contract to coerce."""
+def rows_to_table(names: list[str], rows: Any,
+                  types: dict[str, pa.DataType] | None = None) -> pa.Table:
+    """DB-API rows -> an Arrow table, in the ``types`` given where the values fit them. A
+    column whose values do not share one type (SQLite's dynamic typing: 12.5 next to '12,50')
+    becomes strings, for the contract to coerce; an inferred decimal gets the widest precision,
+    as the first values read say nothing of the largest to come."""
     columns = list(zip(*rows, strict=True)) if rows else [() for _ in names]
     arrays = []
-    for values in columns:
+    for name, values in zip(names, columns, strict=True):
+        want = (types or {}).get(name)
         try:
-            arrays.append(pa.array(values))
+            array = pa.array(values, want)
         except (pa.ArrowInvalid, pa.ArrowTypeError, OverflowError):
-            arrays.append(pa.array([None if v is None else str(v) for v in values], pa.string()))
+            try:
+                array = pa.array(values)
+            except (pa.ArrowInvalid, pa.ArrowTypeError, OverflowError):
+                array = pa.array([None if v is None else str(v) for v in values], pa.string())
+        if want is None and pa.types.is_decimal(array.type):
+            array = array.cast(pa.decimal128(38, min(array.type.scale, 38)))
+        arrays.append(array)
     return pa.Table.from_arrays(arrays, names=names)
+
+
+def plain_batch(batch: pa.RecordBatch, types: dict[str, pa.DataType]) -> pa.RecordBatch:
+    """ADBC's extension columns (PostgreSQL ``numeric`` arrives as an opaque type over text) as
+    plain Arrow: the declared decimal where the table has one, else the text itself."""
+    if not any(isinstance(t, pa.BaseExtensionType) for t in batch.schema.types):
+        return batch
+    arrays = []
+    for name, array in zip(batch.schema.names, batch.columns, strict=True):
+        if isinstance(array.type, pa.BaseExtensionType):
+            array = array.storage
+            if name in types:  # else, or if it does not fit, text for the contract to coerce
+                with contextlib.suppress(pa.ArrowInvalid, pa.ArrowNotImplementedError):
+                    array = array.cast(types[name])
+        arrays.append(array)
+    return pa.RecordBatch.from_arrays(arrays, names=batch.schema.names)
 

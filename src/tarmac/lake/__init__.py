@@ -1,8 +1,9 @@
 """Delta Lake tables with time travel, committed through the ledger, and SQL over them."""
 
 from tarmac.lake._arrow import storable_type
-from tarmac.lake._files import Stager, action_to_dict
+from tarmac.lake._files import Stager, action_to_dict, rows_in
 from tarmac.lake.lake import Lake, WriteResult
 from tarmac.lake.sql import query
 
-__all__ = ["Lake", "Stager", "WriteResult", "action_to_dict", "query", "storable_type"]
+__all__ = ["Lake", "Stager", "WriteResult", "action_to_dict", "query", "rows_in",
+           "storable_type"]

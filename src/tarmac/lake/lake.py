@@ -31,12 +31,13 @@ from deltalake.transaction import AddAction, RemoveAction, create_table_with_add
 from tarmac.catalog import Column, DatasetVersion, all_items, now_us
 from tarmac.catalog import store as cat
 from tarmac.errors import (
-    TableNotFoundError as NoSuchTable,
-)
-from tarmac.errors import (
+    SchemaConflictError,
     UsageError,
     VersionNotFoundError,
     WriteConflictError,
+)
+from tarmac.errors import (
+    TableNotFoundError as NoSuchTable,
 )
 from tarmac.lake import _small_merge
 from tarmac.lake._arrow import OnDuplicate, conform, merge_source, plan_schema, to_arrow
@@ -393,7 +394,18 @@ class Lake:
                 removed = 0
             else:
                 current = pa.schema(existing.schema().to_arrow())
-                target, new_cols = plan_schema(name, current, schema)
+                try:
+                    target, new_cols = plan_schema(name, current, schema)
+                except SchemaConflictError:
+                    if mode != "overwrite":
+                        raise
+                    # a full reload under a changed contract: the table takes the new schema
+                    # (an empty overwrite first; the data commit below carries the txn marker,
+                    # so a crash in between is finished by the rerun)
+                    write_deltalake(existing, schema.empty_table(), mode="overwrite",
+                                    schema_mode="overwrite", commit_properties=self._props(run),
+                                    storage_options=self.storage_options)
+                    target, new_cols, mode = schema, [], "append"
                 if new_cols:
                     existing.alter.add_columns(
                         [f for f in Schema.from_arrow(target).fields if f.name in new_cols])
