@@ -46,8 +46,10 @@ from tarmac.ingest.base import (
 )
 from tarmac.ingest.spec import FileSource
 
-CSV_BLOCK = 16 << 20  # bytes per CSV block: ~100k-200k rows of a typical table
+CSV_BLOCK = 4 << 20  # bytes per CSV block; the reader reads ~32 blocks ahead, so this bounds
+# its memory (16 MiB blocks held ~500 MiB) and chunks are combined up to batch_size rows
 _GLOB_CHARS = set("*?[")
+SAMPLE_BYTES = 4 << 20  # bytes of a text file the survey reads to estimate its row count
 
 
 class FileConnector(Connector[FileSource]):
@@ -121,14 +123,15 @@ class FileConnector(Connector[FileSource]):
             if before is not None and (before.size, before.mtime_ns) == (mark.size,
                                                                          mark.mtime_ns):
                 continue  # loaded before, unchanged
-            chunks = list(self._read_file(mark)) if mark.size == 0 else None
             last: Chunk | None = None
-            for chunk in chunks if chunks is not None else self._read_file(mark):
+            for chunk in self._read_file(mark):
+                # bytes read are the file's bytes, counted once (not the parsed Arrow size)
+                chunk.nbytes = mark.size if last is None else 0
                 if last is not None:
                     yield last
                 last = chunk
             if last is None:
-                last = Chunk(pa.table({}), origin=mark.path)
+                last = Chunk(pa.table({}), origin=mark.path, nbytes=mark.size)
             last.done_file = mark
             yield last
 
@@ -190,13 +193,21 @@ class FileConnector(Connector[FileSource]):
             with self._open(mark.path) as f:
                 reader = pacsv.open_csv(f, read_options=read, parse_options=parse,
                                         convert_options=convert)
+                pending: list[pa.RecordBatch] = []
+                rows = 0
                 for batch in reader:
                     if any(pa.types.is_binary(t) for t in batch.schema.types):
                         undecodable = True  # Arrow infers text it cannot decode as binary
                         break
-                    table = pa.Table.from_batches([batch])
-                    done += len(table)
-                    yield Chunk(table, mark.path, nbytes=batch.nbytes, rejects=rejects)
+                    pending.append(batch)
+                    rows += batch.num_rows
+                    if rows >= self.spec.batch_size:
+                        done += rows
+                        yield Chunk(pa.Table.from_batches(pending), mark.path, rejects=rejects)
+                        pending, rows, rejects = [], 0, []
+                if pending and not undecodable:
+                    done += rows
+                    yield Chunk(pa.Table.from_batches(pending), mark.path, rejects=rejects)
                     rejects = []
         except pa.ArrowInvalid as exc:
             text = str(exc)
@@ -333,11 +344,27 @@ class FileConnector(Connector[FileSource]):
 
     # -- survey -------------------------------------------------------------------------------
 
+    def _count_rows(self, mark: FileMark) -> tuple[int, bool]:
+        """Rows in a file, and whether that is an estimate: Parquet from its footer; text
+        files by counting lines, in the first ``SAMPLE_BYTES`` only for bigger files."""
+        fmt = self.spec.file_format(mark.path)
+        if fmt == "parquet":
+            with self._open(mark.path) as f:
+                return pq.ParquetFile(f).metadata.num_rows, False
+        with self._open(mark.path) as f:
+            head = bytes(f.read(SAMPLE_BYTES))
+        lines = head.count(b"\n") + (0 if head.endswith(b"\n") or not head else 1)
+        header = 1 if fmt == "csv" else 0
+        if len(head) >= mark.size:
+            return max(lines - header, 0), False
+        per_byte = (head.count(b"\n") or 1) / len(head)
+        return max(int(per_byte * mark.size) - header, 0), True
+
     def sample(self, stream: Stream, rows: int) -> Sample:
         marks = self._existing()
         total_bytes = sum(m.size for m in marks)
         tables: list[pa.Table] = []
-        got = read_bytes = 0
+        got = 0
         exact = True  # every file was read to its end
         for i, mark in enumerate(marks):
             chunks = self._read_file(mark)
@@ -345,7 +372,6 @@ class FileConnector(Connector[FileSource]):
                 if chunk.data.num_rows:
                     tables.append(chunk.data)
                     got += chunk.data.num_rows
-                read_bytes += chunk.nbytes
                 if got >= rows:
                     break
             if got >= rows:
@@ -353,20 +379,15 @@ class FileConnector(Connector[FileSource]):
                 exact = i == len(marks) - 1 and next(iter(chunks), None) is None
                 break
         table = _concat(tables).slice(0, rows) if tables else pa.table({})
-        if exact:
-            total: int | None = got
-            estimated = False
-        else:
-            # rows per byte of what was read, times all the bytes: say it is an estimate
-            parquet = [m for m in marks if self.spec.file_format(m.path) == "parquet"]
-            if len(parquet) == len(marks) and not self.remote:
-                total, estimated = sum(pq.ParquetFile(m.path).metadata.num_rows
-                                       for m in marks), False
-            else:
-                per_byte = got / read_bytes if read_bytes else 0
-                total, estimated = int(per_byte * total_bytes), True
+        total: int | None = got
+        estimated = False
+        if not exact:
+            counts = [self._count_rows(m) for m in marks]
+            total = sum(n for n, _ in counts)
+            estimated = any(est for _, est in counts)
         notes = [] if not estimated else [
-            f"row count estimated from the first {got:,} rows ({len(marks)} files)"]
+            f"row count estimated from line lengths in the first {SAMPLE_BYTES >> 20} MiB of "
+            f"each file ({len(marks)} files)"]
         return Sample(stream, table, total_rows=total, estimated=estimated, nbytes=total_bytes,
                       parts=len(marks), notes=notes)
 
