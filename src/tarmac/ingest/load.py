@@ -459,7 +459,19 @@ class _StreamLoad:
                 cols = list(spec.primary_key) + ([spec.cursor] if spec.cursor else [])
                 existing = dt.to_pyarrow_dataset()
                 if all(c in existing.schema.names for c in cols):
-                    con.register("__target", existing.scanner(columns=cols).to_reader())
+                    # only the table's rows whose first key falls in the incoming keys' range:
+                    # file and row-group statistics skip the rest (new ids skip almost all)
+                    first = spec.primary_key[0]
+                    lo, hi = con.execute(
+                        f"SELECT min({_q(first)}), max({_q(first)}) FROM read_parquet('{glob}', "
+                        "union_by_name = true)").fetchall()[0]
+                    where = None
+                    if lo is not None:
+                        t = existing.schema.field(first).type
+                        where = (pc.field(first) >= pa.scalar(lo).cast(t)) & \
+                            (pc.field(first) <= pa.scalar(hi).cast(t))
+                    con.register("__target",
+                                 existing.scanner(columns=cols, filter=where).to_reader())
                     match = " AND ".join(f"t.{_q(k)} = d.{_q(k)}" for k in spec.primary_key)
                     if spec.cursor and spec.load_mode == "merge":
                         match += f" AND t.{_q(spec.cursor)} >= d.{_q(spec.cursor)}"
