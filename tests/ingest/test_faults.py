@@ -177,6 +177,22 @@ def test_unreadable_file(project: Project, declare: Declare) -> None:
     assert (r.rows_loaded, r.files) == (2, 2)
 
 
+def test_unreadable_file_even_for_root(project: Project, declare: Declare) -> None:
+    """A path the glob matches but nobody can read (here a dangling link, which stops root
+    too): the load fails naming the file, commits nothing, and recovers once it is fixed."""
+    write(project, "data/orders/a.csv", "id,amount\n1,2.5\n")
+    target = project.root / "data" / "elsewhere.csv"
+    link = project.root / "data" / "orders" / "b.csv"
+    link.symlink_to(target)
+    p = declare(project, {"orders": {"type": "file", "path": "data/orders/*.csv"}})
+    r = load(p, "orders", ok=False)
+    assert f"source 'orders': cannot read {link}" in r.error
+    assert not exists(p, "orders")
+    write(p, "data/elsewhere.csv", "id,amount\n2,3.5\n")
+    r = load(p, "orders")
+    assert (r.rows_loaded, r.files) == (2, 2)
+
+
 def test_broken_file_fails_the_whole_load(project: Project, declare: Declare) -> None:
     """A file that is not what its extension says stops the load; files read before it are not
     committed, and the next run loads everything once it is replaced."""
