@@ -12,6 +12,8 @@ from typing import Any
 from rich.console import Console
 from rich.table import Table
 
+from tarmac.humanize import size  # noqa: F401  (re-exported for the commands)
+
 # Piped output has no terminal width; 80 columns would fold every id and time, so use 160.
 _WIDTH = None if sys.stdout.isatty() or os.environ.get("COLUMNS") else 160
 console = Console(highlight=False, width=_WIDTH)
@@ -70,19 +72,7 @@ def age(when: datetime) -> str:
     """'3m ago', '2h ago', '5d ago'."""
     delta = datetime.now(UTC) - (when if when.tzinfo else when.replace(tzinfo=UTC))
     seconds = int(delta.total_seconds())
-    for unit, size in (("d", 86400), ("h", 3600), ("m", 60)):
-        if seconds >= size:
-            return f"{seconds // size}{unit} ago"
+    for unit, span in (("d", 86400), ("h", 3600), ("m", 60)):
+        if seconds >= span:
+            return f"{seconds // span}{unit} ago"
     return f"{max(seconds, 0)}s ago"
-
-
-def size(n: int | None) -> str:
-    """Bytes for people: 1.2 MB."""
-    if n is None:
-        return "-"
-    value = float(n)
-    for unit in ("B", "KB", "MB", "GB", "TB"):
-        if value < 1024 or unit == "TB":
-            return f"{value:.0f} {unit}" if unit == "B" else f"{value:.1f} {unit}"
-        value /= 1024
-    return f"{n} B"  # pragma: no cover

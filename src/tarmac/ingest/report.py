@@ -12,6 +12,7 @@ from __future__ import annotations
 from datetime import datetime
 from html import escape
 
+from tarmac.humanize import size
 from tarmac.ingest.survey import (
     ColumnProfile,
     Gap,
@@ -164,7 +165,7 @@ def _stream(st: StreamProfile) -> str:
     if st.parts is not None:
         meta.append(f"<span>{st.parts:,} part(s)</span>")
     if st.bytes is not None:
-        meta.append(f"<span>{e(_size(st.bytes))}</span>")
+        meta.append(f"<span>{e(size(st.bytes))}</span>")
     meta.append(f"<span>{len(st.columns)} columns</span>")
     if not st.complete:
         meta.append(f"<span>profiled on a sample of {st.sampled_rows:,} rows</span>")
@@ -219,12 +220,3 @@ def _column_row(c: ColumnProfile, badges: list[str]) -> str:
     distinct = "-" if c.distinct is None else approx(c.distinct, c.estimated)
     return (f"<tr><td>{e(c.name)}</td><td><code>{e(c.type)}</code></td><td>{bar}</td>"
             f'<td class="num">{e(distinct)}</td><td>{"".join(badges) or "-"}</td></tr>')
-
-
-def _size(n: int) -> str:
-    value = float(n)
-    for unit in ("B", "KB", "MB", "GB", "TB"):
-        if value < 1024 or unit == "TB":
-            return f"{value:.0f} {unit}" if unit == "B" else f"{value:.1f} {unit}"
-        value /= 1024
-    return f"{n} B"  # pragma: no cover

@@ -36,6 +36,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from tarmac.errors import SourceError, UsageError
+from tarmac.humanize import size
 from tarmac.ingest.base import Connector, Sample
 from tarmac.ingest.spec import (
     ColumnSpec,
@@ -956,9 +957,9 @@ def format_age(age: float | timedelta) -> str:
     seconds = age.total_seconds() if isinstance(age, timedelta) else float(age)
     sign = "-" if seconds < 0 else ""
     seconds = abs(seconds)
-    for unit, size in (("y", 365 * 86400), ("d", 86400), ("h", 3600), ("m", 60)):
-        if seconds >= size * (2 if unit == "y" else 1):
-            return f"{sign}{int(seconds // size)}{unit}"
+    for unit, span in (("y", 365 * 86400), ("d", 86400), ("h", 3600), ("m", 60)):
+        if seconds >= span * (2 if unit == "y" else 1):
+            return f"{sign}{int(seconds // span)}{unit}"
     return f"{sign}{int(seconds)}s"
 
 
@@ -990,15 +991,6 @@ def approx(value: int | None, estimated: bool) -> str:
     return f"{'~' if estimated else ''}{value:,}"
 
 
-def _size(n: int | None) -> str:
-    if n is None:
-        return "-"
-    value = float(n)
-    for unit in ("B", "KB", "MB", "GB", "TB"):
-        if value < 1024 or unit == "TB":
-            return f"{value:.0f} {unit}" if unit == "B" else f"{value:.1f} {unit}"
-        value /= 1024
-    return f"{n} B"  # pragma: no cover
 
 
 def freshness_text(f: Freshness | None) -> str:
@@ -1052,7 +1044,7 @@ def render(report: SurveyReport, console: Console) -> None:
                     else approx(st.key.duplicate_values, st.key.estimated))
             table.add_row(escape(st.name), rows_text(st),
                           approx(st.parts, False) if st.parts is not None else "-",
-                          _size(st.bytes), str(len(st.columns)), dups,
+                          size(st.bytes), str(len(st.columns)), dups,
                           escape(freshness_text(st.freshness)), escape(pii_text(st.pii)))
         console.print(table)
         console.print()
