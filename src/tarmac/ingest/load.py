@@ -4,12 +4,14 @@ Every stream of every source is loaded the same way, whatever its connector:
 
 1. **Claim** the stream (one load at a time per stream; a claim held by a dead process is
    released) and finish any load a killed process left staged (roll forward, below).
-2. **Read** chunks from the connector past the saved cursor (minus the lookback window), or the
-   files not loaded before; apply the contract; write passing rows as *uncommitted* Parquet
-   files in the table's folder (or, when a primary key must be deduplicated, in a staging
-   folder first) and rejected rows as uncommitted files of the ``quarantine`` table.
-3. **Deduplicate** by primary key with DuckDB, out of core: the latest record by cursor wins,
-   and rows the table already holds (same key, same or newer cursor) are dropped.
+2. **Read** chunks from the connector (on a read-ahead thread) past the saved cursor (minus the
+   lookback window), or the files not loaded before; apply the contract; write passing rows as
+   *uncommitted* Parquet files in the table's folder (when they must be deduplicated against
+   rows the table already holds, in a staging folder first) and rejected rows as uncommitted
+   files of the ``quarantine`` table.
+3. **Deduplicate** by primary key with DuckDB, out of core, only when needed (a cheap check
+   first): the latest record by cursor wins (ties: the last read), and rows the table already
+   holds (same key; in merge mode at the same or a newer cursor) are dropped.
 4. **Stage**: the commit plan (files, schema, new cursor, counts) is saved in the catalog.
 5. **Commit**: quarantine files, then the data (an atomic Delta commit of the staged files, or a
    merge), each marked with a Delta application transaction ``(tarmac.ingest/SOURCE/STREAM,
