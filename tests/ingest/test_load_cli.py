@@ -93,3 +93,27 @@ def test_cli_exit_code_1_when_a_source_fails(project: Project, declare) -> None:
     assert "source 'gone': no files match 'data/missing/*.csv'" in out.output
     run = p.catalog.list_runs(limit=5).items[0]
     assert run.job == "ingest.gone" and run.status == "failed"
+
+
+def test_http_source_failing_mid_way_commits_nothing_and_recovers(project: Project,
+                                                                  declare) -> None:  # type: ignore[no-untyped-def]
+    """Page 1 arrives, page 2 is broken JSON: the load fails naming the source and the page,
+    nothing of page 1 is visible, and once the API is fixed the next run loads both pages."""
+    from ._fault_server import FaultServer, Reply
+
+    with FaultServer() as fault:
+        url = fault.script("/t", Reply(body={"data": [{"id": 1}], "next_cursor": "b"}),
+                           Reply(raw=b'{"data": [{"id": 2}'))
+        p = declare(project, {"api": {"type": "http", "url": url, "paginate": "cursor",
+                                      "primary_key": "id", "retries": 0}})
+        [failed] = p.ingest()
+        assert failed.status == "failed" and failed.rows_loaded == 0
+        assert failed.error is not None and failed.error.startswith("source 'api': ")
+        assert "page 2" in failed.error and "not valid JSON" in failed.error
+        assert not p.lake.exists("api") and not p.lake.exists("quarantine")
+
+        fault.script("/t", Reply(body={"data": [{"id": 1}], "next_cursor": "b"}),
+                     Reply(body={"data": [{"id": 2}], "next_cursor": None}))
+        [ok] = p.ingest()
+        assert (ok.status, ok.rows_loaded) == ("succeeded", 2)
+        assert p.sql("SELECT id FROM api ORDER BY id").to_pylist() == [{"id": 1}, {"id": 2}]
