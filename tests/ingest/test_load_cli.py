@@ -117,3 +117,31 @@ def test_http_source_failing_mid_way_commits_nothing_and_recovers(project: Proje
         [ok] = p.ingest()
         assert (ok.status, ok.rows_loaded) == ("succeeded", 2)
         assert p.sql("SELECT id FROM api ORDER BY id").to_pylist() == [{"id": 1}, {"id": 2}]
+
+
+def test_a_bad_row_served_again_is_not_quarantined_again(project: Project,
+                                                         declare) -> None:  # type: ignore[no-untyped-def]
+    """A source without a cursor re-serves every row each run: its bad rows stay quarantined
+    once (the repeats count as duplicates), and a new bad row still lands."""
+    _csv(project.root / "data" / "t.csv", ["id,amount", "1,1.5", "2,oops"])
+    p = declare(project, {"t": {"type": "sql", "url": "sqlite:///data/t.db",
+                                "tables": ["t"], "columns": {"amount": "float"},
+                                "primary_key": "id"}})
+    import sqlite3
+
+    con = sqlite3.connect(p.root / "data" / "t.db")
+    con.execute("CREATE TABLE t (id INTEGER, amount TEXT)")
+    con.executemany("INSERT INTO t VALUES (?, ?)", [(1, "1.5"), (2, "oops")])
+    con.commit()
+    [first] = p.ingest()
+    assert (first.rows_loaded, first.rows_quarantined) == (1, 1)
+    [second] = p.ingest()
+    assert (second.rows_read, second.rows_loaded, second.rows_quarantined,
+            second.duplicates) == (2, 1, 0, 1)
+    con.execute("INSERT INTO t VALUES (3, 'n/a')")
+    con.commit()
+    con.close()
+    [third] = p.ingest()
+    assert (third.rows_quarantined, third.duplicates) == (1, 1)
+    values = p.sql("SELECT value FROM quarantine ORDER BY value").to_pylist()
+    assert values == [{"value": "n/a"}, {"value": "oops"}]

@@ -410,8 +410,7 @@ class _StreamLoad:
                 for batch in pq.ParquetFile(final).iter_batches(batch_size=1 << 17):
                     self._data.write(pa.Table.from_batches([batch]))
         data_files = [action_to_dict(a) for a in (self._data.close() if self._data else [])]
-        assert self._quarantine is not None
-        q_files = [action_to_dict(a) for a in self._quarantine.close()]
+        q_files = self._new_rejects()
         if r.rows_read != r.rows_loaded + r.rows_quarantined + r.duplicates:
             raise TarmacError(
                 f"source '{self.stream.source}': row accounting does not add up (read "
@@ -435,6 +434,40 @@ class _StreamLoad:
             "column_tags": {c: list(col.tags) for c, col in self.spec.columns.items()
                             if col.tags},
         }
+
+    def _new_rejects(self) -> list[dict[str, Any]]:
+        """The staged quarantine files, without records this source already has in quarantine
+        (a source that re-serves a bad row every run, like a table without a cursor, does not
+        fill the quarantine with copies: the repeats count as duplicates)."""
+        r = self.result
+        assert self._quarantine is not None
+        actions = [action_to_dict(a) for a in self._quarantine.close()]
+        if not actions or not self.lake.exists(quarantine.TABLE):
+            return actions
+        dt = self.lake.latest(quarantine.TABLE)
+        assert dt is not None
+        glob = f"{self._quarantine.root}/part-*-{self.load_id}-c000.snappy.parquet"
+        con = _duckdb(self.staging)
+        try:
+            known = dt.to_pyarrow_dataset().scanner(
+                columns=["table", "reason", "record"],
+                filter=pc.field("source") == self.stream.source).to_reader()
+            con.register("__known", known)
+            fresh = con.sql(
+                f"SELECT * FROM read_parquet('{glob}') s WHERE NOT EXISTS (SELECT 1 FROM "
+                "__known k WHERE k.\"table\" = s.\"table\" AND k.reason = s.reason AND "
+                "k.record = s.record)").to_arrow_table()
+        finally:
+            con.close()
+        staged = sum(rows_in(a) for a in actions)
+        if fresh.num_rows == staged:
+            return actions
+        self._quarantine.abort()
+        r.rows_quarantined -= staged - fresh.num_rows
+        r.duplicates += staged - fresh.num_rows
+        self._quarantine = self.lake.stage(quarantine.TABLE, self.load_id + "q")
+        self._quarantine.write(fresh.cast(quarantine.SCHEMA))
+        return [action_to_dict(a) for a in self._quarantine.close()]
 
     def _dedup(self, glob: str, staged_rows: int, *, against_table: bool) -> Path | None:
         """The staged rows, one per key (latest by cursor, then last read), minus rows the
