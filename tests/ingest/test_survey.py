@@ -191,8 +191,9 @@ def test_stream_sources_are_listed_not_probed(report: SurveyReport) -> None:
 
 def test_gaps(report: SurveyReport) -> None:
     got = {(g.severity, g.kind, g.source, g.stream): g for g in report.gaps}
-    assert ("error", "duplicate_keys", "crm", "customers") in got
-    assert "2 customer_id value(s)" in got["error", "duplicate_keys", "crm", "customers"].message
+    # crm declares a cursor: repeated keys are versions the load resolves (newest wins)
+    versions = got["info", "duplicate_keys", "crm", "customers"]
+    assert "2 customer_id value(s)" in versions.message and "updated_at" in versions.fix
     assert ("error", "unreachable", "lost", None) in got
     assert ("error", "unreachable", "typo", None) in got
     stale = got["warning", "stale", "crm", "customers"]
@@ -208,7 +209,7 @@ def test_gaps(report: SurveyReport) -> None:
     assert ("info", "no_event_time", "notes", "notes") in got  # text cursor, not a time
     severities = [g.severity for g in report.gaps]
     assert severities == sorted(severities, key=["error", "warning", "info"].index)
-    assert report.headline() == "6 sources, 3 reachable, 3 blocking gaps"
+    assert report.headline() == "6 sources, 3 reachable, 2 blocking gaps"
 
 
 def test_null_key_and_missing_key_columns_are_blocking(proj: Project) -> None:
@@ -305,7 +306,7 @@ def test_html_is_self_contained_and_escaped(report: SurveyReport, tmp_path: Path
     assert "<link" not in html and "src=" not in html and "@import" not in html
     assert 'style="width:21.7%"' in html  # the email null-rate bar: 5 of 23
     assert "badge pii" in html and "untagged" in html
-    assert "Fix:" in html and "deduplicate at the source" in html
+    assert "Fix:" in html and "loads keep the newest by updated_at" in html
 
 
 def test_html_escapes_column_names(project: Project) -> None:
@@ -332,7 +333,7 @@ def test_cli_prints_the_summary_and_exits_0_despite_gaps(proj: Project) -> None:
     code, out = _run(proj)
     assert code == 0, out
     assert "crm" in out and "customers" in out and "gaps" in out
-    assert "6 sources, 3 reachable, 3 blocking gaps" in out
+    assert "6 sources, 3 reachable, 2 blocking gaps" in out
 
 
 def test_cli_writes_json_and_html(proj: Project, tmp_path: Path) -> None:

@@ -55,6 +55,8 @@ SAMPLE_BYTES = 4 << 20  # bytes of a text file the survey reads to estimate its 
 class FileConnector(Connector[FileSource]):
     """Reads the files a glob matches, oldest name first."""
 
+    _duck: Any = None  # the DuckDB the JSON fallback uses, opened on first need
+
     # -- finding files ------------------------------------------------------------------------
 
     @property
@@ -302,18 +304,14 @@ class FileConnector(Connector[FileSource]):
             tmp.write(body)
             tmp.flush()
             try:
-                con = duckdb.connect()
-                try:
-                    rel = con.sql(f"SELECT * FROM read_json('{tmp.name}', "
-                                  "format='newline_delimited', sample_size=-1)")
-                    # a column whose values change type is unified as JSON: unquote its text
-                    cols = ", ".join(
-                        f'"{n}"->>\'$\' AS "{n}"' if str(t) == "JSON" else f'"{n}"'
-                        for n, t in zip(rel.columns, rel.types, strict=True))
-                    table = rel.select(cols).to_arrow_table()
-                finally:
-                    con.close()
-                return _flatten(table), []
+                con = self._duckdb()
+                rel = con.sql(f"SELECT * FROM read_json('{tmp.name}', "
+                              "format='newline_delimited', sample_size=-1)")
+                # a column whose values change type is unified as JSON: unquote its text
+                cols = ", ".join(
+                    f'"{n}"->>\'$\' AS "{n}"' if str(t) == "JSON" else f'"{n}"'
+                    for n, t in zip(rel.columns, rel.types, strict=True))
+                return _flatten(rel.select(cols).to_arrow_table()), []
             except duckdb.Error:
                 pass
         rows: list[dict[str, Any]] = []
@@ -333,6 +331,20 @@ class FileConnector(Connector[FileSource]):
                 rejects.append(Reject(origin, "JSON line is not an object",
                                       line.decode("utf-8", "replace")))
         return records_table(rows), rejects
+
+    def _duckdb(self) -> Any:
+        """One in-memory DuckDB per connector (a file's fallback read costs no new engine)."""
+        import duckdb
+
+        if self._duck is None:
+            self._duck = duckdb.connect()
+            self._duck.execute("SET enable_progress_bar = false")
+        return self._duck
+
+    def close(self) -> None:
+        if self._duck is not None:
+            self._duck.close()
+            self._duck = None
 
     # Parquet --------------------------------------------------------------------------------
 

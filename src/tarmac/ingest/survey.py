@@ -873,12 +873,19 @@ def find_gaps(source: SourceProfile, spec: SourceSpec, *,
             else:
                 if k.duplicate_values:
                     approx = "at least " if k.estimated else ""
-                    gap("error", "duplicate_keys", s,
-                        f"{approx}{k.duplicate_values:,} {key} value(s) occur more than once "
-                        f"({k.duplicate_rows:,} extra row(s)"
-                        f"{' in the sample' if k.estimated else ''})",
-                        "deduplicate at the source, or key on more columns (e.g. add a "
-                        "version or timestamp column to primary_key)", k.columns)
+                    found = (f"{approx}{k.duplicate_values:,} {key} value(s) occur more than "
+                             f"once ({k.duplicate_rows:,} extra row(s)"
+                             f"{' in the sample' if k.estimated else ''})")
+                    if spec.cursor and spec.cursor in cols:
+                        # versions of a record: every load keeps the newest by the cursor
+                        gap("info", "duplicate_keys", s, f"{found}: versions of a record",
+                            f"none needed: loads keep the newest by {spec.cursor}", k.columns)
+                    else:
+                        # the loader keeps one row per key, but which one is arbitrary
+                        gap("warning", "duplicate_keys", s,
+                            f"{found}; loads keep one row per key (the last read)",
+                            "deduplicate at the source, declare a cursor to keep the newest, "
+                            "or key on more columns", k.columns)
                 if k.null_rows:
                     gap("error", "null_keys", s,
                         f"{k.null_rows:,} row(s) have an empty {key}"
