@@ -1,6 +1,23 @@
-"""Numbers for people, shared by the terminal output and the HTML reports."""
+"""Sizes and durations as people write and read them, shared by the CLI, the reports, the
+project file and the lake (one parser of ``30m`` / ``6h`` / ``7d`` / ``2w`` for all of them)."""
 
 from __future__ import annotations
+
+import re
+from datetime import timedelta
+
+_DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(s|sec|m|min|h|d|w)?\s*$")
+_SECONDS = {"s": 1, "sec": 1, "m": 60, "min": 60, "h": 3600, "d": 86400, "w": 604800}
+
+
+def parse_duration(text: str, *, default_unit: str | None = None) -> timedelta:
+    """``'30m'``, ``'6h'``, ``'7d'``, ``'2w'``, ``'90s'`` as a timedelta. A bare number takes
+    ``default_unit`` when one is given; anything else raises ``ValueError``."""
+    m = _DURATION.match(text) if isinstance(text, str) else None
+    unit = (m.group(2) or default_unit) if m else None
+    if m is None or unit is None:
+        raise ValueError(f"expected a duration such as 30m, 6h, 2d or 1w (got {text!r})")
+    return timedelta(seconds=float(m.group(1)) * _SECONDS[unit])
 
 
 def size(n: int | None) -> str:

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass, field
+from datetime import UTC, date, datetime
 from decimal import Context, Decimal, InvalidOperation
 from typing import Any
 
@@ -447,14 +448,49 @@ def _to_time(values: pa.Array, target: pa.DataType, formats: list[str]) -> pa.Ar
         parsed = pc.assume_timezone(parsed, "UTC") if parsed.type.tz is None else parsed
         out = parsed if out is None else pc.coalesce(out, parsed)
     if not formats:
-        series = pd.to_datetime(pd.Series(text.to_numpy(zero_copy_only=False), dtype=object),
-                                utc=True, errors="coerce", format="ISO8601")
-        out = pa.array(series, pa.timestamp("ns", tz="UTC"), from_pandas=True).cast(
-            TS, safe=False)
+        out = parse_times(text)
     assert out is not None
     if pa.types.is_date(target):
         return out.cast(pa.timestamp("us")).cast(pa.date32())
     return out.cast(TS)
+
+
+ISO_TIME = (r"^\d{4}-\d{2}-\d{2}([T ]\d{2}:\d{2}(:\d{2}(\.\d+)?)?\s*(Z|z|UTC|[+-]\d{2}"
+            r"(:?\d{2})?)?)?$")
+
+
+def parse_times(values: pa.Array | pa.ChunkedArray) -> pa.Array:
+    """ISO-8601 strings (dates, date-times with or without zone) as ``timestamp[us, UTC]``;
+    anything else becomes null. Values without a zone are taken as UTC. Vectorised."""
+    arr = values.combine_chunks() if isinstance(values, pa.ChunkedArray) else values
+    s = pc.utf8_trim_whitespace(arr if pa.types.is_string(arr.type) else pc.cast(arr, pa.string()))
+    s = pc.if_else(pc.match_substring_regex(s, ISO_TIME), s, pa.scalar(None, pa.string()))
+    s = pc.replace_substring_regex(s, r"^(\d{4}-\d{2}-\d{2})$", r"\1T00:00:00Z")
+    s = pc.replace_substring_regex(s, r"^(\d{4}-\d{2}-\d{2}) ", r"\1T")
+    s = pc.replace_substring_regex(s, r"(\.\d{6})\d+", r"\1")
+    s = pc.replace_substring_regex(s, r"\s*(UTC|z)$", "Z")
+    s = pc.replace_substring_regex(s, r"^(\d{4}-\d{2}-\d{2}T[0-9:.]+)$", r"\1Z")
+    try:
+        return pc.cast(s, TS)
+    except (pa.ArrowInvalid, pa.ArrowNotImplementedError):  # e.g. month 13: one at a time
+        return pa.array([to_datetime(v) for v in s.to_pylist()], TS)
+
+
+def to_datetime(value: Any) -> datetime | None:
+    """A point in time from one value: a datetime, a date, or ISO-8601 text (None when it
+    is not one); without a zone, UTC."""
+    if isinstance(value, datetime):
+        return value if value.tzinfo else value.replace(tzinfo=UTC)
+    if isinstance(value, date):
+        return datetime(value.year, value.month, value.day, tzinfo=UTC)
+    if isinstance(value, str) and re.match(ISO_TIME, value.strip()):
+        try:
+            parsed = datetime.fromisoformat(value.strip().replace("UTC", "").strip()
+                                            .replace("z", "Z"))
+        except ValueError:
+            return None
+        return parsed if parsed.tzinfo else parsed.replace(tzinfo=UTC)
+    return None
 
 
 def _cast_safe(values: pa.ChunkedArray | pa.Array, target: pa.DataType) -> pa.Array:

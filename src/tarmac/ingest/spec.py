@@ -24,6 +24,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 
 from tarmac.config import describe, redact
 from tarmac.errors import ConfigError
+from tarmac.humanize import parse_duration
 
 Mode = Literal["append", "merge", "full_refresh"]
 DriftPolicy = Literal["evolve", "quarantine", "fail"]
@@ -37,8 +38,6 @@ TYPES: dict[str, pa.DataType] = {
     "string": pa.string(), "str": pa.string(), "text": pa.string(), "bool": pa.bool_(),
     "boolean": pa.bool_(), "timestamp": TS, "datetime": TS, "date": pa.date32(),
 }
-_DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(s|sec|m|min|h|d|w)\s*$")
-_UNITS = {"s": 1, "sec": 1, "m": 60, "min": 60, "h": 3600, "d": 86400, "w": 604800}
 _NAME = re.compile(r"^[A-Za-z][A-Za-z0-9_.-]{0,62}$")
 
 
@@ -118,9 +117,12 @@ class _Source(BaseModel):
     @field_validator("lookback")
     @classmethod
     def _lookback(cls, value: str | int | None) -> str | int | None:
-        if isinstance(value, str) and not _DURATION.match(value):
-            raise ValueError("expected a duration such as 30m, 6h, 2d or 1w (or a number, for "
-                             "numeric cursors)")
+        if isinstance(value, str):
+            try:
+                parse_duration(value)
+            except ValueError:
+                raise ValueError("expected a duration such as 30m, 6h, 2d or 1w (or a number, "
+                                 "for numeric cursors)") from None
         if isinstance(value, int) and value < 0:
             raise ValueError("lookback cannot be negative")
         return value
@@ -147,9 +149,7 @@ class _Source(BaseModel):
             return None
         if isinstance(self.lookback, int):
             return self.lookback
-        m = _DURATION.match(self.lookback)
-        assert m is not None  # checked by the validator
-        return timedelta(seconds=float(m.group(1)) * _UNITS[m.group(2)])
+        return parse_duration(self.lookback)  # checked by the validator
 
     def location(self) -> str:
         """Where the data lives, safe to print (passwords masked)."""

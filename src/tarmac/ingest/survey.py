@@ -28,16 +28,19 @@ import time
 from collections.abc import Iterable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
-from datetime import UTC, date, datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any, Literal
 
 import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
+from tarmac import humanize
 from tarmac.errors import SourceError, UsageError
 from tarmac.humanize import size
 from tarmac.ingest.base import Connector, Sample
+from tarmac.ingest.contract import parse_times
+from tarmac.ingest.contract import to_datetime as _to_datetime
 from tarmac.ingest.spec import (
     ColumnSpec,
     HttpSource,
@@ -511,44 +514,10 @@ def key_profile(table: pa.Table, key: Sequence[str], *, estimated: bool = False)
 # Freshness
 # ---------------------------------------------------------------------------------------------
 
-_ISO = (r"^\d{4}-\d{2}-\d{2}([T ]\d{2}:\d{2}(:\d{2}(\.\d+)?)?\s*(Z|z|UTC|[+-]\d{2}(:?\d{2})?)?)?$")
 _TIME_NAMES = re.compile(r"(^|_)(updated|modified|changed|loaded|ingested|synced)(_|$)|"
                          r"(^|_)(ts|at|time|timestamp|date|datetime|day|created|event)(_|$)|"
                          r"_at$|time|date")
 _PREFERRED = re.compile(r"updated|modified|changed|synced|ingested|loaded")
-
-
-def parse_times(values: pa.Array | pa.ChunkedArray) -> pa.Array:
-    """ISO-8601 strings (dates, date-times with or without zone) as ``timestamp[us, UTC]``;
-    anything else becomes null. Values without a zone are taken as UTC. Vectorised."""
-    arr = _as_string_array(values)
-    s = pc.utf8_trim_whitespace(arr)
-    s = pc.if_else(pc.match_substring_regex(s, _ISO), s, pa.scalar(None, pa.string()))
-    s = pc.replace_substring_regex(s, r"^(\d{4}-\d{2}-\d{2})$", r"\1T00:00:00Z")
-    s = pc.replace_substring_regex(s, r"^(\d{4}-\d{2}-\d{2}) ", r"\1T")
-    s = pc.replace_substring_regex(s, r"(\.\d{6})\d+", r"\1")
-    s = pc.replace_substring_regex(s, r"\s*(UTC|z)$", "Z")
-    s = pc.replace_substring_regex(s, r"^(\d{4}-\d{2}-\d{2}T[0-9:.]+)$", r"\1Z")
-    try:
-        return pc.cast(s, pa.timestamp("us", tz="UTC"))
-    except (pa.ArrowInvalid, pa.ArrowNotImplementedError):  # e.g. month 13: one at a time
-        return pa.array([_to_datetime(v) for v in s.to_pylist()], pa.timestamp("us", tz="UTC"))
-
-
-def _to_datetime(value: Any) -> datetime | None:
-    """A point in time from a connector's or a sample's value (None when it is not one)."""
-    if isinstance(value, datetime):
-        return value if value.tzinfo else value.replace(tzinfo=UTC)
-    if isinstance(value, date):
-        return datetime(value.year, value.month, value.day, tzinfo=UTC)
-    if isinstance(value, str) and re.match(_ISO, value.strip()):
-        try:
-            parsed = datetime.fromisoformat(value.strip().replace("UTC", "").strip()
-                                            .replace("z", "Z"))
-        except ValueError:
-            return None
-        return parsed if parsed.tzinfo else parsed.replace(tzinfo=UTC)
-    return None
 
 
 def _as_string_array(values: pa.Array | pa.ChunkedArray) -> pa.Array:
@@ -972,11 +941,11 @@ def format_age(age: float | timedelta) -> str:
 
 def parse_duration(text: str) -> timedelta:
     """'7d', '12h', '30m', '2w', '90s' (a bare number is days) -> timedelta."""
-    m = re.match(r"^\s*(\d+(?:\.\d+)?)\s*(s|sec|m|min|h|d|w)?\s*$", text)
-    if not m:
-        raise UsageError(f"expected a duration such as 7d, 12h, 30m or 2w (got {text!r})")
-    units = {"s": 1, "sec": 1, "m": 60, "min": 60, "h": 3600, "d": 86400, "w": 604800}
-    return timedelta(seconds=float(m.group(1)) * units[m.group(2) or "d"])
+    try:
+        return humanize.parse_duration(text, default_unit="d")
+    except ValueError:
+        raise UsageError(f"expected a duration such as 7d, 12h, 30m or 2w (got {text!r})") \
+            from None
 
 
 # ---------------------------------------------------------------------------------------------

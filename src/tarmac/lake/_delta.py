@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import re
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -12,6 +11,7 @@ import pyarrow.compute as pc
 from deltalake import DeltaTable
 
 from tarmac.errors import UsageError
+from tarmac.humanize import parse_duration
 
 
 class RowCounter:
@@ -97,14 +97,12 @@ def first_commit_time(dt: DeltaTable) -> datetime | None:
     return datetime.fromtimestamp(history[-1]["timestamp"] / 1000, UTC) if history else None
 
 
-_DURATION = re.compile(r"^\s*(\d+)\s*([dhm])\s*$")
-
-
 def hours(retain: str | timedelta) -> int:
-    if isinstance(retain, timedelta):
-        return int(retain.total_seconds() // 3600)
-    m = _DURATION.match(retain)
-    if not m:
-        raise UsageError(f"invalid retention {retain!r}: expected e.g. '7d', '24h' or '0h'")
-    n, unit = int(m.group(1)), m.group(2)
-    return n * 24 if unit == "d" else n if unit == "h" else n // 60
+    """A retention (``'7d'``, ``'24h'``, a timedelta) in whole hours."""
+    if not isinstance(retain, timedelta):
+        try:
+            retain = parse_duration(retain)
+        except ValueError:
+            raise UsageError(f"invalid retention {retain!r}: expected e.g. '7d', '24h' or "
+                             "'0h'") from None
+    return int(retain.total_seconds() // 3600)

@@ -24,22 +24,13 @@ from tarmac.lake._arrow import conform_table
 FILE_ROWS = 4_000_000  # rows per data file before a staged write starts the next
 
 
-def write_file(root: str, tables: Any, schema: pa.Schema, *, drop_if_empty: bool = False,
-               name: str | None = None) -> AddAction | None:
-    """Write ``tables`` (an iterable of Arrow tables) as one data file in ``root``."""
-    name = name or f"part-00000-{uuid.uuid4()}-c000.snappy.parquet"
-    path = Path(root) / name
-    stats = Stats(schema)
-    with pq.ParquetWriter(path, schema, compression="snappy") as writer:
-        for table in tables:
-            table = conform_table(table, schema)
-            if len(table):
-                writer.write_table(table)
-                stats.add(table)
-    if stats.rows == 0 and drop_if_empty:
-        path.unlink()
-        return None
-    return _action(path, name, stats)
+def write_files(root: str, tables: Any, schema: pa.Schema) -> list[AddAction]:
+    """Write ``tables`` (an iterable of Arrow tables, conformed to ``schema``) as data files in
+    ``root``; no file when every table is empty."""
+    stager = Stager(root, str(uuid.uuid4()))
+    for table in tables:
+        stager.write(conform_table(table, schema))
+    return stager.close()
 
 
 def _action(path: Path, name: str, stats: Stats) -> AddAction:
@@ -100,6 +91,11 @@ class Stager:
         self._stats.add(table)
         self.rows += table.num_rows
 
+    @property
+    def glob(self) -> str:
+        """A pattern matching exactly the files this stager writes (for DuckDB's readers)."""
+        return f"{self.root}/part-*-{self.tag}-c000.snappy.parquet"
+
     def _finish(self) -> None:
         if self._writer is None or self._stats is None:
             return
@@ -113,14 +109,15 @@ class Stager:
 
     def abort(self) -> None:
         """Remove the files written so far (they were never committed)."""
-        if self._writer is not None:
+        names = [a.path for a in self.actions]
+        if self._writer is not None:  # the file being written is not among the actions yet
             self._writer.close()
             self._writer = None
-            self.actions.append(AddAction(path=self._name, size=0, partition_values={},
-                                          modification_time=0, data_change=True, stats="{}"))
-        for action in self.actions:
-            Path(self.root, action.path).unlink(missing_ok=True)
+            names.append(self._name)
+        for name in names:
+            Path(self.root, name).unlink(missing_ok=True)
         self.actions = []
+        self.rows = 0
 
 
 class Stats:

@@ -31,7 +31,7 @@ from deltalake.transaction import AddAction, RemoveAction
 
 from tarmac.lake._arrow import conform_table
 from tarmac.lake._delta import plain
-from tarmac.lake._files import write_file as _write_file
+from tarmac.lake._files import write_files
 
 MAX_SOURCE_ROWS = 100_000
 BATCH_ROWS = 65_536
@@ -70,14 +70,10 @@ def merge(dt: DeltaTable, root: str, source: pa.Table, key: str, schema: pa.Sche
         if hits == 0:
             continue  # the statistics admitted it, but no key matches: the file stays
         updated += hits
-        survivors = _rewrite(local, root, key, incoming, schema)
-        if survivors is not None:
-            adds.append(survivors)
+        adds.extend(_rewrite(local, root, key, incoming, schema))
         removes.append(RemoveAction(path=path, data_change=True, deletion_timestamp=now_ms,
                                     size=actions["size_bytes"][i].as_py(), partition_values={}))
-    written = _write_file(root, [source], schema)
-    assert written is not None  # only empty survivor files are dropped
-    adds.append(written)
+    adds.extend(write_files(root, [source], schema))
     metrics = {"num_source_rows": len(source), "num_target_rows_updated": updated,
                "num_target_rows_inserted": len(source) - updated, "num_target_rows_deleted": 0,
                "num_target_files_scanned": scanned, "num_target_files_removed": len(removes),
@@ -108,8 +104,8 @@ def _candidates(actions: pa.Table, key: str, incoming: pa.Array) -> list[int]:
 
 
 def _rewrite(local: str, root: str, key: str, incoming: pa.Array,
-             schema: pa.Schema) -> AddAction | None:
-    """The file without the incoming keys' rows, streamed; None if no row survives."""
+             schema: pa.Schema) -> list[AddAction]:
+    """The file without the incoming keys' rows, streamed; no file if no row survives."""
     reader = pq.ParquetFile(local, pre_buffer=False, buffer_size=1 << 20)
 
     def survivors() -> Any:
@@ -118,4 +114,4 @@ def _rewrite(local: str, root: str, key: str, incoming: pa.Array,
             table = conform_table(pa.Table.from_batches([batch]), schema)
             yield table.filter(pc.invert(pc.is_in(table[key], value_set=incoming)))
 
-    return _write_file(root, survivors(), schema, drop_if_empty=True)
+    return write_files(root, survivors(), schema)
