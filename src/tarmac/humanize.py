@@ -10,12 +10,14 @@ _DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(s|sec|m|min|h|d|w)?\s*$")
 _SECONDS = {"s": 1, "sec": 1, "m": 60, "min": 60, "h": 3600, "d": 86400, "w": 604800}
 
 
-def parse_duration(text: str, *, default_unit: str | None = None) -> timedelta:
+def parse_duration(text: str, *, default_unit: str | None = None,
+                   units: tuple[str, ...] = tuple(_SECONDS)) -> timedelta:
     """``'30m'``, ``'6h'``, ``'7d'``, ``'2w'``, ``'90s'`` as a timedelta. A bare number takes
-    ``default_unit`` when one is given; anything else raises ``ValueError``."""
+    ``default_unit`` when one is given; a unit outside ``units`` or anything else raises
+    ``ValueError``."""
     m = _DURATION.match(text) if isinstance(text, str) else None
     unit = (m.group(2) or default_unit) if m else None
-    if m is None or unit is None:
+    if m is None or unit is None or unit not in units:
         raise ValueError(f"expected a duration such as 30m, 6h, 2d or 1w (got {text!r})")
     return timedelta(seconds=float(m.group(1)) * _SECONDS[unit])
 

@@ -7,8 +7,8 @@ Example::
     results[0].rows_loaded, results[0].rows_quarantined
 """
 
-from tarmac.ingest.load import IngestResults, LoadProgress, LoadResult, declared, ingest
+from tarmac.ingest.load import IngestResults, LoadProgress, LoadResult, ingest
 from tarmac.ingest.spec import SourceSpec, parse_sources
 
-__all__ = ["IngestResults", "LoadProgress", "LoadResult", "SourceSpec", "declared", "ingest",
+__all__ = ["IngestResults", "LoadProgress", "LoadResult", "SourceSpec", "ingest",
            "parse_sources"]

@@ -53,11 +53,11 @@ from tarmac.ingest import quarantine
 from tarmac.ingest.base import Chunk, Connector, FileMark, Stream
 from tarmac.ingest.connectors import open_connector
 from tarmac.ingest.contract import Contract, coerce
-from tarmac.ingest.spec import FileSource, SourceSpec, StreamSource, parse_sources
-from tarmac.lake import action_to_dict, rows_in
+from tarmac.ingest.spec import FileSource, SourceSpec, StreamSource
+from tarmac.lake import Stager, action_to_dict
 
 if TYPE_CHECKING:
-    from tarmac.lake import Lake, Stager
+    from tarmac.lake import Lake
     from tarmac.project import Project
 
 DEDUP_MEMORY = "1GB"  # DuckDB's memory for deduplication; beyond it, it spills to disk
@@ -100,10 +100,6 @@ class LoadResult:
     recovered: list[str] = field(default_factory=list)  # staged loads this run finished
     error: str | None = None
 
-    @property
-    def ok(self) -> bool:
-        return self.status != "failed"
-
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
 
@@ -121,11 +117,6 @@ class IngestResults(list[LoadResult]):
             raise SourceError("; ".join(f"{r.source}: {r.error}" for r in self.failed))
 
 
-def declared(project: Project) -> dict[str, SourceSpec]:
-    """The project's sources, validated."""
-    return parse_sources(project.config.sources, project.root / "tarmac.yaml")
-
-
 def ingest(project: Project, names: Iterable[str] | None = None, *, full_refresh: bool = False,
            progress: Progress | None = None) -> IngestResults:
     """Load the named sources (all but ``stream`` ones by default), one run per source.
@@ -133,7 +124,7 @@ def ingest(project: Project, names: Iterable[str] | None = None, *, full_refresh
     A source that fails is reported in its result (and its run is marked failed); the other
     sources still load. Call ``raise_for_errors()`` on the result to stop on any failure.
     """
-    specs = declared(project)
+    specs = project.sources
     wanted = list(names) if names else [n for n, s in specs.items()
                                         if not isinstance(s, StreamSource)]
     unknown = [n for n in wanted if n not in specs]
@@ -235,8 +226,8 @@ class _StreamLoad:
         seen = {} if (self.full_refresh or not isinstance(self.spec, FileSource)) else {
             p: FileMark(p, s, m) for p, (s, m) in state_store.files_seen(
                 self.catalog, self.stream.source).items()}
-        self._data: Stager | None = None
-        self._good: _DirStager | None = None
+        self._data: Stager | None = None  # rows for the table, as uncommitted data files
+        self._good: Stager | None = None  # rows to deduplicate first, in the staging folder
         self._quarantine: Stager | None = None
         try:
             staged = self._read(contract, since, seen)
@@ -248,7 +239,7 @@ class _StreamLoad:
             shutil.rmtree(self.staging, ignore_errors=True)
             raise
         _kill_point("staged")
-        with self.project.ledger.catalog.write() as conn:
+        with self.catalog.write() as conn:
             state_store.set_load(conn, self.load_id, status="staged", plan=plan,
                                  stats=self._stats(), seq=seq)
         _kill_point("planned")
@@ -308,10 +299,10 @@ class _StreamLoad:
         at = datetime.now(UTC)
         # rows go straight to uncommitted files in the table's folder, except when they must
         # be deduplicated against rows the table holds already: then to the staging folder
-        self.fresh = self.full_refresh or not self.lake.exists(self.stream.table)
-        direct = not spec.primary_key or self.fresh
+        fresh = self.full_refresh or not self.lake.exists(self.stream.table)
+        direct = not spec.primary_key or fresh
         self._data = self.lake.stage(self.stream.table, self.load_id) if direct else None
-        self._good = None if direct else _DirStager(self.staging)
+        self._good = None if direct else Stager(str(self.staging), self.load_id)
         self._quarantine = self.lake.stage(quarantine.TABLE, self.load_id)
         files: list[FileMark] = []
         newest: Any = None
@@ -381,34 +372,27 @@ class _StreamLoad:
             else "append"
         merge_file = None
         if self._data is not None:
-            written = sum(rows_in(action_to_dict(a)) for a in self._data.close())
-            if spec.primary_key and written:
-                # a first (or full) load with a key: committed as staged unless a key repeats
+            self._data.close()
+            written = self._data.rows
+            if spec.primary_key and written and _repeats(self._data.glob, spec.primary_key,
+                                                         self.staging):
+                # a first (or full) load with a key is committed as staged unless a key repeats
                 self._progress("deduplicating")
-                folder = self._data.root
-                glob = f"{folder}/part-*-{self.load_id}-c000.snappy.parquet"
-                if _repeats(glob, spec.primary_key):
-                    final = self._dedup(glob, written, against_table=False)
-                    self._data.abort()
-                    self._data = self.lake.stage(self.stream.table, self.load_id + "d")
-                    if final is not None:
-                        for batch in pq.ParquetFile(final).iter_batches(batch_size=1 << 17):
-                            self._data.write(pa.Table.from_batches([batch]))
-                else:
-                    r.rows_loaded += written
+                final = self._dedup(self._data.glob, written, against_table=False)
+                self._data.abort()
+                self._restage(final, self.load_id + "d")
             else:
                 r.rows_loaded += written
-        elif self._good is not None and self._good.rows:
-            self._progress("deduplicating")
-            final = self._dedup(f"{self.staging}/rows-*.parquet", self._good.rows,
-                                against_table=True)
-            if final is not None and spec.load_mode == "merge":
-                merge_file = str(final)
-                mode = "merge"
-            elif final is not None:
-                self._data = self.lake.stage(self.stream.table, self.load_id)
-                for batch in pq.ParquetFile(final).iter_batches(batch_size=1 << 17):
-                    self._data.write(pa.Table.from_batches([batch]))
+        elif self._good is not None:
+            self._good.close()
+            if self._good.rows:
+                self._progress("deduplicating")
+                final = self._dedup(self._good.glob, self._good.rows, against_table=True)
+                if final is not None and spec.load_mode == "merge":
+                    merge_file = str(final)
+                    mode = "merge"
+                else:
+                    self._restage(final, self.load_id)
         data_files = [action_to_dict(a) for a in (self._data.close() if self._data else [])]
         q_files = self._new_rejects()
         if r.rows_read != r.rows_loaded + r.rows_quarantined + r.duplicates:
@@ -435,6 +419,13 @@ class _StreamLoad:
                             if col.tags},
         }
 
+    def _restage(self, final: Path | None, tag: str) -> None:
+        """The deduplicated rows as the table's uncommitted data files."""
+        self._data = self.lake.stage(self.stream.table, tag)
+        if final is not None:
+            for batch in pq.ParquetFile(final).iter_batches(batch_size=1 << 17):
+                self._data.write(pa.Table.from_batches([batch]))
+
     def _new_rejects(self) -> list[dict[str, Any]]:
         """The staged quarantine files, without records this source already has in quarantine
         (a source that re-serves a bad row every run, like a table without a cursor, does not
@@ -446,7 +437,6 @@ class _StreamLoad:
             return actions
         dt = self.lake.latest(quarantine.TABLE)
         assert dt is not None
-        glob = f"{self._quarantine.root}/part-*-{self.load_id}-c000.snappy.parquet"
         con = _duckdb(self.staging)
         try:
             known = dt.to_pyarrow_dataset().scanner(
@@ -454,12 +444,13 @@ class _StreamLoad:
                 filter=pc.field("source") == self.stream.source).to_reader()
             con.register("__known", known)
             fresh = con.sql(
-                f"SELECT * FROM read_parquet('{glob}') s WHERE NOT EXISTS (SELECT 1 FROM "
+                f"SELECT * FROM read_parquet('{self._quarantine.glob}') s WHERE NOT EXISTS ("
+                "SELECT 1 FROM "
                 "__known k WHERE k.\"table\" = s.\"table\" AND k.reason = s.reason AND "
                 "k.record = s.record)").to_arrow_table()
         finally:
             con.close()
-        staged = sum(rows_in(a) for a in actions)
+        staged = self._quarantine.rows
         if fresh.num_rows == staged:
             return actions
         self._quarantine.abort()
@@ -526,7 +517,7 @@ class _StreamLoad:
         """Apply a staged plan; every step is skipped if it already happened (idempotent)."""
         self._progress("committing")
         lake = self.lake
-        txn = (f"tarmac.ingest/{plan['source']}/{plan['stream']}", int(plan["seq"]))
+        txn = (self.app_id, int(plan["seq"]))  # a recovered plan is of this same stream
         load_id = load_id or plan["load_id"]
         extra = {"source": plan["source"], "load_id": load_id}
         if plan["quarantine_files"]:
@@ -627,17 +618,14 @@ def _duckdb(staging: Path) -> Any:
     return con
 
 
-def _repeats(glob: str, keys: list[str]) -> bool:
+def _repeats(glob: str, keys: list[str], staging: Path) -> bool:
     """True if some key occurs more than once in the staged files (a cheap aggregate: the
     full deduplication runs only when it is needed)."""
-    import duckdb
-
     cols = ", ".join(_q(k) for k in keys)
-    con = duckdb.connect()
+    con = _duckdb(staging)
     try:
-        con.execute("SET enable_progress_bar = false")
-        return con.execute(f"SELECT 1 FROM read_parquet('{glob}', union_by_name = true) "
-                           f"GROUP BY {cols} HAVING count(*) > 1 LIMIT 1").fetchone() is not None
+        return bool(con.execute(f"SELECT 1 FROM read_parquet('{glob}', union_by_name = true) "
+                                f"GROUP BY {cols} HAVING count(*) > 1 LIMIT 1").fetchall())
     finally:
         con.close()
 
@@ -688,24 +676,6 @@ def read_ahead(chunks: Iterator[Chunk], depth: int = 2) -> Iterator[Chunk]:
 @dataclass
 class _Failed:
     error: BaseException
-
-
-class _DirStager:
-    """Rows waiting for deduplication: Parquet files in the load's staging folder."""
-
-    def __init__(self, folder: Path) -> None:
-        self.folder = folder
-        folder.mkdir(parents=True, exist_ok=True)
-        self.rows = 0
-        self._n = 0
-
-    def write(self, table: pa.Table) -> None:
-        pq.write_table(table, self.folder / f"rows-{self._n:06d}.parquet", compression="lz4")
-        self._n += 1
-        self.rows += table.num_rows
-
-    def close(self) -> int:
-        return self.rows
 
 
 def _q(name: str) -> str:

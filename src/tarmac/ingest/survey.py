@@ -46,7 +46,6 @@ from tarmac.ingest.spec import (
     HttpSource,
     SourceSpec,
     StreamSource,
-    parse_sources,
 )
 
 if TYPE_CHECKING:
@@ -356,7 +355,7 @@ def survey(project: Project, names: list[str] | None = None, *,
     if sample_rows < 1:
         raise UsageError(f"sample_rows must be at least 1 (got {sample_rows})")
     started = time.perf_counter()
-    specs = parse_sources(project.config.sources, project.root / "tarmac.yaml")
+    specs = project.sources
     if names:
         unknown = [n for n in names if n not in specs]
         if unknown:

@@ -101,7 +101,7 @@ def hours(retain: str | timedelta) -> int:
     """A retention (``'7d'``, ``'24h'``, a timedelta) in whole hours."""
     if not isinstance(retain, timedelta):
         try:
-            retain = parse_duration(retain)
+            retain = parse_duration(retain, units=("d", "h", "m"))
         except ValueError:
             raise UsageError(f"invalid retention {retain!r}: expected e.g. '7d', '24h' or "
                              "'0h'") from None
