@@ -147,13 +147,17 @@ def save_state(conn: Connection, state: SourceState,
                                                    **values))
     if reset_files:
         conn.execute(delete(t.source_files).where(t.source_files.c.source == state.source))
+    if not files:
+        return
     now = now_us()
-    for path, size, mtime_ns in files:
-        fkey = and_(t.source_files.c.source == state.source, t.source_files.c.path == path)
-        conn.execute(delete(t.source_files).where(fkey))
-        conn.execute(insert(t.source_files).values(source=state.source, path=path, size=size,
-                                                   mtime_ns=mtime_ns, seq=state.seq,
-                                                   loaded_at=now))
+    paths = [path for path, _, _ in files]
+    for start in range(0, len(paths), 500):  # a changed file replaces its earlier entry
+        conn.execute(delete(t.source_files).where(and_(
+            t.source_files.c.source == state.source,
+            t.source_files.c.path.in_(paths[start:start + 500]))))
+    conn.execute(insert(t.source_files), [
+        {"source": state.source, "path": path, "size": size, "mtime_ns": mtime_ns,
+         "seq": state.seq, "loaded_at": now} for path, size, mtime_ns in files])
 
 
 def _state(row: Any) -> SourceState:

@@ -11,7 +11,7 @@ from __future__ import annotations
 import json
 import re
 from abc import ABC, abstractmethod
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from operator import methodcaller
 from pathlib import Path
@@ -107,6 +107,23 @@ class Connector(ABC, Generic[S]):
     def error(self, message: str, *, hint: str | None = None) -> SourceError:
         """A ``SourceError`` whose message starts with the source's name."""
         return SourceError(f"source '{self.name}': {message}", hint=hint)
+
+
+def rebatch(batches: Iterable[pa.RecordBatch], rows: int) -> Iterator[pa.Table]:
+    """Record batches regrouped into tables of ``rows`` rows (the last may be shorter): readers
+    hand out batches of their own size, the loader wants chunks of ``batch_size``."""
+    pending: list[pa.RecordBatch] = []
+    count = 0
+    for batch in batches:
+        pending.append(batch)
+        count += batch.num_rows
+        while count >= rows:
+            table = pa.Table.from_batches(pending)
+            yield table.slice(0, rows)
+            rest = table.slice(rows)
+            pending, count = rest.to_batches(), rest.num_rows
+    if count:
+        yield pa.Table.from_batches(pending)
 
 
 def table_name(name: str) -> str:

@@ -41,6 +41,7 @@ from tarmac.ingest.base import (
     Reject,
     Sample,
     Stream,
+    rebatch,
     records_table,
     table_name,
 )
@@ -195,21 +196,20 @@ class FileConnector(Connector[FileSource]):
             with self._open(mark.path) as f:
                 reader = pacsv.open_csv(f, read_options=read, parse_options=parse,
                                         convert_options=convert)
-                pending: list[pa.RecordBatch] = []
-                rows = 0
-                for batch in reader:
-                    if any(pa.types.is_binary(t) for t in batch.schema.types):
-                        undecodable = True  # Arrow infers text it cannot decode as binary
-                        break
-                    pending.append(batch)
-                    rows += batch.num_rows
-                    if rows >= self.spec.batch_size:
-                        done += rows
-                        yield Chunk(pa.Table.from_batches(pending), mark.path, rejects=rejects)
-                        pending, rows, rejects = [], 0, []
-                if pending and not undecodable:
-                    done += rows
-                    yield Chunk(pa.Table.from_batches(pending), mark.path, rejects=rejects)
+
+                def decodable() -> Iterator[pa.RecordBatch]:
+                    nonlocal undecodable
+                    for batch in reader:
+                        if any(pa.types.is_binary(t) for t in batch.schema.types):
+                            undecodable = True  # Arrow infers text it cannot decode as binary
+                            return
+                        yield batch
+
+                for table in rebatch(decodable(), self.spec.batch_size):
+                    if undecodable:
+                        break  # the rows held back go through the line-by-line path
+                    done += table.num_rows
+                    yield Chunk(table, mark.path, rejects=rejects)
                     rejects = []
         except pa.ArrowInvalid as exc:
             text = str(exc)
@@ -240,19 +240,8 @@ class FileConnector(Connector[FileSource]):
         """The slow path for a file with bytes its encoding cannot decode: each such line is
         quarantined (decoded as Latin-1 so the record is kept), the rest parsed as text."""
         raw = self._read_bytes(mark.path)
-        lines = raw.splitlines(keepends=True)
-        good: list[bytes] = []
-        rejects: list[Reject] = []
-        for i, line in enumerate(lines):
-            try:
-                line.decode(self.spec.encoding)
-            except UnicodeDecodeError as exc:
-                rejects.append(Reject(f"{mark.path}:{i + 1}",
-                                      f"line {i + 1} is not valid {self.spec.encoding} (byte "
-                                      f"0x{line[exc.start]:02x} at position {exc.start})",
-                                      line.decode("latin-1").rstrip("\r\n")))
-                continue
-            good.append(line)
+        text, rejects = decode_lines(raw, mark.path, self.spec.encoding)
+        good = [line + b"\n" for line in text.split(b"\n") if line.strip()]
         if not good:
             yield Chunk(pa.table({}), mark.path, rejects=rejects)
             return
@@ -266,8 +255,7 @@ class FileConnector(Connector[FileSource]):
             return "skip"
 
         table = pacsv.read_csv(
-            io.BytesIO(good[0] + b"".join(body)),
-            read_options=pacsv.ReadOptions(encoding=self.spec.encoding),
+            io.BytesIO(good[0] + b"".join(body)),  # decode_lines made it UTF-8
             parse_options=pacsv.ParseOptions(delimiter=self.spec.delimiter,
                                              invalid_row_handler=bad_row),
             convert_options=pacsv.ConvertOptions(column_types=dict.fromkeys(header, pa.string()),

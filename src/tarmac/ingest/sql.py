@@ -25,7 +25,7 @@ from sqlalchemy.exc import DBAPIError, NoSuchTableError, SQLAlchemyError
 
 from tarmac.config import redact
 from tarmac.errors import SourceError
-from tarmac.ingest.base import Chunk, Connector, Sample, Stream, table_name
+from tarmac.ingest.base import Chunk, Connector, Sample, Stream, rebatch, table_name
 from tarmac.ingest.spec import SqlSource
 
 _DRIVERS = {"postgresql": "postgresql+psycopg", "postgres": "postgresql+psycopg",
@@ -213,25 +213,12 @@ class SqlConnector(Connector[SqlSource]):
             sql = sql.replace("%(since)s", "$1")
             args = (params["since"],)
         uri = "postgresql://" + self.spec.url.split("://", 1)[1]
-        target = self.spec.batch_size
         types = self._arrow_types(stream)
         try:
             with adbc.connect(uri) as conn, conn.cursor() as cur:
                 cur.execute(sql, args or None)
-                reader = cur.fetch_record_batch()
-                pending: list[pa.RecordBatch] = []
-                rows = 0
-                for batch in reader:
-                    pending.append(plain_batch(batch, types))
-                    rows += batch.num_rows
-                    while rows >= target:  # the driver's batches can exceed batch_size
-                        table = pa.Table.from_batches(pending)
-                        head = table.slice(0, target)
-                        yield Chunk(head, origin=stream.location, nbytes=head.nbytes)
-                        pending = table.slice(target).to_batches()
-                        rows -= target
-                if pending and rows:
-                    table = pa.Table.from_batches(pending)
+                batches = (plain_batch(b, types) for b in cur.fetch_record_batch())
+                for table in rebatch(batches, self.spec.batch_size):
                     yield Chunk(table, origin=stream.location, nbytes=table.nbytes)
         except adbc.Error as exc:
             raise self._failed(exc, f"reading {stream.name} from") from None
