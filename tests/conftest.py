@@ -35,8 +35,8 @@ def require_server(name: str, host: str, port: int) -> None:
 
 
 @pytest.fixture
-def pg_url() -> Iterator[str]:
-    """A PostgreSQL catalog URL whose search_path is a fresh schema, dropped afterwards."""
+def pg_schema() -> Iterator[str]:
+    """A fresh schema in the real PostgreSQL database ``test``, dropped afterwards."""
     require_server("PostgreSQL", PG_HOST, PG_PORT)
     import sqlalchemy as sa
 
@@ -45,11 +45,17 @@ def pg_url() -> Iterator[str]:
     with admin.begin() as conn:
         conn.execute(sa.text(f'CREATE SCHEMA "{schema}"'))
     try:
-        yield f"{PG_URL}?options=-csearch_path%3D{schema}"
+        yield schema
     finally:
         with admin.begin() as conn:
             conn.execute(sa.text(f'DROP SCHEMA "{schema}" CASCADE'))
         admin.dispose()
+
+
+@pytest.fixture
+def pg_url(pg_schema: str) -> str:
+    """A PostgreSQL catalog URL whose search_path is a fresh schema."""
+    return f"{PG_URL}?options=-csearch_path%3D{pg_schema}"
 
 
 def make_project(root: Path, *, catalog: str | None = None) -> Project:

@@ -174,19 +174,11 @@ def sqlite_db(tmp_path: Path) -> Iterator[Database]:
 
 
 @pytest.fixture
-def pg_db() -> Iterator[Database]:
-    """A fresh schema in the real PostgreSQL, dropped afterwards."""
-    require_server("PostgreSQL", PG_HOST, PG_PORT)
-    schema = f"src_{uuid.uuid4().hex[:10]}"
+def pg_db(pg_schema: str) -> Iterator[Database]:
+    """A fresh schema in the real PostgreSQL (see ``pg_schema``)."""
     engine = sa.create_engine(f"postgresql+psycopg://postgres@{PG_HOST}:{PG_PORT}/test")
-    with engine.begin() as conn:
-        conn.execute(sa.text(f"CREATE SCHEMA {schema}"))
-    try:
-        yield Database(f"postgresql://postgres@{PG_HOST}:{PG_PORT}/test", engine, schema)
-    finally:
-        with engine.begin() as conn:
-            conn.execute(sa.text(f"DROP SCHEMA {schema} CASCADE"))
-        engine.dispose()
+    yield Database(f"postgresql://postgres@{PG_HOST}:{PG_PORT}/test", engine, pg_schema)
+    engine.dispose()
 
 
 @pytest.fixture
