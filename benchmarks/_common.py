@@ -337,3 +337,17 @@ def lake_probe() -> Probe:
     probe.patch(DeltaTable, "__init__", "delta_open")
     probe.patch(DeltaTable, "get_add_actions", "add_actions")
     return probe
+
+
+def run_child(script: str, spec: dict[str, Any]) -> dict[str, Any]:
+    """Run ``script --child SPEC`` in a fresh process (so its peak memory is its own) and
+    return the JSON object it prints last."""
+    import subprocess
+
+    proc = subprocess.run([sys.executable, script, "--child", json.dumps(spec)],
+                          capture_output=True, text=True, check=False)
+    if proc.returncode != 0:
+        sys.stderr.write(proc.stderr)
+        raise SystemExit(f"child failed: {spec}")
+    last = [ln for ln in proc.stdout.splitlines() if ln.startswith("{")][-1]
+    return json.loads(last)

@@ -20,7 +20,6 @@ import json
 import resource
 import shutil
 import socket
-import subprocess
 import sys
 import time
 from pathlib import Path
@@ -302,7 +301,6 @@ PHASES = [  # (label, key): seconds inside the load, from the child's probe
     ("contract check", "contract"),
     ("staged Parquet writes", "stage_write"),
     ("  of which file statistics", "stats"),
-    ("dedup staging writes", "dedup_write"),
     ("plan (dedup, restage, close files)", "plan"),
     ("  of which DuckDB dedup", "dedup"),
     ("commit (Delta + catalog)", "apply"),
@@ -322,14 +320,7 @@ def add_phases(res: c.Result, label: str, out: dict[str, Any]) -> None:
 
 
 def run_child(spec: dict[str, Any]) -> dict[str, Any]:
-    proc = subprocess.run([sys.executable, __file__, "--child", json.dumps(spec)],
-                          capture_output=True, text=True, check=False)
-    if proc.returncode != 0:
-        sys.stderr.write(proc.stderr)
-        raise SystemExit(f"child failed: {spec}")
-    # the last JSON line: DuckDB may print progress bars on stdout before it
-    last = [ln for ln in proc.stdout.splitlines() if ln.startswith("{")][-1]
-    return json.loads(last)
+    return c.run_child(__file__, spec)
 
 
 def peak_mib() -> float:
@@ -414,11 +405,11 @@ def ours_load(spec: dict[str, Any]) -> dict[str, Any]:
     probe.restore()
     p.close()
     (r,) = results
-    if not r.ok:
+    if r.status == "failed":
         raise SystemExit(f"load failed: {r.error}")
     read_loop = phases.get("read_loop", 0.0)
     phases["connector"] = read_loop - sum(phases.get(k, 0.0) for k in (
-        "contract", "stage_write", "dedup_write", "reject"))
+        "contract", "stage_write", "reject"))
     return {"seconds": seconds, "load_seconds": r.seconds, "baseline_mib": baseline,
             "rows_read": r.rows_read, "rows_loaded": r.rows_loaded,
             "duplicates": r.duplicates, "quarantined": r.rows_quarantined,
@@ -448,7 +439,6 @@ def load_probe() -> c.Probe:
     probe.patch(load._StreamLoad, "_plan", "plan")
     probe.patch(load._StreamLoad, "_dedup", "dedup")
     probe.patch(load._StreamLoad, "_apply", "apply")
-    probe.patch(load._DirStager, "write", "dedup_write")
     probe.patch(Contract, "check", "contract")
     probe.patch(Stager, "write", "stage_write")
     probe.patch(Stats, "add", "stats")

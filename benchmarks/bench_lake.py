@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import json
 import shutil
-import subprocess
 import sys
 import time
 from pathlib import Path
@@ -151,12 +150,7 @@ def main() -> None:
 
 
 def run_child(spec: dict[str, Any]) -> dict[str, Any]:
-    proc = subprocess.run([sys.executable, __file__, "--child", json.dumps(spec)],
-                          capture_output=True, text=True, check=False)
-    if proc.returncode != 0:
-        sys.stderr.write(proc.stderr)
-        raise SystemExit(f"child failed: {spec}")
-    return json.loads(proc.stdout.strip().splitlines()[-1])
+    return c.run_child(__file__, spec)
 
 
 def child(spec: dict[str, Any]) -> None:
