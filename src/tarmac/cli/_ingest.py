@@ -38,9 +38,7 @@ def ingest(
         def show(event: Any) -> None:
             key = (event.source, event.stream)
             if key not in bars:
-                label = event.source if event.stream == event.source else \
-                    f"{event.source}.{event.stream}"
-                bars[key] = progress.add_task(label, total=None, rows="0", size="")
+                bars[key] = progress.add_task(_label(event), total=None, rows="0", size="")
             done = event.phase in ("done", "failed")
             progress.update(bars[key], rows=f"{event.rows_read:,}", size=size(event.bytes_read),
                             description=_label(event), total=1 if done else None,

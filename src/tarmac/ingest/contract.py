@@ -329,7 +329,7 @@ class Contract:
             "reason": pa.array(reasons[bad_idx].tolist(), pa.string()),
             "column": pa.array(columns[bad_idx].tolist(), pa.string()),
             "value": pa.array(values[bad_idx].tolist(), pa.string()),
-            "origin": pa.array([origin] * len(bad_idx), pa.string()),
+            "origin": pa.repeat(pa.scalar(origin, pa.string()), len(bad_idx)),
             "record": pa.array(records, pa.string()),
         }, schema=REJECT_SCHEMA)
         keep = pa.array(np.flatnonzero(~any_bad))

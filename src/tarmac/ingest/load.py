@@ -33,7 +33,6 @@ import shutil
 import signal
 import threading
 import time
-import traceback
 import uuid
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import asdict, dataclass, field
@@ -168,11 +167,8 @@ def _ingest_source(project: Project, name: str, spec: SourceSpec, full_refresh: 
                 except TarmacError as exc:
                     results.append(loader.failed(exc.message))
                     raise
-                except Exception as exc:
-                    message = f"{type(exc).__name__}: {exc}"
-                    results.append(loader.failed(message))
-                    if os.environ.get("TARMAC_DEBUG"):
-                        traceback.print_exc()
+                except Exception as exc:  # a bug: recorded, re-raised below under TARMAC_DEBUG
+                    results.append(loader.failed(f"{type(exc).__name__}: {exc}"))
                     raise
     except TarmacError:
         pass  # recorded in the result; the run is marked failed by the ledger
@@ -322,8 +318,8 @@ class _StreamLoad:
                     self._reject(checked.rejected, at)
                 if spec.cursor and good.num_rows:
                     top = pc.max(good[spec.cursor]).as_py()
-                    newest = top if newest is None or (top is not None and top > newest) \
-                        else newest
+                    if top is not None and (newest is None or top > newest):
+                        newest = top
                 if good.num_rows:
                     if self._data is not None:
                         self._data.write(good)

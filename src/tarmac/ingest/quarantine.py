@@ -41,7 +41,7 @@ def rows(rejected: pa.Table, *, source: str, table: str, run_id: str, load_id: s
     n = rejected.num_rows
 
     def const(value: Any, t: pa.DataType) -> pa.Array:
-        return pa.array([value] * n, t)
+        return pa.repeat(pa.scalar(value, t), n)
 
     return pa.table({
         "source": const(source, pa.string()), "table": const(table, pa.string()),
