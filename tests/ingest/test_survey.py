@@ -9,14 +9,12 @@ from __future__ import annotations
 import ipaddress
 import json
 import sqlite3
-from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
 import pyarrow as pa
 import pytest
-import yaml
 from rich.console import Console
 from typer.testing import CliRunner
 
@@ -43,6 +41,8 @@ from tarmac.ingest.survey import (
     value_shares,
 )
 from tarmac.project import Project
+
+from .conftest import Declare
 
 NOW = datetime(2024, 4, 1, 12, 0, tzinfo=UTC)
 NEWEST = datetime(2024, 3, 1, 10, 0, tzinfo=UTC)  # a month before NOW: stale
@@ -101,23 +101,12 @@ SOURCES: dict[str, dict[str, Any]] = {
 }
 
 
-def _declare(p: Project, sources: dict[str, Any]) -> Project:
-    path = p.root / "tarmac.yaml"
-    config = yaml.safe_load(path.read_text())
-    config["sources"] = sources
-    path.write_text(yaml.safe_dump(config, sort_keys=False))
-    p.close()
-    return tarmac.open(p.root)
-
-
 @pytest.fixture
-def proj(tmp_path: Path) -> Iterator[Project]:
+def proj(tmp_path: Path, declare: Declare) -> Project:
     """A fresh project (as tests/conftest.py makes them) declaring ``SOURCES``."""
     root = tarmac.init(tmp_path / "proj", name="test")
     _write_sources(root)
-    opened = _declare(tarmac.open(root), SOURCES)
-    yield opened
-    opened.close()
+    return declare(tarmac.open(root), SOURCES)
 
 
 @pytest.fixture
@@ -212,13 +201,13 @@ def test_gaps(report: SurveyReport) -> None:
     assert report.headline() == "6 sources, 3 reachable, 2 blocking gaps"
 
 
-def test_null_key_and_missing_key_columns_are_blocking(proj: Project) -> None:
+def test_null_key_and_missing_key_columns_are_blocking(proj: Project, declare: Declare) -> None:
     with sqlite3.connect(proj.root / "data" / "crm.db") as db:
         db.execute("INSERT INTO customers (customer_id, full_name) VALUES (NULL, 'Zed Null')")
     db.close()
     sources = {"crm": SOURCES["crm"],
                "bad": {**SOURCES["crm"], "primary_key": "id", "cursor": "changed"}}
-    p = _declare(proj, sources)
+    p = declare(proj, sources)
     try:
         r = survey(p, now=NOW)
     finally:
@@ -309,11 +298,11 @@ def test_html_is_self_contained_and_escaped(report: SurveyReport, tmp_path: Path
     assert "Fix:" in html and "loads keep the newest by updated_at" in html
 
 
-def test_html_escapes_column_names(project: Project) -> None:
+def test_html_escapes_column_names(project: Project, declare: Declare) -> None:
     data = project.root / "data"
     data.mkdir()
     (data / "x.csv").write_text('id,"<img src=x onerror=alert(1)>"\n1,a\n2,b\n')
-    p = _declare(project, {"x": {"type": "file", "path": "data/x.csv", "primary_key": "id"}})
+    p = declare(project, {"x": {"type": "file", "path": "data/x.csv", "primary_key": "id"}})
     try:
         html = to_html(survey(p))
     finally:
@@ -471,7 +460,7 @@ def test_parse_times_and_durations() -> None:
 # -- HTTP, through the real connector and a local API ------------------------------------------
 
 
-def test_http_source(project: Project) -> None:
+def test_http_source(project: Project, declare: Declare) -> None:
     from tarmac.demo import TicketsServer
 
     tickets = [{"ticket_id": f"T-{i:04d}", "agent_email": f"agent{i % 7}@support.example.com",
@@ -479,7 +468,7 @@ def test_http_source(project: Project) -> None:
                 "satisfaction": None if i % 2 else 4} for i in range(250)]
     (project.root / "tickets.json").write_text(json.dumps(tickets))
     with TicketsServer(project.root / "tickets.json") as api:
-        p = _declare(project, {
+        p = declare(project, {
             "tickets": {"type": "http", "url": api.url, "paginate": "cursor",
                         "primary_key": "ticket_id"},
             "down": {"type": "http", "url": "http://127.0.0.1:9/nothing", "retries": 1,
