@@ -1,7 +1,8 @@
 """Open a project: read ``tarmac.yaml`` and wire the backends its URLs name.
 
 ``Project`` is the SDK's front door and exposes one namespace per concern (``p.lake``,
-``p.ledger``, ``p.catalog``) plus ``p.sql`` and ``p.ingest``. The CLI is a thin layer over it.
+``p.ledger``, ``p.catalog``, ``p.features``) plus ``p.sql`` and ``p.ingest``. The CLI is a thin
+layer over it.
 
 Example::
 
@@ -27,6 +28,7 @@ from tarmac.ledger import Ledger
 if TYPE_CHECKING:
     import pyarrow as pa
 
+    from tarmac.features.store import FeatureStore
     from tarmac.ingest.load import IngestResults, LoadProgress
     from tarmac.ingest.spec import SourceSpec
     from tarmac.lake import Lake
@@ -49,6 +51,13 @@ class Project:
         from tarmac.lake import Lake
 
         return Lake(self.config.lake, self.ledger, owner=self.config.owner)
+
+    @cached_property
+    def features(self) -> FeatureStore:
+        """The feature store: definitions, training sets, materialization, online reads."""
+        from tarmac.features.store import FeatureStore
+
+        return FeatureStore(self)
 
     @property
     def name(self) -> str:
@@ -84,6 +93,8 @@ class Project:
                 "streams": redact(c.streams), "compute": redact(c.compute)}
 
     def close(self) -> None:
+        if "features" in self.__dict__:
+            self.features.close()
         if "lake" in self.__dict__:  # opened lazily: only if something used it
             self.lake.close()
         self.catalog.close()

@@ -133,3 +133,46 @@ source_loads = Table(
     Index("ix_source_loads_source", "source", "started_at"),
     Index("ix_source_loads_status", "status"),
 )
+
+# -- the feature store: definitions (versioned), who consumes them, materializations -----------
+
+feature_defs = Table(
+    "feature_defs",
+    metadata,
+    Column("kind", String(16), primary_key=True),  # entity | view | on_demand | service
+    Column("name", String(128), primary_key=True),
+    Column("version", Integer, primary_key=True),
+    Column("spec", Text, nullable=False),  # JSON, as declared (plus the source schema seen)
+    Column("hash", String(64), nullable=False),
+    Column("removed", Integer, nullable=False, default=0),  # 1: this version removes it
+    Column("created_at", BigInteger, nullable=False),
+    Column("actor", String(128), nullable=False),
+)
+
+feature_consumers = Table(
+    "feature_consumers",
+    metadata,
+    Column("consumer", String(256), primary_key=True),  # training_set:NAME, model:NAME@V
+    Column("ref", String(256), primary_key=True),  # view:feature
+    Column("dtype", String(16), nullable=False),
+    Column("created_at", BigInteger, nullable=False),
+    Index("ix_feature_consumers_ref", "ref"),
+)
+
+feature_materializations = Table(
+    "feature_materializations",
+    metadata,
+    Column("id", String(64), primary_key=True),  # run id + view
+    Column("view", String(128), nullable=False),
+    Column("run_id", String(36), nullable=False),
+    Column("mode", String(16), nullable=False),  # full | incremental | since | skipped
+    Column("status", String(16), nullable=False),  # succeeded | failed
+    Column("started_at", BigInteger, nullable=False),
+    Column("ended_at", BigInteger, nullable=True),
+    Column("inputs", Text, nullable=False, default="{}"),  # JSON {table: version}
+    Column("rows", BigInteger, nullable=False, default=0),  # source rows read
+    Column("entities", BigInteger, nullable=False, default=0),  # online records written
+    Column("stats", Text, nullable=False, default="{}"),  # JSON per-feature profile
+    Column("error", Text, nullable=True),
+    Index("ix_feature_mat_view", "view", "started_at"),
+)

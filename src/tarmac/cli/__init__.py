@@ -76,7 +76,7 @@ def open_project(ctx: typer.Context) -> Any:
 
 
 # importing the command modules registers their commands
-from tarmac.cli import _governance, _ingest, _lake, _project, _survey  # noqa: E402,F401
+from tarmac.cli import _features, _governance, _ingest, _lake, _project, _serve, _survey  # noqa: E402,F401,E501
 
 
 def main() -> None:

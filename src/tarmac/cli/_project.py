@@ -63,6 +63,22 @@ def demo(
     emit(report.quarantined, [("source", "source"), ("reason", "why records were quarantined"),
                               ("records", "records")],
          as_json=False, title="Quarantine: the messy records, kept with their reasons")
+    if report.training:
+        t = report.training
+        emit(report.features, [("view", "feature view"), ("registered", "version"),
+                               ("mode", "materialized"), ("rows", "rows read"),
+                               ("entities", "customers online"), ("seconds", "seconds")],
+             as_json=False, title="Features: defined once, offline and online")
+        thin = sorted(t["coverage"].items(), key=lambda kv: kv[1])[:3]
+        console.print(
+            f"[bold]training set:[/bold] churn_training v{t['version']}: {t['rows']:,} labelled "
+            f"customers ({t['positives']:,} churned) x {t['features']} features, each as of the "
+            f"customer's observation date; least covered: "
+            + ", ".join(f"{f} {c:.0%}" for f, c in thin))
+        mark = "[green]consistent[/green]" if report.served.get("ok") else "[red]SKEW[/red]"
+        console.print(f"[bold]online vs offline:[/bold] {mark}: {report.served.get('check')}")
+        if report.served.get("http"):
+            console.print(f"[bold]served over HTTP:[/bold] {report.served['http']}")
     chain = "[green]intact[/green]" if report.chain_ok else "[red]BROKEN[/red]"
     console.print(Panel.fit(
         f"Kestrel Mobile keeps its customers in a CRM database, orders in another, products in "
@@ -71,7 +87,9 @@ def demo(
         f"under the contracts in tarmac.yaml into Delta tables in {report.root / 'lake'}, put "
         f"every record that broke a contract in quarantine with the reason, recorded "
         f"{report.runs} runs with their inputs and outputs, and {report.audit_records} audit "
-        f"records (hash chain {chain}).\n\n"
+        f"records (hash chain {chain}). Then it registered the customer features in "
+        f"definitions.py, built a point-in-time-correct churn training set, materialized the "
+        f"features online and served them.\n\n"
         f"Try next:\n"
         f"  cd {report.root}\n"
         f"  tarmac sources\n"
@@ -83,6 +101,11 @@ def demo(
         f"  tarmac history customers\n"
         f"  tarmac sql --as-of customers=0 \"SELECT count(*) FROM customers\"\n"
         f"  tarmac lineage customer_activity\n"
+        f"  tarmac features list\n"
+        f"  tarmac features show customer_clicks\n"
+        f"  tarmac features get churn --entity customer_id=10001\n"
+        f"  tarmac features check churn\n"
+        f"  tarmac serve             # then POST /features (docs at /docs)\n"
         f"  tarmac runs\n"
         f"  tarmac audit log --since 1h\n"
         f"  tarmac audit verify",

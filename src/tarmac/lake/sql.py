@@ -42,7 +42,7 @@ def query(lake: Lake, sql: str, *, as_of: AsOf | None = None) -> pa.Table:
 
 def connect(lake: Lake, sql: str, *, as_of: AsOf | None = None) -> duckdb.DuckDBPyConnection:
     """A DuckDB connection with the query's lake tables bound as views (for streaming use)."""
-    names = _referenced_tables(lake, sql)  # lower case: SQL identifiers are case-insensitive
+    names = referenced_tables(lake, sql)  # lower case: SQL identifiers are case-insensitive
     pins = {k.lower(): v for k, v in (as_of or {}).items()}
     unused = sorted(set(pins) - names)
     if unused:
@@ -83,7 +83,7 @@ def _database(lake: Lake) -> duckdb.DuckDBPyConnection:
     return lake.duckdb
 
 
-def _referenced_tables(lake: Lake, sql: str) -> set[str]:
+def referenced_tables(lake: Lake, sql: str) -> set[str]:
     """Table names the query reads. DuckDB's extractor binds the query and fails on some valid
     ones (``JOIN ... USING`` over unknown tables); then lake names among its identifiers do."""
     try:

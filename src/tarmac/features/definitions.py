@@ -1,0 +1,376 @@
+"""The feature-store vocabulary a project writes in ``definitions.py``.
+
+Entities say what a feature describes and how to find it (its join keys); feature views say where
+the values come from (a lake table or SQL over the lake), when each value became true (the event
+timestamp), which row wins a tie (the ``created`` timestamp) and how long a value stays valid
+(``ttl``); on-demand views compute features from request values and other features with a Python
+function; a feature service names the features one model consumes.
+
+Example::
+
+    customer = Entity("customer", join_keys=["customer_id"])
+    activity = FeatureView(
+        name="customer_activity", entities=[customer], source="activity_daily",
+        timestamp="day", ttl="30d",
+        features=[Feature("sessions_7d", Int64), Feature("spend_30d", Float64)],
+    )
+    churn = FeatureService("churn", [activity, profile[["age", "region"]]])
+
+These objects are plain declarations: ``tarmac apply`` validates them against their sources and
+registers them, with versions, in the catalog.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import inspect
+import json
+import re
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass, field
+from datetime import timedelta
+from typing import Any
+
+import pyarrow as pa
+
+from tarmac.errors import UsageError
+from tarmac.humanize import parse_duration
+
+_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,62}$")
+
+#: the value types a feature may declare, with the Arrow type its values are cast to
+TYPES: dict[str, pa.DataType] = {
+    "int64": pa.int64(),
+    "int32": pa.int32(),
+    "float64": pa.float64(),
+    "float32": pa.float32(),
+    "string": pa.string(),
+    "bool": pa.bool_(),
+    "timestamp": pa.timestamp("us", tz="UTC"),
+}
+Int64, Int32, Float64, Float32, String, Bool, Timestamp = (
+    "int64", "int32", "float64", "float32", "string", "bool", "timestamp")
+
+#: DuckDB's name for each value type (what a feature's column is cast to)
+SQL_TYPES = {"int64": "BIGINT", "int32": "INTEGER", "float64": "DOUBLE", "float32": "FLOAT",
+             "string": "VARCHAR", "bool": "BOOLEAN", "timestamp": "TIMESTAMPTZ"}
+
+
+def _check_name(kind: str, name: str) -> str:
+    if not isinstance(name, str) or not _NAME.match(name):
+        raise UsageError(f"{kind} name {name!r} is not valid: use letters, digits and '_', "
+                         "starting with a letter or '_' (at most 63 characters)")
+    return name
+
+
+def type_of(arrow: pa.DataType) -> str | None:
+    """The feature type a source column of this Arrow type holds, or None if none fits."""
+    if pa.types.is_boolean(arrow):
+        return Bool
+    if pa.types.is_integer(arrow) or (pa.types.is_decimal(arrow) and arrow.scale == 0):
+        return Int64
+    if pa.types.is_floating(arrow) or pa.types.is_decimal(arrow):
+        return Float64
+    if pa.types.is_string(arrow) or pa.types.is_large_string(arrow):
+        return String
+    if pa.types.is_timestamp(arrow) or pa.types.is_date(arrow):
+        return Timestamp
+    return None
+
+
+@dataclass(frozen=True)
+class Entity:
+    """What features describe (a customer, a product), identified by its join key columns."""
+
+    name: str
+    join_keys: list[str]
+    description: str = ""
+
+    def __post_init__(self) -> None:
+        _check_name("entity", self.name)
+        if isinstance(self.join_keys, str):
+            object.__setattr__(self, "join_keys", [self.join_keys])
+        if not self.join_keys:
+            raise UsageError(f"entity '{self.name}' needs at least one join key")
+        for key in self.join_keys:
+            _check_name(f"join key of entity '{self.name}'", key)
+        if len(set(self.join_keys)) != len(self.join_keys):
+            raise UsageError(f"entity '{self.name}' repeats a join key: {self.join_keys}")
+
+    def spec(self) -> dict[str, Any]:
+        return {"name": self.name, "join_keys": list(self.join_keys),
+                "description": self.description}
+
+
+@dataclass(frozen=True)
+class Feature:
+    """One feature: its name, value type, and what it means."""
+
+    name: str
+    dtype: str = Float64
+    description: str = ""
+    tags: tuple[str, ...] = ()
+
+    def __post_init__(self) -> None:
+        _check_name("feature", self.name)
+        if self.dtype not in TYPES:
+            raise UsageError(f"feature '{self.name}' has unknown type {self.dtype!r}; expected "
+                             f"one of: {', '.join(TYPES)}")
+        object.__setattr__(self, "tags", tuple(self.tags))
+
+    def spec(self) -> dict[str, Any]:
+        return {"name": self.name, "dtype": self.dtype, "description": self.description,
+                "tags": list(self.tags)}
+
+
+@dataclass(frozen=True)
+class SqlSource:
+    """Feature rows computed by DuckDB SQL over lake tables."""
+
+    query: str
+
+
+def sql(query: str) -> SqlSource:
+    """A feature view source written as SQL over lake tables (``FROM orders``)."""
+    if not isinstance(query, str) or not query.strip():
+        raise UsageError("sql(...) needs a query, got an empty one")
+    return SqlSource(" ".join(query.split()))
+
+
+@dataclass(frozen=True)
+class FeatureView:
+    """Features of some entities, read from a lake table or SQL, valid from ``timestamp`` on
+    for ``ttl``. ``created`` (optional) is when the row was recorded: it breaks ties between
+    rows with the same event time and is what "known at t" means in knowledge-time retrieval."""
+
+    name: str
+    entities: list[Entity]
+    source: str | SqlSource
+    timestamp: str
+    features: list[Feature]
+    ttl: str | timedelta | None = None
+    created: str | None = None
+    description: str = ""
+    owner: str | None = None
+    tags: tuple[str, ...] = ()
+
+    def __post_init__(self) -> None:
+        _check_name("feature view", self.name)
+        if isinstance(self.entities, Entity):
+            object.__setattr__(self, "entities", [self.entities])
+        if not self.entities or not all(isinstance(e, Entity) for e in self.entities):
+            raise UsageError(f"feature view '{self.name}': entities must be a list of Entity")
+        if not isinstance(self.source, str | SqlSource) or (
+                isinstance(self.source, str) and not self.source.strip()):
+            raise UsageError(f"feature view '{self.name}': source must be a lake table name or "
+                             "sql('SELECT ...')")
+        if not self.features:
+            raise UsageError(f"feature view '{self.name}' declares no features")
+        names = [f.name for f in self.features]
+        dup = sorted({n for n in names if names.count(n) > 1})
+        if dup:
+            raise UsageError(f"feature view '{self.name}' declares {', '.join(dup)} twice")
+        clash = sorted(set(names) & (set(self.join_keys) | {self.timestamp, self.created}))
+        if clash:
+            raise UsageError(f"feature view '{self.name}': {', '.join(clash)} is a join key or "
+                             "timestamp column, not a feature")
+        if self.ttl is not None:
+            self.ttl_seconds  # validates  # noqa: B018
+        object.__setattr__(self, "tags", tuple(self.tags))
+
+    @property
+    def join_keys(self) -> list[str]:
+        keys: list[str] = []
+        for entity in self.entities:
+            keys.extend(k for k in entity.join_keys if k not in keys)
+        return keys
+
+    @property
+    def ttl_seconds(self) -> float | None:
+        if self.ttl is None:
+            return None
+        if isinstance(self.ttl, timedelta):
+            seconds = self.ttl.total_seconds()
+        else:
+            try:
+                seconds = parse_duration(str(self.ttl)).total_seconds()
+            except ValueError as exc:
+                raise UsageError(f"feature view '{self.name}': ttl {self.ttl!r}: {exc}") from None
+        if seconds <= 0:
+            raise UsageError(f"feature view '{self.name}': ttl must be positive, got {self.ttl!r}")
+        return seconds
+
+    def feature(self, name: str) -> Feature:
+        for f in self.features:
+            if f.name == name:
+                return f
+        raise UsageError(f"feature view '{self.name}' has no feature '{name}'"
+                         + suggest(name, [f.name for f in self.features]))
+
+    def __getitem__(self, names: str | Sequence[str]) -> FeatureSelection:
+        """A subset of this view's features, for a feature service."""
+        wanted = [names] if isinstance(names, str) else list(names)
+        for n in wanted:
+            self.feature(n)
+        return FeatureSelection(self, tuple(wanted))
+
+    def prefixed(self, prefix: str) -> FeatureSelection:
+        """All features, output as ``prefix__feature`` (needed when two views share a name)."""
+        return FeatureSelection(self, tuple(f.name for f in self.features), prefix)
+
+    def spec(self) -> dict[str, Any]:
+        return {
+            "name": self.name,
+            "entities": [e.name for e in self.entities],
+            "join_keys": self.join_keys,
+            "source": ({"sql": self.source.query} if isinstance(self.source, SqlSource)
+                       else {"table": self.source}),
+            "timestamp": self.timestamp,
+            "created": self.created,
+            "ttl_seconds": self.ttl_seconds,
+            "features": [f.spec() for f in self.features],
+            "description": self.description,
+            "owner": self.owner,
+            "tags": list(self.tags),
+        }
+
+
+@dataclass(frozen=True)
+class FeatureSelection:
+    """Some features of a view, optionally output under a prefix."""
+
+    view: FeatureView | OnDemandFeatureView
+    names: tuple[str, ...]
+    prefix: str | None = None
+
+    def prefixed(self, prefix: str) -> FeatureSelection:
+        return FeatureSelection(self.view, self.names, _check_name("prefix", prefix))
+
+    def refs(self) -> list[str]:
+        return [f"{self.view.name}:{n}" for n in self.names]
+
+
+@dataclass(frozen=True)
+class OnDemandFeatureView:
+    """Features computed at request time by a Python function, offline and online alike.
+
+    The function takes a pandas DataFrame holding the ``inputs`` features (named as in their
+    views) and the ``request`` columns, and returns a DataFrame (or dict of columns) with one
+    column per declared feature, row for row.
+    """
+
+    name: str
+    inputs: list[FeatureView | FeatureSelection]
+    request: list[Feature]
+    features: list[Feature]
+    function: Callable[..., Any]
+    description: str = ""
+
+    def __post_init__(self) -> None:
+        _check_name("on-demand feature view", self.name)
+        if not self.features:
+            raise UsageError(f"on-demand view '{self.name}' declares no features")
+        if not callable(self.function):
+            raise UsageError(f"on-demand view '{self.name}': function is not callable")
+
+    @property
+    def input_refs(self) -> list[str]:
+        refs: list[str] = []
+        for item in self.inputs:
+            sel = item if isinstance(item, FeatureSelection) else FeatureSelection(
+                item, tuple(f.name for f in item.features))
+            refs.extend(sel.refs())
+        return refs
+
+    def feature(self, name: str) -> Feature:
+        for f in self.features:
+            if f.name == name:
+                return f
+        raise UsageError(f"on-demand view '{self.name}' has no feature '{name}'"
+                         + suggest(name, [f.name for f in self.features]))
+
+    def __getitem__(self, names: str | Sequence[str]) -> FeatureSelection:
+        wanted = [names] if isinstance(names, str) else list(names)
+        for n in wanted:
+            self.feature(n)
+        return FeatureSelection(self, tuple(wanted))
+
+    def code_hash(self) -> str:
+        try:
+            code = inspect.getsource(self.function)
+        except (OSError, TypeError):
+            code = getattr(self.function, "__qualname__", repr(self.function))
+        return hashlib.sha256(code.encode()).hexdigest()[:16]
+
+    def spec(self) -> dict[str, Any]:
+        return {"name": self.name, "inputs": self.input_refs,
+                "request": [f.spec() for f in self.request],
+                "features": [f.spec() for f in self.features],
+                "function": getattr(self.function, "__qualname__", "function"),
+                "code_hash": self.code_hash(), "description": self.description}
+
+
+def on_demand(*, name: str | None = None, inputs: Iterable[FeatureView | FeatureSelection] = (),
+              request: Iterable[Feature] = (), features: Iterable[Feature],
+              description: str = "") -> Callable[[Callable[..., Any]], OnDemandFeatureView]:
+    """Decorator: turn ``fn(frame) -> columns`` into an on-demand feature view."""
+    def wrap(fn: Callable[..., Any]) -> OnDemandFeatureView:
+        return OnDemandFeatureView(name or fn.__name__, list(inputs), list(request),
+                                   list(features), fn, description or (fn.__doc__ or "").strip())
+    return wrap
+
+
+@dataclass(frozen=True)
+class FeatureService:
+    """The features one model consumes, by view (all features) or selection."""
+
+    name: str
+    features: list[FeatureView | OnDemandFeatureView | FeatureSelection]
+    description: str = ""
+    tags: tuple[str, ...] = field(default=())
+
+    def __post_init__(self) -> None:
+        _check_name("feature service", self.name)
+        if not self.features:
+            raise UsageError(f"feature service '{self.name}' lists no features")
+
+    def selections(self) -> list[FeatureSelection]:
+        out = []
+        for item in self.features:
+            if isinstance(item, FeatureSelection):
+                out.append(item)
+            elif isinstance(item, FeatureView | OnDemandFeatureView):
+                out.append(FeatureSelection(item, tuple(f.name for f in item.features)))
+            else:
+                raise UsageError(f"feature service '{self.name}': {item!r} is not a feature "
+                                 "view, on-demand view or selection of one")
+        return out
+
+    def spec(self) -> dict[str, Any]:
+        return {"name": self.name, "description": self.description, "tags": list(self.tags),
+                "features": [{"view": s.view.name, "features": list(s.names),
+                              "prefix": s.prefix} for s in self.selections()]}
+
+
+Definition = Entity | FeatureView | OnDemandFeatureView | FeatureService
+KINDS: dict[type, str] = {Entity: "entity", FeatureView: "view", OnDemandFeatureView: "on_demand",
+                          FeatureService: "service"}
+
+
+def spec_hash(spec: dict[str, Any]) -> str:
+    """A stable hash of a definition's spec: equal specs, equal hashes."""
+    return hashlib.sha256(json.dumps(spec, sort_keys=True, default=str).encode()).hexdigest()
+
+
+def suggest(name: str, known: Iterable[str]) -> str:
+    """``"; did you mean 'x'?"`` for the closest known name, or the list of names."""
+    import difflib
+
+    names = sorted(set(known))
+    close = difflib.get_close_matches(name, names, n=1, cutoff=0.6)
+    if close:
+        return f"; did you mean '{close[0]}'?"
+    if not names:
+        return " (none are registered; run `tarmac apply`)"
+    shown = ", ".join(names[:12]) + (" ..." if len(names) > 12 else "")
+    return f" (known: {shown})"

@@ -1,0 +1,97 @@
+"""What ``tarmac features show`` tells about a view or service: schema, source, freshness,
+statistics from the last materialization, lineage and who consumes it."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+from tarmac.catalog import features as fcat
+from tarmac.catalog import to_datetime
+from tarmac.errors import UsageError
+from tarmac.features.definitions import FeatureView, SqlSource, suggest
+from tarmac.features.offline import q
+
+if TYPE_CHECKING:
+    from tarmac.features.store import FeatureStore
+
+
+def describe(store: FeatureStore, name: str) -> dict[str, Any]:
+    """A JSON-able description of one registered view, on-demand view or service."""
+    defs = store.registered()
+    current = fcat.current_definitions(store.project.catalog)
+    if name in defs.views:
+        return _view(store, defs.views[name], current[("view", name)])
+    if name in defs.on_demand:
+        o = defs.on_demand[name]
+        return {"kind": "on_demand", "name": name, "version": current[("on_demand", name)].version,
+                "description": o.description, "inputs": o.input_refs,
+                "features": [{"feature": f.name, "type": f.dtype} for f in o.features]
+                + [{"feature": f"(request) {f.name}", "type": f.dtype} for f in o.request]}
+    if name in defs.services:
+        s = defs.services[name]
+        rows = []
+        for sel in s.selections():
+            for feat in sel.names:
+                rows.append({"feature": f"{sel.prefix}__{feat}" if sel.prefix else feat,
+                             "view": sel.view.name, "type": sel.view.feature(feat).dtype})
+        return {"kind": "service", "name": name, "version": current[("service", name)].version,
+                "description": s.description, "features": rows,
+                "consumers": _consumers(store, [f"{r['view']}:{r['feature']}" for r in rows])}
+    raise UsageError(f"no feature view or service named '{name}'"
+                     + suggest(name, [*defs.views, *defs.on_demand, *defs.services]))
+
+
+def _view(store: FeatureStore, view: FeatureView, definition: fcat.Definition) -> dict[str, Any]:
+    from tarmac.lake.sql import query
+
+    project = store.project
+    relation = f"({view.source.query})" if isinstance(view.source, SqlSource) else q(view.source)
+    try:
+        newest = query(project.lake, f"SELECT max({q(view.timestamp)}) AS t, count(*) AS n "
+                                     f"FROM {relation}").to_pylist()[0]
+        freshness = (f"newest event {newest['t']:%Y-%m-%d %H:%M:%S} UTC, {newest['n']:,} rows"
+                     if newest["t"] else "no rows")
+    except Exception as exc:  # a broken source is worth showing, not fatal to `show`
+        freshness = f"source unreadable: {str(exc).splitlines()[0]}"
+    last = fcat.last_materialization(project.catalog, view.name)
+    stats = last.stats if last else {}
+    try:
+        online_records: Any = store.online_store.count(view.name)
+    except Exception as exc:
+        online_records = f"unavailable ({str(exc).splitlines()[0]})"
+    features = []
+    for f in view.features:
+        s = stats.get(f.name, {})
+        row: dict[str, Any] = {"feature": f.name, "type": f.dtype,
+                               "description": f.description}
+        if s:
+            row["nulls"] = s.get("nulls")
+            row["mean"] = _round(s.get("mean"))
+            row["std"] = _round(s.get("std"))
+            row["p50"] = _round((s.get("quantiles") or {}).get("0.5"))
+            row["top"] = ", ".join(str(v) for v, _n in s.get("top", [])[:3]) or None
+        features.append(row)
+    return {
+        "kind": "view", "name": view.name, "version": definition.version,
+        "description": view.description, "entities": [e.name for e in view.entities],
+        "join_keys": view.join_keys,
+        "source": (f"sql: {view.source.query}" if isinstance(view.source, SqlSource)
+                   else f"lake table {view.source}"),
+        "timestamp": view.timestamp, "created": view.created,
+        "ttl": None if view.ttl is None else str(view.ttl), "freshness": freshness,
+        "materialized": (f"{to_datetime(last.ended_at or last.started_at):%Y-%m-%d %H:%M:%S} "
+                         f"UTC ({last.mode}, {last.entities:,} entities)") if last else "never",
+        "online_records": online_records,
+        "upstream": [f"{t}@{v}" for t, v in (last.inputs if last else {}).items()],
+        "consumers": _consumers(store, [f"{view.name}:{f.name}" for f in view.features]),
+        "features": features, "stats": stats,
+    }
+
+
+def _consumers(store: FeatureStore, refs: list[str]) -> list[str]:
+    users = fcat.consumers_of(store.project.catalog, refs)
+    return sorted({consumer for pairs in users.values() for consumer, _ in pairs})
+
+
+def _round(value: Any) -> Any:
+    return round(value, 4) if isinstance(value, float) else value

@@ -1,0 +1,337 @@
+"""Materialization: the latest value of every entity, from the offline sources to the online store.
+
+Per view, one ledger run: it reads the source (a lake table or SQL over the lake), keeps each
+entity's latest row (by event time, ties by created time, the same order the training set uses),
+and writes the records to the online store in batches. Every batch is atomic together with a
+checkpoint saying which input versions it belongs to and which batch comes next, so:
+
+* incremental by default: a table source whose old data files are all still there (appends)
+  contributes only the files added since the last run; anything else (merge, overwrite, SQL
+  sources) is recomputed, and unchanged inputs are skipped;
+* a run that dies (the online store goes away, the process is killed) resumes at the next batch
+  on rerun; replaying a batch is harmless because the store never lets an older value replace a
+  newer one;
+* lineage records which table versions fed which online state (``online.VIEW``), and the
+  catalog keeps counts and the feature statistics the monitors use as reference.
+
+Memory stays flat in the table's size: DuckDB streams the source and keeps one row per entity.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import TYPE_CHECKING, Any
+
+import duckdb
+import pyarrow as pa
+
+from tarmac.catalog import DatasetVersion, now_us
+from tarmac.catalog import features as fcat
+from tarmac.catalog.features import Materialization
+from tarmac.errors import BackendUnavailableError, TarmacError, UsageError
+from tarmac.features import registry
+from tarmac.features.definitions import SQL_TYPES, FeatureView, SqlSource, suggest
+from tarmac.features.keys import key_sql
+from tarmac.features.offline import q
+
+if TYPE_CHECKING:
+    from tarmac.features.store import FeatureStore
+
+BATCH = 10_000
+QUANTILES = (0.01, 0.05, 0.25, 0.5, 0.75, 0.95, 0.99)
+
+
+@dataclass(frozen=True)
+class MaterializeProgress:
+    view: str
+    done: int  # records written so far
+    total: int
+
+
+@dataclass
+class MaterializeResult:
+    """What one view's materialization did."""
+
+    view: str
+    mode: str  # full | incremental | since | resumed | skipped
+    rows: int = 0  # source rows read
+    entities: int = 0  # online records written
+    batches: int = 0
+    seconds: float = 0.0
+    inputs: dict[str, int] = field(default_factory=dict)
+    stats: dict[str, Any] = field(default_factory=dict)
+    note: str = ""
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"view": self.view, "mode": self.mode, "rows": self.rows,
+                "entities": self.entities, "batches": self.batches,
+                "seconds": round(self.seconds, 3), "inputs": self.inputs, "note": self.note}
+
+
+def materialize(store: FeatureStore, views: Sequence[str] | None = None, *,
+                since: datetime | str | None = None, full: bool = False,
+                progress: Callable[[MaterializeProgress], None] | None = None,
+                ) -> list[MaterializeResult]:
+    """Materialize the named views (all registered views by default), one run each."""
+    defs = store.registered()
+    names = list(views) if views else sorted(defs.views)
+    if not names:
+        raise UsageError("no feature views are registered", hint="run `tarmac apply` first")
+    for name in names:
+        if name not in defs.views:
+            raise UsageError(f"no feature view named '{name}'" + suggest(name, defs.views))
+    since_us = _since(since)
+    online = store.online_store
+    online.ping()
+    return [_Materializer(store, defs.views[n], since_us, full, progress).run() for n in names]
+
+
+def _since(since: datetime | str | None) -> int | None:
+    if since is None:
+        return None
+    if isinstance(since, str):
+        try:
+            since = datetime.fromisoformat(since.replace("Z", "+00:00"))
+        except ValueError:
+            raise UsageError(f"--since {since!r} is not an ISO date or time "
+                             "(e.g. 2026-01-31 or 2026-01-31T12:00:00Z)") from None
+    if since.tzinfo is None:
+        raise UsageError(f"--since {since.isoformat()} has no time zone; add one (e.g. Z)")
+    return int(since.timestamp() * 1_000_000)
+
+
+class _Materializer:
+    def __init__(self, store: FeatureStore, view: FeatureView, since_us: int | None, full: bool,
+                 progress: Callable[[MaterializeProgress], None] | None) -> None:
+        self.store = store
+        self.project = store.project
+        self.view = view
+        self.since_us = since_us
+        self.full = full
+        self.progress = progress
+        self.online = store.online_store
+
+    # -- deciding what to do ------------------------------------------------------------------
+
+    def _tables(self) -> list[str]:
+        if isinstance(self.view.source, SqlSource):
+            from tarmac.lake.sql import referenced_tables
+
+            lake = self.project.lake
+            known = set(lake.tables())
+            return sorted(referenced_tables(lake, self.view.source.query) & known)
+        return [self.view.source]
+
+    def run(self) -> MaterializeResult:
+        started = time.perf_counter()
+        registry.check_source(self.view, registry.source_schema(self.project, self.view))
+        target = {t: self.project.lake.version(t) for t in self._tables()}
+        saved = self.online.checkpoint(self.view.name)
+        point = json.loads(saved) if saved else {}
+        done = point.get("done")
+        resume = (point.get("target") == target and point.get("next", 0) < point.get("batches", 0)
+                  and not self.full and self.since_us is None)
+        if not resume and done == target and not self.full and self.since_us is None:
+            last = fcat.last_materialization(self.project.catalog, self.view.name)
+            if last is not None and last.inputs == target:
+                return MaterializeResult(self.view.name, "skipped", inputs=target,
+                                         seconds=time.perf_counter() - started,
+                                         note="the sources have not changed since the last run")
+        if resume:
+            mode, files = point["mode"], point.get("files")
+        else:
+            mode, files = self._mode(done, target)
+        with self.project.ledger.run(f"features.materialize:{self.view.name}",
+                                     params={"mode": mode, "since_us": self.since_us}) as run:
+            result = self._materialize(run, mode, files, target, done,
+                                       point.get("next", 0) if resume else 0)
+        result.seconds = time.perf_counter() - started
+        return result
+
+    def _mode(self, done: dict[str, int] | None, target: dict[str, int],
+              ) -> tuple[str, list[str] | None]:
+        if self.since_us is not None:
+            return "since", None
+        if self.full or not done or isinstance(self.view.source, SqlSource):
+            return "full", None
+        table = self.view.source
+        old = done.get(table)
+        if old is None or old > target[table]:
+            return "full", None
+        if old == target[table]:
+            return "incremental", []
+        from deltalake import DeltaTable
+
+        lake = self.project.lake
+        before = set(DeltaTable(lake.uri(table), version=old,
+                                storage_options=lake.storage_options).file_uris())
+        now = lake.table(table).file_uris()
+        if not before <= set(now) or not lake.is_local:
+            return "full", None  # rows were rewritten or removed: recompute
+        return "incremental", [f for f in now if f not in before]
+
+    # -- doing it -----------------------------------------------------------------------------
+
+    def _query(self, files: list[str] | None) -> tuple[str, str]:
+        """(SQL binding the source rows as __src, SQL over __src keeping the latest per key)."""
+        v = self.view
+        if files is not None:
+            listing = ", ".join("'" + f.replace("'", "''") + "'" for f in files)
+            relation = f"read_parquet([{listing}], union_by_name = true)"
+        elif isinstance(v.source, SqlSource):
+            relation = f"({v.source.query})"
+        else:
+            relation = q(v.source)
+        keys = ", ".join(q(k) for k in v.join_keys)
+        feats = ", ".join(f"CAST({q(f.name)} AS {SQL_TYPES[f.dtype]}) AS {q(f.name)}"
+                          for f in v.features)
+        created = f"CAST({q(v.created)} AS TIMESTAMPTZ)" if v.created else "NULL::TIMESTAMPTZ"
+        where = " AND ".join(f"{q(c)} IS NOT NULL" for c in [*v.join_keys, v.timestamp])
+        if self.since_us is not None:
+            where += (f" AND CAST({q(v.timestamp)} AS TIMESTAMPTZ) >= "
+                      f"make_timestamptz({self.since_us}::BIGINT)")
+        order = ", ".join(f"{q(f.name)} DESC NULLS LAST" for f in v.features)
+        latest = (f"SELECT {key_sql(v.join_keys)} AS __key, "
+                  f"epoch_us(CAST({q(v.timestamp)} AS TIMESTAMPTZ)) AS __ev, {feats} "
+                  f"FROM (SELECT *, {created} AS __cr FROM {relation} WHERE {where}) "
+                  f"QUALIFY row_number() OVER (PARTITION BY {keys} ORDER BY "
+                  f"CAST({q(v.timestamp)} AS TIMESTAMPTZ) DESC, __cr DESC NULLS LAST, {order}) = 1")
+        count = f"SELECT count(*) FROM {relation} WHERE {where}"
+        return latest, count
+
+    def _materialize(self, run: Any, mode: str, files: list[str] | None,
+                     target: dict[str, int], done: dict[str, int] | None,
+                     start: int) -> MaterializeResult:
+        from tarmac.lake.sql import connect
+
+        view = self.view
+        result = MaterializeResult(view.name, "resumed" if start else mode, inputs=target)
+        if files == []:  # nothing new to read: record the versions as done
+            self._finish(run, result, {"done": target}, mode)
+            return result
+        latest, count = self._query(files)
+        if files is not None:
+            con = connect(self.project.lake, "SELECT 1")
+            for table, version in target.items():
+                run.add_input(table, version)
+        else:
+            con = connect(self.project.lake, latest)
+        started_at = now_us()
+        try:
+            con.execute(f"CREATE TEMP TABLE __latest AS {latest} ORDER BY __key")
+            result.rows = con.execute(count).fetchall()[0][0]
+            total = con.execute("SELECT count(*) FROM __latest").fetchall()[0][0]
+            batches = (total + BATCH - 1) // BATCH
+            result.batches = batches
+            payload = "to_json(struct_pack(" + ", ".join(
+                f"{q(f.name)} := {q(f.name)}" for f in view.features) + "))"
+            reader = con.sql(f"SELECT __key, __ev, CAST({payload} AS BLOB) AS __payload "
+                                 f"FROM __latest ORDER BY __key").to_arrow_reader(BATCH)
+            written = 0
+            for index, batch in enumerate(_rebatch(reader, BATCH)):
+                if index >= start:
+                    last = index + 1 == batches
+                    point = {"target": target, "mode": mode, "files": files, "next": index + 1,
+                             "batches": batches, "done": target if last else done,
+                             "run_id": run.id}
+                    try:
+                        written += self.online.write_batch(
+                            view.name, batch.column(0).to_pylist(),
+                            batch.column(1).to_pylist(), batch.column(2).to_pylist(),
+                            checkpoint=json.dumps(point))
+                    except BackendUnavailableError as exc:
+                        raise BackendUnavailableError(
+                            f"materializing '{view.name}' stopped at batch {index + 1} of "
+                            f"{batches}: {exc.message}; batches 1 to {index} are applied and "
+                            "checkpointed, nothing of the failed batch is",
+                            hint="rerun `tarmac features materialize` once the online store is "
+                                 "back: it resumes at the failed batch") from None
+                    if self.progress:
+                        self.progress(MaterializeProgress(view.name, min(
+                            (index + 1) * BATCH, total), total))
+            result.entities = total
+            result.stats = feature_stats(con, "__latest", view)
+        except TarmacError:
+            raise
+        except duckdb.Error as exc:
+            raise UsageError(f"materializing '{view.name}' failed reading its source: "
+                             f"{str(exc).splitlines()[0]}") from None
+        finally:
+            con.close()
+        self._finish(run, result, None, mode, started_at)
+        return result
+
+    def _finish(self, run: Any, result: MaterializeResult, point: dict[str, Any] | None,
+                mode: str, started_at: int | None = None) -> None:
+        if point is not None:  # no batch carried the final checkpoint: write it alone
+            self.online.write_batch(self.view.name, [], [], [], checkpoint=json.dumps(point))
+        previous = fcat.materializations(self.project.catalog, self.view.name,
+                                         status="succeeded", limit=1000)
+        output = DatasetVersion(f"online.{self.view.name}", len(previous) + 1)
+        record = Materialization(
+            id=f"{run.id[:24]}:{self.view.name}"[:64], view=self.view.name, run_id=run.id,
+            mode=result.mode, status="succeeded", started_at=started_at or now_us(),
+            ended_at=now_us(), inputs=result.inputs, rows=result.rows, entities=result.entities,
+            stats=result.stats)
+        self.project.ledger.commit(
+            "features.materialize", f"online.{self.view.name}",
+            {"mode": result.mode, "rows": result.rows, "entities": result.entities,
+             "inputs": result.inputs},
+            change=lambda conn: fcat.insert_materialization(conn, record), run=run,
+            output=output)
+
+
+def _rebatch(reader: pa.RecordBatchReader, size: int) -> Any:
+    """Batches of exactly ``size`` rows (the last may be shorter): resume counts on it."""
+    pending: list[pa.RecordBatch] = []
+    rows = 0
+    for batch in reader:
+        pending.append(batch)
+        rows += batch.num_rows
+        while rows >= size:
+            table = pa.Table.from_batches(pending)
+            yield table.slice(0, size).combine_chunks().to_batches()[0]
+            rest = table.slice(size)
+            pending, rows = rest.to_batches(), rest.num_rows
+    if rows:
+        yield pa.Table.from_batches(pending).combine_chunks().to_batches()[0]
+
+
+def feature_stats(con: duckdb.DuckDBPyConnection, relation: str,
+                  view: FeatureView) -> dict[str, Any]:
+    """Per feature: count, nulls, and mean/std/min/max/quantiles (numbers) or distinct and top
+    categories (text). The monitors compare live traffic against these."""
+    stats: dict[str, Any] = {}
+    for f in view.features:
+        col = q(f.name)
+        if f.dtype in ("int64", "int32", "float64", "float32", "bool"):
+            num = f"CAST({col} AS DOUBLE)"
+            quants = ", ".join(f"quantile_cont({num}, {p})" for p in QUANTILES)
+            row = con.execute(
+                f"SELECT count(*), count(*) - count({col}), avg({num}), stddev_samp({num}), "
+                f"min({num}), max({num}), {quants} FROM {relation}").fetchall()[0]
+            stats[f.name] = {"type": f.dtype, "count": row[0], "nulls": row[1], "mean": row[2],
+                             "std": row[3], "min": row[4], "max": row[5],
+                             "quantiles": {str(p): v for p, v in zip(QUANTILES, row[6:],
+                                                                     strict=True)}}
+        elif f.dtype == "timestamp":
+            row = con.execute(f"SELECT count(*), count(*) - count({col}), CAST(min({col}) AS "
+                              f"VARCHAR), CAST(max({col}) AS VARCHAR) FROM {relation}"
+                              ).fetchall()[0]
+            stats[f.name] = {"type": f.dtype, "count": row[0], "nulls": row[1], "min": row[2],
+                             "max": row[3]}
+        else:
+            row = con.execute(f"SELECT count(*), count(*) - count({col}), "
+                              f"approx_count_distinct({col}) FROM {relation}").fetchall()[0]
+            top = con.execute(f"SELECT {col}, count(*) AS n FROM {relation} WHERE {col} IS NOT "
+                              f"NULL GROUP BY 1 ORDER BY n DESC, 1 LIMIT 10").fetchall()
+            stats[f.name] = {"type": f.dtype, "count": row[0], "nulls": row[1],
+                             "distinct": row[2], "top": [[v, n] for v, n in top]}
+    return stats
+
+
+__all__ = ["MaterializeProgress", "MaterializeResult", "feature_stats", "materialize"]

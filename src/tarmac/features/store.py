@@ -1,0 +1,693 @@
+"""``p.features``: the feature store of a project, offline and online.
+
+Offline, ``training_set`` joins features onto an entity frame point-in-time-correctly (see
+``offline``). Online, ``online`` reads the latest materialized values of entities, marks each
+value present, missing or stale (older than the view's ttl: served as null, never as present),
+and computes on-demand features with the same function the training set used. The online path
+never queries the catalog per request: registered definitions are cached and re-read only when
+the registry changes (checked at most every ``REFRESH_S`` seconds).
+
+Example::
+
+    fs = tarmac.open(".").features
+    train = fs.training_set("SELECT customer_id, label_time, churned FROM labels", "churn",
+                            timestamp="label_time", label="churned").to_pandas()
+    fs.online("churn", [{"customer_id": 42}]).rows[0]["sessions_7d"]
+"""
+
+from __future__ import annotations
+
+import math
+import threading
+import time
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import TYPE_CHECKING, Any
+
+import orjson
+import pyarrow as pa
+
+from tarmac.catalog import features as fcat
+from tarmac.catalog import now_us
+from tarmac.errors import TarmacError, UsageError
+from tarmac.features import registry
+from tarmac.features.definitions import (
+    SQL_TYPES,
+    TYPES,
+    FeatureSelection,
+    FeatureView,
+    OnDemandFeatureView,
+    SqlSource,
+    suggest,
+)
+from tarmac.features.keys import encode_key
+from tarmac.features.offline import (
+    BATCH_ROWS,
+    ROW,
+    Semantics,
+    ViewQuery,
+    check_entity_schema,
+    indexed,
+    q,
+    retrieval_sql,
+)
+
+if TYPE_CHECKING:
+    import pandas as pd
+
+    from tarmac.features.materialize import MaterializeProgress, MaterializeResult
+    from tarmac.features.online import OnlineStore
+    from tarmac.project import Project
+
+REFRESH_S = 5.0
+EntityFrame = Any  # pandas.DataFrame | pa.Table | pa.RecordBatchReader | SQL text over the lake
+
+
+# -- what a request for features resolves to ------------------------------------------------
+
+
+@dataclass(frozen=True)
+class ViewPart:
+    """The features one stored view contributes: (feature, output name, type)."""
+
+    view: FeatureView
+    features: list[tuple[str, str, str]]
+    hidden: frozenset[str] = frozenset()  # outputs only an on-demand view needs
+
+    @property
+    def ttl_us(self) -> int | None:
+        s = self.view.ttl_seconds
+        return None if s is None else int(s * 1_000_000)
+
+
+@dataclass(frozen=True)
+class DemandPart:
+    """An on-demand view: its input outputs, request columns and the outputs it makes."""
+
+    view: OnDemandFeatureView
+    inputs: dict[str, str]  # feature name the function sees -> output column holding it
+    features: list[tuple[str, str, str]]
+
+    def view_inputs(self) -> list[tuple[str, str]]:
+        return list(self.inputs.items())
+
+
+@dataclass(frozen=True)
+class Resolved:
+    """A service or list of refs resolved against the registry."""
+
+    name: str
+    parts: list[ViewPart]
+    demand: list[DemandPart]
+
+    @property
+    def outputs(self) -> list[str]:
+        """The feature columns the caller sees, in order."""
+        out = [o for p in self.parts for _, o, _ in p.features if o not in p.hidden]
+        return out + [o for d in self.demand for _, o, _ in d.features]
+
+    @property
+    def refs(self) -> dict[str, str]:
+        """``view:feature`` -> type, for what the caller sees (recorded as consumed)."""
+        refs = {f"{p.view.name}:{f}": t for p in self.parts for f, o, t in p.features
+                if o not in p.hidden}
+        refs.update({f"{d.view.name}:{f}": t for d in self.demand for f, _, t in d.features})
+        return refs
+
+    @property
+    def request_fields(self) -> list[str]:
+        return [f.name for d in self.demand for f in d.view.request]
+
+    @property
+    def join_keys(self) -> list[str]:
+        keys: list[str] = []
+        for p in self.parts:
+            keys.extend(k for k in p.view.join_keys if k not in keys)
+        return keys
+
+
+# -- training sets ---------------------------------------------------------------------------
+
+
+class TrainingSet:
+    """A point-in-time-correct training frame, computed when first read (streamed by DuckDB)."""
+
+    def __init__(self, store: FeatureStore, resolved: Resolved, entities: EntityFrame, *,
+                 timestamp: str, label: str | None, semantics: Semantics) -> None:
+        self._store = store
+        self.resolved = resolved
+        self._entities = entities
+        self.timestamp = timestamp
+        self.label = label
+        self.semantics = semantics
+        self.inputs: dict[str, int] = {}  # lake table -> version read
+        self._table: pa.Table | None = None
+
+    @property
+    def features(self) -> list[str]:
+        return self.resolved.outputs
+
+    def batches(self) -> pa.RecordBatchReader:
+        """Stream the rows (a second call recomputes; ``to_arrow`` keeps the result)."""
+        return self._store._retrieve(self)
+
+    def to_arrow(self) -> pa.Table:
+        if self._table is None:
+            self._table = self.batches().read_all()
+        return self._table
+
+    def to_pandas(self) -> pd.DataFrame:
+        return self.to_arrow().to_pandas()
+
+    def save(self, name: str, *, description: str | None = None) -> int:
+        """Store it as a lake table (lineage: source tables -> this table) and record that it
+        consumes its features, so ``tarmac apply`` will not silently break it. Returns the
+        table version written."""
+        project = self._store.project
+        params = {"features": self.resolved.name, "semantics": self.semantics,
+                  "timestamp": self.timestamp, "label": self.label}
+        with project.ledger.run(f"features.training_set:{name}", params=params):
+            data = self._table if self._table is not None else self.batches()
+            result = project.lake.write(
+                name, data, mode="overwrite", replace_schema=True,
+                description=description or f"training set: {self.resolved.name} "
+                                           f"({self.semantics} time) as of {self.timestamp}")
+        refs = self.resolved.refs
+        project.ledger.commit(
+            "features.consume", f"training_set:{name}", {"refs": sorted(refs)},
+            change=lambda conn: fcat.set_consumer(conn, f"training_set:{name}", refs))
+        return result.version
+
+
+# -- online reads ----------------------------------------------------------------------------
+
+
+@dataclass
+class OnlineFeatures:
+    """Online values: per entity, each feature's value, status and event time."""
+
+    features: list[str]
+    entities: list[dict[str, Any]]
+    rows: list[dict[str, Any]]  # feature -> value (None unless present)
+    status: list[dict[str, str]]  # feature -> present | missing | stale
+    event_time: list[dict[str, str | None]]  # feature -> ISO time of the value (None if absent)
+
+    def to_dict(self) -> dict[str, Any]:
+        """The JSON shape ``POST /features`` answers with."""
+        return {"features": self.features, "results": [
+            {"entity": ent, "values": vals, "status": st, "event_time": et}
+            for ent, vals, st, et in zip(self.entities, self.rows, self.status, self.event_time,
+                                         strict=True)]}
+
+
+@dataclass
+class _Plan:
+    """Everything an online read of one feature request needs, precomputed once."""
+
+    resolved: Resolved
+    views: list[tuple[str, list[str], list[Callable[[Any], Any]], int | None,
+                      list[tuple[str, str]], frozenset[str]]]
+    outputs: list[str]
+    demand: list[DemandPart] = field(default_factory=list)
+
+
+def _coercer(kind: str, key: str) -> Callable[[Any], Any]:
+    def to_int(v: Any) -> Any:
+        if isinstance(v, bool) or not isinstance(v, int | str):
+            raise UsageError(f"entity key '{key}' must be an integer, got {v!r}")
+        try:
+            return int(v)
+        except ValueError:
+            raise UsageError(f"entity key '{key}' must be an integer, got {v!r}") from None
+
+    if kind == "int64":
+        return to_int
+    return lambda v: v
+
+
+def _iso(us: int) -> str:
+    return datetime.fromtimestamp(us / 1_000_000, UTC).isoformat().replace("+00:00", "Z")
+
+
+# -- the store -------------------------------------------------------------------------------
+
+
+class FeatureStore:
+    """A project's feature store: definitions, training sets, materialization, online reads."""
+
+    def __init__(self, project: Project) -> None:
+        self.project = project
+        self._lock = threading.Lock()
+        self._defs: registry.Definitions | None = None
+        self._stamp: tuple[int, int] | None = None
+        self._checked_at = 0.0
+        self._plans: dict[Any, _Plan] = {}
+        self._online: OnlineStore | None = None
+
+    # -- definitions --------------------------------------------------------------------------
+
+    @property
+    def definitions_path(self) -> Any:
+        return self.project.root / registry.DEFINITIONS_FILE
+
+    def declared(self) -> registry.Definitions:
+        """What ``definitions.py`` declares now (not necessarily registered)."""
+        return registry.load(self.definitions_path)
+
+    def plan(self) -> registry.Plan:
+        return registry.plan(self.project, self.declared())
+
+    def apply(self, *, force: bool = False, dry_run: bool = False,
+              reason: str | None = None) -> registry.Plan:
+        """Register ``definitions.py`` (see ``tarmac apply``)."""
+        result = registry.apply(self.project, self.declared(), force=force, dry_run=dry_run,
+                                reason=reason)
+        if result.applied:
+            self._invalidate()
+        return result
+
+    def registered(self) -> registry.Definitions:
+        """The registered definitions, cached; re-read when the registry changed."""
+        now = time.monotonic()
+        if self._defs is not None and now - self._checked_at < REFRESH_S:
+            return self._defs
+        with self._lock:
+            stamp = fcat.registry_stamp(self.project.catalog)
+            if self._defs is None or stamp != self._stamp:
+                current = fcat.current_definitions(self.project.catalog)
+                live: dict[str, OnDemandFeatureView] = {}
+                if any(k == "on_demand" for k, _ in current) and self.definitions_path.exists():
+                    live = self.declared().on_demand
+                self._defs = registry.from_specs(current, live)
+                self._stamp = stamp
+                self._plans = {}
+            self._checked_at = now
+        return self._defs
+
+    def _invalidate(self) -> None:
+        self._defs, self._stamp, self._checked_at, self._plans = None, None, 0.0, {}
+
+    def view(self, name: str) -> FeatureView:
+        defs = self.registered()
+        found = defs.views.get(name)
+        if found is None:
+            raise UsageError(f"no feature view named '{name}'"
+                             + suggest(name, [*defs.views, *defs.on_demand]))
+        return found
+
+    def resolve(self, features: str | Sequence[str]) -> Resolved:
+        """A service name, or refs (``view:feature`` or ``view`` for all of its features)."""
+        defs = self.registered()
+        if isinstance(features, str):
+            service = defs.services.get(features)
+            if service is None:
+                if ":" in features or defs.view(features) is not None:
+                    return self.resolve([features])
+                raise UsageError(f"no feature service named '{features}'"
+                                 + suggest(features, [*defs.services, *defs.views]))
+            selections, name = service.selections(), service.name
+        else:
+            selections, name = [], ",".join(features)
+            for ref in features:
+                view_name, _, feat = ref.partition(":")
+                view = defs.view(view_name)
+                if view is None:
+                    raise UsageError(f"no feature view named '{view_name}' (in '{ref}')"
+                                     + suggest(view_name, [*defs.views, *defs.on_demand]))
+                names = (feat,) if feat else tuple(f.name for f in view.features)
+                for n in names:
+                    view.feature(n)
+                selections.append(FeatureSelection(view, names))
+        outputs = registry.output_names(selections, f"features '{name}'")
+        by_view: dict[str, list[tuple[str, str, str]]] = {}
+        demand: list[DemandPart] = []
+        for sel in selections:
+            if isinstance(sel.view, OnDemandFeatureView):
+                feats = [(n, f"{sel.prefix}__{n}" if sel.prefix else n,
+                          SQL_TYPES[sel.view.feature(n).dtype]) for n in sel.names]
+                demand.append(DemandPart(sel.view, {}, feats))
+                continue
+            view = defs.views[sel.view.name]
+            by_view.setdefault(view.name, []).extend(
+                (n, f"{sel.prefix}__{n}" if sel.prefix else n,
+                 SQL_TYPES[view.feature(n).dtype]) for n in sel.names)
+        hidden: dict[str, set[str]] = {}
+        for i, part in enumerate(demand):
+            inputs: dict[str, str] = {}
+            for ref in part.view.input_refs:
+                view_name, feat = ref.split(":")
+                taken = [o for f, o, _ in by_view.get(view_name, []) if f == feat]
+                if taken:
+                    inputs[feat] = taken[0]
+                    continue
+                hidden_name = f"__{view_name}__{feat}"
+                view = defs.views.get(view_name)
+                if view is None:
+                    raise UsageError(f"on-demand view '{part.view.name}' reads '{ref}', which "
+                                     "is not registered", hint="run `tarmac apply`")
+                by_view.setdefault(view_name, []).append(
+                    (feat, hidden_name, SQL_TYPES[view.feature(feat).dtype]))
+                hidden.setdefault(view_name, set()).add(hidden_name)
+                inputs[feat] = hidden_name
+            demand[i] = DemandPart(part.view, inputs, part.features)
+        parts = [ViewPart(defs.views[v], feats, frozenset(hidden.get(v, ())))
+                 for v, feats in by_view.items()]
+        del outputs
+        return Resolved(name, parts, demand)
+
+    # -- offline -----------------------------------------------------------------------------
+
+    def training_set(self, entities: EntityFrame, features: str | Sequence[str], *,
+                     timestamp: str | None = None, label: str | None = None,
+                     semantics: Semantics = "event") -> TrainingSet:
+        """One row per entity row, each feature as of that row's ``timestamp``.
+
+        ``entities`` is a pandas or Arrow frame (or SQL over the lake) holding the join keys and
+        a time-zone-aware timestamp column (found by itself when there is only one).
+        ``semantics='knowledge'`` also hides values recorded after the row's time.
+        """
+        resolved = self.resolve(features)
+        schema = _entity_schema(self, entities)
+        if timestamp is None:
+            stamps = [f.name for f in schema if pa.types.is_timestamp(f.type)]
+            if len(stamps) != 1:
+                raise UsageError(
+                    "say which column of the entity frame is its timestamp: "
+                    + ("it has none" if not stamps else f"it has {', '.join(stamps)}"),
+                    hint="training_set(..., timestamp='label_time')")
+            timestamp = stamps[0]
+        check_entity_schema(schema, timestamp, resolved.join_keys)
+        if label is not None and label not in schema.names:
+            raise UsageError(f"the label column '{label}' is not in the entity frame (its "
+                             f"columns: {', '.join(schema.names)})")
+        clash = sorted(set(resolved.outputs) & set(schema.names))
+        if clash:
+            raise UsageError(f"the entity frame already has column(s) {', '.join(clash)}, "
+                             "which are also feature names",
+                             hint="rename them, or select the features with a prefix")
+        for part in resolved.parts:
+            self._check_keys(part.view, schema)
+        missing = [f for f in resolved.request_fields if f not in schema.names]
+        if missing:
+            raise UsageError(f"on-demand features need request column(s) {', '.join(missing)} "
+                             "in the entity frame")
+        return TrainingSet(self, resolved, entities, timestamp=timestamp, label=label,
+                           semantics=semantics)
+
+    def _check_keys(self, view: FeatureView, schema: pa.Schema) -> None:
+        kinds = getattr(view, "key_types", {})
+        for key in view.join_keys:
+            got = schema.field(key).type
+            want = kinds.get(key)
+            numeric = pa.types.is_integer(got)
+            if (want == "int64" and not numeric) or (want == "string" and numeric):
+                raise UsageError(f"entity frame column '{key}' holds {got} but feature view "
+                                 f"'{view.name}' keys it by {want}",
+                                 hint=f"cast the column, e.g. df['{key}'].astype(...)")
+
+    def _retrieve(self, ts: TrainingSet) -> pa.RecordBatchReader:
+        from tarmac.lake.sql import _sql_error, connect
+
+        views = []
+        for part in ts.resolved.parts:
+            v = part.view
+            relation = (f"({v.source.query})" if isinstance(v.source, SqlSource)
+                        else q(v.source))
+            views.append(ViewQuery(v.name, relation, v.join_keys, v.timestamp, v.created,
+                                   part.ttl_us, part.features))
+        entity, columns = "__entity", _entity_schema(self, ts._entities).names
+        sql = retrieval_sql(entity, columns, ts.timestamp, views, ts.semantics)
+        for part in ts.resolved.parts:  # the source may have changed since apply
+            registry.check_source(part.view, registry.source_schema(self.project, part.view))
+        binding = sql  # what connect() binds: the views' lake tables, and the entity query's
+        if isinstance(ts._entities, str):
+            binding = sql.replace(entity, f"({ts._entities})", 1)
+        con = connect(self.project.lake, binding)
+        try:
+            if isinstance(ts._entities, str):  # SQL: numbered by DuckDB, in its own order
+                con.execute(f"CREATE TEMP TABLE {entity} AS SELECT *, row_number() OVER () - 1 "
+                            f"AS {ROW} FROM ({ts._entities})")
+            else:
+                con.register(entity, indexed(_entity_reader(ts._entities)))
+            run = self.project.ledger.current_run
+            ts.inputs = {d.dataset: d.version for d in (run._pending_inputs if run else [])
+                         if d.version is not None}
+            reader = con.sql(sql).to_arrow_reader(BATCH_ROWS)
+        except Exception as exc:
+            con.close()
+            if isinstance(exc, UsageError):
+                raise
+            raise _sql_error(self.project.lake, exc) from None
+        hidden = {h for p in ts.resolved.parts for h in p.hidden}
+        keep = [n for n in reader.schema.names if n not in hidden]
+        demand = ts.resolved.demand
+
+        def batches() -> Iterator[pa.RecordBatch]:
+            try:
+                for batch in reader:
+                    if demand:
+                        batch = _with_on_demand(batch, demand)
+                    yield batch.select(keep + [o for d in demand for _, o, _ in d.features])
+            finally:
+                con.close()
+
+        schema = reader.schema
+        for d in demand:
+            for _, out, typ in d.features:
+                schema = schema.append(pa.field(out, _arrow_type(typ)))
+        out_schema = pa.schema([schema.field(n) for n in
+                                keep + [o for d in demand for _, o, _ in d.features]])
+        return pa.RecordBatchReader.from_batches(out_schema, batches())
+
+    # -- materialization ---------------------------------------------------------------------
+
+    @property
+    def online_store(self) -> OnlineStore:
+        if self._online is None:
+            from tarmac.features.online import open_online_store
+
+            self._online = open_online_store(self.project.config.online_store,
+                                             namespace=self.project.name, root=self.project.root)
+        return self._online
+
+    def materialize(self, views: Sequence[str] | None = None, *, since: datetime | str | None
+                    = None, full: bool = False,
+                    progress: Callable[[MaterializeProgress], None] | None = None,
+                    ) -> list[MaterializeResult]:
+        """Copy the latest value of every entity from the offline sources to the online store:
+        incrementally (only data files added since the last run) unless ``full``; ``since``
+        limits it to rows with an event time at or after that time."""
+        from tarmac.features.materialize import materialize
+
+        return materialize(self, views, since=since, full=full, progress=progress)
+
+    # -- online ------------------------------------------------------------------------------
+
+    def _plan(self, features: str | Sequence[str]) -> _Plan:
+        key = features if isinstance(features, str) else tuple(features)
+        self.registered()  # refresh the cache (and drop old plans) if the registry changed
+        found = self._plans.get(key)
+        if found is not None:
+            return found
+        resolved = self.resolve(features)
+        views = []
+        for part in resolved.parts:
+            kinds = getattr(part.view, "key_types", {})
+            views.append((part.view.name, part.view.join_keys,
+                          [_coercer(kinds.get(k, "string"), k) for k in part.view.join_keys],
+                          part.ttl_us, [(f, o) for f, o, _ in part.features], part.hidden))
+        plan = _Plan(resolved, views, resolved.outputs, resolved.demand)
+        self._plans[key] = plan
+        return plan
+
+    def online(self, features: str | Sequence[str], entities: Sequence[Mapping[str, Any]], *,
+               now: datetime | None = None) -> OnlineFeatures:
+        """The latest values of each entity's features; a value older than its view's ttl is
+        returned as null with status ``stale``, an unknown entity's as null with ``missing``."""
+        plan = self._plan(features)
+        now_at = now_us() if now is None else int(now.timestamp() * 1_000_000)
+        requests = []
+        for view, keys, coerce, *_ in plan.views:
+            encoded = []
+            for i, entity in enumerate(entities):
+                try:
+                    values = [c(entity[k]) for k, c in zip(keys, coerce, strict=True)]
+                except KeyError as exc:
+                    raise UsageError(f"entity {i} has no '{exc.args[0]}' (needed by feature "
+                                     f"view '{view}'; it has: {', '.join(entity) or 'nothing'})"
+                                     ) from None
+                encoded.append(encode_key(values))
+            requests.append((view, encoded))
+        found = self.online_store.read(requests)
+        rows: list[dict[str, Any]] = [{} for _ in entities]
+        status: list[dict[str, str]] = [{} for _ in entities]
+        times: list[dict[str, str | None]] = [{} for _ in entities]
+        for (_view, _keys, _c, ttl_us, feats, _hidden), records in zip(plan.views, found,
+                                                                       strict=True):
+            for i, record in enumerate(records):
+                row, st, et = rows[i], status[i], times[i]
+                if record is None:
+                    for _f, out in feats:
+                        row[out], st[out], et[out] = None, "missing", None
+                    continue
+                event_us, payload = record
+                when = _iso(event_us)
+                if ttl_us is not None and now_at - event_us > ttl_us:
+                    for _f, out in feats:
+                        row[out], st[out], et[out] = None, "stale", when
+                    continue
+                values = orjson.loads(payload)
+                for f, out in feats:
+                    row[out], st[out], et[out] = values.get(f), "present", when
+        if plan.demand:
+            _online_on_demand(plan, entities, rows, status, times)
+        hidden = {h for *_, hid in plan.views for h in hid}
+        if hidden:
+            for d in (rows, status, times):
+                for r in d:
+                    for h in hidden:
+                        r.pop(h, None)
+        return OnlineFeatures(plan.outputs, [dict(e) for e in entities], rows, status, times)
+
+    # -- inspection --------------------------------------------------------------------------
+
+    def check(self, features: str | Sequence[str], *, sample: int = 100,
+              seed: int = 0) -> CheckReport:
+        """Sample entities and compare online values with the offline point-in-time values at
+        the same moment; every difference is reported."""
+        from tarmac.features.check import check
+
+        return check(self, features, sample=sample, seed=seed)
+
+    def close(self) -> None:
+        if self._online is not None:
+            self._online.close()
+            self._online = None
+
+
+# -- helpers ---------------------------------------------------------------------------------
+
+
+def _arrow_type(sql_type: str) -> pa.DataType:
+    by_sql = {v: TYPES[k] for k, v in SQL_TYPES.items()}
+    return by_sql[sql_type]
+
+
+def _entity_schema(store: FeatureStore, entities: EntityFrame) -> pa.Schema:
+    if isinstance(entities, str):
+        from tarmac.lake.sql import query
+
+        return query(store.project.lake, f"SELECT * FROM ({entities}) LIMIT 0").schema
+    if isinstance(entities, pa.Table | pa.RecordBatchReader):
+        return entities.schema
+    import pandas as pd
+
+    if isinstance(entities, pd.DataFrame):
+        return pa.Schema.from_pandas(entities, preserve_index=False)
+    raise UsageError(f"the entity frame must be a pandas or Arrow frame or SQL text, got "
+                     f"{type(entities).__name__}")
+
+
+def _entity_reader(entities: pa.Table | pa.RecordBatchReader | pd.DataFrame,
+                   ) -> pa.RecordBatchReader:
+    if isinstance(entities, pa.RecordBatchReader):
+        return entities
+    if isinstance(entities, pa.Table):
+        return entities.to_reader(max_chunksize=BATCH_ROWS)
+    return pa.Table.from_pandas(entities, preserve_index=False).to_reader(
+        max_chunksize=BATCH_ROWS)
+
+
+def _call(part: DemandPart, frame: pd.DataFrame) -> dict[str, Any]:
+    """Run an on-demand function on a frame; check it returned each declared feature."""
+    try:
+        out = part.view.function(frame)
+    except TarmacError:
+        raise
+    except Exception as exc:
+        raise UsageError(f"on-demand view '{part.view.name}' raised {type(exc).__name__}: "
+                         f"{exc}") from exc
+    columns = out if isinstance(out, Mapping) else {c: out[c] for c in out.columns}
+    missing = [f for f, _, _ in part.features if f not in columns]
+    if missing:
+        raise UsageError(f"on-demand view '{part.view.name}' did not return "
+                         f"{', '.join(missing)} (it returned: {', '.join(map(str, columns))})")
+    return {f: columns[f] for f, _, _ in part.features}
+
+
+def _with_on_demand(batch: pa.RecordBatch, demand: list[DemandPart]) -> pa.RecordBatch:
+    """Append on-demand features to a batch: the one code path, offline and online. The
+    function sees a pandas frame of its input features (named as in their views) and its
+    request values, each cast to its declared type."""
+    for part in demand:
+        arrays, names = [], []
+        for feat, col in part.view_inputs():
+            arrays.append(batch.column(col))
+            names.append(feat)
+        for req in part.view.request:
+            try:
+                arrays.append(batch.column(req.name).cast(TYPES[req.dtype]))
+            except (pa.ArrowInvalid, pa.ArrowNotImplementedError):
+                raise UsageError(f"request value '{req.name}' of on-demand view "
+                                 f"'{part.view.name}' must be {req.dtype}, got "
+                                 f"{batch.column(req.name).type}") from None
+            names.append(req.name)
+        frame = pa.RecordBatch.from_arrays(arrays, names=names).to_pandas()
+        values = _call(part, frame)
+        for f, out, typ in part.features:
+            try:
+                arr = pa.array(values[f], from_pandas=True).cast(_arrow_type(typ))
+            except (pa.ArrowInvalid, pa.ArrowTypeError, pa.ArrowNotImplementedError) as exc:
+                raise UsageError(f"on-demand view '{part.view.name}' returned {f} values that "
+                                 f"are not {typ}: {exc}") from None
+            if len(arr) != batch.num_rows:
+                raise UsageError(f"on-demand view '{part.view.name}' returned {len(arr)} {f} "
+                                 f"values for {batch.num_rows} rows")
+            batch = batch.append_column(out, arr)
+    return batch
+
+
+def _online_on_demand(plan: _Plan, entities: Sequence[Mapping[str, Any]],
+                      rows: list[dict[str, Any]], status: list[dict[str, str]],
+                      times: list[dict[str, str | None]]) -> None:
+    """The online code path of on-demand features: the values fetched are put in a batch of
+    the same schema the training set has, and go through the same function."""
+    types = {out: _arrow_type(typ) for p in plan.resolved.parts for _, out, typ in p.features}
+    fields, columns = [], []
+    for part in plan.demand:
+        for col in part.inputs.values():
+            if col not in types:
+                continue
+            fields.append(pa.field(col, types.pop(col)))
+            columns.append([r.get(col) for r in rows])
+        for req in part.view.request:
+            if any(f.name == req.name for f in fields):
+                continue
+            try:
+                values = [e[req.name] for e in entities]
+            except KeyError:
+                raise UsageError(f"on-demand view '{part.view.name}' needs request value "
+                                 f"'{req.name}' for every entity") from None
+            try:
+                column = pa.array(values)
+            except (pa.ArrowInvalid, pa.ArrowTypeError):
+                raise UsageError(f"request value '{req.name}' must be {req.dtype}, got "
+                                 f"{values[:3]!r}") from None
+            fields.append(pa.field(req.name, column.type))
+            columns.append(column)
+    batch = pa.RecordBatch.from_arrays(
+        [c if isinstance(c, pa.Array) else pa.array(c, type=f.type)
+         for c, f in zip(columns, fields, strict=True)], schema=pa.schema(fields))
+    out = _with_on_demand(batch, plan.demand)
+    for part in plan.demand:
+        for _f, name, _typ in part.features:
+            for i, v in enumerate(out.column(name).to_pylist()):
+                missing = v is None or (isinstance(v, float) and math.isnan(v))
+                rows[i][name] = None if missing else v
+                status[i][name] = "missing" if missing else "present"
+                times[i][name] = None
+
+
+# late import for the annotation only
+from tarmac.features.check import CheckReport  # noqa: E402
