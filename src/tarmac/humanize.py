@@ -22,6 +22,14 @@ def parse_duration(text: str, *, default_unit: str | None = None,
     return timedelta(seconds=float(m.group(1)) * _SECONDS[unit])
 
 
+def duration(seconds: float) -> str:
+    """The inverse of ``parse_duration`` for whole units: ``864000`` -> ``'10d'``."""
+    for unit in ("w", "d", "h", "m"):
+        if seconds >= _SECONDS[unit] and seconds % _SECONDS[unit] == 0:
+            return f"{int(seconds // _SECONDS[unit])}{unit}"
+    return f"{seconds:g}s"
+
+
 def size(n: int | None) -> str:
     """Bytes for people: ``1.2 MB`` (``-`` when unknown)."""
     if n is None:

@@ -71,7 +71,7 @@ def list_features(ctx: typer.Context, as_json: bool = JSON) -> None:
         last = fcat.last_materialization(p.catalog, name)
         rows.append({"kind": "view", "name": name, "entities": ",".join(e.name for e in
                                                                         v.entities),
-                     "features": len(v.features), "ttl": v.ttl and str(v.ttl),
+                     "features": len(v.features), "ttl": v.ttl_text,
                      "source": _source(v), "materialized": last.ended_at and
                      _time(last.ended_at) if last else None})
     for name, o in sorted(defs.on_demand.items()):

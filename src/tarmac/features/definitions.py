@@ -200,6 +200,14 @@ class FeatureView:
             raise UsageError(f"feature view '{self.name}': ttl must be positive, got {self.ttl!r}")
         return seconds
 
+    @property
+    def ttl_text(self) -> str | None:
+        """The ttl as people write it (``'30d'``), or None."""
+        from tarmac.humanize import duration
+
+        seconds = self.ttl_seconds
+        return None if seconds is None else duration(seconds)
+
     def feature(self, name: str) -> Feature:
         for f in self.features:
             if f.name == name:

@@ -78,7 +78,7 @@ def _view(store: FeatureStore, view: FeatureView, definition: fcat.Definition) -
         "source": (f"sql: {view.source.query}" if isinstance(view.source, SqlSource)
                    else f"lake table {view.source}"),
         "timestamp": view.timestamp, "created": view.created,
-        "ttl": None if view.ttl is None else str(view.ttl), "freshness": freshness,
+        "ttl": view.ttl_text, "freshness": freshness,
         "materialized": (f"{to_datetime(last.ended_at or last.started_at):%Y-%m-%d %H:%M:%S} "
                          f"UTC ({last.mode}, {last.entities:,} entities)") if last else "never",
         "online_records": online_records,

@@ -100,6 +100,8 @@ def load(path: Path) -> Definitions:
 
 
 def _line(exc: BaseException, path: Path) -> str:
+    if isinstance(exc, SyntaxError) and exc.lineno:
+        return f" line {exc.lineno}"
     frames = [f for f in traceback.extract_tb(exc.__traceback__)
               if Path(f.filename).resolve() == path.resolve()]
     return f" line {frames[-1].lineno}" if frames else ""

@@ -110,9 +110,11 @@ class Resolved:
     @property
     def refs(self) -> dict[str, str]:
         """``view:feature`` -> type, for what the caller sees (recorded as consumed)."""
-        refs = {f"{p.view.name}:{f}": t for p in self.parts for f, o, t in p.features
+        dtype = {sql: name for name, sql in SQL_TYPES.items()}
+        refs = {f"{p.view.name}:{f}": dtype[t] for p in self.parts for f, o, t in p.features
                 if o not in p.hidden}
-        refs.update({f"{d.view.name}:{f}": t for d in self.demand for f, _, t in d.features})
+        refs.update({f"{d.view.name}:{f}": dtype[t] for d in self.demand
+                     for f, _, t in d.features})
         return refs
 
     @property
