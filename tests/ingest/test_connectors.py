@@ -481,3 +481,20 @@ def test_file_batches(project: Project, declare: Declare) -> None:
     r = accounted(p.ingest(["orders"], progress=seen.append)[0])
     assert r.rows_loaded == 25
     assert [e.rows_read for e in seen if e.phase == "reading"] == [10, 20, 25]
+
+
+def test_a_declared_full_refresh_file_source_reloaded_unchanged_keeps_its_rows(
+        project: Project, declare: Declare) -> None:
+    """Labels re-issued whole: loading the same unchanged file again must not empty the table."""
+    folder = project.root / "data" / "orders"
+    write_orders(folder / "a.parquet", range(1, 4))
+    p = declare(project, {"orders": {"type": "file", "path": "data/orders/*.parquet",
+                                     "mode": "full_refresh"}})
+    load(p, "orders")
+    again = load(p, "orders")
+    assert (again.rows_read, again.rows_loaded) == (3, 3)
+    assert column(p, "orders", "order_id") == [1, 2, 3]
+    write_orders(folder / "b.parquet", range(7, 9))
+    third = load(p, "orders")
+    assert (third.rows_read, third.rows_loaded) == (5, 5)
+    assert column(p, "orders", "order_id") == [1, 2, 3, 7, 8]

@@ -219,7 +219,10 @@ class _StreamLoad:
         contract = Contract(self.stream.source, self.spec,
                             None if state is None else state.contract)
         since = None if self.full_refresh else _since(state, self.spec)
-        seen = {} if (self.full_refresh or not isinstance(self.spec, FileSource)) else {
+        # a full_refresh source is re-issued whole: every load reads all of its files, so an
+        # unchanged file is never mistaken for an empty snapshot (that would wipe the table)
+        whole = self.full_refresh or self.spec.load_mode == "full_refresh"
+        seen = {} if (whole or not isinstance(self.spec, FileSource)) else {
             p: FileMark(p, s, m) for p, (s, m) in state_store.files_seen(
                 self.catalog, self.stream.source).items()}
         self._data: Stager | None = None  # rows for the table, as uncommitted data files
