@@ -35,7 +35,7 @@ def demo_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
 def test_demo_builds_the_lake(demo_dir: Path) -> None:
     tables = {t["name"]: t for t in json.loads(tarmac("tables", "--json", cwd=demo_dir).stdout)}
     assert set(tables) == {"customers", "orders", "products", "clicks", "tickets", "labels",
-                           "customer_activity", "quarantine"}
+                           "customer_activity", "quarantine", "churn_training"}
     assert tables["customers"]["version"] == 1 and tables["customers"]["rows"] > 1000
     assert all(t["owner"] == "data-platform" for t in tables.values())
     assert (demo_dir / "survey.html").read_text().startswith("<!DOCTYPE html>")
@@ -106,3 +106,30 @@ def test_rerun_resets_and_data_only(tmp_path: Path) -> None:
     assert (tmp_path / "other" / "notes.txt").read_text() == "mine"
     bad = tarmac("demo", "d", "--size", "huge", cwd=tmp_path)
     assert bad.returncode == 2 and "small, medium, large" in bad.stderr
+
+
+def test_the_demo_features_train_and_serve_the_same_values(demo_dir: Path) -> None:
+    listed = json.loads(tarmac("features", "list", "--json", cwd=demo_dir).stdout)
+    assert {(r["kind"], r["name"]) for r in listed} >= {
+        ("view", "customer_profile"), ("view", "customer_orders"), ("view", "customer_clicks"),
+        ("view", "customer_tickets"), ("on_demand", "order_value"), ("service", "churn")}
+    assert all(r["materialized"] for r in listed if r["kind"] == "view")
+    train = json.loads(tarmac("sql", "SELECT count(*) AS n, count(plan) AS plans, "
+                              "sum(churned) AS churned FROM churn_training", "--json",
+                              cwd=demo_dir).stdout)[0]
+    labels = json.loads(tarmac("sql", "SELECT count(*) AS n FROM labels", "--json",
+                               cwd=demo_dir).stdout)[0]
+    assert train["n"] == labels["n"] and train["plans"] == train["n"]
+    assert int(train["churned"]) > 0
+    lineage = tarmac("lineage", "churn_training", cwd=demo_dir).stdout
+    assert "features.training_set:churn_training" in lineage and "labels" in lineage
+    customer = json.loads(tarmac("sql", "SELECT min(customer_id) AS id FROM customers", "--json",
+                                 cwd=demo_dir).stdout)[0]["id"]
+    got = json.loads(tarmac("features", "get", "churn", "-e", f"customer_id={customer}",
+                            "--json", cwd=demo_dir).stdout)["results"][0]
+    assert got["status"]["plan"] == "present" and got["values"]["plan"]
+    # the demo's activity ends in mid-2025: older than the views' ttl, so served as stale
+    assert got["status"]["sessions_30d"] in ("stale", "missing")
+    assert got["values"]["sessions_30d"] is None
+    check = tarmac("features", "check", "churn", cwd=demo_dir)
+    assert check.returncode == 0 and "consistent" in check.stdout
