@@ -87,10 +87,9 @@ def check(store: FeatureStore, features: str | Sequence[str], *, sample: int = 1
     rng = np.random.default_rng(seed)
     picked = base.take(pa.array(np.sort(rng.choice(base.num_rows, n, replace=False))))
     entity_rows = picked.to_pylist()
-    request = {f: None for f in resolved.request_fields}
-    if request:  # on-demand features need request values; skip them rather than invent any
-        resolved = type(resolved)(resolved.name, resolved.parts, [])
-        features = [r for r in resolved.refs]
+    if resolved.request_fields:  # on-demand features that need request values: compare the
+        features = [ref for ref in type(resolved)(  # stored ones, rather than invent requests
+            resolved.name, resolved.parts, []).refs]
     frame = picked.append_column("__check_at", pa.array([at] * n, pa.timestamp("us", tz="UTC")))
     offline = store.training_set(frame, features, timestamp="__check_at").to_arrow().to_pylist()
     online = store.online(features, entity_rows, now=at)

@@ -1,0 +1,467 @@
+"""The feature endpoints: ``POST /features`` (online values) and ``GET /features`` (what is
+registered).
+
+The hot path parses the body with orjson and validates it by hand (no pydantic per request):
+the pydantic models below only describe the request and response in the OpenAPI schema. What a
+feature request needs of each entity (its join keys and their types, the request values of
+on-demand views) is resolved once per distinct ``features`` value and cached until the registry
+changes (``FeatureStore.registered`` tells, without querying the catalog more than every few
+seconds). ``FeatureEndpoints.asgi`` is the same ``POST /features`` as a bare ASGI app, which the
+app runs directly when nothing needs the framework's request cycle (see ``TarmacApp``); both
+give the same answers, built by ``FeatureEndpoints.answer``.
+
+Answers: 200 with ``OnlineFeatures.to_dict()``; 422 with field-level detail (``loc`` like
+``["body", "entities", 0, "customer_id"]``) for a malformed request; 404 naming the unknown
+service, view or feature with a "did you mean" suggestion; 503 when the online store (or the
+catalog) cannot be reached; 500 ``internal error: <type>`` for a bug, the trace in the log.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable, Sequence
+from typing import Any, Literal
+
+import orjson
+from fastapi import APIRouter, Request, Response
+from pydantic import BaseModel, Field
+from starlette.concurrency import run_in_threadpool
+from starlette.types import Receive, Scope, Send
+
+from tarmac.config import url_scheme
+from tarmac.errors import BackendUnavailableError, ConfigError, TarmacError, UsageError
+from tarmac.features.store import FeatureStore
+
+log = logging.getLogger("tarmac.serving")
+
+MAX_ENTITIES = 1000  # per request: bigger batches belong to the offline path (training_set)
+MAX_ERRORS = 50  # field errors listed in one 422 answer
+MAX_BODY_BYTES = 4 << 20  # 1000 entities of a few hundred bytes each fit easily
+_JSON = "application/json"
+_MISSING = object()
+_TOO_LARGE = orjson.dumps({"detail": f"the body is larger than {MAX_BODY_BYTES >> 20} MiB; "
+                                     f"send at most {MAX_ENTITIES} entities per request"})
+
+
+# -- the OpenAPI description (not used to parse requests) -----------------------------------
+
+
+class FeaturesRequest(BaseModel):
+    """A request for the online values of some entities' features."""
+
+    features: str | list[str] = Field(
+        description="A feature service name, or refs: 'view:feature' (one feature) or 'view' "
+                    "(all of its features).",
+        examples=["churn", ["activity:sessions", "activity:spend"]])
+    entities: list[dict[str, Any]] = Field(
+        max_length=MAX_ENTITIES,
+        description=f"One object per entity (at most {MAX_ENTITIES}): its join key values, and "
+                    "the request values on-demand features need.",
+        examples=[[{"customer_id": 42}]])
+
+
+class FeatureResult(BaseModel):
+    """One entity's features: value (null unless present), status and event time."""
+
+    entity: dict[str, Any]
+    values: dict[str, Any]
+    status: dict[str, Literal["present", "missing", "stale"]]
+    event_time: dict[str, str | None] = Field(
+        description="ISO time of each value (null when missing or computed on demand)")
+
+
+class FeaturesResponse(BaseModel):
+    features: list[str] = Field(description="The feature names, in order.")
+    results: list[FeatureResult] = Field(description="One per entity, in the order asked.")
+
+
+class FieldError(BaseModel):
+    loc: list[str | int] = Field(examples=[["body", "entities", 0, "customer_id"]])
+    msg: str
+    type: str
+
+
+class ValidationErrorBody(BaseModel):
+    detail: list[FieldError]
+
+
+class ErrorBody(BaseModel):
+    detail: str
+    hint: str | None = None
+
+
+class ServiceInfo(BaseModel):
+    name: str
+    description: str
+    features: list[str] = Field(description="The refs it serves, 'view:feature'.")
+    outputs: list[str] = Field(description="The feature names in answers, in order.")
+    join_keys: list[str] = Field(description="What each entity must give.")
+    request: list[str] = Field(description="Request values on-demand features need.")
+
+
+class FeatureInfo(BaseModel):
+    name: str
+    dtype: str
+    description: str
+
+
+class ViewInfo(BaseModel):
+    name: str
+    kind: Literal["view", "on_demand"]
+    description: str
+    join_keys: list[str]
+    ttl_seconds: float | None
+    features: list[FeatureInfo]
+    request: list[FeatureInfo]
+
+
+class Registered(BaseModel):
+    services: list[ServiceInfo]
+    views: list[ViewInfo]
+
+
+def _request_schema() -> dict[str, Any]:
+    schema = FeaturesRequest.model_json_schema()
+    assert "$defs" not in schema, "FeaturesRequest must stay flat (inlined in openapi_extra)"
+    return schema
+
+
+_ERRORS: dict[int | str, dict[str, Any]] = {
+    404: {"model": ErrorBody, "description": "Unknown feature service, view or feature (the "
+                                             "detail suggests the closest name)."},
+    422: {"model": ValidationErrorBody, "description": "The request is malformed; each error "
+                                                       "names the field (loc)."},
+    503: {"model": ErrorBody, "description": "The online store cannot be reached."},
+    500: {"model": ErrorBody, "description": "A bug: 'internal error: <type>' (trace logged)."},
+}
+
+
+# -- validation -----------------------------------------------------------------------------
+
+
+def _is_int(v: Any) -> bool:
+    if type(v) is int:
+        return True
+    if type(v) is str:
+        try:
+            int(v)
+        except ValueError:
+            return False
+        return True
+    return False
+
+
+def _is_key(v: Any) -> bool:
+    return type(v) in (str, int, float, bool)
+
+
+def _is_number(v: Any) -> bool:
+    return v is None or type(v) in (int, float)
+
+
+def _is_str(v: Any) -> bool:
+    return v is None or type(v) is str
+
+
+def _is_bool(v: Any) -> bool:
+    return v is None or type(v) is bool
+
+
+def _is_anything(v: Any) -> bool:
+    return True
+
+
+# A join key must be a non-null scalar; integer keys an integer (or its decimal string, as the
+# store accepts). A request value may be null (the on-demand function decides), else of its type.
+_KEY_CHECKS: dict[str, tuple[Callable[[Any], bool], str, str]] = {
+    "int64": (_is_int, "must be an integer", "int_type"),
+    "int32": (_is_int, "must be an integer", "int_type"),
+}
+_KEY_DEFAULT = (_is_key, "must be a string or a number", "key_type")
+_REQUEST_CHECKS: dict[str, tuple[Callable[[Any], bool], str, str]] = {
+    "int64": (_is_number, "must be a number", "number_type"),
+    "int32": (_is_number, "must be a number", "number_type"),
+    "float64": (_is_number, "must be a number", "number_type"),
+    "float32": (_is_number, "must be a number", "number_type"),
+    "string": (_is_str, "must be a string", "string_type"),
+    "bool": (_is_bool, "must be true or false", "bool_type"),
+}
+_REQUEST_DEFAULT = (_is_anything, "", "")
+
+
+_Field = tuple[str, Callable[[Any], bool], str, str, str]
+
+
+class _Needs:
+    """What every entity of one feature request must hold: (field, check, message, error type,
+    why it is needed)."""
+
+    __slots__ = ("fields",)
+
+    def __init__(self, fields: list[_Field]) -> None:
+        self.fields = fields
+
+
+def _error(loc: list[str | int], msg: str, kind: str) -> dict[str, Any]:
+    return {"loc": loc, "msg": msg, "type": kind}
+
+
+Answer = tuple[int, bytes]  # (HTTP status, JSON body)
+
+
+def _invalid(errors: list[dict[str, Any]]) -> Answer:
+    return 422, orjson.dumps({"detail": errors[:MAX_ERRORS]})
+
+
+def _fail(status: int, exc: TarmacError) -> Answer:
+    body: dict[str, Any] = {"detail": exc.message}
+    if exc.hint:
+        body["hint"] = exc.hint
+    return status, orjson.dumps(body)
+
+
+def _internal(exc: BaseException) -> Answer:
+    log.error("internal error serving features", exc_info=exc)
+    return 500, orjson.dumps({"detail": f"internal error: {type(exc).__name__}"})
+
+
+def _check_features(features: Any) -> list[dict[str, Any]]:
+    if features is _MISSING:
+        return [_error(["body", "features"], "field required: a feature service name or a "
+                       "list of 'view:feature' refs", "missing")]
+    if type(features) is str:
+        if not features:
+            return [_error(["body", "features"], "must not be empty", "string_too_short")]
+        return []
+    if type(features) is not list:
+        return [_error(["body", "features"], "must be a feature service name (string) or a "
+                       "list of 'view:feature' refs", "features_type")]
+    if not features:
+        return [_error(["body", "features"], "must list at least one ref", "too_short")]
+    return [_error(["body", "features", i], "must be a non-empty string ('view:feature' or "
+                   "'view')", "string_type")
+            for i, ref in enumerate(features) if type(ref) is not str or not ref]
+
+
+def _check_entities(entities: Any) -> list[dict[str, Any]]:
+    if entities is _MISSING:
+        return [_error(["body", "entities"], "field required: a list of entity objects like "
+                       '{"customer_id": 42}', "missing")]
+    if type(entities) is not list:
+        return [_error(["body", "entities"], "must be a list of entity objects",
+                       "list_type")]
+    if len(entities) > MAX_ENTITIES:
+        return [_error(["body", "entities"], f"too many entities: {len(entities)}; at most "
+                       f"{MAX_ENTITIES} per request (split the batch, or use a training set "
+                       "offline)", "too_long")]
+    return []
+
+
+def _check_each(needs: _Needs, entities: list[Any]) -> list[dict[str, Any]]:
+    """Each entity is an object holding every field the features need, of the right type."""
+    errors: list[dict[str, Any]] = []
+    for i, entity in enumerate(entities):
+        if type(entity) is not dict:
+            errors.append(_error(["body", "entities", i], "must be an object of join key "
+                                 'values, like {"customer_id": 42}', "dict_type"))
+            continue
+        for name, ok, msg, kind, role in needs.fields:
+            value = entity.get(name, _MISSING)
+            if value is _MISSING:
+                errors.append(_error(["body", "entities", i, name],
+                                     f"field required: '{name}' ({role})", "missing"))
+            elif not ok(value):
+                errors.append(_error(["body", "entities", i, name], f"'{name}' {msg}, got "
+                                     f"{orjson.dumps(value).decode()[:80]}", kind))
+        if len(errors) >= MAX_ERRORS:
+            break
+    return errors
+
+
+# -- the endpoints ----------------------------------------------------------------------------
+
+
+class FeatureEndpoints:
+    """The feature endpoints of one app, over one FeatureStore kept for the app's lifetime."""
+
+    def __init__(self, store: FeatureStore, *, inline: bool | None = None) -> None:
+        self.store = store
+        # SQLite reads take microseconds: run them on the event loop (a thread hop would cost
+        # more than the read). A networked store (Redis) is read on the threadpool instead, so
+        # a slow round trip never stalls the loop.
+        if inline is None:
+            inline = url_scheme(store.project.config.online_store) == "sqlite"
+        self.inline = inline
+        self._defs: Any = None
+        self._needs: dict[Any, _Needs] = {}
+
+    def needs(self, features: str | list[str]) -> _Needs:
+        """What entities must hold for ``features`` (raises UsageError for unknown names)."""
+        defs = self.store.registered()
+        if defs is not self._defs:  # the registry changed: resolve again
+            self._needs, self._defs = {}, defs
+        key = features if type(features) is str else tuple(features)
+        found = self._needs.get(key)
+        if found is not None:
+            return found
+        resolved = self.store.resolve(features)
+        fields: list[_Field] = []
+        seen: set[str] = set()
+        for part in resolved.parts:
+            types = getattr(part.view, "key_types", {}) or {}
+            for k in part.view.join_keys:
+                if k not in seen:
+                    seen.add(k)
+                    fields.append((k, *_KEY_CHECKS.get(types.get(k, ""), _KEY_DEFAULT),
+                                   f"join key of feature view '{part.view.name}'"))
+        for d in resolved.demand:
+            for f in d.view.request:
+                if f.name not in seen:
+                    seen.add(f.name)
+                    fields.append((f.name, *_REQUEST_CHECKS.get(f.dtype, _REQUEST_DEFAULT),
+                                   f"request value of on-demand view '{d.view.name}'"))
+        needs = _Needs(fields)
+        if len(self._needs) >= 1024:  # many distinct ref lists: keep the cache bounded
+            self._needs.clear()
+        self._needs[key] = needs
+        return needs
+
+    async def answer(self, body: bytes) -> Answer:
+        """The answer to a ``POST /features`` body: never raises."""
+        try:
+            return await self._answer(body)
+        except Exception as exc:  # never a stack trace to the caller
+            return _internal(exc)
+
+    async def post(self, request: Request) -> Response:
+        """The FastAPI endpoint (documented in OpenAPI; the app may take a faster path)."""
+        status, payload = await self.answer(await request.body())
+        return Response(payload, status_code=status, media_type=_JSON)
+
+    async def asgi(self, scope: Scope, receive: Receive, send: Send) -> None:
+        """The same endpoint as a bare ASGI app: what the app runs for ``POST /features``
+        when nothing (middleware, telemetry) needs the framework's request cycle."""
+        chunks: list[bytes] = []
+        size = 0
+        while True:
+            message = await receive()
+            if message["type"] != "http.request":
+                return  # the client went away
+            chunk = message.get("body", b"")
+            if chunk:
+                size += len(chunk)
+                if size > MAX_BODY_BYTES:
+                    status, payload = 413, _TOO_LARGE
+                    break
+                chunks.append(chunk)
+            if not message.get("more_body", False):
+                status, payload = await self.answer(
+                    chunks[0] if len(chunks) == 1 else b"".join(chunks))
+                break
+        await send({"type": "http.response.start", "status": status, "headers": [
+            (b"content-type", b"application/json"),
+            (b"content-length", str(len(payload)).encode())]})
+        await send({"type": "http.response.body", "body": payload})
+
+    async def _answer(self, body: bytes) -> Answer:
+        try:
+            data = orjson.loads(body)
+        except orjson.JSONDecodeError as exc:
+            what = "the body is empty" if not body.strip() else f"the body is not JSON ({exc})"
+            return _invalid([_error(["body"], what, "json_invalid")])
+        if type(data) is not dict:
+            return _invalid([_error(["body"], 'the body must be a JSON object like {"features":'
+                                    ' "churn", "entities": [{"customer_id": 42}]}',
+                                    "dict_type")])
+        features = data.get("features", _MISSING)
+        entities = data.get("entities", _MISSING)
+        if not (type(entities) is list and len(entities) <= MAX_ENTITIES
+                and (type(features) is str and features or type(features) is list and features
+                     and all(type(r) is str and r for r in features))):
+            errors = _check_features(features) + _check_entities(entities)
+            if errors:
+                return _invalid(errors)
+        try:
+            needs = self.needs(features)
+        except UsageError as exc:
+            return _fail(404, exc)
+        except (BackendUnavailableError, ConfigError) as exc:
+            return _fail(503, exc)
+        errors = _check_each(needs, entities)
+        if errors:
+            return _invalid(errors)
+        try:
+            if self.inline:
+                result = self.store.online(features, entities)
+            else:
+                result = await run_in_threadpool(self.store.online, features, entities)
+        except UsageError as exc:
+            return _invalid([_error(["body", "entities"], exc.message, "value_error")])
+        except (BackendUnavailableError, ConfigError) as exc:
+            return _fail(503, exc)
+        except TarmacError as exc:
+            return _fail(500, exc)
+        return 200, orjson.dumps(result.to_dict())
+
+    def registered(self) -> dict[str, Any]:
+        defs = self.store.registered()
+        services = []
+        for name, service in sorted(defs.services.items()):
+            refs = [r for sel in service.selections() for r in sel.refs()]
+            try:
+                resolved = self.store.resolve(name)
+                outputs, keys = resolved.outputs, resolved.join_keys
+                request = resolved.request_fields
+            except UsageError:  # e.g. an on-demand view it reads is gone: list it anyway
+                outputs, keys, request = [], [], []
+            services.append({"name": name, "description": service.description,
+                             "features": refs, "outputs": outputs, "join_keys": keys,
+                             "request": request})
+        views: list[dict[str, Any]] = []
+        for name, view in sorted(defs.views.items()):
+            views.append({"name": name, "kind": "view", "description": view.description,
+                          "join_keys": view.join_keys, "ttl_seconds": view.ttl_seconds,
+                          "features": _features(view.features), "request": []})
+        for name, od in sorted(defs.on_demand.items()):
+            views.append({"name": name, "kind": "on_demand", "description": od.description,
+                          "join_keys": [], "ttl_seconds": None,
+                          "features": _features(od.features), "request": _features(od.request)})
+        return {"services": services, "views": views}
+
+
+def _features(features: Sequence[Any]) -> list[dict[str, Any]]:
+    return [{"name": f.name, "dtype": f.dtype, "description": f.description} for f in features]
+
+
+def features_router(endpoints: FeatureEndpoints) -> APIRouter:
+    """The feature endpoints as a router (what OpenAPI documents). ``endpoints.asgi`` is the
+    same ``POST /features`` as a bare ASGI app, for the app's fast lane."""
+    router = APIRouter(tags=["features"])
+
+    router.add_api_route(
+        "/features", endpoints.post, methods=["POST"], response_model=FeaturesResponse,
+        summary="Online feature values of some entities",
+        description="Latest materialized values of each entity's features. A value older "
+                    "than its view's ttl is null with status 'stale'; an unknown entity's "
+                    "values are null with status 'missing' (not an error). "
+                    f"At most {MAX_ENTITIES} entities per request.",
+        responses=_ERRORS,
+        openapi_extra={"requestBody": {"required": True, "content": {
+            _JSON: {"schema": _request_schema()}}}})
+
+    def list_registered() -> Response:  # a sync def: it may read the catalog
+        try:
+            return Response(orjson.dumps(endpoints.registered()), media_type=_JSON)
+        except (BackendUnavailableError, ConfigError) as exc:
+            status, payload = _fail(503, exc)
+            return Response(payload, status_code=status, media_type=_JSON)
+
+    router.add_api_route(
+        "/features", list_registered, methods=["GET"], response_model=Registered,
+        summary="Registered feature services and views",
+        responses={503: _ERRORS[503], 500: _ERRORS[500]})
+    return router
+
+
+__all__ = ["MAX_ENTITIES", "FeatureEndpoints", "FeaturesRequest", "FeaturesResponse",
+           "features_router"]
