@@ -521,7 +521,7 @@ def test_serve_passes_tuned_settings_to_uvicorn(project: Project,
 
 
 def test_default_workers_is_the_cpu_count_capped() -> None:
-    from tarmac.cli._serve import default_workers
+    from tarmac.serving.server import default_workers
 
     assert 1 <= default_workers() <= 8
     assert default_workers() == max(1, min(8, len(os.sched_getaffinity(0))))

@@ -1,48 +1,16 @@
-"""``tarmac serve``: the project's HTTP server (features now, models later) under uvicorn.
-
-Tuned so nobody has to look for flags: uvloop and httptools, no access log (it costs more than
-a feature read), keep-alive on (longer than a load balancer's idle timeout), one worker process
-per CPU (1 to 8). ``--workers 1`` serves in this process.
-"""
+"""``tarmac serve``: the project's HTTP server (features now, models later) under uvicorn,
+with the tuned defaults of ``tarmac.serving.server``. ``--workers 1`` serves in this process."""
 
 from __future__ import annotations
 
 import os
 import socket
-from importlib.util import find_spec
-from typing import Any
 
 import typer
 
 from tarmac.cli import app, open_project
 from tarmac.cli._output import console
 from tarmac.errors import UsageError
-
-MAX_DEFAULT_WORKERS = 8
-KEEP_ALIVE_S = 75  # above the usual 60 s idle timeout of load balancers: they close first
-
-
-def default_workers() -> int:
-    """One worker per CPU this process may run on, at least 1 and at most 8."""
-    try:
-        cpus = len(os.sched_getaffinity(0))
-    except (AttributeError, OSError):  # not Linux
-        cpus = os.cpu_count() or 1
-    return max(1, min(MAX_DEFAULT_WORKERS, cpus))
-
-
-def uvicorn_options(host: str, port: int) -> dict[str, Any]:
-    """The tuned uvicorn settings (uvloop and httptools when installed)."""
-    return {
-        "host": host, "port": port,
-        "loop": "uvloop" if find_spec("uvloop") else "auto",
-        "http": "httptools" if find_spec("httptools") else "auto",
-        "access_log": False,
-        "timeout_keep_alive": KEEP_ALIVE_S,
-        "server_header": False,
-        "log_level": "warning",
-        "lifespan": "on",
-    }
 
 
 def _check_port(host: str, port: int) -> None:
@@ -77,6 +45,8 @@ def serve(
     The OpenAPI docs are at /docs. Stop with Ctrl+C (workers finish their requests first).
     """
     import uvicorn
+
+    from tarmac.serving.server import default_workers, uvicorn_options
 
     if workers is not None and workers < 1:
         raise UsageError(f"--workers {workers}: expected 1 or more")

@@ -251,6 +251,23 @@ def _features(p: Any, report: DemoReport, step: Step) -> None:
                                 "entities": r.entities, "seconds": round(r.seconds, 2),
                                 "registered": next(c.version for c in plan.changes
                                                    if c.name == r.view)})
+    step("serving the features over HTTP: POST /features")
+    import httpx
+
+    from tarmac.serving.server import running
+
+    customer = p.sql("SELECT min(customer_id) AS id FROM customers").to_pylist()[0]["id"]
+    with running(p) as url:
+        answer = httpx.post(f"{url}/features", json={
+            "features": "churn", "entities": [{"customer_id": customer}]}, timeout=10)
+    answer.raise_for_status()
+    result = answer.json()["results"][0]
+    status = list(result["status"].values())
+    report.served["http"] = (
+        f"POST /features for customer {customer}: {answer.status_code}, plan "
+        f"{result['values']['plan']!r}; {status.count('present')} present, "
+        f"{status.count('stale')} stale (the demo's activity ends 2025-06-30, older than the "
+        f"views' ttl), {status.count('missing')} missing")
     step("checking online values equal the offline point-in-time values")
     check = p.features.check("churn", sample=100)
     report.served["check"] = (f"{check.compared:,} values of {check.entities} customers: "

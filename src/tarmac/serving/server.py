@@ -1,0 +1,76 @@
+"""Running the app under uvicorn with tuned defaults, so nobody has to look for flags.
+
+uvloop and httptools, no access log (it costs more than a feature read), keep-alive longer than
+a load balancer's idle timeout, one worker process per CPU (1 to 8). ``running`` serves a project
+from a background thread of this process (the demo and tests use it).
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+import threading
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from importlib.util import find_spec
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from tarmac.project import Project
+
+MAX_DEFAULT_WORKERS = 8
+KEEP_ALIVE_S = 75  # above the usual 60 s idle timeout of load balancers: they close first
+
+
+def default_workers() -> int:
+    """One worker per CPU this process may run on, at least 1 and at most 8."""
+    try:
+        cpus = len(os.sched_getaffinity(0))
+    except (AttributeError, OSError):  # not Linux
+        cpus = os.cpu_count() or 1
+    return max(1, min(MAX_DEFAULT_WORKERS, cpus))
+
+
+def uvicorn_options(host: str, port: int) -> dict[str, Any]:
+    """The tuned uvicorn settings (uvloop and httptools when installed)."""
+    return {
+        "host": host, "port": port,
+        "loop": "uvloop" if find_spec("uvloop") else "auto",
+        "http": "httptools" if find_spec("httptools") else "auto",
+        "access_log": False,
+        "timeout_keep_alive": KEEP_ALIVE_S,
+        "server_header": False,
+        "log_level": "warning",
+        "lifespan": "on",
+    }
+
+
+@contextmanager
+def running(project: Project, *, host: str = "127.0.0.1", port: int = 0,
+            timeout: float = 15.0) -> Iterator[str]:
+    """Serve ``project`` from a background thread; yields its base URL, stops on exit."""
+    import uvicorn
+
+    from tarmac.serving.app import create_app
+
+    if port == 0:
+        with socket.socket() as probe:
+            probe.bind((host, 0))
+            port = probe.getsockname()[1]
+    options = uvicorn_options(host, port)
+    options["loop"] = "asyncio"  # a thread of this process: no event-loop policy changes
+    server = uvicorn.Server(uvicorn.Config(create_app(project), **options))
+    thread = threading.Thread(target=server.run, name="tarmac-serve", daemon=True)
+    thread.start()
+    deadline = time.monotonic() + timeout
+    while not server.started:
+        if not thread.is_alive() or time.monotonic() > deadline:
+            server.should_exit = True
+            raise RuntimeError(f"the server did not start on {host}:{port}")
+        time.sleep(0.02)
+    try:
+        yield f"http://{host}:{port}"
+    finally:
+        server.should_exit = True
+        thread.join(timeout)
