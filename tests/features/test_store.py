@@ -31,7 +31,8 @@ def test_apply_registers_everything_once_then_nothing(fs_project: Project) -> No
 
 def test_apply_shows_a_plan_of_changes_and_bumps_versions(fs_project: Project) -> None:
     defs = fs_project.root / "definitions.py"
-    defs.write_text(DEFINITIONS.replace('Feature("sessions", Int64)', 'Feature("sessions", Float64)')
+    defs.write_text(DEFINITIONS.replace('Feature("sessions", Int64)',
+                                        'Feature("sessions", Float64)')
                     .replace('churn = FeatureService("churn", [activity[["sessions", "spend"]], '
                              'profile[["plan"]]])', ""))
     plan = fs_project.features.apply(dry_run=True)
@@ -101,13 +102,17 @@ def test_apply_checks_each_view_against_its_source(fs_project: Project, edit: tu
      "v = FeatureView(name='v', entities=[c], source='t', timestamp='ts', ttl='soon', "
      "features=[Feature('a')])", "feature view 'v': ttl 'soon'"),
     ("from tarmac.features import *\nc = Entity('c', ['id'])\n"
-     "a = FeatureView(name='a', entities=[c], source='t', timestamp='ts', features=[Feature('x')])"
-     "\nb = FeatureView(name='b', entities=[c], source='u', timestamp='ts', features=[Feature('x')])"
+     "a = FeatureView(name='a', entities=[c], source='t', timestamp='ts',\n"
+     "  features=[Feature('x')])\n"
+     "b = FeatureView(name='b', entities=[c], source='u', timestamp='ts',\n"
+     "  features=[Feature('x')])"
      "\ns = FeatureService('s', [a, b])",
      "feature 'x' comes from both 'a' and 'b'"),
     ("from tarmac.features import *\nc = Entity('c', ['id'])\n"
-     "a = FeatureView(name='a', entities=[c], source='t', timestamp='ts', features=[Feature('x')])"
-     "\nb = FeatureView(name='a', entities=[c], source='u', timestamp='ts', features=[Feature('x')])",
+     "a = FeatureView(name='a', entities=[c], source='t', timestamp='ts',\n"
+     "  features=[Feature('x')])\n"
+     "b = FeatureView(name='a', entities=[c], source='u', timestamp='ts',\n"
+     "  features=[Feature('x')])",
      "two different views are named 'a'"),
 ])
 def test_bad_definitions_name_the_file_and_the_problem(fs_project: Project, text: str,
