@@ -31,6 +31,7 @@ from tarmac.errors import UsageError
 
 Semantics = Literal["event", "knowledge"]
 ROW = "__tarmac_row"
+T = "__tarmac_t"
 BATCH_ROWS = 131_072
 
 
@@ -57,6 +58,11 @@ def check_entity_schema(schema: pa.Schema, timestamp: str, keys: Sequence[str],
     """Refuse an entity frame that lacks a join key or its timestamp, or whose timestamps are
     naive: Tarmac does not guess a time zone (localize them, e.g. to UTC, first)."""
     names = schema.names
+    internal = [n for n in names if n.startswith("__tarmac")]
+    if internal:
+        raise UsageError(f"the {what} has column(s) {', '.join(internal)}; names starting with "
+                         "'__tarmac' are reserved for Tarmac's own bookkeeping",
+                         hint="rename them")
     missing = [k for k in keys if k not in names]
     if missing:
         raise UsageError(f"the {what} has no column {', '.join(repr(m) for m in missing)}, "
@@ -96,14 +102,21 @@ def indexed(frame: pa.Table | pa.RecordBatchReader) -> pa.RecordBatchReader:
     return pa.RecordBatchReader.from_batches(schema, batches())
 
 
+def _ceil_us(column: str) -> str:
+    """A time column as TIMESTAMPTZ, rounded up to the microsecond."""
+    trunc = f"date_trunc('microseconds', {column})"
+    return (f"CAST(CASE WHEN {trunc} < {column} THEN {trunc} + INTERVAL 1 MICROSECOND "
+            f"ELSE {trunc} END AS TIMESTAMPTZ)")
+
+
 def _prepared(i: int, view: ViewQuery, semantics: Semantics) -> str:
     """SQL for the view's rows ready for the ASOF join: keys, event, visible-at, features."""
     keys = ", ".join(q(k) for k in view.keys)
     feats = ", ".join(f"CAST({q(src)} AS {typ}) AS __f{i}_{j}"
                       for j, (src, _out, typ) in enumerate(view.features))
-    created = f"CAST({q(view.created)} AS TIMESTAMPTZ)" if view.created else "NULL::TIMESTAMPTZ"
+    created = _ceil_us(q(view.created)) if view.created else "NULL::TIMESTAMPTZ"
     not_null = " AND ".join(f"{q(k)} IS NOT NULL" for k in [*view.keys, view.timestamp])
-    base = (f"SELECT {keys}, CAST({q(view.timestamp)} AS TIMESTAMPTZ) AS __ev, {created} AS __cr, "
+    base = (f"SELECT {keys}, {_ceil_us(q(view.timestamp))} AS __ev, {created} AS __cr, "
             f"{feats} FROM {view.relation} AS __src WHERE {not_null}")
     # a deterministic order among rows tied on (key, time): latest created, then the values
     values = ", ".join(f"__f{i}_{j} DESC NULLS LAST" for j in range(len(view.features)))
@@ -131,13 +144,16 @@ def retrieval_sql(entity: str, entity_columns: Sequence[str], timestamp: str,
     if semantics not in ("event", "knowledge"):
         raise UsageError(f"unknown semantics {semantics!r}: expected 'event' (what happened by "
                          "t) or 'knowledge' (what was recorded by t)")
-    ctes = [f"__e AS (SELECT *, CAST({q(timestamp)} AS TIMESTAMPTZ) AS __t FROM {entity})"]
+    # times finer than a microsecond (pandas' nanoseconds) round toward "not yet": the entity
+    # time down, the view's times up, so nothing 1 ns in the future becomes visible
+    ctes = [f"__e AS (SELECT *, CAST(date_trunc('microseconds', {q(timestamp)}) AS TIMESTAMPTZ) "
+            f"AS {T} FROM {entity})"]
     joins, outputs = [], [f"__e.{q(c)}" for c in entity_columns]
     for i, view in enumerate(views):
         ctes.append(f"__v{i} AS ({_prepared(i, view, semantics)})")
         on = " AND ".join(f"__e.{q(k)} = __v{i}.{q(k)}" for k in view.keys)
-        joins.append(f"ASOF LEFT JOIN __v{i} ON {on} AND __e.__t >= __v{i}.__vis")
-        fresh = (f"__v{i}.__ev >= __e.__t - to_microseconds({view.ttl_us}::BIGINT)"
+        joins.append(f"ASOF LEFT JOIN __v{i} ON {on} AND __e.{T} >= __v{i}.__vis")
+        fresh = (f"__v{i}.__ev >= __e.{T} - to_microseconds({view.ttl_us}::BIGINT)"
                  if view.ttl_us is not None else None)
         for j, (_src, out, _typ) in enumerate(view.features):
             col = f"__v{i}.__f{i}_{j}"
