@@ -422,3 +422,18 @@ def test_check_reports_skew_when_online_lags_the_source(fs_project: Project) -> 
             if m["entity"] == {"customer_id": 1}} == {("plan", "gold", "basic"), ("age", 1, 30)}
     fs.materialize(["profile"])
     assert fs.check("profile").ok
+
+
+def test_fully_tied_rows_resolve_the_same_way_offline_and_online(fs_project: Project) -> None:
+    """Two rows with the same key, event and created time: the hash tiebreak picks the same one
+    for the training set and for materialization."""
+    fs_project.lake.write("activity", pa.table({
+        "customer_id": pa.array([7] * 6, pa.int64()), "ev": pa.array([day(3)] * 6, TS),
+        "loaded": pa.array([day(3)] * 6, TS), "sessions": pa.array(range(6), pa.int64()),
+        "spend": [float(i) for i in range(6)], "channel": list("abcdef")}))
+    fs = fs_project.features
+    fs.materialize(["activity"])
+    offline = fs.training_set(entities((7, 4), (7, 4)), "activity", timestamp="at").to_arrow()
+    online = fs.online("activity", [{"customer_id": 7}], now=day(4))
+    assert offline["sessions"].to_pylist()[0] == offline["sessions"].to_pylist()[1]
+    assert online.rows[0] == {k: offline[k][0].as_py() for k in ("sessions", "spend", "channel")}

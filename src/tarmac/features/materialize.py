@@ -36,7 +36,7 @@ from tarmac.errors import BackendUnavailableError, TarmacError, UsageError
 from tarmac.features import registry
 from tarmac.features.definitions import SQL_TYPES, FeatureView, SqlSource, suggest
 from tarmac.features.keys import key_sql
-from tarmac.features.offline import q
+from tarmac.features.offline import fine_times, q, tiebreak_columns, tiebreak_sql, time_sql
 
 if TYPE_CHECKING:
     from tarmac.features.store import FeatureStore
@@ -186,20 +186,23 @@ class _Materializer:
             relation = f"({v.source.query})"
         else:
             relation = q(v.source)
-        keys = ", ".join(q(k) for k in v.join_keys)
-        feats = ", ".join(f"CAST({q(f.name)} AS {SQL_TYPES[f.dtype]}) AS {q(f.name)}"
-                          for f in v.features)
-        created = f"CAST({q(v.created)} AS TIMESTAMPTZ)" if v.created else "NULL::TIMESTAMPTZ"
+        schema = registry.source_schema(self.project, v)
+        fine = fine_times(schema, v.timestamp, v.created)
+        event = time_sql(q(v.timestamp), fine)
+        created = time_sql(q(v.created), fine) if v.created else "NULL::TIMESTAMPTZ"
         where = " AND ".join(f"{q(c)} IS NOT NULL" for c in [*v.join_keys, v.timestamp])
         if self.since_us is not None:
-            where += (f" AND CAST({q(v.timestamp)} AS TIMESTAMPTZ) >= "
-                      f"make_timestamptz({self.since_us}::BIGINT)")
-        order = ", ".join(f"{q(f.name)} DESC NULLS LAST" for f in v.features)
-        latest = (f"SELECT {key_sql(v.join_keys)} AS __key, "
-                  f"epoch_us(CAST({q(v.timestamp)} AS TIMESTAMPTZ)) AS __ev, {feats} "
-                  f"FROM (SELECT *, {created} AS __cr FROM {relation} WHERE {where}) "
-                  f"QUALIFY row_number() OVER (PARTITION BY {keys} ORDER BY "
-                  f"CAST({q(v.timestamp)} AS TIMESTAMPTZ) DESC, __cr DESC NULLS LAST, {order}) = 1")
+            where += f" AND {event} >= make_timestamptz({self.since_us}::BIGINT)"
+        # each entity's latest row in one hash aggregation (memory grows with the entities,
+        # not the rows), ordered exactly as the training set orders: event, created, tiebreak
+        row = ", ".join([f"__ev := {event}"] + [
+            f"{q(f.name)} := CAST({q(f.name)} AS {SQL_TYPES[f.dtype]})" for f in v.features])
+        order = (f"struct_pack(t := {event}, c := coalesce({created}, "
+                 f"'-infinity'::TIMESTAMPTZ), h := {tiebreak_sql(tiebreak_columns(v))})")
+        latest = ("SELECT __key, epoch_us(__row.__ev) AS __ev, "
+                  + ", ".join(f"__row.{q(f.name)} AS {q(f.name)}" for f in v.features)
+                  + f" FROM (SELECT {key_sql(v.join_keys)} AS __key, arg_max(struct_pack({row}), "
+                  f"{order}) AS __row FROM {relation} WHERE {where} GROUP BY __key)")
         count = f"SELECT count(*) FROM {relation} WHERE {where}"
         return latest, count
 

@@ -48,9 +48,12 @@ from tarmac.features.offline import (
     Semantics,
     ViewQuery,
     check_entity_schema,
+    fine_times,
     indexed,
+    prepare_connection,
     q,
     retrieval_sql,
+    tiebreak_columns,
 )
 
 if TYPE_CHECKING:
@@ -412,21 +415,26 @@ class FeatureStore:
         from tarmac.lake.sql import _sql_error, connect
 
         views = []
-        for part in ts.resolved.parts:
+        for part in ts.resolved.parts:  # the source may have changed since apply
             v = part.view
+            schema = registry.source_schema(self.project, v)
+            registry.check_source(v, schema)
             relation = (f"({v.source.query})" if isinstance(v.source, SqlSource)
                         else q(v.source))
             views.append(ViewQuery(v.name, relation, v.join_keys, v.timestamp, v.created,
-                                   part.ttl_us, part.features))
-        entity, columns = "__entity", _entity_schema(self, ts._entities).names
-        sql = retrieval_sql(entity, columns, ts.timestamp, views, ts.semantics)
-        for part in ts.resolved.parts:  # the source may have changed since apply
-            registry.check_source(part.view, registry.source_schema(self.project, part.view))
+                                   part.ttl_us, part.features,
+                                   fine=fine_times(schema, v.timestamp, v.created),
+                                   tiebreak=tiebreak_columns(v)))
+        entity = "__entity"
+        entity_schema = _entity_schema(self, ts._entities)
+        sql = retrieval_sql(entity, entity_schema.names, ts.timestamp, views, ts.semantics,
+                            fine=fine_times(entity_schema, ts.timestamp))
         binding = sql  # what connect() binds: the views' lake tables, and the entity query's
         if isinstance(ts._entities, str):
             binding = sql.replace(entity, f"({ts._entities})", 1)
         con = connect(self.project.lake, binding)
         try:
+            prepare_connection(con)
             if isinstance(ts._entities, str):  # SQL: numbered by DuckDB, in its own order
                 con.execute(f"CREATE TEMP TABLE {entity} AS SELECT *, row_number() OVER () - 1 "
                             f"AS {ROW} FROM ({ts._entities})")
@@ -592,13 +600,10 @@ def _entity_schema(store: FeatureStore, entities: EntityFrame) -> pa.Schema:
 
 
 def _entity_reader(entities: pa.Table | pa.RecordBatchReader | pd.DataFrame,
-                   ) -> pa.RecordBatchReader:
-    if isinstance(entities, pa.RecordBatchReader):
+                   ) -> pa.Table | pa.RecordBatchReader:
+    if isinstance(entities, pa.Table | pa.RecordBatchReader):
         return entities
-    if isinstance(entities, pa.Table):
-        return entities.to_reader(max_chunksize=BATCH_ROWS)
-    return pa.Table.from_pandas(entities, preserve_index=False).to_reader(
-        max_chunksize=BATCH_ROWS)
+    return pa.Table.from_pandas(entities, preserve_index=False)
 
 
 def _call(part: DemandPart, frame: pd.DataFrame) -> dict[str, Any]:
