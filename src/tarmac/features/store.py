@@ -22,9 +22,10 @@ import threading
 import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
+import numpy as np
 import orjson
 import pyarrow as pa
 
@@ -206,15 +207,38 @@ class OnlineFeatures:
                                          strict=True)]}
 
 
+@dataclass(frozen=True)
+class _ViewRead:
+    """How to read one view online, precomputed: keys, ttl, and the dicts every answer for an
+    entity starts from (copied with ``dict.update``, not rebuilt feature by feature)."""
+
+    name: str
+    keys: list[str]
+    coerce: list[Callable[[Any], Any]]
+    ttl_us: int | None
+    features: tuple[str, ...]
+    outputs: tuple[str, ...]
+    hidden: frozenset[str]
+    nulls: dict[str, None] = field(init=False)
+    missing: dict[str, str] = field(init=False)
+    stale: dict[str, str] = field(init=False)
+    present: dict[str, str] = field(init=False)
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "nulls", dict.fromkeys(self.outputs))
+        for st in ("missing", "stale", "present"):
+            object.__setattr__(self, st, dict.fromkeys(self.outputs, st))
+
+
 @dataclass
 class _Plan:
     """Everything an online read of one feature request needs, precomputed once."""
 
     resolved: Resolved
-    views: list[tuple[str, list[str], list[Callable[[Any], Any]], int | None,
-                      list[tuple[str, str]], frozenset[str]]]
+    views: list[_ViewRead]
     outputs: list[str]
     demand: list[DemandPart] = field(default_factory=list)
+    hidden: frozenset[str] = frozenset()
 
 
 def _coercer(kind: str, key: str) -> Callable[[Any], Any]:
@@ -231,8 +255,10 @@ def _coercer(kind: str, key: str) -> Callable[[Any], Any]:
     return lambda v: v
 
 
-def _iso(us: int) -> str:
-    return datetime.fromtimestamp(us / 1_000_000, UTC).isoformat().replace("+00:00", "Z")
+def _iso(stamps: list[int]) -> list[str]:
+    """UTC microsecond stamps as ISO 8601 text (``2026-01-31T12:00:00Z``), vectorized."""
+    text = np.array(stamps, dtype="datetime64[us]").astype(str)
+    return [t[:-7] + "Z" if t.endswith(".000000") else t + "Z" for t in text.tolist()]
 
 
 # -- the store -------------------------------------------------------------------------------
@@ -504,10 +530,13 @@ class FeatureStore:
         views = []
         for part in resolved.parts:
             kinds = getattr(part.view, "key_types", {})
-            views.append((part.view.name, part.view.join_keys,
-                          [_coercer(kinds.get(k, "string"), k) for k in part.view.join_keys],
-                          part.ttl_us, [(f, o) for f, o, _ in part.features], part.hidden))
-        plan = _Plan(resolved, views, resolved.outputs, resolved.demand)
+            views.append(_ViewRead(
+                part.view.name, part.view.join_keys,
+                [_coercer(kinds.get(k, "string"), k) for k in part.view.join_keys],
+                part.ttl_us, tuple(f for f, _o, _t in part.features),
+                tuple(o for _f, o, _t in part.features), part.hidden))
+        plan = _Plan(resolved, views, resolved.outputs, resolved.demand,
+                     frozenset(h for v in views for h in v.hidden))
         self._plans[key] = plan
         return plan
 
@@ -518,45 +547,45 @@ class FeatureStore:
         plan = self._plan(features)
         now_at = now_us() if now is None else int(now.timestamp() * 1_000_000)
         requests = []
-        for view, keys, coerce, *_ in plan.views:
+        for v in plan.views:
             encoded = []
             for i, entity in enumerate(entities):
                 try:
-                    values = [c(entity[k]) for k, c in zip(keys, coerce, strict=True)]
+                    values = [c(entity[k]) for k, c in zip(v.keys, v.coerce, strict=True)]
                 except KeyError as exc:
                     raise UsageError(f"entity {i} has no '{exc.args[0]}' (needed by feature "
-                                     f"view '{view}'; it has: {', '.join(entity) or 'nothing'})"
+                                     f"view '{v.name}'; it has: {', '.join(entity) or 'nothing'})"
                                      ) from None
                 encoded.append(encode_key(values))
-            requests.append((view, encoded))
+            requests.append((v.name, encoded))
         found = self.online_store.read(requests)
         rows: list[dict[str, Any]] = [{} for _ in entities]
         status: list[dict[str, str]] = [{} for _ in entities]
         times: list[dict[str, str | None]] = [{} for _ in entities]
-        for (_view, _keys, _c, ttl_us, feats, _hidden), records in zip(plan.views, found,
-                                                                       strict=True):
+        for v, records in zip(plan.views, found, strict=True):
+            stamps = iter(_iso([r[0] for r in records if r is not None]))
+            nulls = v.nulls
             for i, record in enumerate(records):
-                row, st, et = rows[i], status[i], times[i]
                 if record is None:
-                    for _f, out in feats:
-                        row[out], st[out], et[out] = None, "missing", None
+                    rows[i].update(nulls)
+                    status[i].update(v.missing)
+                    times[i].update(nulls)
                     continue
                 event_us, payload = record
-                when = _iso(event_us)
-                if ttl_us is not None and now_at - event_us > ttl_us:
-                    for _f, out in feats:
-                        row[out], st[out], et[out] = None, "stale", when
+                times[i].update(dict.fromkeys(v.outputs, next(stamps)))
+                if v.ttl_us is not None and now_at - event_us > v.ttl_us:
+                    rows[i].update(nulls)
+                    status[i].update(v.stale)
                     continue
-                values = orjson.loads(payload)
-                for f, out in feats:
-                    row[out], st[out], et[out] = values.get(f), "present", when
+                got = orjson.loads(payload)
+                rows[i].update(zip(v.outputs, map(got.get, v.features), strict=True))
+                status[i].update(v.present)
         if plan.demand:
             _online_on_demand(plan, entities, rows, status, times)
-        hidden = {h for *_, hid in plan.views for h in hid}
-        if hidden:
+        if plan.hidden:
             for d in (rows, status, times):
                 for r in d:
-                    for h in hidden:
+                    for h in plan.hidden:
                         r.pop(h, None)
         return OnlineFeatures(plan.outputs, [dict(e) for e in entities], rows, status, times)
 
