@@ -188,6 +188,7 @@ def test_training_set_from_sql_and_saved_with_lineage(fs_project: Project) -> No
                                               "at": pa.array([day(6), day(3)], TS)}))
     ts = fs_project.features.training_set("SELECT * FROM labels", "churn", timestamp="at",
                                           label="churned")
+    assert ts.to_arrow().num_rows == 2  # computed before the save: lineage must still hold
     version = ts.save("churn_train")
     saved = fs_project.lake.read("churn_train").sort_by("customer_id").to_pylist()
     assert [(r["customer_id"], r["churned"], r["sessions"]) for r in saved] == [(1, 0, 5),

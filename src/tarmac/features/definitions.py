@@ -137,8 +137,30 @@ def sql(query: str) -> SqlSource:
     return SqlSource(" ".join(query.split()))
 
 
+class _Features:
+    """What views and on-demand views share: their features, looked up and selected by name."""
+
+    name: str
+    features: list[Feature]
+    _kind = "feature view"
+
+    def feature(self, name: str) -> Feature:
+        for f in self.features:
+            if f.name == name:
+                return f
+        raise UsageError(f"{self._kind} '{self.name}' has no feature '{name}'"
+                         + suggest(name, [f.name for f in self.features]))
+
+    def __getitem__(self, names: str | Sequence[str]) -> FeatureSelection:
+        """A subset of the features, for a feature service."""
+        wanted = [names] if isinstance(names, str) else list(names)
+        for n in wanted:
+            self.feature(n)
+        return FeatureSelection(self, tuple(wanted))  # type: ignore[arg-type]
+
+
 @dataclass(frozen=True)
-class FeatureView:
+class FeatureView(_Features):
     """Features of some entities, read from a lake table or SQL, valid from ``timestamp`` on
     for ``ttl``. ``created`` (optional) is when the row was recorded: it breaks ties between
     rows with the same event time and is what "known at t" means in knowledge-time retrieval."""
@@ -208,20 +230,6 @@ class FeatureView:
         seconds = self.ttl_seconds
         return None if seconds is None else duration(seconds)
 
-    def feature(self, name: str) -> Feature:
-        for f in self.features:
-            if f.name == name:
-                return f
-        raise UsageError(f"feature view '{self.name}' has no feature '{name}'"
-                         + suggest(name, [f.name for f in self.features]))
-
-    def __getitem__(self, names: str | Sequence[str]) -> FeatureSelection:
-        """A subset of this view's features, for a feature service."""
-        wanted = [names] if isinstance(names, str) else list(names)
-        for n in wanted:
-            self.feature(n)
-        return FeatureSelection(self, tuple(wanted))
-
     def prefixed(self, prefix: str) -> FeatureSelection:
         """All features, output as ``prefix__feature`` (needed when two views share a name)."""
         return FeatureSelection(self, tuple(f.name for f in self.features), prefix)
@@ -259,7 +267,7 @@ class FeatureSelection:
 
 
 @dataclass(frozen=True)
-class OnDemandFeatureView:
+class OnDemandFeatureView(_Features):
     """Features computed at request time by a Python function, offline and online alike.
 
     The function takes a pandas DataFrame holding the ``inputs`` features (named as in their
@@ -273,6 +281,7 @@ class OnDemandFeatureView:
     features: list[Feature]
     function: Callable[..., Any]
     description: str = ""
+    _kind = "on-demand view"
 
     def __post_init__(self) -> None:
         _check_name("on-demand feature view", self.name)
@@ -289,19 +298,6 @@ class OnDemandFeatureView:
                 item, tuple(f.name for f in item.features))
             refs.extend(sel.refs())
         return refs
-
-    def feature(self, name: str) -> Feature:
-        for f in self.features:
-            if f.name == name:
-                return f
-        raise UsageError(f"on-demand view '{self.name}' has no feature '{name}'"
-                         + suggest(name, [f.name for f in self.features]))
-
-    def __getitem__(self, names: str | Sequence[str]) -> FeatureSelection:
-        wanted = [names] if isinstance(names, str) else list(names)
-        for n in wanted:
-            self.feature(n)
-        return FeatureSelection(self, tuple(wanted))
 
     def code_hash(self) -> str:
         try:

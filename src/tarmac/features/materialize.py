@@ -27,7 +27,6 @@ from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
 import duckdb
-import pyarrow as pa
 
 from tarmac.catalog import DatasetVersion, now_us
 from tarmac.catalog import features as fcat
@@ -37,6 +36,7 @@ from tarmac.features import registry
 from tarmac.features.definitions import SQL_TYPES, FeatureView, SqlSource, suggest
 from tarmac.features.keys import key_sql
 from tarmac.features.offline import fine_times, q, tiebreak_columns, tiebreak_sql, time_sql
+from tarmac.ingest.base import rebatch  # exact batch sizes: resuming counts on them
 
 if TYPE_CHECKING:
     from tarmac.features.store import FeatureStore
@@ -235,7 +235,7 @@ class _Materializer:
             reader = con.sql(f"SELECT __key, __ev, CAST({payload} AS BLOB) AS __payload "
                                  f"FROM __latest ORDER BY __key").to_arrow_reader(BATCH)
             written = 0
-            for index, batch in enumerate(_rebatch(reader, BATCH)):
+            for index, batch in enumerate(rebatch(reader, BATCH)):
                 if index >= start:
                     last = index + 1 == batches
                     point = {"target": target, "mode": mode, "files": files, "next": index + 1,
@@ -286,22 +286,6 @@ class _Materializer:
              "inputs": result.inputs},
             change=lambda conn: fcat.insert_materialization(conn, record), run=run,
             output=output)
-
-
-def _rebatch(reader: pa.RecordBatchReader, size: int) -> Any:
-    """Batches of exactly ``size`` rows (the last may be shorter): resume counts on it."""
-    pending: list[pa.RecordBatch] = []
-    rows = 0
-    for batch in reader:
-        pending.append(batch)
-        rows += batch.num_rows
-        while rows >= size:
-            table = pa.Table.from_batches(pending)
-            yield table.slice(0, size).combine_chunks().to_batches()[0]
-            rest = table.slice(size)
-            pending, rows = rest.to_batches(), rest.num_rows
-    if rows:
-        yield pa.Table.from_batches(pending).combine_chunks().to_batches()[0]
 
 
 def feature_stats(con: duckdb.DuckDBPyConnection, relation: str,

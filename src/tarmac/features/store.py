@@ -147,7 +147,7 @@ class TrainingSet:
         self.timestamp = timestamp
         self.label = label
         self.semantics = semantics
-        self.inputs: dict[str, int] = {}  # lake table -> version read
+        self.inputs: dict[str, int] = {}  # lake table -> version read (once computed)
         self._table: pa.Table | None = None
 
     @property
@@ -173,8 +173,10 @@ class TrainingSet:
         project = self._store.project
         params = {"features": self.resolved.name, "semantics": self.semantics,
                   "timestamp": self.timestamp, "label": self.label}
-        with project.ledger.run(f"features.training_set:{name}", params=params):
+        with project.ledger.run(f"features.training_set:{name}", params=params) as run:
             data = self._table if self._table is not None else self.batches()
+            for table, version in self.inputs.items():  # computed before the run, maybe
+                run.add_input(table, version)
             result = project.lake.write(
                 name, data, mode="overwrite", replace_schema=True,
                 description=description or f"training set: {self.resolved.name} "
@@ -438,7 +440,7 @@ class FeatureStore:
                                  hint=f"cast the column, e.g. df['{key}'].astype(...)")
 
     def _retrieve(self, ts: TrainingSet) -> pa.RecordBatchReader:
-        from tarmac.lake.sql import _sql_error, connect
+        from tarmac.lake.sql import _sql_error, connect, referenced_tables
 
         views = []
         for part in ts.resolved.parts:  # the source may have changed since apply
@@ -466,9 +468,9 @@ class FeatureStore:
                             f"AS {ROW} FROM ({ts._entities})")
             else:
                 con.register(entity, indexed(_entity_reader(ts._entities)))
-            run = self.project.ledger.current_run
-            ts.inputs = {d.dataset: d.version for d in (run._pending_inputs if run else [])
-                         if d.version is not None}
+            lake = self.project.lake
+            ts.inputs = {t: lake.version(t) for t in sorted(
+                referenced_tables(lake, binding) & set(lake.tables()))}
             reader = con.sql(sql).to_arrow_reader(BATCH_ROWS)
         except Exception as exc:
             con.close()
