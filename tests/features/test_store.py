@@ -98,6 +98,11 @@ def test_apply_checks_each_view_against_its_source(fs_project: Project, edit: tu
      "feature 'x' has unknown type 'decimal'"),
     ("from tarmac.features import *\nEntity('customer', join_keys=[])",
      "entity 'customer' needs at least one join key"),
+    ("from tarmac.features import *\nEntity('_customer', join_keys=['id'])",
+     "entity name '_customer' is not valid"),
+    ("from tarmac.features import *\nc = Entity('c', ['id'])\n"
+     "v = FeatureView(name='v', entities=[c], source='t', timestamp='ts', features=[])",
+     "feature view 'v' declares no features"),
     ("from tarmac.features import *\nc = Entity('c', ['id'])\n"
      "v = FeatureView(name='v', entities=[c], source='t', timestamp='ts', ttl='soon', "
      "features=[Feature('a')])", "feature view 'v': ttl 'soon'"),
@@ -438,3 +443,24 @@ def test_fully_tied_rows_resolve_the_same_way_offline_and_online(fs_project: Pro
     online = fs.online("activity", [{"customer_id": 7}], now=day(4))
     assert offline["sessions"].to_pylist()[0] == offline["sessions"].to_pylist()[1]
     assert online.rows[0] == {k: offline[k][0].as_py() for k in ("sessions", "spend", "channel")}
+
+
+@pytest.mark.parametrize("body, message", [
+    ("return 1 / 0", "on-demand view 'basket_share' raised ZeroDivisionError"),
+    ("return {'other': df['basket']}", "did not return basket_share"),
+    ("return {'basket_share': [1.0]}", "returned 1 basket_share values for 2 rows"),
+    ("return {'basket_share': ['x', 'y']}", "returned basket_share values that are not DOUBLE"),
+])
+def test_a_broken_on_demand_function_is_named_in_the_error(tmp_path, body: str,  # type: ignore
+                                                           message: str) -> None:
+    p = build(tmp_path / "proj")
+    try:
+        (p.root / "definitions.py").write_text(DEFINITIONS.replace(
+            'return {"basket_share": df["basket"] / (df["spend"] + df["basket"])}', body))
+        p.features.apply()
+        frame = pa.table({"customer_id": [1, 2], "basket": [1.0, 2.0],
+                          "at": pa.array([day(9), day(9)], TS)})
+        with pytest.raises(UsageError, match=message):
+            p.features.training_set(frame, "scored", timestamp="at").to_arrow()
+    finally:
+        p.close()

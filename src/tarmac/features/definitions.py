@@ -36,7 +36,7 @@ import pyarrow as pa
 from tarmac.errors import UsageError
 from tarmac.humanize import parse_duration
 
-_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,62}$")
+_NAME = re.compile(r"^[A-Za-z][A-Za-z0-9_]{0,62}$")  # '_' first is Tarmac's own (__tarmac_*)
 
 #: the value types a feature may declare, with the Arrow type its values are cast to
 TYPES: dict[str, pa.DataType] = {
@@ -59,7 +59,7 @@ SQL_TYPES = {"int64": "BIGINT", "int32": "INTEGER", "float64": "DOUBLE", "float3
 def _check_name(kind: str, name: str) -> str:
     if not isinstance(name, str) or not _NAME.match(name):
         raise UsageError(f"{kind} name {name!r} is not valid: use letters, digits and '_', "
-                         "starting with a letter or '_' (at most 63 characters)")
+                         "starting with a letter (at most 63 characters)")
     return name
 
 
