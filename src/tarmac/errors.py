@@ -78,3 +78,8 @@ class SourceError(TarmacError):
 class ContractError(TarmacError):
     """A source's rows or schema broke its contract under the ``fail`` policy; names the source,
     the column and what changed. Nothing of the load was committed."""
+
+
+class OnDemandError(UsageError):
+    """An on-demand feature function failed, returned the wrong shape, or changed since
+    ``tarmac apply``: a problem of the definitions, not of the request that ran into it."""

@@ -371,6 +371,24 @@ def test_a_bug_is_500_without_a_trace(project: Project, monkeypatch: pytest.Monk
                for rec in caplog.records)
 
 
+def test_a_failing_on_demand_function_is_500_naming_the_view(
+        project: Project, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The definitions are at fault, not the request: a 5xx that says which view failed."""
+    from tarmac.features.store import OnlineFeatures
+
+    def failing(*_args: Any, **_kwargs: Any) -> OnlineFeatures:
+        from tarmac.errors import OnDemandError
+
+        raise OnDemandError("on-demand view 'spend_ratio' raised ZeroDivisionError: "
+                            "division by zero")
+
+    monkeypatch.setattr(project.features, "online", failing)
+    with TestClient(create_app(project), raise_server_exceptions=False) as c:
+        r = post(c, {"features": "churn", "entities": [{"customer_id": 1, "basket": 2.0}]})
+    assert r.status_code == 500
+    assert "on-demand view 'spend_ratio' raised ZeroDivisionError" in r.json()["detail"]
+
+
 def test_registry_changes_are_picked_up(project: Project, tmp_path: Path) -> None:
     root = tmp_path / "copy"
     shutil.copytree(project.root, root)

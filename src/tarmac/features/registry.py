@@ -20,7 +20,7 @@ from typing import TYPE_CHECKING, Any
 import pyarrow as pa
 
 from tarmac.catalog import features as fcat
-from tarmac.errors import SchemaConflictError, UsageError
+from tarmac.errors import OnDemandError, SchemaConflictError, UsageError
 from tarmac.features.definitions import (
     KINDS,
     TYPES,
@@ -445,7 +445,7 @@ def _unavailable(spec: dict[str, Any], changed: bool) -> OnDemandFeatureView:
            else f"its function is not in {DEFINITIONS_FILE}")
 
     def refuse(*_args: Any) -> Any:
-        raise UsageError(f"on-demand view '{spec['name']}' cannot run: {why}",
+        raise OnDemandError(f"on-demand view '{spec['name']}' cannot run: {why}",
                          hint="run `tarmac apply` to register the current definitions")
 
     inputs = []

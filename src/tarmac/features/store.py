@@ -31,7 +31,7 @@ import pyarrow as pa
 
 from tarmac.catalog import features as fcat
 from tarmac.catalog import now_us
-from tarmac.errors import TarmacError, UsageError
+from tarmac.errors import OnDemandError, TarmacError, UsageError
 from tarmac.features import registry
 from tarmac.features.definitions import (
     SQL_TYPES,
@@ -644,12 +644,12 @@ def _call(part: DemandPart, frame: pd.DataFrame) -> dict[str, Any]:
     except TarmacError:
         raise
     except Exception as exc:
-        raise UsageError(f"on-demand view '{part.view.name}' raised {type(exc).__name__}: "
+        raise OnDemandError(f"on-demand view '{part.view.name}' raised {type(exc).__name__}: "
                          f"{exc}") from exc
     columns = out if isinstance(out, Mapping) else {c: out[c] for c in out.columns}
     missing = [f for f, _, _ in part.features if f not in columns]
     if missing:
-        raise UsageError(f"on-demand view '{part.view.name}' did not return "
+        raise OnDemandError(f"on-demand view '{part.view.name}' did not return "
                          f"{', '.join(missing)} (it returned: {', '.join(map(str, columns))})")
     return {f: columns[f] for f, _, _ in part.features}
 
@@ -677,10 +677,10 @@ def _with_on_demand(batch: pa.RecordBatch, demand: list[DemandPart]) -> pa.Recor
             try:
                 arr = pa.array(values[f], from_pandas=True).cast(_arrow_type(typ))
             except (pa.ArrowInvalid, pa.ArrowTypeError, pa.ArrowNotImplementedError) as exc:
-                raise UsageError(f"on-demand view '{part.view.name}' returned {f} values that "
+                raise OnDemandError(f"on-demand view '{part.view.name}' returned {f} values that "
                                  f"are not {typ}: {exc}") from None
             if len(arr) != batch.num_rows:
-                raise UsageError(f"on-demand view '{part.view.name}' returned {len(arr)} {f} "
+                raise OnDemandError(f"on-demand view '{part.view.name}' returned {len(arr)} {f} "
                                  f"values for {batch.num_rows} rows")
             batch = batch.append_column(out, arr)
     return batch

@@ -29,7 +29,13 @@ from starlette.concurrency import run_in_threadpool
 from starlette.types import Receive, Scope, Send
 
 from tarmac.config import url_scheme
-from tarmac.errors import BackendUnavailableError, ConfigError, TarmacError, UsageError
+from tarmac.errors import (
+    BackendUnavailableError,
+    ConfigError,
+    OnDemandError,
+    TarmacError,
+    UsageError,
+)
 from tarmac.features.store import FeatureStore
 
 log = logging.getLogger("tarmac.serving")
@@ -395,6 +401,8 @@ class FeatureEndpoints:
                 result = self.store.online(features, entities)
             else:
                 result = await run_in_threadpool(self.store.online, features, entities)
+        except OnDemandError as exc:  # the definitions are at fault, not the request
+            return _fail(500, exc)
         except UsageError as exc:
             return _invalid([_error(["body", "entities"], exc.message, "value_error")])
         except (BackendUnavailableError, ConfigError) as exc:
