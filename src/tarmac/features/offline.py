@@ -150,8 +150,11 @@ def _prepared(i: int, view: ViewQuery, semantics: Semantics) -> str:
     if semantics == "event":
         # no dedup pass: the ASOF key orders rows by (event, created, tiebreak), and the entity
         # side's (t, +infinity, max) finds the last of the rows with event <= t
-        return (f"SELECT *, struct_pack(t := __ev, c := coalesce(__cr, '-infinity'::TIMESTAMPTZ),"
-                f" h := __h) AS __vis FROM ({base})")
+        # only what the join returns is carried: created and the hash live in the key alone
+        carried = ", ".join([*(q(k) for k in view.keys), "__ev",
+                             *(f"__f{i}_{j}" for j in range(len(view.features)))])
+        return (f"SELECT {carried}, struct_pack(t := __ev, c := coalesce(__cr, "
+                f"'-infinity'::TIMESTAMPTZ), h := __h) AS __vis FROM ({base})")
     if view.created is None:
         raise UsageError(f"feature view '{view.name}' declares no created timestamp, so what was "
                          "known when cannot be told apart from when it happened",
