@@ -151,6 +151,14 @@ def materializations(catalog: Catalog, view: str | None = None, *, status: str |
         return [_materialization(r) for r in conn.execute(query).all()]
 
 
+def count_materializations(catalog: Catalog, view: str, status: str) -> int:
+    """How many materializations of a view ended with ``status`` (the online state's version)."""
+    m = t.feature_materializations
+    with catalog.engine.connect() as conn:
+        return int(conn.execute(select(func.count()).where(
+            (m.c.view == view) & (m.c.status == status))).scalar_one())
+
+
 def last_materialization(catalog: Catalog, view: str) -> Materialization | None:
     """The latest successful materialization of a view (its inputs say what is online)."""
     found = materializations(catalog, view, status="succeeded", limit=1)

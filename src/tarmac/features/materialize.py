@@ -114,6 +114,7 @@ class _Materializer:
         self.full = full
         self.progress = progress
         self.online = store.online_store
+        self.schema = registry.source_schema(self.project, view)  # as the source yields it now
 
     # -- deciding what to do ------------------------------------------------------------------
 
@@ -128,7 +129,7 @@ class _Materializer:
 
     def run(self) -> MaterializeResult:
         started = time.perf_counter()
-        registry.check_source(self.view, registry.source_schema(self.project, self.view))
+        registry.check_source(self.view, self.schema)
         target = {t: self.project.lake.version(t) for t in self._tables()}
         saved = self.online.checkpoint(self.view.name)
         point = json.loads(saved) if saved else {}
@@ -176,8 +177,9 @@ class _Materializer:
 
     # -- doing it -----------------------------------------------------------------------------
 
-    def _query(self, files: list[str] | None) -> tuple[str, str]:
-        """(SQL binding the source rows as __src, SQL over __src keeping the latest per key)."""
+    def _query(self, files: list[str] | None) -> str:
+        """SQL giving each entity's latest row (key, event time in us, features) and ``__n``,
+        how many source rows the entity had: one pass over the source, counts included."""
         v = self.view
         if files is not None:
             listing = ", ".join("'" + f.replace("'", "''") + "'" for f in files)
@@ -186,8 +188,7 @@ class _Materializer:
             relation = f"({v.source.query})"
         else:
             relation = q(v.source)
-        schema = registry.source_schema(self.project, v)
-        fine = fine_times(schema, v.timestamp, v.created)
+        fine = fine_times(self.schema, v.timestamp, v.created)
         event = time_sql(q(v.timestamp), fine)
         created = time_sql(q(v.created), fine) if v.created else "NULL::TIMESTAMPTZ"
         where = " AND ".join(f"{q(c)} IS NOT NULL" for c in [*v.join_keys, v.timestamp])
@@ -199,12 +200,11 @@ class _Materializer:
             f"{q(f.name)} := CAST({q(f.name)} AS {SQL_TYPES[f.dtype]})" for f in v.features])
         order = (f"struct_pack(t := {event}, c := coalesce({created}, "
                  f"'-infinity'::TIMESTAMPTZ), h := {tiebreak_sql(tiebreak_columns(v))})")
-        latest = ("SELECT __key, epoch_us(__row.__ev) AS __ev, "
-                  + ", ".join(f"__row.{q(f.name)} AS {q(f.name)}" for f in v.features)
-                  + f" FROM (SELECT {key_sql(v.join_keys)} AS __key, arg_max(struct_pack({row}), "
-                  f"{order}) AS __row FROM {relation} WHERE {where} GROUP BY __key)")
-        count = f"SELECT count(*) FROM {relation} WHERE {where}"
-        return latest, count
+        return ("SELECT __key, epoch_us(__row.__ev) AS __ev, __n, "
+                + ", ".join(f"__row.{q(f.name)} AS {q(f.name)}" for f in v.features)
+                + f" FROM (SELECT {key_sql(v.join_keys)} AS __key, count(*) AS __n, "
+                f"arg_max(struct_pack({row}), {order}) AS __row FROM {relation} WHERE {where} "
+                "GROUP BY __key)")
 
     def _materialize(self, run: Any, mode: str, files: list[str] | None,
                      target: dict[str, int], done: dict[str, int] | None,
@@ -216,7 +216,7 @@ class _Materializer:
         if files == []:  # nothing new to read: record the versions as done
             self._finish(run, result, {"done": target}, mode)
             return result
-        latest, count = self._query(files)
+        latest = self._query(files)
         if files is not None:
             con = connect(self.project.lake, "SELECT 1")
             for table, version in target.items():
@@ -225,16 +225,16 @@ class _Materializer:
             con = connect(self.project.lake, latest)
         started_at = now_us()
         try:
-            con.execute(f"CREATE TEMP TABLE __latest AS {latest} ORDER BY __key")
-            result.rows = con.execute(count).fetchall()[0][0]
-            total = con.execute("SELECT count(*) FROM __latest").fetchall()[0][0]
+            con.execute(f"CREATE TEMP TABLE __latest AS {latest}")
+            total, rows = con.execute("SELECT count(*), coalesce(sum(__n), 0) FROM __latest"
+                                      ).fetchall()[0]
+            result.rows = int(rows)
             batches = (total + BATCH - 1) // BATCH
             result.batches = batches
             payload = "to_json(struct_pack(" + ", ".join(
                 f"{q(f.name)} := {q(f.name)}" for f in view.features) + "))"
             reader = con.sql(f"SELECT __key, __ev, CAST({payload} AS BLOB) AS __payload "
-                                 f"FROM __latest ORDER BY __key").to_arrow_reader(BATCH)
-            written = 0
+                             f"FROM __latest ORDER BY __key").to_arrow_reader(BATCH)
             for index, batch in enumerate(rebatch(reader, BATCH)):
                 if index >= start:
                     last = index + 1 == batches
@@ -242,7 +242,7 @@ class _Materializer:
                              "batches": batches, "done": target if last else done,
                              "run_id": run.id}
                     try:
-                        written += self.online.write_batch(
+                        self.online.write_batch(
                             view.name, batch.column(0).to_pylist(),
                             batch.column(1).to_pylist(), batch.column(2).to_pylist(),
                             checkpoint=json.dumps(point))
@@ -272,9 +272,8 @@ class _Materializer:
                 mode: str, started_at: int | None = None) -> None:
         if point is not None:  # no batch carried the final checkpoint: write it alone
             self.online.write_batch(self.view.name, [], [], [], checkpoint=json.dumps(point))
-        previous = fcat.materializations(self.project.catalog, self.view.name,
-                                         status="succeeded", limit=1000)
-        output = DatasetVersion(f"online.{self.view.name}", len(previous) + 1)
+        done = fcat.count_materializations(self.project.catalog, self.view.name, "succeeded")
+        output = DatasetVersion(f"online.{self.view.name}", done + 1)
         record = Materialization(
             id=f"{run.id[:24]}:{self.view.name}"[:64], view=self.view.name, run_id=run.id,
             mode=result.mode, status="succeeded", started_at=started_at or now_us(),
