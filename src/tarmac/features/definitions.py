@@ -262,6 +262,10 @@ class FeatureSelection:
     def prefixed(self, prefix: str) -> FeatureSelection:
         return FeatureSelection(self.view, self.names, _check_name("prefix", prefix))
 
+    def output(self, name: str) -> str:
+        """The column a selected feature comes out as: ``prefix__name`` with a prefix."""
+        return f"{self.prefix}__{name}" if self.prefix else name
+
     def refs(self) -> list[str]:
         return [f"{self.view.name}:{n}" for n in self.names]
 

@@ -32,7 +32,7 @@ def describe(store: FeatureStore, name: str) -> dict[str, Any]:
         rows = []
         for sel in s.selections():
             for feat in sel.names:
-                rows.append({"feature": f"{sel.prefix}__{feat}" if sel.prefix else feat,
+                rows.append({"feature": sel.output(feat),
                              "view": sel.view.name, "type": sel.view.feature(feat).dtype})
         return {"kind": "service", "name": name, "version": current[("service", name)].version,
                 "description": s.description, "features": rows,

@@ -145,7 +145,7 @@ def output_names(selections: list[FeatureSelection], where: str) -> dict[str, st
     out: dict[str, str] = {}
     for sel in selections:
         for feat in sel.names:
-            name = f"{sel.prefix}__{feat}" if sel.prefix else feat
+            name = sel.output(feat)
             if name in out and out[name] != f"{sel.view.name}:{feat}":
                 other = out[name].split(":")[0]
                 raise UsageError(

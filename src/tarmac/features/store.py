@@ -73,7 +73,7 @@ EntityFrame = Any  # pandas.DataFrame | pa.Table | pa.RecordBatchReader | SQL te
 
 @dataclass(frozen=True)
 class ViewPart:
-    """The features one stored view contributes: (feature, output name, type)."""
+    """The features one stored view contributes: (feature, output name, feature type)."""
 
     view: FeatureView
     features: list[tuple[str, str, str]]
@@ -91,10 +91,7 @@ class DemandPart:
 
     view: OnDemandFeatureView
     inputs: dict[str, str]  # feature name the function sees -> output column holding it
-    features: list[tuple[str, str, str]]
-
-    def view_inputs(self) -> list[tuple[str, str]]:
-        return list(self.inputs.items())
+    features: list[tuple[str, str, str]]  # (feature, output name, feature type)
 
 
 @dataclass(frozen=True)
@@ -114,11 +111,9 @@ class Resolved:
     @property
     def refs(self) -> dict[str, str]:
         """``view:feature`` -> type, for what the caller sees (recorded as consumed)."""
-        dtype = {sql: name for name, sql in SQL_TYPES.items()}
-        refs = {f"{p.view.name}:{f}": dtype[t] for p in self.parts for f, o, t in p.features
+        refs = {f"{p.view.name}:{f}": t for p in self.parts for f, o, t in p.features
                 if o not in p.hidden}
-        refs.update({f"{d.view.name}:{f}": dtype[t] for d in self.demand
-                     for f, _, t in d.features})
+        refs.update({f"{d.view.name}:{f}": t for d in self.demand for f, _, t in d.features})
         return refs
 
     @property
@@ -139,11 +134,13 @@ class Resolved:
 class TrainingSet:
     """A point-in-time-correct training frame, computed when first read (streamed by DuckDB)."""
 
-    def __init__(self, store: FeatureStore, resolved: Resolved, entities: EntityFrame, *,
-                 timestamp: str, label: str | None, semantics: Semantics) -> None:
+    def __init__(self, store: FeatureStore, resolved: Resolved, entities: EntityFrame,
+                 entity_schema: pa.Schema, *, timestamp: str, label: str | None,
+                 semantics: Semantics) -> None:
         self._store = store
         self.resolved = resolved
         self._entities = entities
+        self.entity_schema = entity_schema
         self.timestamp = timestamp
         self.label = label
         self.semantics = semantics
@@ -238,8 +235,7 @@ class _Plan:
 
     resolved: Resolved
     views: list[_ViewRead]
-    outputs: list[str]
-    demand: list[DemandPart] = field(default_factory=list)
+    outputs: list[str]  # resolved.outputs, computed once
     hidden: frozenset[str] = frozenset()
 
 
@@ -321,14 +317,6 @@ class FeatureStore:
     def _invalidate(self) -> None:
         self._defs, self._stamp, self._checked_at, self._plans = None, None, 0.0, {}
 
-    def view(self, name: str) -> FeatureView:
-        defs = self.registered()
-        found = defs.views.get(name)
-        if found is None:
-            raise UsageError(f"no feature view named '{name}'"
-                             + suggest(name, [*defs.views, *defs.on_demand]))
-        return found
-
     def resolve(self, features: str | Sequence[str]) -> Resolved:
         """A service name, or refs (``view:feature`` or ``view`` for all of its features)."""
         defs = self.registered()
@@ -352,19 +340,17 @@ class FeatureStore:
                 for n in names:
                     view.feature(n)
                 selections.append(FeatureSelection(view, names))
-        outputs = registry.output_names(selections, f"features '{name}'")
+        registry.output_names(selections, f"features '{name}'")  # refuses colliding names
         by_view: dict[str, list[tuple[str, str, str]]] = {}
         demand: list[DemandPart] = []
         for sel in selections:
             if isinstance(sel.view, OnDemandFeatureView):
-                feats = [(n, f"{sel.prefix}__{n}" if sel.prefix else n,
-                          SQL_TYPES[sel.view.feature(n).dtype]) for n in sel.names]
+                feats = [(n, sel.output(n), sel.view.feature(n).dtype) for n in sel.names]
                 demand.append(DemandPart(sel.view, {}, feats))
                 continue
             view = defs.views[sel.view.name]
             by_view.setdefault(view.name, []).extend(
-                (n, f"{sel.prefix}__{n}" if sel.prefix else n,
-                 SQL_TYPES[view.feature(n).dtype]) for n in sel.names)
+                (n, sel.output(n), view.feature(n).dtype) for n in sel.names)
         hidden: dict[str, set[str]] = {}
         for i, part in enumerate(demand):
             inputs: dict[str, str] = {}
@@ -380,13 +366,12 @@ class FeatureStore:
                     raise UsageError(f"on-demand view '{part.view.name}' reads '{ref}', which "
                                      "is not registered", hint="run `tarmac apply`")
                 by_view.setdefault(view_name, []).append(
-                    (feat, hidden_name, SQL_TYPES[view.feature(feat).dtype]))
+                    (feat, hidden_name, view.feature(feat).dtype))
                 hidden.setdefault(view_name, set()).add(hidden_name)
                 inputs[feat] = hidden_name
             demand[i] = DemandPart(part.view, inputs, part.features)
         parts = [ViewPart(defs.views[v], feats, frozenset(hidden.get(v, ())))
                  for v, feats in by_view.items()]
-        del outputs
         return Resolved(name, parts, demand)
 
     # -- offline -----------------------------------------------------------------------------
@@ -425,7 +410,7 @@ class FeatureStore:
         if missing:
             raise UsageError(f"on-demand features need request column(s) {', '.join(missing)} "
                              "in the entity frame")
-        return TrainingSet(self, resolved, entities, timestamp=timestamp, label=label,
+        return TrainingSet(self, resolved, entities, schema, timestamp=timestamp, label=label,
                            semantics=semantics)
 
     def _check_keys(self, view: FeatureView, schema: pa.Schema) -> None:
@@ -450,13 +435,13 @@ class FeatureStore:
             relation = (f"({v.source.query})" if isinstance(v.source, SqlSource)
                         else q(v.source))
             views.append(ViewQuery(v.name, relation, v.join_keys, v.timestamp, v.created,
-                                   part.ttl_us, part.features,
+                                   part.ttl_us,
+                                   [(f, o, SQL_TYPES[t]) for f, o, t in part.features],
                                    fine=fine_times(schema, v.timestamp, v.created),
                                    tiebreak=tiebreak_columns(v)))
         entity = "__entity"
-        entity_schema = _entity_schema(self, ts._entities)
-        sql = retrieval_sql(entity, entity_schema.names, ts.timestamp, views, ts.semantics,
-                            fine=fine_times(entity_schema, ts.timestamp))
+        sql = retrieval_sql(entity, ts.entity_schema.names, ts.timestamp, views, ts.semantics,
+                            fine=fine_times(ts.entity_schema, ts.timestamp))
         binding = sql  # what connect() binds: the views' lake tables, and the entity query's
         if isinstance(ts._entities, str):
             binding = sql.replace(entity, f"({ts._entities})", 1)
@@ -493,7 +478,7 @@ class FeatureStore:
         schema = reader.schema
         for d in demand:
             for _, out, typ in d.features:
-                schema = schema.append(pa.field(out, _arrow_type(typ)))
+                schema = schema.append(pa.field(out, TYPES[typ]))
         out_schema = pa.schema([schema.field(n) for n in
                                 keep + [o for d in demand for _, o, _ in d.features]])
         return pa.RecordBatchReader.from_batches(out_schema, batches())
@@ -537,7 +522,7 @@ class FeatureStore:
                 [_coercer(kinds.get(k, "string"), k) for k in part.view.join_keys],
                 part.ttl_us, tuple(f for f, _o, _t in part.features),
                 tuple(o for _f, o, _t in part.features), part.hidden))
-        plan = _Plan(resolved, views, resolved.outputs, resolved.demand,
+        plan = _Plan(resolved, views, resolved.outputs,
                      frozenset(h for v in views for h in v.hidden))
         self._plans[key] = plan
         return plan
@@ -582,7 +567,7 @@ class FeatureStore:
                 got = orjson.loads(payload)
                 rows[i].update(zip(v.outputs, map(got.get, v.features), strict=True))
                 status[i].update(v.present)
-        if plan.demand:
+        if plan.resolved.demand:
             _online_on_demand(plan, entities, rows, status, times)
         if plan.hidden:
             for d in (rows, status, times):
@@ -608,11 +593,6 @@ class FeatureStore:
 
 
 # -- helpers ---------------------------------------------------------------------------------
-
-
-def _arrow_type(sql_type: str) -> pa.DataType:
-    by_sql = {v: TYPES[k] for k, v in SQL_TYPES.items()}
-    return by_sql[sql_type]
 
 
 def _entity_schema(store: FeatureStore, entities: EntityFrame) -> pa.Schema:
@@ -660,7 +640,7 @@ def _with_on_demand(batch: pa.RecordBatch, demand: list[DemandPart]) -> pa.Recor
     request values, each cast to its declared type."""
     for part in demand:
         arrays, names = [], []
-        for feat, col in part.view_inputs():
+        for feat, col in part.inputs.items():
             arrays.append(batch.column(col))
             names.append(feat)
         for req in part.view.request:
@@ -675,10 +655,10 @@ def _with_on_demand(batch: pa.RecordBatch, demand: list[DemandPart]) -> pa.Recor
         values = _call(part, frame)
         for f, out, typ in part.features:
             try:
-                arr = pa.array(values[f], from_pandas=True).cast(_arrow_type(typ))
+                arr = pa.array(values[f], from_pandas=True).cast(TYPES[typ])
             except (pa.ArrowInvalid, pa.ArrowTypeError, pa.ArrowNotImplementedError) as exc:
                 raise OnDemandError(f"on-demand view '{part.view.name}' returned {f} values that "
-                                 f"are not {typ}: {exc}") from None
+                                    f"are not {SQL_TYPES[typ]}: {exc}") from None
             if len(arr) != batch.num_rows:
                 raise OnDemandError(f"on-demand view '{part.view.name}' returned {len(arr)} {f} "
                                  f"values for {batch.num_rows} rows")
@@ -691,9 +671,9 @@ def _online_on_demand(plan: _Plan, entities: Sequence[Mapping[str, Any]],
                       times: list[dict[str, str | None]]) -> None:
     """The online code path of on-demand features: the values fetched are put in a batch of
     the same schema the training set has, and go through the same function."""
-    types = {out: _arrow_type(typ) for p in plan.resolved.parts for _, out, typ in p.features}
+    types = {out: TYPES[typ] for p in plan.resolved.parts for _, out, typ in p.features}
     fields, columns = [], []
-    for part in plan.demand:
+    for part in plan.resolved.demand:
         for col in part.inputs.values():
             if col not in types:
                 continue
@@ -717,8 +697,8 @@ def _online_on_demand(plan: _Plan, entities: Sequence[Mapping[str, Any]],
     batch = pa.RecordBatch.from_arrays(
         [c if isinstance(c, pa.Array) else pa.array(c, type=f.type)
          for c, f in zip(columns, fields, strict=True)], schema=pa.schema(fields))
-    out = _with_on_demand(batch, plan.demand)
-    for part in plan.demand:
+    out = _with_on_demand(batch, plan.resolved.demand)
+    for part in plan.resolved.demand:
         for _f, name, _typ in part.features:
             for i, v in enumerate(out.column(name).to_pylist()):
                 missing = v is None or (isinstance(v, float) and math.isnan(v))
