@@ -425,7 +425,7 @@ class FeatureStore:
                                  hint=f"cast the column, e.g. df['{key}'].astype(...)")
 
     def _retrieve(self, ts: TrainingSet) -> pa.RecordBatchReader:
-        from tarmac.lake.sql import _sql_error, connect, referenced_tables
+        from tarmac.lake.sql import _sql_error, connect
 
         views = []
         for part in ts.resolved.parts:  # the source may have changed since apply
@@ -445,7 +445,8 @@ class FeatureStore:
         binding = sql  # what connect() binds: the views' lake tables, and the entity query's
         if isinstance(ts._entities, str):
             binding = sql.replace(entity, f"({ts._entities})", 1)
-        con = connect(self.project.lake, binding)
+        ts.inputs = {}  # the version of each lake table read, as bound
+        con = connect(self.project.lake, binding, bound=ts.inputs)
         try:
             prepare_connection(con)
             if isinstance(ts._entities, str):  # SQL: numbered by DuckDB, in its own order
@@ -453,9 +454,6 @@ class FeatureStore:
                             f"AS {ROW} FROM ({ts._entities})")
             else:
                 con.register(entity, indexed(_entity_reader(ts._entities)))
-            lake = self.project.lake
-            ts.inputs = {t: lake.version(t) for t in sorted(
-                referenced_tables(lake, binding) & set(lake.tables()))}
             reader = con.sql(sql).to_arrow_reader(BATCH_ROWS)
         except Exception as exc:
             con.close()

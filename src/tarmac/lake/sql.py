@@ -40,8 +40,10 @@ def query(lake: Lake, sql: str, *, as_of: AsOf | None = None) -> pa.Table:
         con.close()
 
 
-def connect(lake: Lake, sql: str, *, as_of: AsOf | None = None) -> duckdb.DuckDBPyConnection:
-    """A DuckDB connection with the query's lake tables bound as views (for streaming use)."""
+def connect(lake: Lake, sql: str, *, as_of: AsOf | None = None,
+            bound: dict[str, int] | None = None) -> duckdb.DuckDBPyConnection:
+    """A DuckDB connection with the query's lake tables bound as views (for streaming use);
+    ``bound``, if given, receives the version each table was bound at."""
     names = referenced_tables(lake, sql)  # lower case: SQL identifiers are case-insensitive
     pins = {k.lower(): v for k, v in (as_of or {}).items()}
     unused = sorted(set(pins) - names)
@@ -63,6 +65,8 @@ def connect(lake: Lake, sql: str, *, as_of: AsOf | None = None) -> duckdb.DuckDB
             else:
                 dt = lake.table(name, as_of=pin)
             lake._note_input(name, dt.version())
+            if bound is not None:
+                bound[name] = dt.version()
             _bind(con, name, dt, native=lake.is_local)
     except duckdb.Error as exc:
         con.close()
