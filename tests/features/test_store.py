@@ -464,3 +464,14 @@ def test_a_broken_on_demand_function_is_named_in_the_error(tmp_path, body: str, 
             p.features.training_set(frame, "scored", timestamp="at").to_arrow()
     finally:
         p.close()
+
+
+def test_a_broken_unapplied_edit_does_not_stop_online_reads(fs_project: Project) -> None:
+    fs = fs_project.features
+    fs.materialize()
+    (fs_project.root / "definitions.py").write_text("this is not python\n")
+    fs._invalidate()  # as after the refresh interval
+    got = fs.online("churn", [{"customer_id": 2}], now=day(9))
+    assert got.rows[0]["plan"] == "premium"
+    with pytest.raises(UsageError, match="on-demand view 'basket_share' cannot run"):
+        fs.online("scored", [{"customer_id": 2, "basket": 1.0}], now=day(9))

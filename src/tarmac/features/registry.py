@@ -14,6 +14,7 @@ import sys
 import traceback
 from collections.abc import Iterable
 from dataclasses import dataclass, field
+from datetime import timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -25,6 +26,7 @@ from tarmac.features.definitions import (
     KINDS,
     TYPES,
     Entity,
+    Feature,
     FeatureSelection,
     FeatureService,
     FeatureView,
@@ -392,10 +394,6 @@ def from_specs(current: dict[tuple[str, str], fcat.Definition],
         entities = [defs.entities.get(e) or Entity(e, s["join_keys"]) for e in s["entities"]]
         source: str | SqlSource = (SqlSource(s["source"]["sql"]) if "sql" in s["source"]
                                    else s["source"]["table"])
-        from datetime import timedelta
-
-        from tarmac.features.definitions import Feature
-
         ttl = timedelta(seconds=s["ttl_seconds"]) if s.get("ttl_seconds") else None
         defs.views[name] = _RegisteredView(
             name=name, entities=entities, source=source, timestamp=s["timestamp"],
@@ -439,8 +437,6 @@ class _RegisteredView(FeatureView):
 
 def _unavailable(spec: dict[str, Any], changed: bool) -> OnDemandFeatureView:
     """A registered on-demand view whose function is missing or changed since apply."""
-    from tarmac.features.definitions import Feature
-
     why = ("its function changed since `tarmac apply`" if changed
            else f"its function is not in {DEFINITIONS_FILE}")
 

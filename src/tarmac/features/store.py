@@ -307,7 +307,10 @@ class FeatureStore:
                 current = fcat.current_definitions(self.project.catalog)
                 live: dict[str, OnDemandFeatureView] = {}
                 if any(k == "on_demand" for k, _ in current) and self.definitions_path.exists():
-                    live = self.declared().on_demand
+                    try:
+                        live = self.declared().on_demand
+                    except UsageError:  # an unapplied, broken edit must not stop serving:
+                        live = {}       # its on-demand views refuse to run, the rest serve
                 self._defs = registry.from_specs(current, live)
                 self._stamp = stamp
                 self._plans = {}
