@@ -65,6 +65,7 @@ if TYPE_CHECKING:
     from tarmac.project import Project
 
 REFRESH_S = 5.0
+MAX_PLANS = 1024  # cached online read plans, one per distinct service or ref list
 EntityFrame = Any  # pandas.DataFrame | pa.Table | pa.RecordBatchReader | SQL text over the lake
 
 
@@ -525,6 +526,8 @@ class FeatureStore:
                 tuple(o for _f, o, _t in part.features), part.hidden))
         plan = _Plan(resolved, views, resolved.outputs,
                      frozenset(h for v in views for h in v.hidden))
+        if len(self._plans) >= MAX_PLANS:  # many distinct ref lists (a server): stay bounded
+            self._plans.clear()
         self._plans[key] = plan
         return plan
 
