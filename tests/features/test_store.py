@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import json
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
 
 import pandas as pd
 import pyarrow as pa
@@ -378,7 +380,7 @@ def test_a_failed_batch_resumes_where_it_stopped(fs_project: Project,
     real = store.write_batch
     calls = {"n": 0}
 
-    def flaky(*args, **kwargs):  # type: ignore[no-untyped-def]
+    def flaky(*args: Any, **kwargs: Any) -> int:
         calls["n"] += 1
         if calls["n"] == 2:
             raise BackendUnavailableError("online store went away")
@@ -395,7 +397,7 @@ def test_a_failed_batch_resumes_where_it_stopped(fs_project: Project,
     assert fs_project.features.check("activity", sample=50).ok
 
 
-def test_redis_down_during_materialize_is_a_clear_error(tmp_path) -> None:  # type: ignore
+def test_redis_down_during_materialize_is_a_clear_error(tmp_path: Path) -> None:
     p = build(tmp_path / "proj", online_store="redis://127.0.0.1:1/0")
     try:
         with pytest.raises(BackendUnavailableError, match="redis://127.0.0.1:1/0"):
@@ -451,7 +453,7 @@ def test_fully_tied_rows_resolve_the_same_way_offline_and_online(fs_project: Pro
     ("return {'basket_share': [1.0]}", "returned 1 basket_share values for 2 rows"),
     ("return {'basket_share': ['x', 'y']}", "returned basket_share values that are not DOUBLE"),
 ])
-def test_a_broken_on_demand_function_is_named_in_the_error(tmp_path, body: str,  # type: ignore
+def test_a_broken_on_demand_function_is_named_in_the_error(tmp_path: Path, body: str,
                                                            message: str) -> None:
     p = build(tmp_path / "proj")
     try:
