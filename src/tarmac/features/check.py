@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
+import numpy as np
 import pyarrow as pa
 
 from tarmac.features.definitions import SqlSource
@@ -67,23 +68,21 @@ def check(store: FeatureStore, features: str | Sequence[str], *, sample: int = 1
     at = datetime.now(UTC)
     from tarmac.lake.sql import query
 
-    frames = []
-    for part in resolved.parts:
-        v = part.view
-        relation = f"({v.source.query})" if isinstance(v.source, SqlSource) else q(v.source)
-        cols = ", ".join(q(k) for k in v.join_keys)
-        frames.append(query(store.project.lake, f"SELECT DISTINCT {cols} FROM {relation} "
-                            f"WHERE {' AND '.join(f'{q(k)} IS NOT NULL' for k in v.join_keys)}"))
-    if not frames:
+    # entities come from the source of one view keyed by all the join keys: a lake table if
+    # there is one (SQL views may be costly, and the training set below computes them anyway)
+    keyed = [p.view for p in resolved.parts if set(keys) <= set(p.view.join_keys)]
+    if not resolved.parts:
         return CheckReport(resolved.name, at, 0, 0)
-    base = frames[0]
-    if any(k not in base.schema.names for k in keys):  # views keyed differently: join their keys
+    if not keyed:
         return CheckReport(resolved.name, at, 0, 0, [{"error": "the views of these features "
                                                       "have different join keys; check each "
                                                       "view separately"}])
+    v = min(keyed, key=lambda view: isinstance(view.source, SqlSource))
+    relation = f"({v.source.query})" if isinstance(v.source, SqlSource) else q(v.source)
+    cols = ", ".join(q(k) for k in keys)
+    base = query(store.project.lake, f"SELECT DISTINCT {cols} FROM {relation} "
+                 f"WHERE {' AND '.join(f'{q(k)} IS NOT NULL' for k in keys)}")
     n = min(sample, base.num_rows)
-    import numpy as np
-
     rng = np.random.default_rng(seed)
     picked = base.take(pa.array(np.sort(rng.choice(base.num_rows, n, replace=False))))
     entity_rows = picked.to_pylist()
