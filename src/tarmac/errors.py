@@ -83,3 +83,19 @@ class ContractError(TarmacError):
 class OnDemandError(UsageError):
     """An on-demand feature function failed, returned the wrong shape, or changed since
     ``tarmac apply``: a problem of the definitions, not of the request that ran into it."""
+
+
+class ConflictError(TarmacError):
+    """Someone else changed the same thing first (two promotions racing): nothing was changed."""
+
+
+class ArtifactError(TarmacError):
+    """A stored artifact is missing or its bytes no longer match their recorded SHA-256."""
+
+    exit_code = 2
+
+
+class TrainingError(TarmacError):
+    """The user's training function failed or returned something that cannot serve: the run is
+    recorded as failed with the traceback, and nothing is registered."""
+

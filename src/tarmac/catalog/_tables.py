@@ -176,3 +176,110 @@ feature_materializations = Table(
     Column("error", Text, nullable=True),
     Index("ix_feature_mat_view", "view", "started_at"),
 )
+
+# -- models: training runs, the registry, aliases and their history, gate results -------------
+
+train_runs = Table(
+    "train_runs",
+    metadata,
+    Column("run_id", String(36), primary_key=True),  # the ledger run
+    Column("model", String(128), nullable=False),
+    Column("seq", Integer, nullable=False),  # the model's training run number (1, 2, ...)
+    Column("status", String(16), nullable=False),  # running | succeeded | failed
+    Column("version", Integer, nullable=True),  # the model version it registered
+    Column("reproduces", String(36), nullable=True),  # run id this one re-ran
+    Column("params", Text, nullable=False, default="{}"),
+    Column("metrics", Text, nullable=False, default="{}"),  # holdout metrics
+    Column("slices", Text, nullable=False, default="{}"),  # column -> slice -> metrics
+    Column("inputs", Text, nullable=False, default="{}"),  # lake table -> version read
+    Column("definitions", Text, nullable=False, default="{}"),  # feature view -> version
+    Column("environment", Text, nullable=False, default="{}"),  # git, packages, python
+    Column("details", Text, nullable=False, default="{}"),  # rows, split, artifacts, code hash
+    Column("fit_seconds", BigInteger, nullable=True),  # microseconds in the user's function
+    Column("started_at", BigInteger, nullable=False),
+    Column("ended_at", BigInteger, nullable=True),
+    Column("actor", String(128), nullable=False),
+    Column("error", Text, nullable=True),  # the traceback of a failed run
+    UniqueConstraint("model", "seq", name="uq_train_runs_seq"),
+    Index("ix_train_runs_model", "model", "started_at"),
+)
+
+model_versions = Table(
+    "model_versions",
+    metadata,
+    Column("model", String(128), primary_key=True),
+    Column("version", Integer, primary_key=True),
+    Column("run_id", String(36), nullable=False),
+    Column("flavor", String(32), nullable=False),
+    Column("task", String(16), nullable=False),  # binary | multiclass | regression
+    Column("artifact", String(64), nullable=False),  # SHA-256 of the pickled model
+    Column("holdout", String(64), nullable=False),  # SHA-256 of the holdout set (Parquet)
+    Column("signature", Text, nullable=False),  # JSON {inputs, outputs}
+    Column("spec", Text, nullable=False),  # JSON: features, label, split, gates, keys
+    Column("metrics", Text, nullable=False, default="{}"),
+    Column("profile", Text, nullable=False, default="{}"),  # reference profile of the features
+    Column("description", Text, nullable=True),
+    Column("tags", Text, nullable=False, default="{}"),
+    Column("created_at", BigInteger, nullable=False),
+    Column("actor", String(128), nullable=False),
+)
+
+model_aliases = Table(
+    "model_aliases",
+    metadata,
+    Column("model", String(128), primary_key=True),
+    Column("alias", String(64), primary_key=True),
+    Column("version", Integer, nullable=False),
+    Column("generation", Integer, nullable=False),  # bumped on every move: compare-and-swap
+    Column("updated_at", BigInteger, nullable=False),
+    Column("actor", String(128), nullable=False),
+)
+
+alias_history = Table(
+    "alias_history",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("model", String(128), nullable=False),
+    Column("alias", String(64), nullable=False),
+    Column("from_version", Integer, nullable=True),
+    Column("to_version", Integer, nullable=True),
+    Column("action", String(16), nullable=False),  # promote | rollback
+    Column("forced", Integer, nullable=False, default=0),
+    Column("reason", Text, nullable=True),
+    Column("validation_id", String(36), nullable=True),
+    Column("at", BigInteger, nullable=False),
+    Column("actor", String(128), nullable=False),
+    Index("ix_alias_history", "model", "alias", "id"),
+)
+
+validations = Table(
+    "validations",
+    metadata,
+    Column("id", String(36), primary_key=True),
+    Column("model", String(128), nullable=False),
+    Column("version", Integer, nullable=False),
+    Column("champion", Integer, nullable=True),  # the champion version compared against
+    Column("status", String(16), nullable=False),  # passed | failed | error
+    Column("gates", String(64), nullable=False),  # hash of the declared gates
+    Column("report", Text, nullable=False),  # JSON report
+    Column("at", BigInteger, nullable=False),
+    Column("seconds", BigInteger, nullable=False),  # microseconds
+    Column("actor", String(128), nullable=False),
+    Index("ix_validations_version", "model", "version", "at"),
+)
+
+gate_results = Table(
+    "gate_results",
+    metadata,
+    Column("validation_id", String(36), primary_key=True),
+    Column("position", Integer, primary_key=True),
+    Column("model", String(128), nullable=False),
+    Column("version", Integer, nullable=False),
+    Column("name", String(256), nullable=False),
+    Column("kind", String(32), nullable=False),
+    Column("status", String(16), nullable=False),  # passed | failed | skipped | error
+    Column("value", Text, nullable=True),
+    Column("threshold", Text, nullable=True),
+    Column("why", Text, nullable=False),
+    Index("ix_gate_results_version", "model", "version"),
+)

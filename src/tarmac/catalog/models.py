@@ -1,0 +1,369 @@
+"""Model state in the catalog: training runs, versions, aliases and their history, validations.
+
+Reads take a ``Catalog``; writes take the ``Connection`` of a ledger transaction, so a version, an
+alias move or a gate result commits together with its audit record. Alias moves are
+compare-and-swap on a generation number: of two racing promotions exactly one lands.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any
+
+from sqlalchemy import Connection, func, insert, select, update
+from sqlalchemy.exc import IntegrityError
+
+from tarmac.catalog import _tables as t
+from tarmac.catalog.records import now_us, to_datetime
+from tarmac.catalog.store import Catalog
+from tarmac.errors import ConflictError, UsageError
+
+_JSON_RUN = ("params", "metrics", "slices", "inputs", "definitions", "environment", "details")
+_JSON_VERSION = ("signature", "spec", "metrics", "profile", "tags")
+
+
+def _dumps(value: Any) -> str:
+    return json.dumps(value, sort_keys=True, default=str)
+
+
+@dataclass(frozen=True)
+class TrainRun:
+    """One training run of a model (failed ones too: they keep their traceback)."""
+
+    run_id: str
+    model: str
+    seq: int
+    status: str
+    started_at: int
+    actor: str
+    version: int | None = None
+    reproduces: str | None = None
+    params: dict[str, Any] = field(default_factory=dict)
+    metrics: dict[str, float] = field(default_factory=dict)
+    slices: dict[str, Any] = field(default_factory=dict)
+    inputs: dict[str, int] = field(default_factory=dict)
+    definitions: dict[str, int] = field(default_factory=dict)
+    environment: dict[str, Any] = field(default_factory=dict)
+    details: dict[str, Any] = field(default_factory=dict)
+    fit_seconds: float | None = None
+    ended_at: int | None = None
+    error: str | None = None
+
+    @property
+    def seconds(self) -> float | None:
+        return None if self.ended_at is None else (self.ended_at - self.started_at) / 1e6
+
+    @property
+    def started_at_dt(self) -> datetime:
+        return datetime.fromtimestamp(self.started_at / 1e6, UTC)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"run_id": self.run_id, "model": self.model, "run": self.seq,
+                "status": self.status, "version": self.version, "reproduces": self.reproduces,
+                "params": self.params, "metrics": self.metrics, "slices": self.slices,
+                "inputs": self.inputs, "definitions": self.definitions,
+                "environment": self.environment, "details": self.details,
+                "fit_seconds": self.fit_seconds, "seconds": self.seconds,
+                "started_at": to_datetime(self.started_at), "actor": self.actor,
+                "error": self.error}
+
+
+@dataclass(frozen=True)
+class ModelVersion:
+    """A registered model version: its artifact, signature, metrics and reference profile."""
+
+    model: str
+    version: int
+    run_id: str
+    flavor: str
+    task: str
+    artifact: str
+    holdout: str
+    signature: dict[str, Any]
+    spec: dict[str, Any]
+    created_at: int
+    actor: str
+    metrics: dict[str, float] = field(default_factory=dict)
+    profile: dict[str, Any] = field(default_factory=dict)
+    description: str | None = None
+    tags: dict[str, str] = field(default_factory=dict)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"model": self.model, "version": self.version, "run_id": self.run_id,
+                "flavor": self.flavor, "task": self.task, "artifact": self.artifact,
+                "holdout": self.holdout, "signature": self.signature, "spec": self.spec,
+                "metrics": self.metrics, "description": self.description, "tags": self.tags,
+                "created_at": to_datetime(self.created_at), "actor": self.actor}
+
+
+@dataclass(frozen=True)
+class Alias:
+    model: str
+    alias: str
+    version: int
+    generation: int
+    updated_at: int
+    actor: str
+
+
+@dataclass(frozen=True)
+class AliasMove:
+    """One entry of an alias's history (a promotion or a rollback)."""
+
+    id: int
+    model: str
+    alias: str
+    from_version: int | None
+    to_version: int | None
+    action: str
+    forced: bool
+    reason: str | None
+    validation_id: str | None
+    at: int
+    actor: str
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"alias": self.alias, "from": self.from_version, "to": self.to_version,
+                "action": self.action, "forced": self.forced, "reason": self.reason,
+                "at": to_datetime(self.at), "actor": self.actor}
+
+
+@dataclass(frozen=True)
+class Validation:
+    """One run of a version's gates: against which champion, and the report."""
+
+    id: str
+    model: str
+    version: int
+    champion: int | None
+    status: str
+    gates: str
+    report: dict[str, Any]
+    at: int
+    seconds: float
+    actor: str
+
+
+# -- training runs -----------------------------------------------------------------------------
+
+
+def next_seq(conn: Connection, model: str) -> int:
+    r = t.train_runs.c
+    return int(conn.execute(select(func.coalesce(func.max(r.seq), 0))
+                            .where(r.model == model)).scalar_one()) + 1
+
+
+def insert_train_run(conn: Connection, run: TrainRun) -> None:
+    values = {k: getattr(run, k) for k in ("run_id", "model", "seq", "status", "version",
+                                           "reproduces", "started_at", "ended_at", "actor",
+                                           "error")}
+    values.update({k: _dumps(getattr(run, k)) for k in _JSON_RUN})
+    values["fit_seconds"] = None if run.fit_seconds is None else int(run.fit_seconds * 1e6)
+    conn.execute(insert(t.train_runs).values(**values))
+
+
+def finish_train_run(conn: Connection, run_id: str, **fields: Any) -> None:
+    """Update a run's outcome: status, version, metrics, ..., ended_at (now if not given)."""
+    values = {k: (_dumps(v) if k in _JSON_RUN else v) for k, v in fields.items()}
+    if fields.get("fit_seconds") is not None:
+        values["fit_seconds"] = int(fields["fit_seconds"] * 1e6)
+    values.setdefault("ended_at", now_us())
+    conn.execute(update(t.train_runs).where(t.train_runs.c.run_id == run_id).values(**values))
+
+
+def _train_run(row: Any) -> TrainRun:
+    return TrainRun(
+        run_id=row.run_id, model=row.model, seq=row.seq, status=row.status,
+        started_at=row.started_at, actor=row.actor, version=row.version,
+        reproduces=row.reproduces, **{k: json.loads(getattr(row, k)) for k in _JSON_RUN},
+        fit_seconds=None if row.fit_seconds is None else row.fit_seconds / 1e6,
+        ended_at=row.ended_at, error=row.error)
+
+
+def train_runs(catalog: Catalog, model: str | None = None, *, status: str | None = None,
+               limit: int = 20) -> list[TrainRun]:
+    """Training runs, newest first."""
+    r = t.train_runs
+    query = select(r).order_by(r.c.started_at.desc(), r.c.run_id).limit(limit)
+    if model is not None:
+        query = query.where(r.c.model == model)
+    if status is not None:
+        query = query.where(r.c.status == status)
+    with catalog.engine.connect() as conn:
+        return [_train_run(row) for row in conn.execute(query).all()]
+
+
+def get_train_run(catalog: Catalog, run_id: str) -> TrainRun:
+    """A training run by id or unique id prefix (as ``tarmac runs`` shows it)."""
+    r = t.train_runs
+    if len(run_id) < 4:
+        raise UsageError(f"run id '{run_id}' is too short: give at least 4 characters")
+    with catalog.engine.connect() as conn:
+        rows = conn.execute(select(r).where(r.c.run_id.startswith(run_id, autoescape=True))
+                            .limit(2)).all()
+    if not rows:
+        raise UsageError(f"no training run '{run_id}'", hint="`tarmac runs --model NAME` "
+                                                             "lists them")
+    if len(rows) > 1:
+        raise UsageError(f"run id prefix '{run_id}' is ambiguous", hint="give more characters")
+    return _train_run(rows[0])
+
+
+# -- versions ---------------------------------------------------------------------------------
+
+
+def next_version(conn: Connection, model: str) -> int:
+    v = t.model_versions.c
+    return int(conn.execute(select(func.coalesce(func.max(v.version), 0))
+                            .where(v.model == model)).scalar_one()) + 1
+
+
+def insert_version(conn: Connection, mv: ModelVersion) -> None:
+    values = {k: getattr(mv, k) for k in ("model", "version", "run_id", "flavor", "task",
+                                          "artifact", "holdout", "description", "created_at",
+                                          "actor")}
+    values.update({k: _dumps(getattr(mv, k)) for k in _JSON_VERSION})
+    conn.execute(insert(t.model_versions).values(**values))
+
+
+def _version(row: Any) -> ModelVersion:
+    return ModelVersion(
+        model=row.model, version=row.version, run_id=row.run_id, flavor=row.flavor,
+        task=row.task, artifact=row.artifact, holdout=row.holdout,
+        created_at=row.created_at, actor=row.actor, description=row.description,
+        **{k: json.loads(getattr(row, k)) for k in _JSON_VERSION})
+
+
+def versions(catalog: Catalog, model: str, *, limit: int | None = None) -> list[ModelVersion]:
+    """A model's versions, newest first."""
+    v = t.model_versions
+    query = select(v).where(v.c.model == model).order_by(v.c.version.desc())
+    if limit is not None:
+        query = query.limit(limit)
+    with catalog.engine.connect() as conn:
+        return [_version(row) for row in conn.execute(query).all()]
+
+
+def get_version(catalog: Catalog, model: str, version: int) -> ModelVersion | None:
+    v = t.model_versions
+    with catalog.engine.connect() as conn:
+        row = conn.execute(select(v).where((v.c.model == model) & (v.c.version == version))
+                           ).first()
+    return None if row is None else _version(row)
+
+
+def model_names(catalog: Catalog) -> dict[str, tuple[int, int]]:
+    """model -> (number of versions, latest version)."""
+    v = t.model_versions.c
+    with catalog.engine.connect() as conn:
+        rows = conn.execute(select(v.model, func.count(), func.max(v.version))
+                            .group_by(v.model).order_by(v.model)).all()
+    return {r[0]: (int(r[1]), int(r[2])) for r in rows}
+
+
+# -- aliases ------------------------------------------------------------------------------------
+
+
+def aliases(catalog: Catalog, model: str | None = None) -> list[Alias]:
+    a = t.model_aliases
+    query = select(a).order_by(a.c.model, a.c.alias)
+    if model is not None:
+        query = query.where(a.c.model == model)
+    with catalog.engine.connect() as conn:
+        return [Alias(r.model, r.alias, r.version, r.generation, r.updated_at, r.actor)
+                for r in conn.execute(query).all()]
+
+
+def get_alias(catalog: Catalog, model: str, alias: str) -> Alias | None:
+    found = [a for a in aliases(catalog, model) if a.alias == alias]
+    return found[0] if found else None
+
+
+def move_alias(conn: Connection, *, model: str, alias: str, to_version: int,
+               expected: Alias | None, action: str, actor: str, forced: bool = False,
+               reason: str | None = None, validation_id: str | None = None) -> None:
+    """Point ``alias`` at ``to_version`` if it still is where ``expected`` says (compare-and-swap)
+    and record the move; a concurrent move makes this raise ``ConflictError``."""
+    a = t.model_aliases
+    at = now_us()
+    if expected is None:
+        try:
+            with conn.begin_nested():
+                conn.execute(insert(a).values(model=model, alias=alias, version=to_version,
+                                              generation=1, updated_at=at, actor=actor))
+        except IntegrityError:
+            raise _conflict(conn, model, alias, to_version) from None
+    else:
+        done = conn.execute(update(a).where((a.c.model == model) & (a.c.alias == alias)
+                                            & (a.c.generation == expected.generation))
+                            .values(version=to_version, generation=expected.generation + 1,
+                                    updated_at=at, actor=actor))
+        if done.rowcount != 1:
+            raise _conflict(conn, model, alias, to_version)
+    conn.execute(insert(t.alias_history).values(
+        model=model, alias=alias, from_version=expected.version if expected else None,
+        to_version=to_version, action=action, forced=int(forced), reason=reason,
+        validation_id=validation_id, at=at, actor=actor))
+
+
+def _conflict(conn: Connection, model: str, alias: str, to_version: int) -> ConflictError:
+    a = t.model_aliases
+    row = conn.execute(select(a.c.version, a.c.actor).where(
+        (a.c.model == model) & (a.c.alias == alias))).first()
+    now = f"v{row.version} (moved by {row.actor})" if row else "removed"
+    return ConflictError(
+        f"'{alias}' of model '{model}' moved while this change was being made: it is now {now}; "
+        f"not moving it to v{to_version}",
+        hint="check `tarmac models show " + model + "`, validate against the new champion "
+             "and try again")
+
+
+def alias_history(catalog: Catalog, model: str, alias: str | None = None,
+                  *, limit: int = 50) -> list[AliasMove]:
+    """Alias moves, newest first."""
+    h = t.alias_history
+    query = select(h).where(h.c.model == model).order_by(h.c.id.desc()).limit(limit)
+    if alias is not None:
+        query = query.where(h.c.alias == alias)
+    with catalog.engine.connect() as conn:
+        return [AliasMove(r.id, r.model, r.alias, r.from_version, r.to_version, r.action,
+                          bool(r.forced), r.reason, r.validation_id, r.at, r.actor)
+                for r in conn.execute(query).all()]
+
+
+# -- validations -------------------------------------------------------------------------------
+
+
+def insert_validation(conn: Connection, v: Validation) -> None:
+    conn.execute(insert(t.validations).values(
+        id=v.id, model=v.model, version=v.version, champion=v.champion, status=v.status,
+        gates=v.gates, report=_dumps(v.report), at=v.at, seconds=int(v.seconds * 1e6),
+        actor=v.actor))
+    results = v.report.get("results", [])
+    if results:
+        conn.execute(insert(t.gate_results), [
+            {"validation_id": v.id, "position": i, "model": v.model, "version": v.version,
+             "name": r["name"][:256], "kind": r["kind"], "status": r["status"],
+             "value": None if r.get("value") is None else str(r["value"]),
+             "threshold": r.get("threshold"), "why": r.get("why") or ""}
+            for i, r in enumerate(results)])
+
+
+def latest_validation(catalog: Catalog, model: str, version: int) -> Validation | None:
+    found = validation_history(catalog, model, version, limit=1)
+    return found[0] if found else None
+
+
+def validation_history(catalog: Catalog, model: str, version: int | None = None,
+                       *, limit: int = 20) -> list[Validation]:
+    """Validations of a model (or one version), newest first."""
+    v = t.validations
+    query = select(v).where(v.c.model == model).order_by(v.c.at.desc(), v.c.id).limit(limit)
+    if version is not None:
+        query = query.where(v.c.version == version)
+    with catalog.engine.connect() as conn:
+        return [Validation(r.id, r.model, r.version, r.champion, r.status, r.gates,
+                           json.loads(r.report), r.at, r.seconds / 1e6, r.actor)
+                for r in conn.execute(query).all()]
