@@ -1,0 +1,897 @@
+"""Validation gates: the checks a model version must pass before it may replace its champion.
+
+A project declares gates next to its model (``metric("roc_auc") >= 0.75``...); each is a small
+frozen object with a display name, a JSON-able ``spec()`` (stored, and compared to tell whether
+the declared gates changed) and ``evaluate(ctx)``, which judges one version on its holdout set
+against a ``GateContext`` that computes predictions and metrics once and shares them.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import inspect
+import math
+import numbers
+import time
+from abc import ABC, abstractmethod
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from typing import Any, ClassVar, Protocol
+
+import numpy as np
+import pandas as pd
+
+from tarmac.errors import UsageError
+from tarmac.gates.report import GateResult, Report, fmt
+from tarmac.models import metrics as M
+
+# --- what gates run against ---------------------------------------------------------------------
+
+
+class Predictor(Protocol):
+    """A loaded model, whatever its flavor: labels or values, and scores when it has them."""
+
+    flavor: str
+    task: str  # "binary" | "multiclass" | "regression"
+
+    def predict(self, frame: pd.DataFrame) -> np.ndarray:
+        """1-D labels (classifiers) or values (regressors)."""
+        ...
+
+    def scores(self, frame: pd.DataFrame) -> np.ndarray | None:
+        """Binary: 1-D P(positive); multiclass: 2-D (rows, classes); regression: None."""
+        ...
+
+
+class SignatureLike(Protocol):
+    """A version's request and response columns with their types."""
+
+    @property
+    def inputs(self) -> list[tuple[str, str]]:  # (column, type), e.g. ("tenure_days", "int64")
+        ...
+
+    @property
+    def outputs(self) -> list[tuple[str, str]]:  # e.g. ("prediction", "int64"), ("score", ...)
+        ...
+
+
+@dataclass
+class Champion:
+    """The version currently serving: what a new version is compared with."""
+
+    version: int
+    predictor: Predictor
+    signature: SignatureLike
+
+
+@dataclass
+class GateContext:
+    """One version's holdout set and model, with predictions and metrics computed lazily once
+    per validation and shared by every gate (and the same for the champion)."""
+
+    model: str
+    version: int
+    predictor: Predictor
+    holdout: pd.DataFrame
+    features: list[str]
+    label: str
+    signature: SignatureLike
+    champion: Champion | None = None
+    _cache: dict[str, Any] = field(default_factory=dict, init=False, repr=False, compare=False)
+
+    def _cached(self, key: str, make: Callable[[], Any]) -> Any:
+        """``make()`` once; a failure is remembered too, so a broken model fails fast."""
+        if key not in self._cache:
+            try:
+                self._cache[key] = (True, make())
+            except Exception as exc:
+                self._cache[key] = (False, exc)
+        ok, value = self._cache[key]
+        if not ok:
+            raise value
+        return value
+
+    @property
+    def task(self) -> str:
+        """The model's task: binary, multiclass or regression."""
+        return self.predictor.task
+
+    def _frame(self, columns: Sequence[str], whose: str) -> pd.DataFrame:
+        missing = [c for c in columns if c not in self.holdout.columns]
+        if missing:
+            raise UsageError(f"{whose} needs columns the holdout set does not have: "
+                             f"{', '.join(missing)} (holdout columns: {_columns(self.holdout)})")
+        return self.holdout[list(columns)]
+
+    def X(self) -> pd.DataFrame:  # noqa: N802 - the usual name for model inputs
+        """The holdout's feature columns, in the order the predictor takes them."""
+        return self._cached("X", lambda: self._frame(self.features, f"{self.model} "
+                                                                    f"v{self.version}"))
+
+    def y(self) -> np.ndarray:
+        """The holdout's true labels or values."""
+        def make() -> np.ndarray:
+            if self.label not in self.holdout.columns:
+                raise UsageError(f"label column {self.label!r} is not in the holdout set "
+                                 f"(columns: {_columns(self.holdout)})"
+                                 f"{M.did_you_mean(self.label, list(self.holdout.columns))}")
+            return self.holdout[self.label].to_numpy()
+        return self._cached("y", make)
+
+    def predictions(self) -> np.ndarray:
+        """This version's predictions on the holdout set."""
+        return self._cached("predictions", lambda: _predict(self.predictor, self.X(),
+                                                            f"v{self.version}"))
+
+    def scores(self) -> np.ndarray | None:
+        """This version's scores on the holdout set (None when the model has none)."""
+        return self._cached("scores", lambda: _scores(self.predictor, self.X(),
+                                                      f"v{self.version}"))
+
+    def metrics(self) -> dict[str, float]:
+        """Every metric of the task that this holdout defines, for this version."""
+        return self._cached("metrics", lambda: M.compute(
+            self.task, self.y(), self.predictions(), self.scores()))
+
+    def _champion(self) -> Champion:
+        if self.champion is None:
+            raise UsageError("there is no champion to compare with")
+        return self.champion
+
+    def champion_X(self) -> pd.DataFrame:  # noqa: N802
+        """The holdout's columns the champion takes (its signature's inputs)."""
+        def make() -> pd.DataFrame:
+            champ = self._champion()
+            columns = [c for c, _ in champ.signature.inputs] or list(self.features)
+            return self._frame(columns, f"champion v{champ.version}")
+        return self._cached("champion_X", make)
+
+    def champion_predictions(self) -> np.ndarray:
+        """The champion's predictions on this version's holdout set."""
+        return self._cached("champion_predictions", lambda: _predict(
+            self._champion().predictor, self.champion_X(), f"champion v{self._champion().version}"))
+
+    def champion_scores(self) -> np.ndarray | None:
+        """The champion's scores on this version's holdout set."""
+        return self._cached("champion_scores", lambda: _scores(
+            self._champion().predictor, self.champion_X(), f"champion v{self._champion().version}"))
+
+    def champion_metrics(self) -> dict[str, float]:
+        """The champion's metrics on this version's holdout set."""
+        return self._cached("champion_metrics", lambda: M.compute(
+            self.task, self.y(), self.champion_predictions(), self.champion_scores()))
+
+
+def _columns(frame: pd.DataFrame, limit: int = 20) -> str:
+    names = [str(c) for c in frame.columns]
+    return ", ".join(names[:limit]) + (f" ... ({len(names)} in all)" if len(names) > limit else "")
+
+
+def _predict(predictor: Predictor, frame: pd.DataFrame, whose: str) -> np.ndarray:
+    out = np.asarray(predictor.predict(frame))
+    if out.ndim != 1 or len(out) != len(frame):
+        raise UsageError(f"{whose}'s predict returned shape {out.shape} for {len(frame):,} rows; "
+                         "expected one value per row")
+    return out
+
+
+def _scores(predictor: Predictor, frame: pd.DataFrame, whose: str) -> np.ndarray | None:
+    out = predictor.scores(frame)
+    if out is None:
+        return None
+    arr = np.asarray(out)
+    if arr.ndim not in (1, 2) or len(arr) != len(frame):
+        raise UsageError(f"{whose}'s scores returned shape {arr.shape} for {len(frame):,} rows; "
+                         "expected one score (or one row of class scores) per row")
+    return arr
+
+
+# --- shared helpers ------------------------------------------------------------------------------
+
+_FAILS = {">=": "is below", ">": "is not above", "<=": "is above", "<": "is not below"}
+_NEGATED = {">=": "<", ">": "<=", "<=": ">", "<": ">="}
+
+
+class _Unjudgeable(Exception):
+    """The gate cannot be judged on this version (its ``why``); becomes status ``error``."""
+
+
+def _number(value: Any, what: str) -> float:
+    if isinstance(value, bool) or not isinstance(value, numbers.Real) or not math.isfinite(
+            float(value)):
+        raise UsageError(f"{what} must be a finite number (got {value!r})")
+    return float(value)
+
+
+def _holds(value: float, op: str, threshold: float) -> bool:
+    """``value op threshold``, with float noise at the boundary counted as equal."""
+    close = math.isclose(value, threshold, rel_tol=1e-9, abs_tol=1e-12)
+    if op == ">=":
+        return value >= threshold or close
+    if op == "<=":
+        return value <= threshold or close
+    if op == ">":
+        return value > threshold and not close
+    return value < threshold and not close
+
+
+def _exception_why(exc: BaseException) -> str:
+    lines = str(exc).strip().splitlines()
+    return f"{type(exc).__name__}: {lines[0]}" if lines else type(exc).__name__
+
+
+def _metric_value(ctx: GateContext, name: str, champion: bool = False) -> float:
+    """A metric of this version (or of the champion) on the holdout, or _Unjudgeable saying
+    why it has no value."""
+    task = ctx.task
+    if task not in M.get(name).tasks:
+        raise _Unjudgeable(f"{name} does not apply to {task} models; metrics for {task}: "
+                           f"{', '.join(M.names(task))}")
+    computed = ctx.champion_metrics() if champion else ctx.metrics()
+    if name in computed:
+        return computed[name]
+    whose = f"champion v{ctx._champion().version}'s" if champion else "this version's"
+    try:
+        if champion:
+            M.compute_one(task, name, ctx.y(), ctx.champion_predictions(), ctx.champion_scores())
+        else:
+            M.compute_one(task, name, ctx.y(), ctx.predictions(), ctx.scores())
+    except M.MetricUndefined as exc:
+        raise _Unjudgeable(f"{name} is undefined for {whose} predictions on this holdout: "
+                           f"{exc}") from None
+    raise _Unjudgeable(f"{name} is undefined for {whose} predictions on this holdout")
+
+
+def _plural(n: int, word: str) -> str:
+    return f"{n:,} {word}" if n == 1 else f"{n:,} {word}s"
+
+
+def _names(keys: Sequence[str], limit: int = 3) -> str:
+    shown = ", ".join(repr(k) for k in keys[:limit])
+    return shown + (f" and {len(keys) - limit} more" if len(keys) > limit else "")
+
+
+# --- the gates ----------------------------------------------------------------------------------
+
+
+class Gate(ABC):
+    """A declared check: a display name, a kind, a stable spec and how to judge a version."""
+
+    kind: ClassVar[str]
+
+    @property
+    @abstractmethod
+    def name(self) -> str:
+        """What reports show, e.g. ``roc_auc >= 0.75``."""
+
+    @abstractmethod
+    def spec(self) -> dict[str, Any]:
+        """A JSON-able, stable description: stored, and compared to detect changed gates."""
+
+    @abstractmethod
+    def _evaluate(self, ctx: GateContext) -> GateResult: ...
+
+    def evaluate(self, ctx: GateContext) -> GateResult:
+        """Judge one version; a gate that cannot be judged is ``error`` with the reason."""
+        try:
+            return self._evaluate(ctx)
+        except _Unjudgeable as exc:
+            return self._result("error", None, None, str(exc))
+
+    def _result(self, status: str, value: float | str | None, threshold: str | None, why: str,
+                details: dict[str, Any] | None = None) -> GateResult:
+        return GateResult(self.name, self.kind, status, value, threshold, why, details or {})
+
+
+@dataclass(frozen=True)
+class MetricGate(Gate):
+    """A metric on the holdout set compared with a fixed threshold."""
+
+    metric: str
+    op: str
+    threshold: float
+    kind: ClassVar[str] = "metric"
+
+    @property
+    def name(self) -> str:
+        return f"{self.metric} {self.op} {self.threshold:g}"
+
+    def spec(self) -> dict[str, Any]:
+        return {"kind": self.kind, "metric": self.metric, "op": self.op,
+                "threshold": self.threshold}
+
+    def _evaluate(self, ctx: GateContext) -> GateResult:
+        value = _metric_value(ctx, self.metric)
+        t = self.threshold
+        ok = _holds(value, self.op, t)
+        why = (f"{fmt(value)} {self.op} {t:g}" if ok
+               else f"{fmt(value)} {_FAILS[self.op]} {t:g}")
+        return self._result("passed" if ok else "failed", value, f"{self.op} {t:g}", why,
+                            {"metric": self.metric, "rows": len(ctx.holdout)})
+
+
+@dataclass(frozen=True)
+class NoRegressionGate(Gate):
+    """The metric may not be worse than the champion's on the same holdout, within tolerance."""
+
+    metric: str
+    tolerance: float
+    kind: ClassVar[str] = "no_regression"
+
+    @property
+    def name(self) -> str:
+        return f"no regression in {self.metric} (tolerance {self.tolerance:g})"
+
+    def spec(self) -> dict[str, Any]:
+        return {"kind": self.kind, "metric": self.metric, "tolerance": self.tolerance}
+
+    def _evaluate(self, ctx: GateContext) -> GateResult:
+        champ = ctx.champion
+        if champ is None:
+            return self._result("skipped", None, None,
+                                "no champion yet: regression gates are skipped")
+        if champ.version == ctx.version:
+            return self._result("skipped", None, None, "this version is the champion")
+        new = _metric_value(ctx, self.metric)
+        old = _metric_value(ctx, self.metric, champion=True)
+        higher = M.get(self.metric).higher_is_better
+        tol = self.tolerance
+        bound, op, sign = (old - tol, ">=", "-") if higher else (old + tol, "<=", "+")
+        threshold = f"{op} {fmt(bound)} (champion v{champ.version} {fmt(old)} {sign} {tol:g})"
+        ok = _holds(new, op, bound)
+        if ok:
+            why = f"{fmt(new)} {threshold}"
+        else:
+            why = (f"{fmt(new)} {_FAILS[op]} {fmt(bound)}: champion v{champ.version} scored "
+                   f"{fmt(old)} on the same holdout (tolerance {tol:g})")
+        return self._result("passed" if ok else "failed", new, threshold, why,
+                            {"metric": self.metric, "champion": champ.version,
+                             "champion_value": old, "tolerance": tol})
+
+
+@dataclass(frozen=True)
+class _SliceGate(Gate):
+    metric: str
+    by: str
+    op: str
+    threshold: float
+    min_rows: int
+
+    def spec(self) -> dict[str, Any]:
+        return {"kind": self.kind, "metric": self.metric, "by": self.by, "op": self.op,
+                "threshold": self.threshold, "min_rows": self.min_rows}
+
+    def _slices(self, ctx: GateContext) -> tuple[dict[str, float], dict[str, Any], list[str]]:
+        """(judged slice -> value, details, notes on slices not judged)."""
+        if self.by not in ctx.holdout.columns:
+            raise _Unjudgeable(f"slice column {self.by!r} is not in the holdout set (columns: "
+                               f"{_columns(ctx.holdout)})"
+                               f"{M.did_you_mean(self.by, [str(c) for c in ctx.holdout.columns])}")
+        task = ctx.task
+        if task not in M.get(self.metric).tasks:
+            raise _Unjudgeable(f"{self.metric} does not apply to {task} models; metrics for "
+                               f"{task}: {', '.join(M.names(task))}")
+        column = ctx.holdout[self.by]
+        y, p, s = ctx.y(), ctx.predictions(), ctx.scores()
+        per = M.by_slice(task, column, y, p, s, names=[self.metric], min_rows=self.min_rows)
+        judged = {k: float(v[self.metric]) for k, v in per.items() if self.metric in v}
+        small = {k: int(v["rows"]) for k, v in per.items() if v["rows"] < self.min_rows}
+        undefined: dict[str, str] = {}
+        rest = [k for k in per if k not in judged and k not in small]
+        if rest:
+            keys = M.slice_keys(column)
+            for k in rest:
+                idx = np.flatnonzero(keys == k)
+                try:
+                    M.compute_one(task, self.metric, y[idx], p[idx],
+                                  None if s is None else s[idx])
+                    undefined[k] = "undefined"
+                except M.MetricUndefined as exc:
+                    undefined[k] = str(exc)
+        notes = []
+        if small:
+            notes.append(f"{_plural(len(small), 'slice')} under {self.min_rows:,} rows not "
+                         f"judged ({_names(list(small))})")
+        if undefined:
+            notes.append(f"{_plural(len(undefined), 'slice')} where {self.metric} is undefined "
+                         f"not judged ({_names(list(undefined))})")
+        details = {"metric": self.metric, "by": self.by, "min_rows": self.min_rows,
+                   "slices": {k: {"rows": int(v["rows"]), "value": judged.get(k)}
+                              for k, v in per.items()},
+                   "too_small": small, "undefined": undefined}
+        if not judged:
+            raise _Unjudgeable(f"no slice of {self.by!r} can be judged: "
+                               + ("; ".join(notes) or "the holdout set is empty"))
+        return judged, details, notes
+
+
+@dataclass(frozen=True)
+class SliceMetricGate(_SliceGate):
+    """Every slice of the holdout (big enough to judge) meets the threshold."""
+
+    kind: ClassVar[str] = "slice_metric"
+
+    @property
+    def name(self) -> str:
+        return f"{self.metric} {self.op} {self.threshold:g} in every {self.by}"
+
+    def _evaluate(self, ctx: GateContext) -> GateResult:
+        judged, details, notes = self._slices(ctx)
+        t, op = self.threshold, self.op
+        pick = min if op in (">=", ">") else max
+        worst = pick(judged, key=lambda k: judged[k])
+        rows = details["slices"]
+        failing = [k for k, v in judged.items() if not _holds(v, op, t)]
+        if failing:
+            parts = [f"slice {k!r} {fmt(judged[k])} {_NEGATED[op]} {t:g} "
+                     f"({rows[k]['rows']:,} rows)" for k in failing[:5]]
+            if len(failing) > 5:
+                parts.append(f"and {len(failing) - 5} more slices")
+        else:
+            parts = [f"every slice {op} {t:g}; worst {worst!r} {fmt(judged[worst])} "
+                     f"({rows[worst]['rows']:,} rows)"]
+        details["failing"] = failing
+        return self._result("failed" if failing else "passed", judged[worst], f"{op} {t:g}",
+                            "; ".join(parts + notes), details)
+
+
+@dataclass(frozen=True)
+class SliceGapGate(_SliceGate):
+    """The spread of a metric across slices (best minus worst) stays within the threshold."""
+
+    kind: ClassVar[str] = "slice_gap"
+
+    @property
+    def name(self) -> str:
+        return f"{self.metric} gap across {self.by} {self.op} {self.threshold:g}"
+
+    def _evaluate(self, ctx: GateContext) -> GateResult:
+        judged, details, notes = self._slices(ctx)
+        if len(judged) < 2:
+            only = next(iter(judged))
+            raise _Unjudgeable(f"a gap needs two slices and only {only!r} of {self.by!r} can be "
+                               f"judged" + ("; " + "; ".join(notes) if notes else ""))
+        hi = max(judged, key=lambda k: judged[k])
+        lo = min(judged, key=lambda k: judged[k])
+        gap = judged[hi] - judged[lo]
+        t, op = self.threshold, self.op
+        ok = _holds(gap, op, t)
+        between = (f"between {hi!r} {fmt(judged[hi])} and {lo!r} {fmt(judged[lo])}")
+        why = (f"gap {fmt(gap)} {op} {t:g} {between}" if ok
+               else f"gap {fmt(gap)} {_FAILS[op]} {t:g} {between}")
+        details.update(highest=hi, lowest=lo)
+        return self._result("passed" if ok else "failed", gap, f"{op} {t:g}",
+                            "; ".join([why, *notes]), details)
+
+
+def _time_calls(predict: Callable[[pd.DataFrame], Any], frames: Sequence[pd.DataFrame],
+                warmup: int, max_calls: int, max_seconds: float) -> np.ndarray:
+    """Milliseconds per call, after ``warmup`` untimed calls, cycling through ``frames``."""
+    for i in range(warmup):
+        predict(frames[i % len(frames)])
+    deadline = time.perf_counter_ns() + int(max_seconds * 1e9)
+    samples: list[int] = []
+    while len(samples) < max_calls:
+        frame = frames[len(samples) % len(frames)]
+        start = time.perf_counter_ns()
+        predict(frame)
+        end = time.perf_counter_ns()
+        samples.append(end - start)
+        if end >= deadline:
+            break
+    return np.asarray(samples, dtype=np.float64) / 1e6
+
+
+@dataclass(frozen=True)
+class LatencyGate(Gate):
+    """Predict latency measured here: p99 of single-row calls and/or of batch calls."""
+
+    p99_ms: float | None
+    batch_p99_ms: float | None
+    batch_size: int
+    kind: ClassVar[str] = "latency"
+
+    SINGLE: ClassVar[tuple[int, int, float]] = (5, 200, 2.0)  # warm-up, max calls, max seconds
+    BATCH: ClassVar[tuple[int, int, float]] = (1, 20, 3.0)
+
+    def _budgets(self) -> list[str]:
+        out = []
+        if self.p99_ms is not None:
+            out.append(f"<= {self.p99_ms:g} ms (1 row)")
+        if self.batch_p99_ms is not None:
+            out.append(f"<= {self.batch_p99_ms:g} ms ({self.batch_size:,} rows)")
+        return out
+
+    @property
+    def name(self) -> str:
+        return "latency p99 " + ", ".join(self._budgets())
+
+    def spec(self) -> dict[str, Any]:
+        return {"kind": self.kind, "p99_ms": self.p99_ms, "batch_p99_ms": self.batch_p99_ms,
+                "batch_size": self.batch_size}
+
+    def _evaluate(self, ctx: GateContext) -> GateResult:
+        X = ctx.X()  # noqa: N806
+        if len(X) == 0:
+            raise _Unjudgeable("the holdout set is empty: there is nothing to time")
+        predict = ctx.predictor.predict
+        details: dict[str, Any] = {}
+        verdicts: list[tuple[bool, str]] = []
+        value: float | None = None
+        plans: list[tuple[str, float, list[pd.DataFrame], tuple[int, int, float]]] = []
+        if self.p99_ms is not None:
+            plans.append(("single", self.p99_ms,
+                          [X.iloc[[i]] for i in range(min(len(X), self.SINGLE[1]))], self.SINGLE))
+        if self.batch_p99_ms is not None:
+            b = min(self.batch_size, len(X))
+            starts = range(0, len(X) - b + 1, b)
+            plans.append(("batch", self.batch_p99_ms,
+                          [X.iloc[s:s + b] for s in starts][:self.BATCH[1]], self.BATCH))
+        for mode, budget, frames, (warmup, calls, seconds) in plans:
+            ms = _time_calls(predict, frames, warmup, calls, seconds)
+            p50, p99 = (float(v) for v in np.percentile(ms, [50, 99]))
+            rows = len(frames[0])
+            details[mode] = {"p50_ms": p50, "p99_ms": p99, "calls": len(ms), "rows": rows,
+                             "budget_ms": budget}
+            value = p99 if value is None else value
+            ok = p99 <= budget
+            what = f"({_plural(rows, 'row')}, {len(ms):,} calls)"
+            verdicts.append((ok, f"p99 {fmt(p99)} ms <= {budget:g} ms {what}" if ok
+                             else f"p99 {fmt(p99)} ms is above {budget:g} ms {what}"))
+        ok = all(v for v, _ in verdicts)
+        return self._result("passed" if ok else "failed", value, ", ".join(self._budgets()),
+                            "; ".join(w for _, w in verdicts), details)
+
+
+@dataclass(frozen=True)
+class NoNullsGate(Gate):
+    """No prediction (nor score, when the model has them) is null or NaN."""
+
+    kind: ClassVar[str] = "no_nulls"
+
+    @property
+    def name(self) -> str:
+        return "no null predictions"
+
+    def spec(self) -> dict[str, Any]:
+        return {"kind": self.kind}
+
+    def _evaluate(self, ctx: GateContext) -> GateResult:
+        preds, scores = ctx.predictions(), ctx.scores()
+        n = len(preds)
+        null_preds = int(np.count_nonzero(pd.isna(preds)))
+        null_scores = 0
+        if scores is not None:
+            isna = pd.isna(scores)
+            null_scores = int(np.count_nonzero(isna.any(axis=1) if isna.ndim == 2 else isna))
+        parts = []
+        if null_preds:
+            parts.append(f"{null_preds:,} of {n:,} predictions are null")
+        if null_scores:
+            parts.append(f"{null_scores:,} of {n:,} scores are null")
+        total = null_preds + null_scores
+        if total:
+            why = "; ".join(parts)
+        else:
+            what = "predictions or scores" if scores is not None else "predictions"
+            why = f"none of {n:,} {what} are null"
+        return self._result("failed" if total else "passed", total, "0 nulls", why,
+                            {"rows": n, "null_predictions": null_preds,
+                             "null_scores": null_scores})
+
+
+@dataclass(frozen=True)
+class PredictionRangeGate(Gate):
+    """Every score (or prediction, for a model without scores) lies within [min, max]."""
+
+    min: float | None
+    max: float | None
+    kind: ClassVar[str] = "prediction_range"
+
+    def _range(self) -> str:
+        if self.min is not None and self.max is not None:
+            return f"{self.min:g}..{self.max:g}"
+        return f">= {self.min:g}" if self.min is not None else f"<= {self.max:g}"
+
+    @property
+    def name(self) -> str:
+        rng = self._range()
+        return f"predictions within {rng}" if ".." in rng else f"predictions {rng}"
+
+    def spec(self) -> dict[str, Any]:
+        return {"kind": self.kind, "min": self.min, "max": self.max}
+
+    def _evaluate(self, ctx: GateContext) -> GateResult:
+        scores = ctx.scores()
+        what, raw = ("scores", scores) if scores is not None else ("predictions",
+                                                                  ctx.predictions())
+        try:
+            values = np.asarray(raw, dtype=np.float64).ravel()
+        except (TypeError, ValueError):
+            sample = ", ".join(repr(v) for v in pd.unique(pd.Series(np.ravel(raw)))[:3])
+            raise _Unjudgeable(f"the {what} are labels ({sample}), not numbers: a range does "
+                               "not apply") from None
+        known = values[~np.isnan(values)]
+        if len(known) == 0:
+            raise _Unjudgeable(f"there are no non-null {what} to check")
+        lo, hi = float(known.min()), float(known.max())
+        outside = np.zeros(len(known), dtype=bool)
+        if self.min is not None:
+            outside |= known < self.min
+        if self.max is not None:
+            outside |= known > self.max
+        bad = int(outside.sum())
+        observed = f"{fmt(lo)}..{fmt(hi)}"
+        nulls = len(values) - len(known)
+        note = f" ({nulls:,} nulls not checked)" if nulls else ""
+        if bad:
+            why = (f"{bad:,} of {len(known):,} {what} are outside {self._range()} "
+                   f"(observed {observed}){note}")
+        else:
+            why = f"all {len(known):,} {what} are within {self._range()}{note}"
+        return self._result("failed" if bad else "passed", observed, self._range(), why,
+                            {"checked": what, "min": lo, "max": hi, "outside": bad,
+                             "nulls": nulls})
+
+
+@dataclass(frozen=True)
+class SignatureGate(Gate):
+    """Requests built for the champion can be served by this version, and it answers with
+    every column the champion's callers read."""
+
+    kind: ClassVar[str] = "signature"
+
+    @property
+    def name(self) -> str:
+        return "signature compatible with champion"
+
+    def spec(self) -> dict[str, Any]:
+        return {"kind": self.kind}
+
+    def _evaluate(self, ctx: GateContext) -> GateResult:
+        champ = ctx.champion
+        if champ is None:
+            return self._result("skipped", None, None,
+                                "no champion yet: signature gates are skipped")
+        if champ.version == ctx.version:
+            return self._result("skipped", None, None, "this version is the champion")
+        cv = f"champion v{champ.version}"
+        theirs_in = {str(c): str(t) for c, t in champ.signature.inputs}
+        theirs_out = {str(c): str(t) for c, t in champ.signature.outputs}
+        ours_out = {str(c): str(t) for c, t in ctx.signature.outputs}
+        problems = []
+        for column, typ in ctx.signature.inputs:
+            column, typ = str(column), str(typ)
+            if column not in theirs_in:
+                problems.append(f"needs input {column!r} ({typ}) that {cv}'s callers do not send")
+            elif theirs_in[column] != typ:
+                problems.append(f"input {column!r} is {typ} here, {theirs_in[column]} in {cv}")
+        for column, typ in theirs_out.items():
+            if column not in ours_out:
+                problems.append(f"output {column!r} ({typ}) missing")
+            elif ours_out[column] != typ:
+                problems.append(f"output {column!r} is {ours_out[column]} here, {typ} in {cv}")
+        why = "; ".join(problems) if problems else f"requests made for {cv} can be served"
+        return self._result("failed" if problems else "passed", len(problems), None, why,
+                            {"champion": champ.version, "problems": problems})
+
+
+@dataclass(frozen=True)
+class CustomGate(Gate):
+    """A check written in Python: ``fn(ctx)`` returns a bool, (bool, why) or a GateResult."""
+
+    fn: Callable[[GateContext], Any]
+    title: str | None = None
+    kind: ClassVar[str] = "custom"
+
+    @property
+    def name(self) -> str:
+        if self.title:
+            return self.title
+        fn_name = getattr(self.fn, "__name__", type(self.fn).__name__)
+        return "custom check" if fn_name == "<lambda>" else fn_name
+
+    def spec(self) -> dict[str, Any]:
+        # the function's name and a hash of its source: editing the check makes earlier
+        # results stale; the module name is not used (the definitions file's varies by path)
+        qualname = getattr(self.fn, "__qualname__", type(self.fn).__qualname__)
+        try:
+            code = inspect.getsource(self.fn)
+        except (OSError, TypeError):
+            code = qualname
+        return {"kind": self.kind, "name": self.name, "function": qualname,
+                "code": hashlib.sha256(code.encode()).hexdigest()[:16]}
+
+    def _evaluate(self, ctx: GateContext) -> GateResult:
+        try:
+            out = self.fn(ctx)
+        except Exception as exc:
+            return self._result("error", None, None, _exception_why(exc))
+        if isinstance(out, GateResult):
+            return out
+        if isinstance(out, bool | np.bool_):
+            return self._result("passed" if out else "failed", None, None,
+                                f"custom check returned {bool(out)}")
+        if (isinstance(out, tuple) and len(out) == 2 and isinstance(out[0], bool | np.bool_)
+                and isinstance(out[1], str)):
+            ok, why = bool(out[0]), out[1]
+            return self._result("passed" if ok else "failed", None, None,
+                                why or f"custom check returned {ok}")
+        return self._result("error", None, None,
+                            f"custom check returned {type(out).__name__}; expected a bool, "
+                            "(bool, str) or a GateResult")
+
+
+# --- the declaration API ------------------------------------------------------------------------
+
+
+class _Comparable:
+    """Becomes a gate when compared with a threshold: ``metric("roc_auc") >= 0.75``."""
+
+    def _gate(self, op: str, threshold: float) -> Gate:
+        raise NotImplementedError
+
+    def _checked(self, op: str, threshold: Any) -> Gate:
+        return self._gate(op, _number(threshold, f"the threshold in {self!r} {op} ..."))
+
+    def __ge__(self, threshold: Any) -> Gate:
+        return self._checked(">=", threshold)
+
+    def __gt__(self, threshold: Any) -> Gate:
+        return self._checked(">", threshold)
+
+    def __le__(self, threshold: Any) -> Gate:
+        return self._checked("<=", threshold)
+
+    def __lt__(self, threshold: Any) -> Gate:
+        return self._checked("<", threshold)
+
+
+class MetricBuilder(_Comparable):
+    """``metric(name)`` before its threshold."""
+
+    def __init__(self, name: str) -> None:
+        self.metric = M.get(name).name
+
+    def __repr__(self) -> str:
+        return f"metric({self.metric!r})"
+
+    def _gate(self, op: str, threshold: float) -> Gate:
+        return MetricGate(self.metric, op, threshold)
+
+
+def _slice_args(name: str, by: str, min_rows: int) -> tuple[str, str, int]:
+    metric_name = M.get(name).name
+    if not isinstance(by, str) or not by.strip():
+        raise UsageError(f"slice by must name a column of the holdout set (got {by!r})")
+    if isinstance(min_rows, bool) or not isinstance(min_rows, int) or min_rows < 1:
+        raise UsageError(f"min_rows must be a whole number >= 1 (got {min_rows!r})")
+    return metric_name, by, min_rows
+
+
+class SliceMetricBuilder(_Comparable):
+    """``slice_metric(name, by=...)`` before its threshold."""
+
+    def __init__(self, name: str, by: str, min_rows: int = 30) -> None:
+        self.metric, self.by, self.min_rows = _slice_args(name, by, min_rows)
+
+    def __repr__(self) -> str:
+        return f"slice_metric({self.metric!r}, by={self.by!r})"
+
+    def _gate(self, op: str, threshold: float) -> Gate:
+        return SliceMetricGate(self.metric, self.by, op, threshold, self.min_rows)
+
+
+class SliceGapBuilder(_Comparable):
+    """``slice_gap(name, by=...)`` before its threshold."""
+
+    def __init__(self, name: str, by: str, min_rows: int = 30) -> None:
+        self.metric, self.by, self.min_rows = _slice_args(name, by, min_rows)
+
+    def __repr__(self) -> str:
+        return f"slice_gap({self.metric!r}, by={self.by!r})"
+
+    def _gate(self, op: str, threshold: float) -> Gate:
+        return SliceGapGate(self.metric, self.by, op, threshold, self.min_rows)
+
+
+def metric(name: str) -> MetricBuilder:
+    """A holdout metric, to compare with a threshold: ``metric("roc_auc") >= 0.75``."""
+    return MetricBuilder(name)
+
+
+def no_regression(name: str, tolerance: float = 0.0) -> Gate:
+    """The metric may not be worse than the champion's, on this version's holdout set, by more
+    than ``tolerance``. Skipped while there is no champion."""
+    metric_name = M.get(name).name
+    tol = _number(tolerance, "tolerance")
+    if tol < 0:
+        raise UsageError(f"tolerance must be >= 0 (got {tolerance!r})")
+    return NoRegressionGate(metric_name, tol)
+
+
+def slice_metric(name: str, by: str, min_rows: int = 30) -> SliceMetricBuilder:
+    """The metric in every slice of column ``by`` with at least ``min_rows`` rows, to compare
+    with a threshold: ``slice_metric("roc_auc", by="region") >= 0.70``."""
+    return SliceMetricBuilder(name, by, min_rows)
+
+
+def slice_gap(name: str, by: str, min_rows: int = 30) -> SliceGapBuilder:
+    """Best minus worst slice value of the metric (fairness across slices), to compare with a
+    threshold: ``slice_gap("roc_auc", by="region") <= 0.10``."""
+    return SliceGapBuilder(name, by, min_rows)
+
+
+def latency(p99_ms: float | None = None, batch_p99_ms: float | None = None,
+            batch_size: int = 1000) -> Gate:
+    """p99 predict latency measured during validation: single rows (``p99_ms``) and/or batches
+    of ``batch_size`` rows (``batch_p99_ms``). At least one budget is required."""
+    if p99_ms is None and batch_p99_ms is None:
+        raise UsageError("latency() needs a budget: p99_ms (single row) and/or batch_p99_ms",
+                         hint="e.g. latency(p99_ms=20)")
+    budgets: list[float | None] = []
+    for label, value in (("p99_ms", p99_ms), ("batch_p99_ms", batch_p99_ms)):
+        if value is None:
+            budgets.append(None)
+            continue
+        v = _number(value, label)
+        if v <= 0:
+            raise UsageError(f"{label} must be > 0 milliseconds (got {value!r})")
+        budgets.append(v)
+    if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
+        raise UsageError(f"batch_size must be a whole number >= 1 (got {batch_size!r})")
+    return LatencyGate(budgets[0], budgets[1], batch_size)
+
+
+def no_nulls_in_predictions() -> Gate:
+    """No prediction, nor score, is null or NaN."""
+    return NoNullsGate()
+
+
+def prediction_range(min: float | None = None, max: float | None = None) -> Gate:  # noqa: A002
+    """Every score (or prediction, when the model has no scores) lies within [min, max]."""
+    if min is None and max is None:
+        raise UsageError("prediction_range() needs min and/or max",
+                         hint="e.g. prediction_range(min=0.0, max=1.0)")
+    lo = None if min is None else _number(min, "min")
+    hi = None if max is None else _number(max, "max")
+    if lo is not None and hi is not None and lo > hi:
+        raise UsageError(f"prediction_range min ({lo:g}) is above max ({hi:g})")
+    return PredictionRangeGate(lo, hi)
+
+
+def signature_compatible() -> Gate:
+    """This version can serve requests made for the champion (added when not declared)."""
+    return SignatureGate()
+
+
+def custom(fn: Callable[[GateContext], Any], name: str | None = None) -> Gate:
+    """A check in Python: ``fn(ctx)`` returns a bool, (bool, why) or a GateResult."""
+    if not callable(fn):
+        raise UsageError(f"custom() needs a function taking the gate context (got {fn!r})")
+    if name is not None and (not isinstance(name, str) or not name.strip()):
+        raise UsageError(f"custom() name must be a non-empty string (got {name!r})")
+    return CustomGate(fn, name)
+
+
+def run_gates(gates: Sequence[Gate], ctx: GateContext) -> Report:
+    """Judge one version with every gate, in order (plus ``signature_compatible()`` when not
+    declared). A gate that raises becomes ``error`` with the exception's first line."""
+    declared = list(gates)
+    for gate in declared:
+        if not isinstance(gate, Gate):
+            hint = (f"compare it with a threshold, e.g. {gate!r} >= 0.75"
+                    if isinstance(gate, _Comparable) else None)
+            raise UsageError(f"{gate!r} is not a gate", hint=hint)
+    if not any(g.kind == SignatureGate.kind for g in declared):
+        declared.append(SignatureGate())
+    start = time.perf_counter()
+    results = []
+    for gate in declared:
+        try:
+            result = gate.evaluate(ctx)
+        except Exception as exc:
+            result = GateResult(gate.name, gate.kind, "error", None, None, _exception_why(exc))
+        results.append(result)
+    return Report(ctx.model, ctx.version, ctx.champion.version if ctx.champion else None,
+                  results, time.perf_counter() - start)
