@@ -1,8 +1,8 @@
 """Open a project: read ``tarmac.yaml`` and wire the backends its URLs name.
 
 ``Project`` is the SDK's front door and exposes one namespace per concern (``p.lake``,
-``p.ledger``, ``p.catalog``, ``p.features``) plus ``p.sql`` and ``p.ingest``. The CLI is a thin
-layer over it.
+``p.ledger``, ``p.catalog``, ``p.features``, ``p.models``) plus ``p.sql`` and ``p.ingest``. The
+CLI is a thin layer over it.
 
 Example::
 
@@ -32,6 +32,7 @@ if TYPE_CHECKING:
     from tarmac.ingest.load import IngestResults, LoadProgress
     from tarmac.ingest.spec import SourceSpec
     from tarmac.lake import Lake
+    from tarmac.models.registry import ModelRegistry
 
 _SCAFFOLD = Path(__file__).parent / "scaffold"
 
@@ -58,6 +59,13 @@ class Project:
         from tarmac.features.store import FeatureStore
 
         return FeatureStore(self)
+
+    @cached_property
+    def models(self) -> ModelRegistry:
+        """Models: tracked training runs, the registry, gates, promotion and rollback."""
+        from tarmac.models.registry import ModelRegistry
+
+        return ModelRegistry(self)
 
     @property
     def name(self) -> str:

@@ -21,7 +21,7 @@ from __future__ import annotations
 
 import json
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
@@ -33,7 +33,7 @@ from tarmac.catalog import features as fcat
 from tarmac.catalog.features import Materialization
 from tarmac.errors import BackendUnavailableError, TarmacError, UsageError
 from tarmac.features import registry
-from tarmac.features.definitions import SQL_TYPES, FeatureView, SqlSource, suggest
+from tarmac.features.definitions import SQL_TYPES, Feature, FeatureView, SqlSource, suggest
 from tarmac.features.keys import key_sql
 from tarmac.features.offline import fine_times, q, tiebreak_columns, tiebreak_sql, time_sql
 from tarmac.ingest.base import rebatch  # exact batch sizes: resuming counts on them
@@ -257,7 +257,7 @@ class _Materializer:
                         self.progress(MaterializeProgress(view.name, min(
                             (index + 1) * BATCH, total), total))
             result.entities = total
-            result.stats = feature_stats(con, "__latest", view)
+            result.stats = feature_stats(con, "__latest", view.features)
         except TarmacError:
             raise
         except duckdb.Error as exc:
@@ -288,11 +288,11 @@ class _Materializer:
 
 
 def feature_stats(con: duckdb.DuckDBPyConnection, relation: str,
-                  view: FeatureView) -> dict[str, Any]:
+                  features: Iterable[Feature]) -> dict[str, Any]:
     """Per feature: count, nulls, and mean/std/min/max/quantiles (numbers) or distinct and top
     categories (text). The monitors compare live traffic against these."""
     stats: dict[str, Any] = {}
-    for f in view.features:
+    for f in features:
         col = q(f.name)
         if f.dtype in ("int64", "int32", "float64", "float32", "bool"):
             num = f"CAST({col} AS DOUBLE)"

@@ -9,6 +9,7 @@ transaction, refusing breaking changes unless forced.
 
 from __future__ import annotations
 
+import hashlib
 import importlib.util
 import sys
 import traceback
@@ -16,6 +17,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from datetime import timedelta
 from pathlib import Path
+from types import ModuleType
 from typing import TYPE_CHECKING, Any
 
 import pyarrow as pa
@@ -76,10 +78,24 @@ class Definitions:
 
 def load(path: Path) -> Definitions:
     """Import a definitions file and collect its declarations (and what they reference)."""
+    module = import_definitions(path)
+    found = Definitions()
+    for attr, value in vars(module).items():
+        if attr.startswith("_"):
+            continue
+        for obj in _reachable(value):
+            found.add(obj, str(path))
+    check(found, str(path))
+    return found
+
+
+def import_definitions(path: Path) -> ModuleType:
+    """Import a definitions file as a fresh module; errors name the file and the line."""
     if not path.is_file():
         raise UsageError(f"no definitions file at {path}",
                          hint="declare entities and feature views in definitions.py")
-    module_name = f"tarmac_definitions_{abs(hash(str(path.resolve())))}"
+    digest = hashlib.sha256(str(path.resolve()).encode()).hexdigest()[:12]
+    module_name = f"tarmac_definitions_{digest}"  # stable across processes (pickles name it)
     spec = importlib.util.spec_from_file_location(module_name, path)
     assert spec is not None and spec.loader is not None
     module = importlib.util.module_from_spec(spec)
@@ -91,14 +107,7 @@ def load(path: Path) -> Definitions:
     except Exception as exc:
         raise UsageError(f"{path}{_line(exc, path)}: {type(exc).__name__}: {exc}",
                          hint="fix the definitions file and run `tarmac apply` again") from None
-    found = Definitions()
-    for attr, value in vars(module).items():
-        if attr.startswith("_"):
-            continue
-        for obj in _reachable(value):
-            found.add(obj, str(path))
-    check(found, str(path))
-    return found
+    return module
 
 
 def _line(exc: BaseException, path: Path) -> str:
@@ -460,4 +469,4 @@ class _Named:
 
 
 __all__ = ["DEFINITIONS_FILE", "TYPES", "Change", "Definitions", "Plan", "apply", "check_source",
-           "from_specs", "load", "plan", "source_schema"]
+           "from_specs", "import_definitions", "load", "plan", "source_schema"]

@@ -137,8 +137,9 @@ class TrainingSet:
 
     def __init__(self, store: FeatureStore, resolved: Resolved, entities: EntityFrame,
                  entity_schema: pa.Schema, *, timestamp: str, label: str | None,
-                 semantics: Semantics) -> None:
+                 semantics: Semantics, as_of: Mapping[str, int] | None = None) -> None:
         self._store = store
+        self.as_of = dict(as_of or {})
         self.resolved = resolved
         self._entities = entities
         self.entity_schema = entity_schema
@@ -321,14 +322,17 @@ class FeatureStore:
     def _invalidate(self) -> None:
         self._defs, self._stamp, self._checked_at, self._plans = None, None, 0.0, {}
 
-    def resolve(self, features: str | Sequence[str]) -> Resolved:
-        """A service name, or refs (``view:feature`` or ``view`` for all of its features)."""
-        defs = self.registered()
+    def resolve(self, features: str | Sequence[str], *,
+                definitions: registry.Definitions | None = None) -> Resolved:
+        """A service name, or refs (``view:feature`` or ``view`` for all of its features);
+        ``definitions`` resolves against other definitions than the registered ones (a
+        reproduction uses the versions its run recorded)."""
+        defs = definitions or self.registered()
         if isinstance(features, str):
             service = defs.services.get(features)
             if service is None:
                 if ":" in features or defs.view(features) is not None:
-                    return self.resolve([features])
+                    return self.resolve([features], definitions=definitions)
                 raise UsageError(f"no feature service named '{features}'"
                                  + suggest(features, [*defs.services, *defs.views]))
             selections, name = service.selections(), service.name
@@ -382,14 +386,17 @@ class FeatureStore:
 
     def training_set(self, entities: EntityFrame, features: str | Sequence[str], *,
                      timestamp: str | None = None, label: str | None = None,
-                     semantics: Semantics = "event") -> TrainingSet:
+                     semantics: Semantics = "event",
+                     as_of: Mapping[str, int] | None = None,
+                     definitions: registry.Definitions | None = None) -> TrainingSet:
         """One row per entity row, each feature as of that row's ``timestamp``.
 
         ``entities`` is a pandas or Arrow frame (or SQL over the lake) holding the join keys and
         a time-zone-aware timestamp column (found by itself when there is only one).
-        ``semantics='knowledge'`` also hides values recorded after the row's time.
+        ``semantics='knowledge'`` also hides values recorded after the row's time. ``as_of``
+        pins lake tables to versions (time travel: a past training set, rebuilt exactly).
         """
-        resolved = self.resolve(features)
+        resolved = self.resolve(features, definitions=definitions)
         schema = _entity_schema(self, entities)
         if timestamp is None:
             stamps = [f.name for f in schema if pa.types.is_timestamp(f.type)]
@@ -415,7 +422,7 @@ class FeatureStore:
             raise UsageError(f"on-demand features need request column(s) {', '.join(missing)} "
                              "in the entity frame")
         return TrainingSet(self, resolved, entities, schema, timestamp=timestamp, label=label,
-                           semantics=semantics)
+                           semantics=semantics, as_of=as_of)
 
     def _check_keys(self, view: FeatureView, schema: pa.Schema) -> None:
         kinds = getattr(view, "key_types", {})
@@ -450,7 +457,7 @@ class FeatureStore:
         if isinstance(ts._entities, str):
             binding = sql.replace(entity, f"({ts._entities})", 1)
         ts.inputs = {}  # the version of each lake table read, as bound
-        con = connect(self.project.lake, binding, bound=ts.inputs)
+        con = connect(self.project.lake, binding, bound=ts.inputs, as_of=ts.as_of or None)
         try:
             prepare_connection(con)
             if isinstance(ts._entities, str):  # SQL: numbered by DuckDB, in its own order

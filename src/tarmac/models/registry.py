@@ -1,0 +1,398 @@
+"""``p.models``: train, load, validate, promote and roll back models.
+
+Versions are immutable: an artifact is stored under its SHA-256 and loading checks it. Aliases
+(``champion``, ``challenger``, any name) point at versions; moving one is a governed act. A
+promotion needs the version's latest validation to have passed against the current champion with
+the gates declared now (else ``force`` with a ``reason``, both audited), and it lands as a
+compare-and-swap: of two racing promotions one wins, the other gets a ``ConflictError``.
+
+Example::
+
+    p = tarmac.open(".")
+    result = p.models.train("churn", params={"max_depth": 6})
+    report = p.models.validate("churn", result.version)
+    if report.status == "passed":
+        p.models.promote("churn", result.version)
+    p.models.get("churn", alias="champion").predict(frame)
+"""
+
+from __future__ import annotations
+
+import io
+import time
+import uuid
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+import pandas as pd
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from tarmac.catalog import models as mcat
+from tarmac.catalog import now_us
+from tarmac.errors import UsageError
+from tarmac.features.definitions import suggest
+from tarmac.models import flavors
+from tarmac.models.artifacts import ArtifactStore
+from tarmac.models.definitions import ModelDefinition
+from tarmac.models.signature import Signature
+
+if TYPE_CHECKING:
+    from tarmac.gates import Report
+    from tarmac.models.train import Step, TrainResult
+    from tarmac.project import Project
+
+CHAMPION = "champion"
+
+
+class LoadedModel:
+    """A registered version, loaded and verified: ``predict`` takes a frame with its inputs."""
+
+    def __init__(self, record: mcat.ModelVersion, predictor: flavors.Predictor,
+                 aliases: list[str]) -> None:
+        self.record = record
+        self.predictor = predictor
+        self.aliases = aliases
+        self.signature = Signature.from_dict(record.signature)
+
+    @property
+    def name(self) -> str:
+        return self.record.model
+
+    @property
+    def version(self) -> int:
+        return self.record.version
+
+    @property
+    def flavor(self) -> str:
+        return self.record.flavor
+
+    @property
+    def task(self) -> str:
+        return self.record.task
+
+    @property
+    def metrics(self) -> dict[str, float]:
+        return self.record.metrics
+
+    @property
+    def estimator(self) -> Any:
+        """The trained object itself (an sklearn estimator, a function, ...)."""
+        return self.predictor.obj
+
+    def predict(self, frame: pd.DataFrame | pa.Table | list[dict[str, Any]]) -> np.ndarray:
+        """Predictions (class labels or values), one per row; columns are matched by name."""
+        return self.predictor.predict(self.signature.frame(frame))
+
+    def predict_scores(self, frame: pd.DataFrame | pa.Table | list[dict[str, Any]]
+                       ) -> np.ndarray | None:
+        """P(positive class) for a binary classifier, class probabilities for multiclass."""
+        return self.predictor.scores(self.signature.frame(frame))
+
+    def __repr__(self) -> str:
+        tags = f" ({', '.join(self.aliases)})" if self.aliases else ""
+        return f"<LoadedModel {self.name} v{self.version}{tags} {self.flavor}/{self.task}>"
+
+
+@dataclass
+class AliasChange:
+    """What ``promote`` or ``rollback`` did."""
+
+    model: str
+    alias: str
+    from_version: int | None
+    to_version: int
+    action: str
+    changed: bool
+    forced: bool = False
+    reason: str | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"model": self.model, "alias": self.alias, "from": self.from_version,
+                "to": self.to_version, "action": self.action, "changed": self.changed,
+                "forced": self.forced, "reason": self.reason}
+
+
+class ModelRegistry:
+    """A project's models: declared in ``definitions.py``, versions and aliases in the catalog."""
+
+    def __init__(self, project: Project) -> None:
+        self.project = project
+        self.artifacts = ArtifactStore(project.root / ".tarmac" / "artifacts")
+
+    # -- declarations -------------------------------------------------------------------------
+
+    def declared(self) -> dict[str, ModelDefinition]:
+        """The models ``definitions.py`` declares now."""
+        return self._declared()[0]
+
+    def _declared(self) -> tuple[dict[str, ModelDefinition], str]:
+        from tarmac.features.registry import import_definitions
+
+        module = import_definitions(self.project.features.definitions_path)
+        found: dict[str, ModelDefinition] = {}
+        for value in vars(module).values():
+            if isinstance(value, ModelDefinition):
+                found[value.name] = value
+        return found, module.__name__
+
+    def definition(self, name: str) -> ModelDefinition:
+        found = self.declared()
+        if name not in found:
+            raise UsageError(f"no model named '{name}' in {self.project.features.definitions_path}"
+                             + suggest(name, found),
+                             hint="declare it with @model(name=...) in definitions.py")
+        return found[name]
+
+    # -- training ----------------------------------------------------------------------------
+
+    def train(self, name: str, *, params: dict[str, Any] | None = None,
+              reproduce: str | None = None, step: Step | None = None) -> TrainResult:
+        """Train ``name`` (see ``tarmac train``); ``reproduce`` re-runs a recorded run id."""
+        from tarmac.models.train import train
+
+        found, module = self._declared()
+        if name not in found:
+            raise UsageError(f"no model named '{name}' in {self.project.features.definitions_path}"
+                             + suggest(name, found))
+        recorded = mcat.get_train_run(self.project.catalog, reproduce) if reproduce else None
+        return train(self.project, found[name], self.artifacts, params=params,
+                     reproduce=recorded, module=module, step=step or (lambda _m: None))
+
+    def runs(self, model: str | None = None, *, status: str | None = None,
+             limit: int = 20) -> list[mcat.TrainRun]:
+        """Training runs, newest first."""
+        return mcat.train_runs(self.project.catalog, model, status=status, limit=limit)
+
+    def run(self, run_id: str) -> mcat.TrainRun:
+        return mcat.get_train_run(self.project.catalog, run_id)
+
+    # -- reading the registry ------------------------------------------------------------------
+
+    def names(self) -> dict[str, tuple[int, int]]:
+        """model -> (number of versions, latest version)."""
+        return mcat.model_names(self.project.catalog)
+
+    def versions(self, name: str, *, limit: int | None = None) -> list[mcat.ModelVersion]:
+        found = mcat.versions(self.project.catalog, name, limit=limit)
+        if not found:
+            raise self._unknown(name)
+        return found
+
+    def aliases(self, name: str | None = None) -> dict[str, dict[str, int]]:
+        """model -> alias -> version."""
+        out: dict[str, dict[str, int]] = {}
+        for a in mcat.aliases(self.project.catalog, name):
+            out.setdefault(a.model, {})[a.alias] = a.version
+        return out
+
+    def history(self, name: str, alias: str | None = None,
+                limit: int = 50) -> list[mcat.AliasMove]:
+        return mcat.alias_history(self.project.catalog, name, alias, limit=limit)
+
+    def version(self, name: str, version: int | None = None, *,
+                alias: str | None = None) -> mcat.ModelVersion:
+        """A version by number, by alias, or (neither given) the latest."""
+        if version is not None and alias is not None:
+            raise UsageError("give a version or an alias, not both")
+        if alias is not None:
+            found = mcat.get_alias(self.project.catalog, name, alias)
+            if found is None:
+                have = self.aliases(name).get(name, {})
+                if not have and not self.names().get(name):
+                    raise self._unknown(name)
+                listed = ", ".join(f"{a} -> v{v}" for a, v in have.items())
+                raise UsageError(f"model '{name}' has no alias '{alias}'"
+                                 + (f" (aliases: {listed})" if have else " (no aliases yet)"),
+                                 hint=f"tarmac promote {name} VERSION --alias {alias}")
+            version = found.version
+        if version is None:
+            latest = self.names().get(name)
+            if latest is None:
+                raise self._unknown(name)
+            version = latest[1]
+        record = mcat.get_version(self.project.catalog, name, version)
+        if record is None:
+            known = self.names().get(name)
+            if known is None:
+                raise self._unknown(name)
+            raise UsageError(f"model '{name}' has no version {version} (versions 1 to {known[1]})")
+        return record
+
+    def _unknown(self, name: str) -> UsageError:
+        return UsageError(f"no registered model named '{name}'" + suggest(name, self.names()),
+                          hint=f"train it first: tarmac train {name}")
+
+    def get(self, name: str, version: int | None = None, *,
+            alias: str | None = None) -> LoadedModel:
+        """Load a version (by number or alias; the champion when neither is given, else the
+        latest), verifying its artifact's SHA-256."""
+        if version is None and alias is None and mcat.get_alias(
+                self.project.catalog, name, CHAMPION) is not None:
+            alias = CHAMPION
+        record = self.version(name, version, alias=alias)
+        aliases = [a for a, v in self.aliases(name).get(name, {}).items()
+                   if v == record.version]
+        return LoadedModel(record, self._predictor(record), aliases)
+
+    def _predictor(self, record: mcat.ModelVersion) -> flavors.Predictor:
+        data = self.artifacts.get(record.artifact,
+                                  what=f"the artifact of {record.model} v{record.version}")
+        return flavors.Predictor(flavors.loads(data), record.flavor, record.task,
+                                 record.spec.get("classes"))
+
+    def holdout(self, record: mcat.ModelVersion) -> pd.DataFrame:
+        """The version's holdout rows, as stored when it was trained (hash verified)."""
+        data = self.artifacts.get(record.holdout,
+                                  what=f"the holdout set of {record.model} v{record.version}")
+        return pq.read_table(io.BytesIO(data)).to_pandas()
+
+    # -- gates and promotion --------------------------------------------------------------------
+
+    def validate(self, name: str, version: int | None = None) -> Report:
+        """Run the gates declared for ``name`` on a version's holdout set (the latest version by
+        default), against the current champion; the report is stored and audited."""
+        from tarmac.gates import Champion, GateContext, run_gates
+
+        definition = self.definition(name)
+        record = self.version(name, version)
+        champion_alias = mcat.get_alias(self.project.catalog, name, CHAMPION)
+        champion = None
+        if champion_alias is not None:
+            crec = self.version(name, champion_alias.version)
+            champion = Champion(crec.version, self._predictor(crec),
+                                Signature.from_dict(crec.signature))
+        ctx = GateContext(model=name, version=record.version, predictor=self._predictor(record),
+                          holdout=self.holdout(record),
+                          features=Signature.from_dict(record.signature).input_names,
+                          label=record.spec["label"]["column"],
+                          signature=Signature.from_dict(record.signature), champion=champion)
+        started = time.perf_counter()
+        report = run_gates(list(definition.gates), ctx)
+        validation = mcat.Validation(
+            id=str(uuid.uuid4()), model=name, version=record.version,
+            champion=champion.version if champion else None, status=report.status,
+            gates=definition.gates_hash(), report=report.to_dict(), at=now_us(),
+            seconds=time.perf_counter() - started, actor=self.project.ledger.actor)
+        failed = [r.name for r in report.results if r.status in ("failed", "error")]
+        self.project.ledger.commit(
+            "model.validate", f"model:{name}@{record.version}",
+            {"status": report.status, "champion": validation.champion,
+             "not_passed": failed, "validation": validation.id},
+            change=lambda conn: mcat.insert_validation(conn, validation))
+        return report
+
+    def validations(self, name: str, version: int | None = None,
+                    limit: int = 20) -> list[mcat.Validation]:
+        return mcat.validation_history(self.project.catalog, name, version, limit=limit)
+
+    def promote(self, name: str, version: int, *, alias: str = CHAMPION, force: bool = False,
+                reason: str | None = None) -> AliasChange:
+        """Point ``alias`` at ``version`` if its gates passed against the current champion."""
+        _check_alias(alias)
+        if force and not (reason and reason.strip()):
+            raise UsageError("a forced promotion needs a reason (it goes into the audit trail)",
+                             hint='--force --reason "why this cannot wait"')
+        record = self.version(name, version)
+        current = mcat.get_alias(self.project.catalog, name, alias)
+        if current is not None and current.version == record.version:
+            return AliasChange(name, alias, current.version, record.version, "promote", False)
+        champion = (current if alias == CHAMPION
+                    else mcat.get_alias(self.project.catalog, name, CHAMPION))
+        validation = mcat.latest_validation(self.project.catalog, name, record.version)
+        problem = self._gate_problem(name, record.version, validation, champion)
+        if problem and not force:
+            raise UsageError(f"not promoting {name} v{record.version} to {alias}: {problem}",
+                             hint=f"tarmac validate {name} {record.version}; or, to override, "
+                                  '--force --reason "..." (audited)')
+        actor = self.project.ledger.actor
+        forced = bool(problem) and force
+
+        def change(conn: Any) -> None:
+            mcat.move_alias(conn, model=name, alias=alias, to_version=record.version,
+                            expected=current, action="promote", actor=actor, forced=forced,
+                            reason=reason, validation_id=validation.id if validation else None)
+
+        details: dict[str, Any] = {"alias": alias, "from": current.version if current else None,
+                                   "to": record.version,
+                                   "validation": validation.id if validation else None}
+        if forced:
+            details.update(forced=True, reason=reason, overridden=problem)
+        elif reason:
+            details["reason"] = reason
+        self.project.ledger.commit("model.promote", f"model:{name}", details, change=change)
+        return AliasChange(name, alias, current.version if current else None, record.version,
+                           "promote", True, forced, reason)
+
+    def _gate_problem(self, name: str, version: int, validation: mcat.Validation | None,
+                      champion: mcat.Alias | None) -> str | None:
+        """Why the gate results do not allow promotion, or None if they do."""
+        if validation is None:
+            return "it has never been validated"
+        if validation.status != "passed":
+            bad = [r["name"] for r in validation.report.get("results", [])
+                   if r["status"] in ("failed", "error")]
+            return (f"its latest validation {validation.status} "
+                    f"({'; '.join(bad[:4]) or 'see the report'})")
+        now = champion.version if champion else None
+        if validation.champion != now:
+            then = f"champion v{validation.champion}" if validation.champion else "no champion"
+            return (f"its gate results are stale: it was validated against {then}, the "
+                    f"champion is now {f'v{now}' if now else 'none'}")
+        declared = self.definition(name).gates_hash()
+        if validation.gates != declared:
+            return "its gate results are stale: the gates declared for it changed since"
+        return None
+
+    def rollback(self, name: str, *, alias: str = CHAMPION, to: int | None = None,
+                 reason: str | None = None) -> AliasChange:
+        """Move ``alias`` back to the version it pointed at before the current one was promoted
+        (or to ``to``, a version that held it before)."""
+        _check_alias(alias)
+        current = mcat.get_alias(self.project.catalog, name, alias)
+        if current is None:
+            if not self.names().get(name):
+                raise self._unknown(name)
+            raise UsageError(f"model '{name}' has no {alias} to roll back")
+        moves = mcat.alias_history(self.project.catalog, name, alias, limit=10_000)
+        held = {m.to_version for m in moves}
+        if to is None:
+            into = next((m for m in moves if m.action == "promote"
+                         and m.to_version == current.version), None)
+            if into is None or into.from_version is None:
+                raise UsageError(f"v{current.version} is the first {alias} of '{name}': there is "
+                                 "no earlier one to roll back to")
+            to = into.from_version
+        else:
+            self.version(name, to)
+            if to not in held:
+                raise UsageError(f"v{to} of '{name}' has never been {alias}: rollback only "
+                                 f"returns to an earlier {alias}",
+                                 hint=f"promote it instead: tarmac promote {name} {to}")
+            if to == current.version:
+                raise UsageError(f"v{to} is already the {alias} of '{name}'")
+        actor = self.project.ledger.actor
+        target = to
+
+        def change(conn: Any) -> None:
+            mcat.move_alias(conn, model=name, alias=alias, to_version=target, expected=current,
+                            action="rollback", actor=actor, reason=reason)
+
+        self.project.ledger.commit("model.rollback", f"model:{name}",
+                                   {"alias": alias, "from": current.version, "to": target,
+                                    "reason": reason}, change=change)
+        return AliasChange(name, alias, current.version, target, "rollback", True,
+                           reason=reason)
+
+
+def _check_alias(alias: str) -> None:
+    import re
+
+    if not re.match(r"^[a-z][a-z0-9_-]{0,63}$", alias or ""):
+        raise UsageError(f"alias {alias!r} is not valid: use lower-case letters, digits, '_' "
+                         "and '-', starting with a letter")
+
+
+__all__ = ["CHAMPION", "AliasChange", "LoadedModel", "ModelRegistry"]
+
