@@ -124,13 +124,18 @@ class Catalog:
             nxt = encode_cursor(last.started_at, last.id)
         return Page(items, nxt)
 
-    def runs_touching(self, dataset: str, role: str, *, limit: int | None = None) -> list[str]:
+    def runs_touching(self, dataset: str, role: str, *, limit: int | None = None,
+                      version: int | None = None, exact: bool = False) -> list[str]:
         """Ids of the runs that read (``role='input'``) or wrote (``'output'``) a dataset,
-        newest first; ``limit`` keeps a table written every hour for years cheap to draw."""
+        newest first; ``limit`` keeps a table written every hour for years cheap to draw.
+        With ``version``, only runs that touched that version or an earlier one (``exact``:
+        that version alone, for immutable versions such as a model's)."""
         e, r = t.lineage_edges.c, t.runs.c
         q = (select(r.id, r.started_at).join_from(t.lineage_edges, t.runs, e.run_id == r.id)
              .where(e.dataset == dataset, e.role == role).distinct()
              .order_by(r.started_at.desc(), r.id.desc()))
+        if version is not None:
+            q = q.where(e.version == version if exact else e.version <= version)
         if limit is not None:
             q = q.limit(limit)
         with self.engine.connect() as conn:

@@ -76,7 +76,16 @@ def open_project(ctx: typer.Context) -> Any:
 
 
 # importing the command modules registers their commands
-from tarmac.cli import _features, _governance, _ingest, _lake, _project, _serve, _survey  # noqa: E402,F401,E501
+from tarmac.cli import (  # noqa: E402,F401
+    _features,
+    _governance,
+    _ingest,
+    _lake,
+    _models,
+    _project,
+    _serve,
+    _survey,
+)
 
 
 def main() -> None:

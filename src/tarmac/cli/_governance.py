@@ -5,7 +5,7 @@ from __future__ import annotations
 import re
 import time
 from datetime import UTC, datetime, timedelta
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import typer
 from rich.tree import Tree
@@ -25,7 +25,8 @@ app.add_typer(audit_app, name="audit")
 @app.command()
 def lineage(
     ctx: typer.Context,
-    table: str = typer.Argument(..., help="Lake table."),
+    table: str = typer.Argument(..., help="Lake table, or model:NAME[@VERSION] or "
+                                          "training_set:NAME[@RUN]."),
     upstream: bool = typer.Option(True, "--upstream/--downstream",
                                   help="What fed the table (default), or what it feeds."),
     depth: int = typer.Option(5, "--depth", help="How many hops of runs to follow."),
@@ -33,19 +34,26 @@ def lineage(
     openlineage: bool = typer.Option(False, "--openlineage",
                                      help="Print the runs as OpenLineage run events (JSON)."),
 ) -> None:
-    """Where a table came from, or where it goes: runs and table versions as a tree."""
+    """Where a table (or a model) came from, or where it goes: runs and versions as a tree."""
     p = open_project(ctx)
     if openlineage:
         print_json(p.ledger.openlineage(table))
         return
-    if not p.lake.exists(table):
+    if ":" in table:  # model:NAME[@V] or training_set:NAME[@V], not a lake table
+        name = table.rpartition("@")[0] if "@" in table else table
+        if not (p.catalog.runs_touching(name, "output", limit=1)
+                or p.catalog.runs_touching(name, "input", limit=1)):
+            raise UsageError(f"no recorded lineage for '{table}'",
+                             hint="models are named model:NAME, training sets training_set:NAME")
+    elif not p.lake.exists(table):
         raise p.lake.missing(table)
     node = p.ledger.lineage(table, direction="upstream" if upstream else "downstream", depth=depth)
     if as_json:
         print_json(node.to_dict())
         return
     arrow = "⟵ fed by" if upstream else "⟶ feeds"
-    tree = Tree(f"[bold]{table}[/bold]@{node.version}  [dim]{arrow}[/dim]")
+    at = f"@{node.version}" if node.version is not None else ""
+    tree = Tree(f"[bold]{node.name}[/bold]{at}  [dim]{arrow}[/dim]")
     _draw(tree, node)
     if not node.children:
         tree.add("[dim](no recorded runs)[/dim]")
@@ -71,12 +79,21 @@ def _draw(tree: Tree, node: LineageNode) -> None:
 def runs(
     ctx: typer.Context,
     job: str | None = typer.Option(None, "--job", help="Only runs of this job."),
+    model: str | None = typer.Option(None, "--model", help="Training runs of this model: "
+                                     "params, metrics, data versions, git commit."),
     status: str | None = typer.Option(None, "--status", help="running, succeeded or failed."),
     limit: int = typer.Option(20, "--limit", "-n", help="Newest runs to show."),
     as_json: bool = JSON,
 ) -> None:
-    """Recorded runs: job, status, actor, inputs and outputs, duration."""
+    """Recorded runs: job, status, actor, inputs and outputs, duration.
+
+    With --model, the model's training runs: parameters, holdout metrics, the table versions
+    read, the git commit (and whether it had uncommitted changes), duration and error.
+    """
     p = open_project(ctx)
+    if model is not None:
+        _train_runs(p, model, status, limit, as_json)
+        return
     page = p.ledger.runs(job=job, status=status, limit=limit)
     rows = [r.to_dict() for r in page.items]
     if not as_json:
@@ -160,3 +177,36 @@ def _since(value: str) -> int:
                          "2026-01-31T12:00:00Z") from None
     when = when if when.tzinfo else when.replace(tzinfo=UTC)
     return int((when - datetime(1970, 1, 1, tzinfo=UTC)) / timedelta(microseconds=1))
+
+
+def _metric_text(found: dict[str, float], n: int) -> str:
+    from tarmac.cli._models import KEY_METRICS
+
+    keys = [k for k in KEY_METRICS if k in found][:n] or sorted(found)[:n]
+    return ", ".join(f"{k} {found[k]:.3f}" for k in keys)
+
+
+def _train_runs(p: Any, model: str, status: str | None, limit: int, as_json: bool) -> None:
+    found = p.models.runs(model, status=status, limit=limit)
+    if as_json:
+        print_json([r.to_dict() for r in found])
+        return
+    rows = []
+    for r in found:
+        git = r.environment.get("git") or {}
+        commit = (git.get("commit") or "")[:8] + (" (dirty)" if git.get("dirty") else "")
+        error = (r.error or "").strip().splitlines()
+        rows.append({
+            "run": r.seq, "id": r.run_id[:8], "status": r.status,
+            "version": f"v{r.version}" if r.version else None,
+            "params": ", ".join(f"{k}={v}" for k, v in r.params.items()),
+            "metrics": _metric_text(r.metrics, 3),
+            "inputs": ", ".join(f"{t}@{v}" for t, v in sorted(r.inputs.items())),
+            "git": commit or None,
+            "seconds": r.seconds, "started": age(r.started_at_dt),
+            "error": error[-1][:80] if error else None})
+    emit(rows, [("run", "run"), ("id", "id"), ("status", "status"), ("version", "version"),
+                ("params", "params"), ("metrics", "holdout metrics"), ("inputs", "data versions"),
+                ("git", "git commit"), ("seconds", "seconds"), ("started", "started"),
+                ("error", "error")], as_json=False,
+         empty=f"no training runs of '{model}' yet: tarmac train {model}")

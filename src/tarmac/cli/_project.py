@@ -79,6 +79,9 @@ def demo(
         console.print(f"[bold]online vs offline:[/bold] {mark}: {report.served.get('check')}")
         if report.served.get("http"):
             console.print(f"[bold]served over HTTP:[/bold] {report.served['http']}")
+    if report.models:
+        emit(report.models, [("step", "churn model"), ("detail", "")], as_json=False,
+             title="Models: trained, gated, promoted, blocked, rolled back")
     chain = "[green]intact[/green]" if report.chain_ok else "[red]BROKEN[/red]"
     console.print(Panel.fit(
         f"Kestrel Mobile keeps its customers in a CRM database, orders in another, products in "
@@ -89,7 +92,8 @@ def demo(
         f"{report.runs} runs with their inputs and outputs, and {report.audit_records} audit "
         f"records (hash chain {chain}). Then it registered the customer features in "
         f"definitions.py, built a point-in-time-correct churn training set, materialized the "
-        f"features online and served them.\n\n"
+        f"features online and served them. Finally it trained a churn model, gated and "
+        f"promoted it, blocked a worse variant, and rolled back the one forced through.\n\n"
         f"Try next:\n"
         f"  cd {report.root}\n"
         f"  tarmac sources\n"
@@ -106,7 +110,11 @@ def demo(
         f"  tarmac features get churn --entity customer_id=10001\n"
         f"  tarmac features check churn\n"
         f"  tarmac serve             # then POST /features (docs at /docs)\n"
-        f"  tarmac runs\n"
+        f"  tarmac runs --model churn\n"
+        f"  tarmac models show churn\n"
+        f"  tarmac validate churn 2 --format markdown\n"
+        f"  tarmac lineage model:churn\n"
+        f"  tarmac train churn --param C=0.5\n"
         f"  tarmac audit log --since 1h\n"
         f"  tarmac audit verify",
         title="what just happened", border_style="cyan"))

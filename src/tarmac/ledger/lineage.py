@@ -49,8 +49,12 @@ def lineage(catalog: Catalog, dataset: str, *, direction: Direction = "upstream"
     Runs are newest first and at most ``runs_per_dataset`` per dataset, so a table appended to
     every hour still draws a readable tree.
     """
-    info = catalog.get_dataset(dataset)
-    root = LineageNode("dataset", dataset, info.version if info else None)
+    name, _, pinned = dataset.rpartition("@") if ":" in dataset else ("", "", "")
+    if pinned.isdigit():  # model:churn@3 - one immutable version
+        root = LineageNode("dataset", name, int(pinned))
+    else:
+        info = catalog.get_dataset(dataset)
+        root = LineageNode("dataset", dataset, info.version if info else None)
     seen: set[str] = set()
     _expand(catalog, root, direction, depth, runs_per_dataset, seen)
     return root
@@ -61,7 +65,11 @@ def _expand(catalog: Catalog, node: LineageNode, direction: Direction, depth: in
     if depth <= 0:
         return
     role = "output" if direction == "upstream" else "input"
-    runs = catalog.get_runs(catalog.runs_touching(node.name, role, limit=per))
+    # upstream of a version: the runs that wrote it or (a table grows) an earlier version;
+    # a model's or training set's version (NAME:...) is whole by itself
+    version = node.version if direction == "upstream" else None
+    runs = catalog.get_runs(catalog.runs_touching(node.name, role, limit=per, version=version,
+                                                  exact=":" in node.name))
     runs.sort(key=lambda r: r.started_at, reverse=True)
     for run in runs:
         rnode = LineageNode("run", run.job, run=run)
