@@ -91,3 +91,60 @@ def order_value(df):
 
 churn = FeatureService("churn", [profile, orders, clicks, tickets, order_value],
                        description="what the churn model sees")
+
+
+# -- the churn model: trained from the features above, gated before it may serve ---------------
+
+from sklearn.compose import make_column_transformer  # noqa: E402
+from sklearn.impute import SimpleImputer  # noqa: E402
+from sklearn.linear_model import LogisticRegression  # noqa: E402
+from sklearn.pipeline import make_pipeline  # noqa: E402
+from sklearn.preprocessing import OneHotEncoder, StandardScaler  # noqa: E402
+
+from tarmac.gates import (  # noqa: E402
+    custom,
+    latency,
+    metric,
+    no_nulls_in_predictions,
+    no_regression,
+    prediction_range,
+    slice_gap,
+    slice_metric,
+)
+from tarmac.models import TrainingData, label, model, time_split  # noqa: E402
+
+
+def region_invariance(ctx):
+    """A customer's region alone must not move their churn score much (fairness)."""
+    frame = ctx.X().head(500)
+    base = ctx.predictor.scores(frame)
+    worst = 0.0
+    for region in frame["region"].dropna().unique():
+        moved = ctx.predictor.scores(frame.assign(region=region))
+        worst = max(worst, float(abs(moved - base).mean()))
+    return worst <= 0.08, f"mean score shift when only the region changes: {worst:.3f} (<= 0.08)"
+
+
+@model(name="churn", features="churn",
+       label=label("labels", "churned", timestamp="observed_until"),
+       split=time_split(test="last 20%", by="label_time"),
+       gates=[metric("roc_auc") >= 0.72,
+              no_regression("roc_auc", tolerance=0.01),
+              slice_metric("roc_auc", by="region") >= 0.55,
+              slice_gap("roc_auc", by="region") <= 0.30,
+              latency(p99_ms=20, batch_p99_ms=200, batch_size=1000),
+              no_nulls_in_predictions(),
+              prediction_range(min=0.0, max=1.0),
+              custom(region_invariance)],
+       params={"C": 1.0, "only": None},
+       slices=["plan"])
+def churn_model(data: TrainingData):
+    """Who cancels in the next 30 days: a logistic regression over the churn features."""
+    keep = data.param("only").split(",") if data.param("only") else data.features
+    categorical = [f for f in data.categorical if f in keep]
+    numeric = [f for f in data.numeric if f in keep]
+    encode = make_column_transformer(
+        (OneHotEncoder(handle_unknown="ignore"), categorical),
+        (make_pipeline(SimpleImputer(add_indicator=True), StandardScaler()), numeric))
+    classifier = LogisticRegression(C=data.param("C"), max_iter=1000)
+    return make_pipeline(encode, classifier).fit(data.X, data.y)

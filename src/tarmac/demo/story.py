@@ -7,7 +7,9 @@ SQL, file and HTTP connectors, with the messy records landing in quarantine with
 let the CRM change and ingest it again incrementally; build a derived table whose lineage reaches
 back to its sources; define customer features in ``definitions.py`` and register them; build a
 point-in-time-correct training set for the churn labels; materialize the features online, serve
-them over HTTP and check online equals offline; and verify the audit chain.
+them over HTTP and check online equals offline; train a churn model from the features,
+validate it against its gates and promote it; train a worse variant the gates block, force it
+through with an audited reason, and roll it back; and verify the audit chain.
 """
 
 from __future__ import annotations
@@ -146,6 +148,7 @@ class DemoReport:
     features: list[dict[str, Any]] = field(default_factory=list)
     training: dict[str, Any] = field(default_factory=dict)
     served: dict[str, Any] = field(default_factory=dict)
+    models: list[dict[str, Any]] = field(default_factory=list)  # the model story, step by step
     runs: int = 0
     audit_records: int = 0
     chain_ok: bool = False
@@ -219,6 +222,7 @@ def run_demo(root: Path, *, size: str = "small", seed: int = 0, data_only: bool 
                               "read": None, "rows": result.rows_added, "quarantined": None,
                               "duplicates": None, "version": result.version})
         _features(p, report, step)
+        _models(p, report, step)
         report.runs = p.catalog.count("runs")
         report.audit_records = p.catalog.count("audit_log")
         report.chain_ok = p.ledger.verify().ok
@@ -274,6 +278,64 @@ def _features(p: Any, report: DemoReport, step: Step) -> None:
                               + ("all equal" if check.ok else
                                  f"{len(check.mismatches)} differ"))
     report.served["ok"] = check.ok
+
+
+WORSE_VARIANT = {"only": "plan,region,tenure_days"}  # a model of the CRM fields alone
+
+
+def _models(p: Any, report: DemoReport, step: Step) -> None:
+    """Train, gate, promote; a worse variant is blocked, forced through, and rolled back."""
+    from tarmac.errors import UsageError
+
+    def note(what: str, **facts: Any) -> None:
+        report.models.append({"step": what, **facts})
+
+    step("training the churn model from the feature store (tarmac train churn)")
+    first = p.models.train("churn")
+    note(f"trained v{first.version}", detail=_metrics(first.metrics))
+    step(f"validating churn v{first.version} against its gates (tarmac validate churn)")
+    gates = p.models.validate("churn", first.version)
+    note(f"validated v{first.version}: {gates.status}", detail=_gate_counts(gates))
+    p.models.promote("churn", first.version)
+    note(f"promoted v{first.version} to champion", detail="its gates passed")
+    step("training a variant on the CRM fields alone (--param only=plan,region,tenure_days)")
+    worse = p.models.train("churn", params=WORSE_VARIANT)
+    note(f"trained v{worse.version} (CRM fields only)", detail=_metrics(worse.metrics))
+    blocked = p.models.validate("churn", worse.version)
+    (report.root / f"validation-v{worse.version}.md").write_text(blocked.to_markdown() + "\n",
+                                                                encoding="utf-8")
+    failed = [r.name for r in blocked.results if r.status == "failed"]
+    note(f"validated v{worse.version}: {blocked.status}",
+         detail=f"{'; '.join(failed)} (report: validation-v{worse.version}.md)")
+    try:
+        p.models.promote("churn", worse.version)
+        note(f"promoted v{worse.version}", detail="UNEXPECTED: the gates let it through")
+    except UsageError as exc:
+        note(f"promote v{worse.version}: refused", detail=exc.message.split(": ", 1)[-1])
+    step(f"forcing v{worse.version} through with a reason (audited), then rolling back")
+    p.models.promote("churn", worse.version, force=True,
+                     reason="demo: shipping the CRM-only model for a latency test")
+    note(f"forced v{worse.version} to champion", detail="--force --reason, in the audit trail")
+    back = p.models.rollback("churn", reason="demo: CRM-only model underperforms")
+    note(f"rolled back to v{back.to_version}", detail=f"champion v{back.from_version} -> "
+                                                       f"v{back.to_version}")
+    champion = p.models.get("churn")
+    sample = p.features.training_set(TRAINING_ENTITIES + " LIMIT 5", "churn",
+                                     timestamp="as_of").to_pandas()
+    scores = champion.predict_scores(sample)
+    note(f"champion v{champion.version} loaded (hash verified)",
+         detail="churn risk of 5 customers: " + ", ".join(f"{s:.2f}" for s in scores))
+
+
+def _metrics(found: dict[str, float]) -> str:
+    return ", ".join(f"{k} {found[k]:.3f}" for k in ("roc_auc", "pr_auc", "accuracy")
+                     if k in found)
+
+
+def _gate_counts(report: Any) -> str:
+    counts = {s: sum(r.status == s for r in report.results)
+              for s in ("passed", "failed", "error", "skipped")}
+    return ", ".join(f"{n} {s}" for s, n in counts.items() if n)
 
 
 def _crm_changes(crm_db: Path, upgrades: int = 25) -> int:
