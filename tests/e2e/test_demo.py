@@ -133,3 +133,27 @@ def test_the_demo_features_train_and_serve_the_same_values(demo_dir: Path) -> No
     assert got["values"]["sessions_30d"] is None
     check = tarmac("features", "check", "churn", cwd=demo_dir)
     assert check.returncode == 0 and "consistent" in check.stdout
+
+
+def test_the_demo_model_story_is_visible_everywhere(demo_dir: Path) -> None:
+    shown = json.loads(tarmac("models", "show", "churn", "--json", cwd=demo_dir).stdout)
+    assert shown["aliases"] == {"champion": 1}
+    first, worse = shown["versions"][1], shown["versions"][0]
+    assert first["validation"]["status"] == "passed" and worse["validation"]["status"] == "failed"
+    assert first["metrics"]["roc_auc"] > worse["metrics"]["roc_auc"]
+    assert [(h["action"], h["from"], h["to"], h["forced"]) for h in shown["history"]] == [
+        ("rollback", 2, 1, False), ("promote", 1, 2, True), ("promote", None, 1, False)]
+    report = (demo_dir / "validation-v2.md").read_text()
+    assert report.startswith("### ❌ churn v2 failed") and "no regression in roc_auc" in report
+    runs = json.loads(tarmac("runs", "--model", "churn", "--json", cwd=demo_dir).stdout)
+    assert [r["status"] for r in runs] == ["succeeded", "succeeded"]
+    assert set(runs[0]["inputs"]) == {"labels", "customers", "orders", "clicks", "tickets"}
+    lineage = tarmac("lineage", "model:churn@1", cwd=demo_dir)
+    assert lineage.returncode == 0 and "training_set:churn@1" in lineage.stdout
+    assert "ingest.crm" in lineage.stdout
+    audit = json.loads(tarmac("audit", "log", "--json", "-n", "200", cwd=demo_dir).stdout)
+    promoted = [r for r in audit if r["action"] == "model.promote"]
+    assert any("forced" in r["details"] for r in promoted)
+    # validating the champion again against itself passes; CI gets exit 0
+    again = tarmac("validate", "churn", "1", "--format", "markdown", cwd=demo_dir)
+    assert again.returncode == 0 and "churn v1 passed" in again.stdout

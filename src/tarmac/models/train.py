@@ -151,7 +151,7 @@ def train(project: Project, definition: ModelDefinition, artifacts: ArtifactStor
         feature_types = _feature_types(resolved)
         train_idx, test_idx = definition.split.split(frame, plan.split_by, keys)
         if len(train_idx) == 0 or len(test_idx) == 0:
-            raise _fail(project, train_run.id, TrainingError(
+            raise _fail(project, name, train_run.id, TrainingError(
                 f"the split {definition.split.test!r} by '{plan.split_by}' leaves "
                 f"{len(train_idx):,} training and {len(test_idx):,} holdout rows of "
                 f"{len(frame):,}: both need rows", hint="change time_split(test=...)"))
@@ -168,7 +168,7 @@ def train(project: Project, definition: ModelDefinition, artifacts: ArtifactStor
         try:
             trained = definition.function(data)
         except Exception as exc:
-            raise _fail(project, train_run.id, TrainingError(
+            raise _fail(project, name, train_run.id, TrainingError(
                 f"the training function of '{name}' raised {type(exc).__name__}: {exc}",
                 hint="the run is recorded as failed with its traceback "
                      "(`tarmac runs --model " + name + "`)"),
@@ -192,9 +192,9 @@ def train(project: Project, definition: ModelDefinition, artifacts: ArtifactStor
                               numpy_type(predictions))
             blob = flavors.dumps(trained, module)
         except TarmacError as exc:
-            raise _fail(project, train_run.id, exc, traceback.format_exc()) from None
+            raise _fail(project, name, train_run.id, exc, traceback.format_exc()) from None
         except Exception as exc:
-            raise _fail(project, train_run.id, TrainingError(
+            raise _fail(project, name, train_run.id, TrainingError(
                 f"the model '{name}' returned could not be evaluated or saved: "
                 f"{type(exc).__name__}: {exc}"), traceback.format_exc()) from None
         step("storing the model and its holdout set (content-addressed)")
@@ -439,12 +439,12 @@ def _open_train_run(project: Project, definition: ModelDefinition, run_id: str, 
                         "runs")
 
 
-def _fail(project: Project, run_id: str, error: TarmacError, trace: str | None = None
-          ) -> TarmacError:
+def _fail(project: Project, name: str, run_id: str, error: TarmacError,
+          trace: str | None = None) -> TarmacError:
     """Record the training run as failed with its traceback; returns the error to raise."""
     text = trace or error.message
     project.ledger.commit(
-        "model.train_failed", run_id, {"error": error.message[:500]},
+        "model.train_failed", f"model:{name}", {"run_id": run_id, "error": error.message[:500]},
         change=lambda conn: mcat.finish_train_run(conn, run_id, status="failed", error=text))
     return error
 
