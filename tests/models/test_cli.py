@@ -77,6 +77,20 @@ def test_validate_exit_2_when_a_gate_cannot_run(mproject: Project) -> None:
     assert code == 2 and json.loads(out)["results"][0]["status"] == "error"
 
 
+def test_annotate_a_version(mproject: Project) -> None:
+    run(mproject, "train", "risk")
+    code, out = run(mproject, "models", "annotate", "risk", "1", "-d", "baseline",
+                    "--tag", "ticket=CHURN-42", "--tag", "owner=ml")
+    assert code == 0 and "risk v1: baseline; tags owner=ml, ticket=CHURN-42" in out
+    code, out = run(mproject, "models", "annotate", "risk", "1", "--tag", "owner=")
+    assert code == 0 and "tags ticket=CHURN-42" in out and "owner" not in out
+    assert mproject.models.version("risk", 1).description == "baseline"
+    code, out = run(mproject, "models", "annotate", "risk", "1", "--tag", "oops")
+    assert code == 2 and "expected KEY=VALUE" in out
+    code, out = run(mproject, "models", "annotate", "risk", "5", "-d", "x")
+    assert code == 2 and "has no version 5" in out
+
+
 def test_model_command_errors(mproject: Project) -> None:
     code, out = run(mproject, "train", "risk", "--param", "C")
     assert code == 2 and "expected NAME=VALUE" in out

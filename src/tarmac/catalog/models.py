@@ -228,6 +228,17 @@ def insert_version(conn: Connection, mv: ModelVersion) -> None:
     conn.execute(insert(t.model_versions).values(**values))
 
 
+def annotate_version(conn: Connection, model: str, version: int, *,
+                     description: str | None, tags: dict[str, str]) -> None:
+    """Set a version's description (when given) and its tags (replacing them)."""
+    v = t.model_versions.c
+    values: dict[str, Any] = {"tags": _dumps(tags)}
+    if description is not None:
+        values["description"] = description
+    conn.execute(update(t.model_versions).where((v.model == model) & (v.version == version))
+                 .values(**values))
+
+
 def _version(row: Any) -> ModelVersion:
     return ModelVersion(
         model=row.model, version=row.version, run_id=row.run_id, flavor=row.flavor,

@@ -148,6 +148,29 @@ def models_show(
                           f"{age(to_datetime(h.at))}{why}")  # type: ignore[arg-type]
 
 
+@models_app.command("annotate")
+def models_annotate(
+    ctx: typer.Context,
+    model: str = typer.Argument(..., help="Model name."),
+    version: int = typer.Argument(..., help="Version."),
+    description: str = typer.Option(None, "--description", "-d", help="What this version is."),
+    tag: list[str] = typer.Option([], "--tag", help="KEY=VALUE to set, KEY= to remove "
+                                  "(repeatable)."),
+) -> None:
+    """Describe a version and tag it (e.g. --tag ticket=CHURN-42); audited."""
+    tags: dict[str, str | None] = {}
+    for item in tag:
+        key, sep, value = item.partition("=")
+        if not sep or not key:
+            raise UsageError(f"--tag {item!r}: expected KEY=VALUE (or KEY= to remove it)")
+        tags[key] = value or None
+    p = open_project(ctx)
+    record = p.models.annotate(model, version, description=description, tags=tags)
+    tags_text = ", ".join(f"{k}={v}" for k, v in sorted(record.tags.items())) or "none"
+    console.print(f"{model} v{record.version}: {record.description or '(no description)'}; "
+                  f"tags {tags_text}")
+
+
 @app.command()
 def validate(
     ctx: typer.Context,

@@ -248,6 +248,25 @@ class ModelRegistry:
                                   what=f"the holdout set of {record.model} v{record.version}")
         return pq.read_table(io.BytesIO(data)).to_pandas()
 
+    def annotate(self, name: str, version: int, *, description: str | None = None,
+                 tags: dict[str, str | None] | None = None) -> mcat.ModelVersion:
+        """Describe a version and set or remove (value None) its tags; audited."""
+        record = self.version(name, version)
+        merged = dict(record.tags)
+        for key, value in (tags or {}).items():
+            if not key or not isinstance(key, str):
+                raise UsageError(f"tag name {key!r} is not valid")
+            if value is None:
+                merged.pop(key, None)
+            else:
+                merged[key] = str(value)
+        self.project.ledger.commit(
+            "model.annotate", f"model:{name}@{record.version}",
+            {"description": description, "tags": merged},
+            change=lambda conn: mcat.annotate_version(conn, name, record.version,
+                                                      description=description, tags=merged))
+        return self.version(name, record.version)
+
     # -- gates and promotion --------------------------------------------------------------------
 
     def validate(self, name: str, version: int | None = None) -> Report:
