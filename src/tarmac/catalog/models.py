@@ -244,13 +244,15 @@ def _version(row: Any) -> ModelVersion:
         model=row.model, version=row.version, run_id=row.run_id, flavor=row.flavor,
         task=row.task, artifact=row.artifact, holdout=row.holdout,
         created_at=row.created_at, actor=row.actor, description=row.description,
-        **{k: json.loads(getattr(row, k)) for k in _JSON_VERSION})
+        **{k: json.loads(getattr(row, k)) for k in _JSON_VERSION if k in row._fields})
 
 
 def versions(catalog: Catalog, model: str, *, limit: int | None = None) -> list[ModelVersion]:
-    """A model's versions, newest first."""
+    """A model's versions, newest first (without their reference profiles: ``get_version``
+    has them; a listing does not need kilobytes of statistics per version)."""
     v = t.model_versions
-    query = select(v).where(v.c.model == model).order_by(v.c.version.desc())
+    columns = [c for c in v.c if c.name != "profile"]
+    query = select(*columns).where(v.c.model == model).order_by(v.c.version.desc())
     if limit is not None:
         query = query.limit(limit)
     with catalog.engine.connect() as conn:
@@ -288,8 +290,11 @@ def aliases(catalog: Catalog, model: str | None = None) -> list[Alias]:
 
 
 def get_alias(catalog: Catalog, model: str, alias: str) -> Alias | None:
-    found = [a for a in aliases(catalog, model) if a.alias == alias]
-    return found[0] if found else None
+    a = t.model_aliases
+    with catalog.engine.connect() as conn:
+        r = conn.execute(select(a).where((a.c.model == model) & (a.c.alias == alias))).first()
+    return None if r is None else Alias(r.model, r.alias, r.version, r.generation, r.updated_at,
+                                        r.actor)
 
 
 def move_alias(conn: Connection, *, model: str, alias: str, to_version: int,
