@@ -351,3 +351,15 @@ def run_child(script: str, spec: dict[str, Any]) -> dict[str, Any]:
         raise SystemExit(f"child failed: {spec}")
     last = [ln for ln in proc.stdout.splitlines() if ln.startswith("{")][-1]
     return json.loads(last)
+
+
+def guarded(res: Result, case: str, fn: Callable[[], Any]) -> None:
+    """Run a case; if it raises, record that (with the error) and go on with the others."""
+    import traceback
+
+    try:
+        fn()
+    except Exception as exc:  # noqa: BLE001 - one broken case must not lose the others' figures
+        traceback.print_exc()
+        res.figure(case, "FAILED", "", f"{type(exc).__name__}: {str(exc).splitlines()[0]}"[:200])
+        res.goal(f"{case}: ran", 0, "", "no error", False)

@@ -108,39 +108,28 @@ def main() -> None:
         p = tarmac.open(project)
         try:
             if "training" not in skip:
-                guarded(res, "training", lambda: bench_training(
+                c.guarded(res, "training", lambda: bench_training(
                     res, work, p, data, frames, repeat, start_us, timeout, full=not args.quick))
             if "materialize" not in skip:
-                guarded(res, "materialize", lambda: bench_materialize(res, project, data,
+                c.guarded(res, "materialize", lambda: bench_materialize(res, project, data,
                                                                       mat_rows))
             if not {"online", "http"} <= skip and not p.features.online_store.count(ONLINE_VIEW):
                 p.features.materialize([ONLINE_VIEW], full=True)  # materialize was skipped
             if "online" not in skip:
-                guarded(res, "online sqlite", lambda: bench_online(res, p, "sqlite", data,
+                c.guarded(res, "online sqlite", lambda: bench_online(res, p, "sqlite", data,
                                                                    calls))
         finally:
             p.close()
         if "redis" not in skip:
-            guarded(res, "redis", lambda: bench_redis(res, work, data, mat_rows[0], start_us,
+            c.guarded(res, "redis", lambda: bench_redis(res, work, data, mat_rows[0], start_us,
                                                       calls))
         if "http" not in skip:
-            guarded(res, "http", lambda: bench_http(res, project, data, quick=args.quick))
+            c.guarded(res, "http", lambda: bench_http(res, project, data, quick=args.quick))
     res.figure("machine load (1-min average) at the end", round(os.getloadavg()[0], 1), "",
                f"{os.cpu_count()} CPUs; other processes' load inflates wall times, so CPU "
                "seconds are given too")
     res.emit(args.json)
 
-
-def guarded(res: c.Result, case: str, fn: Any) -> None:
-    """Run a case; if it raises, record that (with the error) and go on with the others."""
-    import traceback
-
-    try:
-        fn()
-    except Exception as exc:  # noqa: BLE001 - one broken case must not lose the others' figures
-        traceback.print_exc()
-        res.figure(case, "FAILED", "", f"{type(exc).__name__}: {str(exc).splitlines()[0]}"[:200])
-        res.goal(f"{case}: ran", 0, "", "no error", False)
 
 
 # -- data ----------------------------------------------------------------------------------------

@@ -72,24 +72,13 @@ def main() -> None:
                    catalog="sqlite", **c.env_info(), load_1m=round(os.getloadavg()[0], 1))
     with c.workdir("models") as work:
         if "registry" not in skip:
-            guarded(res, "registry", lambda: bench_registry(res, work / "proj", n, calls))
+            c.guarded(res, "registry", lambda: bench_registry(res, work / "proj", n, calls))
         if "demo" not in skip:
-            guarded(res, "demo", lambda: bench_demo(res, work / "demo", size, repeat))
+            c.guarded(res, "demo", lambda: bench_demo(res, work / "demo", size, repeat))
     res.figure("machine load (1-min average) at the end", round(os.getloadavg()[0], 1), "",
                f"{os.cpu_count()} CPUs; other processes' load inflates wall times")
     res.emit(args.json)
 
-
-def guarded(res: c.Result, case: str, fn: Callable[[], None]) -> None:
-    """Run a case; if it raises, record that (with the error) and go on with the others."""
-    import traceback
-
-    try:
-        fn()
-    except Exception as exc:  # noqa: BLE001 - one broken case must not lose the others' figures
-        traceback.print_exc()
-        res.figure(case, "FAILED", "", f"{type(exc).__name__}: {str(exc).splitlines()[0]}"[:200])
-        res.goal(f"{case}: ran", 0, "", "no error", False)
 
 
 def latencies(fn: Callable[[], Any], n: int, warmup: int = 5) -> np.ndarray:

@@ -304,11 +304,7 @@ class OnDemandFeatureView(_Features):
         return refs
 
     def code_hash(self) -> str:
-        try:
-            code = inspect.getsource(self.function)
-        except (OSError, TypeError):
-            code = getattr(self.function, "__qualname__", repr(self.function))
-        return hashlib.sha256(code.encode()).hexdigest()[:16]
+        return function_hash(self.function)
 
     def spec(self) -> dict[str, Any]:
         return {"name": self.name, "inputs": self.input_refs,
@@ -363,6 +359,16 @@ class FeatureService:
 Definition = Entity | FeatureView | OnDemandFeatureView | FeatureService
 KINDS: dict[type, str] = {Entity: "entity", FeatureView: "view", OnDemandFeatureView: "on_demand",
                           FeatureService: "service"}
+
+
+def function_hash(fn: Any) -> str:
+    """A short hash of a function's source code (its name when the source is not available):
+    tells whether a registered function was edited since."""
+    try:
+        code = inspect.getsource(fn)
+    except (OSError, TypeError):
+        code = getattr(fn, "__qualname__", repr(fn))
+    return hashlib.sha256(code.encode()).hexdigest()[:16]
 
 
 def spec_hash(spec: dict[str, Any]) -> str:

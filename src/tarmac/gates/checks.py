@@ -8,8 +8,6 @@ against a ``GateContext`` that computes predictions and metrics once and shares 
 
 from __future__ import annotations
 
-import hashlib
-import inspect
 import math
 import numbers
 import time
@@ -22,6 +20,7 @@ import numpy as np
 import pandas as pd
 
 from tarmac.errors import UsageError
+from tarmac.features.definitions import function_hash
 from tarmac.gates.report import GateResult, Report, fmt
 from tarmac.models import metrics as M
 
@@ -695,12 +694,8 @@ class CustomGate(Gate):
         # the function's name and a hash of its source: editing the check makes earlier
         # results stale; the module name is not used (the definitions file's varies by path)
         qualname = getattr(self.fn, "__qualname__", type(self.fn).__qualname__)
-        try:
-            code = inspect.getsource(self.fn)
-        except (OSError, TypeError):
-            code = qualname
         return {"kind": self.kind, "name": self.name, "function": qualname,
-                "code": hashlib.sha256(code.encode()).hexdigest()[:16]}
+                "code": function_hash(self.fn)}
 
     def _evaluate(self, ctx: GateContext) -> GateResult:
         try:

@@ -15,7 +15,6 @@ version must pass, and how it is fitted (the decorated function)::
 
 from __future__ import annotations
 
-import hashlib
 import inspect
 import math
 import re
@@ -25,7 +24,7 @@ from datetime import timedelta
 from typing import TYPE_CHECKING, Any
 
 from tarmac.errors import UsageError
-from tarmac.features.definitions import spec_hash, suggest
+from tarmac.features.definitions import function_hash, spec_hash, suggest
 from tarmac.humanize import parse_duration
 
 if TYPE_CHECKING:
@@ -165,11 +164,7 @@ class ModelDefinition:
 
     def code_hash(self) -> str:
         """A hash of the training function's source (tells a reproduction the code changed)."""
-        try:
-            code = inspect.getsource(self.function)
-        except (OSError, TypeError):
-            code = getattr(self.function, "__qualname__", repr(self.function))
-        return hashlib.sha256(code.encode()).hexdigest()[:16]
+        return function_hash(self.function)
 
     def resolve_params(self, overrides: Mapping[str, Any] | None) -> dict[str, Any]:
         """The declared defaults with ``overrides``; an override the model does not declare is
