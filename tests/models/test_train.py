@@ -116,6 +116,34 @@ def test_a_raising_training_function_records_a_failed_run(mproject: Project) -> 
     assert ledger_run is not None and ledger_run.status == "failed"
 
 
+def test_a_crash_after_the_fit_is_recorded(mproject: Project,
+                                           monkeypatch: pytest.MonkeyPatch) -> None:
+    import tarmac.models.train as train_module
+
+    def interrupted(*_args: object, **_kwargs: object) -> int:
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(train_module, "_register", interrupted)
+    with pytest.raises(KeyboardInterrupt):
+        mproject.models.train("risk")
+    (run,) = mproject.models.runs("risk")
+    assert run.status == "failed" and "KeyboardInterrupt" in (run.error or "")
+
+
+def test_a_killed_training_shows_as_failed(mproject: Project) -> None:
+    """The process died mid-run: the ledger marks its run failed; the training run says so."""
+    from sqlalchemy import update
+
+    p = mproject
+    result = p.models.train("risk")
+    with p.catalog.write() as conn:
+        conn.execute(update(t.train_runs).values(status="running", ended_at=None))
+        conn.execute(update(t.runs).where(t.runs.c.id == result.run_id)
+                     .values(status="failed", error="the process ended before the run finished"))
+    (run,) = p.models.runs("risk")
+    assert run.status == "failed" and "process ended" in (run.error or "")
+
+
 @pytest.mark.parametrize("returned, message", [
     ("None", "returned None .*cannot predict"),
     ("'a string'", "returned a builtins.str, which cannot predict"),

@@ -174,19 +174,30 @@ def finish_train_run(conn: Connection, run_id: str, **fields: Any) -> None:
 
 
 def _train_run(row: Any) -> TrainRun:
+    status, error, ended = row.status, row.error, row.ended_at
+    if status == "running" and row.ledger_status == "failed":  # the process died mid-run
+        status, error, ended = "failed", row.ledger_error, row.ledger_ended
     return TrainRun(
-        run_id=row.run_id, model=row.model, seq=row.seq, status=row.status,
+        run_id=row.run_id, model=row.model, seq=row.seq, status=status,
         started_at=row.started_at, actor=row.actor, version=row.version,
         reproduces=row.reproduces, **{k: json.loads(getattr(row, k)) for k in _JSON_RUN},
         fit_seconds=None if row.fit_seconds is None else row.fit_seconds / 1e6,
-        ended_at=row.ended_at, error=row.error)
+        ended_at=ended, error=error)
+
+
+def _train_runs_query() -> Any:
+    """Training runs with their ledger run's outcome (which knows about killed processes)."""
+    r, lr = t.train_runs, t.runs
+    return (select(r, lr.c.status.label("ledger_status"), lr.c.error.label("ledger_error"),
+                   lr.c.ended_at.label("ledger_ended"))
+            .join(lr, lr.c.id == r.c.run_id, isouter=True))
 
 
 def train_runs(catalog: Catalog, model: str | None = None, *, status: str | None = None,
                limit: int = 20) -> list[TrainRun]:
     """Training runs, newest first."""
     r = t.train_runs
-    query = select(r).order_by(r.c.started_at.desc(), r.c.run_id).limit(limit)
+    query = _train_runs_query().order_by(r.c.started_at.desc(), r.c.run_id).limit(limit)
     if model is not None:
         query = query.where(r.c.model == model)
     if status is not None:
@@ -201,8 +212,8 @@ def get_train_run(catalog: Catalog, run_id: str) -> TrainRun:
     if len(run_id) < 4:
         raise UsageError(f"run id '{run_id}' is too short: give at least 4 characters")
     with catalog.engine.connect() as conn:
-        rows = conn.execute(select(r).where(r.c.run_id.startswith(run_id, autoescape=True))
-                            .limit(2)).all()
+        rows = conn.execute(_train_runs_query().where(
+            r.c.run_id.startswith(run_id, autoescape=True)).limit(2)).all()
     if not rows:
         raise UsageError(f"no training run '{run_id}'", hint="`tarmac runs --model NAME` "
                                                              "lists them")

@@ -147,74 +147,122 @@ def train(project: Project, definition: ModelDefinition, artifacts: ArtifactStor
                                                                defs, reproduce),
                                   reproduce)
         train_run.add_input(f"training_set:{name}", seq)
-        features = resolved.outputs
-        feature_types = _feature_types(resolved)
-        train_idx, test_idx = definition.split.split(frame, plan.split_by, keys)
-        if len(train_idx) == 0 or len(test_idx) == 0:
-            raise _fail(project, name, train_run.id, TrainingError(
-                f"the split {definition.split.test!r} by '{plan.split_by}' leaves "
-                f"{len(train_idx):,} training and {len(test_idx):,} holdout rows of "
-                f"{len(frame):,}: both need rows", hint="change time_split(test=...)"))
-        train_frame = frame.iloc[train_idx].reset_index(drop=True)
-        test_frame = frame.iloc[test_idx].reset_index(drop=True)
-        data = TrainingData(
-            X=train_frame[features], y=train_frame[definition.label.column], frame=train_frame,
-            features=list(features), label=definition.label.column, params=dict(run_params),
-            categorical=[f for f in features if feature_types[f] in ("string", "bool")],
-            numeric=[f for f in features if feature_types[f] not in ("string", "bool")])
-        step(f"fitting on {len(train_frame):,} rows ({len(test_frame):,} held out, "
-             f"{definition.split.test} by {plan.split_by})")
-        fit_started = time.perf_counter()
         try:
-            trained = definition.function(data)
-        except Exception as exc:
-            raise _fail(project, name, train_run.id, TrainingError(
-                f"the training function of '{name}' raised {type(exc).__name__}: {exc}",
-                hint="the run is recorded as failed with its traceback "
-                     "(`tarmac runs --model " + name + "`)"),
-                traceback.format_exc()) from None
-        fit_seconds = time.perf_counter() - fit_started
-        try:
-            step("evaluating on the holdout set")
-            flavor = flavors.detect(trained)
-            task = flavors.task_of(trained, train_frame[definition.label.column])
-            predictor = flavors.Predictor(trained, flavor, task)
-            x_test = test_frame[features]
-            y_test = test_frame[definition.label.column].to_numpy()
-            predictions = predictor.predict(x_test)
-            scores = predictor.scores(x_test)
-            found = metrics.compute(task, y_test, predictions, scores)
-            slices = {}
-            for column in _slice_columns(definition, test_frame):
-                slices[column] = metrics.by_slice(task, test_frame[column], y_test, predictions,
-                                                  scores, min_rows=MIN_SLICE_ROWS)
-            signature = infer(pa.Schema.from_pandas(frame, preserve_index=False), features, task,
-                              numpy_type(predictions))
-            blob = flavors.dumps(trained, module)
-        except TarmacError as exc:
-            raise _fail(project, name, train_run.id, exc, traceback.format_exc()) from None
-        except Exception as exc:
-            raise _fail(project, name, train_run.id, TrainingError(
-                f"the model '{name}' returned could not be evaluated or saved: "
-                f"{type(exc).__name__}: {exc}"), traceback.format_exc()) from None
-        step("storing the model and its holdout set (content-addressed)")
-        artifact = artifacts.put(blob)
-        holdout = artifacts.put(_parquet(test_frame))
-        profile = _profile(train_frame, [Feature(f, feature_types[f]) for f in features])
-        version = _register(project, definition, train_run, seq, resolved, plan, flavor=flavor,
-                            task=task, artifact=artifact, holdout=holdout,
-                            signature=signature.to_dict(), found=found, slices=slices,
-                            profile=profile, params=run_params, fit_seconds=fit_seconds,
-                            rows=(len(train_frame), len(test_frame)), blob_bytes=len(blob),
-                            warnings=warnings, classes=predictor.classes)
+            fitted = _fit_and_register(project, definition, artifacts, train_run, seq, resolved,
+                                       plan, frame, run_params, module, warnings, step)
+        except _Recorded as done:
+            raise done.error from None
+        except BaseException as exc:  # a crash after the fit (disk full, Ctrl-C): say so
+            _record_failure(project, name, train_run.id, TrainingError(
+                f"training '{name}' stopped: {type(exc).__name__}: {exc}"),
+                traceback.format_exc())
+            raise
     reproduced = None
     if reproduce is not None:
-        reproduced = {k: (reproduce.metrics.get(k), found.get(k))
-                      for k in sorted(set(reproduce.metrics) | set(found))}
-    return TrainResult(name, train_run.id, seq, version, flavor, task, run_params, found, slices,
-                       len(train_frame), len(test_frame), inputs,
-                       time.perf_counter() - started, fit_seconds, artifact, warnings,
-                       reproduce.run_id if reproduce else None, reproduced)
+        reproduced = {k: (reproduce.metrics.get(k), fitted.metrics.get(k))
+                      for k in sorted(set(reproduce.metrics) | set(fitted.metrics))}
+    return TrainResult(name, train_run.id, seq, fitted.version, fitted.flavor, fitted.task,
+                       run_params, fitted.metrics, fitted.slices, fitted.rows[0], fitted.rows[1],
+                       inputs, time.perf_counter() - started, fitted.fit_seconds,
+                       fitted.artifact, warnings, reproduce.run_id if reproduce else None,
+                       reproduced)
+
+
+@dataclass
+class _Fitted:
+    version: int
+    metrics: dict[str, float]
+    slices: dict[str, Any]
+    flavor: str
+    task: str
+    artifact: str
+    rows: tuple[int, int]  # training, holdout
+    fit_seconds: float
+
+
+class _Recorded(Exception):
+    """A failure already recorded on the training run; carries the error for the user."""
+
+    def __init__(self, error: TarmacError) -> None:
+        super().__init__(error.message)
+        self.error = error
+
+
+def _failed(project: Project, name: str, run_id: str, error: TarmacError,
+            trace: str | None = None) -> _Recorded:
+    """Record the failure on the training run; the exception to raise carries the error."""
+    return _Recorded(_record_failure(project, name, run_id, error, trace))
+
+
+def _fit_and_register(project: Project, definition: ModelDefinition, artifacts: ArtifactStore,
+                      train_run: Any, seq: int, resolved: Resolved, plan: _LabelPlan,
+                      frame: pd.DataFrame, run_params: dict[str, Any], module: str | None,
+                      warnings: list[str], step: Step) -> _Fitted:
+    """Split, fit, evaluate on the holdout, store the artifacts, register the version."""
+    name = definition.name
+    keys = resolved.join_keys
+    features = resolved.outputs
+    feature_types = _feature_types(resolved)
+    train_idx, test_idx = definition.split.split(frame, plan.split_by, keys)
+    if len(train_idx) == 0 or len(test_idx) == 0:
+        raise _failed(project, name, train_run.id, TrainingError(
+            f"the split {definition.split.test!r} by '{plan.split_by}' leaves "
+            f"{len(train_idx):,} training and {len(test_idx):,} holdout rows of "
+            f"{len(frame):,}: both need rows", hint="change time_split(test=...)"))
+    train_frame = frame.iloc[train_idx].reset_index(drop=True)
+    test_frame = frame.iloc[test_idx].reset_index(drop=True)
+    data = TrainingData(
+        X=train_frame[features], y=train_frame[definition.label.column], frame=train_frame,
+        features=list(features), label=definition.label.column, params=dict(run_params),
+        categorical=[f for f in features if feature_types[f] in ("string", "bool")],
+        numeric=[f for f in features if feature_types[f] not in ("string", "bool")])
+    step(f"fitting on {len(train_frame):,} rows ({len(test_frame):,} held out, "
+         f"{definition.split.test} by {plan.split_by})")
+    fit_started = time.perf_counter()
+    try:
+        trained = definition.function(data)
+    except Exception as exc:
+        raise _failed(project, name, train_run.id, TrainingError(
+            f"the training function of '{name}' raised {type(exc).__name__}: {exc}",
+            hint="the run is recorded as failed with its traceback "
+                 "(`tarmac runs --model " + name + "`)"),
+            traceback.format_exc()) from None
+    fit_seconds = time.perf_counter() - fit_started
+    try:
+        step("evaluating on the holdout set")
+        flavor = flavors.detect(trained)
+        task = flavors.task_of(trained, train_frame[definition.label.column])
+        predictor = flavors.Predictor(trained, flavor, task)
+        x_test = test_frame[features]
+        y_test = test_frame[definition.label.column].to_numpy()
+        predictions = predictor.predict(x_test)
+        scores = predictor.scores(x_test)
+        found = metrics.compute(task, y_test, predictions, scores)
+        slices = {}
+        for column in _slice_columns(definition, test_frame):
+            slices[column] = metrics.by_slice(task, test_frame[column], y_test, predictions,
+                                              scores, min_rows=MIN_SLICE_ROWS)
+        signature = infer(pa.Schema.from_pandas(frame, preserve_index=False), features, task,
+                          numpy_type(predictions))
+        blob = flavors.dumps(trained, module)
+    except TarmacError as exc:
+        raise _failed(project, name, train_run.id, exc, traceback.format_exc()) from None
+    except Exception as exc:
+        raise _failed(project, name, train_run.id, TrainingError(
+            f"the model '{name}' returned could not be evaluated or saved: "
+            f"{type(exc).__name__}: {exc}"), traceback.format_exc()) from None
+    step("storing the model and its holdout set (content-addressed)")
+    artifact = artifacts.put(blob)
+    holdout = artifacts.put(_parquet(test_frame))
+    profile = _profile(train_frame, [Feature(f, feature_types[f]) for f in features])
+    version = _register(project, definition, train_run, seq, resolved, plan, flavor=flavor,
+                        task=task, artifact=artifact, holdout=holdout,
+                        signature=signature.to_dict(), found=found, slices=slices,
+                        profile=profile, params=run_params, fit_seconds=fit_seconds,
+                        rows=(len(train_frame), len(test_frame)), blob_bytes=len(blob),
+                        warnings=warnings, classes=predictor.classes)
+    return _Fitted(version, found, slices, flavor, task, artifact,
+                   (len(train_frame), len(test_frame)), fit_seconds)
 
 
 # -- the label rows and the training set ---------------------------------------------------
@@ -439,8 +487,8 @@ def _open_train_run(project: Project, definition: ModelDefinition, run_id: str, 
                         "runs")
 
 
-def _fail(project: Project, name: str, run_id: str, error: TarmacError,
-          trace: str | None = None) -> TarmacError:
+def _record_failure(project: Project, name: str, run_id: str, error: TarmacError,
+                    trace: str | None = None) -> TarmacError:
     """Record the training run as failed with its traceback; returns the error to raise."""
     text = trace or error.message
     project.ledger.commit(
