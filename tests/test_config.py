@@ -34,6 +34,22 @@ def test_env_interpolation_with_default(tmp_path: Path, monkeypatch: pytest.Monk
     assert redact(cfg.catalog) == "postgresql://u:***@db/x"
 
 
+def test_empty_env_variable_takes_the_default_like_the_shell(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("ONLINE", "")  # e.g. a CI secret that is not configured
+    monkeypatch.setenv("OWNER", "")
+    cfg = load_config(write(tmp_path, "name: acme\nonline_store: ${ONLINE:-redis://r:6379/0}\n"
+                                      "owner: x${OWNER}\n"))
+    assert cfg.online_store == "redis://r:6379/0" and cfg.owner == "x"  # no default: kept empty
+
+
+def test_artifacts_folder_is_resolved_and_must_be_local(tmp_path: Path) -> None:
+    cfg = load_config(write(tmp_path, "name: acme\n"))
+    assert cfg.artifacts == str((tmp_path / ".tarmac/artifacts").resolve())
+    with pytest.raises(ConfigError, match="artifacts must be a local or mounted folder"):
+        load_config(write(tmp_path, "name: acme\nartifacts: s3://bucket/models\n"))
+
+
 def test_missing_env_variable_names_key_and_variable(tmp_path: Path) -> None:
     f = write(tmp_path, "name: acme\ncatalog: postgresql://u:${NOPE_NOT_SET}@db/x\n")
     with pytest.raises(ConfigError) as e:

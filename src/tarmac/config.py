@@ -58,6 +58,7 @@ class ProjectConfig(BaseModel):
     online_store: str = "sqlite:///.tarmac/online.db"
     streams: str = "embedded"
     compute: str = "local"
+    artifacts: str = "./.tarmac/artifacts"  # model files, by SHA-256 (a shared path for a team)
     owner: str | None = None
     sources: dict[str, dict[str, Any]] = Field(default_factory=dict)
 
@@ -70,6 +71,18 @@ class ProjectConfig(BaseModel):
             expected = ", ".join(f"{s}:// ({d})" if s else d for s, d in BACKENDS[concern].items())
             raise ValueError(f"unknown backend scheme {scheme!r}; expected one of: {expected}")
         return value
+
+    @field_validator("artifacts")
+    @classmethod
+    def _artifacts_local(cls, value: str) -> str:
+        return _local_path(value)
+
+
+def _local_path(value: str) -> str:
+    if url_scheme(value) not in ("", "file"):
+        raise ValueError("artifacts must be a local or mounted folder for now (object stores "
+                         "come with the scale-out work)")
+    return value
 
 
 def url_scheme(value: str) -> str:
@@ -106,8 +119,9 @@ def interpolate(value: Any, *, path: str, file: Path) -> Any:
 
     def substitute(match: re.Match[str]) -> str:
         var, default = match.group(1), match.group(2)
-        if var in os.environ:
-            return os.environ[var]
+        value = os.environ.get(var)
+        if value is not None and (value or default is None):
+            return value  # like the shell, ${VAR:-default} also replaces an empty value
         if default is not None:
             return default
         raise ConfigError(
@@ -176,9 +190,11 @@ def describe(exc: ValidationError, file: Path, *, prefix: str = "",
 def _absolute(config: ProjectConfig, root: Path) -> ProjectConfig:
     """Resolve relative lake paths and relative SQLite paths against the project folder."""
     updates: dict[str, str] = {}
-    if url_scheme(config.lake) in ("", "file"):
-        path = Path(config.lake.removeprefix("file://"))
-        updates["lake"] = str(path if path.is_absolute() else (root / path).resolve())
+    for key in ("lake", "artifacts"):
+        value = getattr(config, key)
+        if url_scheme(value) in ("", "file"):
+            path = Path(value.removeprefix("file://"))
+            updates[key] = str(path if path.is_absolute() else (root / path).resolve())
     for key in ("catalog", "online_store"):
         url = getattr(config, key)
         if url.startswith("sqlite:///") and not url.startswith("sqlite:////"):

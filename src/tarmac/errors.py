@@ -89,6 +89,11 @@ class ConflictError(TarmacError):
     """Someone else changed the same thing first (two promotions racing): nothing was changed."""
 
 
+class PromotionRefused(TarmacError):
+    """A promotion (or rollback) the gate results do not allow: exit 1, like a failed check,
+    so CI can tell it from a typo (exit 2)."""
+
+
 class ArtifactError(TarmacError):
     """A stored artifact is missing or its bytes no longer match their recorded SHA-256."""
 

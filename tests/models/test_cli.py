@@ -38,13 +38,15 @@ def test_train_validate_promote_rollback_from_the_command_line(mproject: Project
     code, out = run(p, "validate", "risk", "--format", "markdown", "--output", str(report))
     assert code == 1  # a gate failed
     assert out.startswith("### ❌ risk v2 failed") and "| Gate | Result |" in out
-    assert report.read_text() == out
-    code, out = run(p, "promote", "risk", "2")
-    assert code == 2 and "not promoting risk v2 to champion: its latest validation failed" in out
+    assert report.read_text() == out and not out.endswith("\n\n")
+    code, out = run(p, "promote", "risk", "2")  # refused by the gates: exit 1, not 2
+    assert code == 1 and "not promoting risk v2 to champion: its latest validation failed" in out
     code, out = run(p, "promote", "risk", "2", "--force", "--reason", "load test")
     assert code == 0 and "(forced)" in out
     code, out = run(p, "rollback", "risk", "--reason", "worse")
     assert code == 0 and "rolled back risk champion: v2 -> v1" in out
+    code, out = run(p, "rollback", "risk", "--to", "2")
+    assert code == 1 and "its gates never passed" in out
 
     code, out = run(p, "runs", "--model", "risk", "--json")
     runs = json.loads(out)
@@ -61,10 +63,19 @@ def test_train_validate_promote_rollback_from_the_command_line(mproject: Project
     assert shown["aliases"] == {"champion": 1}
     assert [v["validation"]["status"] for v in shown["versions"]] == ["failed", "passed"]
     assert [h["action"] for h in shown["history"]] == ["rollback", "promote", "promote"]
+    assert shown["profile"]["a"]["count"] > 0
     code, out = run(p, "models", "show", "risk")
     assert code == 0 and "alias history" in out and "forced" in out and "load test" in out
     code, out = run(p, "lineage", "model:risk@1")
     assert code == 0 and "training_set:risk@1" in out and "signals@0" in out
+    code, out = run(p, "lineage", "training_set:risk@1", "--downstream", "--json")
+    tree = json.loads(out)
+    assert [(r["name"], [c["version"] for c in r["children"]]) for r in tree["children"]] == [
+        ("train:risk", [1])]  # only the run that read @1, and the version it wrote
+    code, out = run(p, "lineage", "model:risk@1", "--openlineage")
+    assert code == 0 and {e["job"]["name"] for e in json.loads(out)} == {"train:risk"}
+    code, out = run(p, "lineage", "model:risk@9")
+    assert code == 2 and "no recorded lineage for 'model:risk@9'" in out
     code, out = run(p, "audit", "log", "--json")
     actions = {r["action"] for r in json.loads(out)}
     assert {"model.register", "model.validate", "model.promote", "model.rollback"} <= actions

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from tarmac.errors import ArtifactError, ConflictError, UsageError
+from tarmac.errors import ArtifactError, ConflictError, PromotionRefused, UsageError
 from tarmac.project import Project
 
 from .conftest import definitions, redefine, signal_rows
@@ -86,8 +86,9 @@ def test_worse_variant_is_blocked_by_the_gates(mproject: Project) -> None:
     assert {"metric", "no_regression"} <= failed
     markdown = report.to_markdown()
     assert f"risk v{worse}" in markdown and "champion v1" in markdown
-    with pytest.raises(UsageError, match=f"not promoting risk v{worse} to champion: its latest "
-                                         "validation failed"):
+    with pytest.raises(PromotionRefused,
+                       match=f"not promoting risk v{worse} to champion: its latest validation "
+                             "failed"):
         p.models.promote("risk", worse)
     assert _champion(p) == good
 
@@ -98,7 +99,7 @@ def test_promotion_rules(mproject: Project) -> None:
     v2 = p.models.train("risk", params={"C": 0.5}).version
     with pytest.raises(UsageError, match="has no version 7"):
         p.models.promote("risk", 7)
-    with pytest.raises(UsageError, match="never been validated"):
+    with pytest.raises(PromotionRefused, match="never been validated"):
         p.models.promote("risk", v1)
     with pytest.raises(UsageError, match="needs a reason"):
         p.models.promote("risk", v1, force=True)
@@ -110,7 +111,7 @@ def test_promotion_rules(mproject: Project) -> None:
     assert (change.from_version, change.to_version, change.changed) == (None, v1, True)
     assert not p.models.promote("risk", v1).changed  # already champion: nothing to do
     # v2's results were measured with no champion: stale now that v1 is champion
-    with pytest.raises(UsageError, match="stale: it was validated against no champion, the "
+    with pytest.raises(PromotionRefused, match="stale: it was validated against no champion, the "
                                          "champion is now v1"):
         p.models.promote("risk", v2)
     p.models.validate("risk", v2)
@@ -119,7 +120,7 @@ def test_promotion_rules(mproject: Project) -> None:
     redefine(p, definitions(gates='[metric("roc_auc") >= 0.6]'))
     p.models.validate("risk", v1)
     redefine(p, definitions(gates='[metric("roc_auc") >= 0.65]'))
-    with pytest.raises(UsageError, match="gates declared for it changed"):
+    with pytest.raises(PromotionRefused, match="gates declared for it changed"):
         p.models.promote("risk", v1)
 
 
@@ -135,6 +136,23 @@ def test_forced_promotion_is_audited(mproject: Project) -> None:
     assert "never been validated" in details["overridden"]
     (move,) = p.models.history("risk")
     assert move.forced and move.reason == "hotfix: the old model is gone"
+
+
+def test_rolling_back_to_a_forced_version_needs_force_too(mproject: Project) -> None:
+    p = mproject
+    forced = p.models.train("risk", params=WORSE).version
+    p.models.promote("risk", forced, force=True, reason="before the gates existed")
+    good = p.models.train("risk").version
+    p.models.validate("risk", good)
+    p.models.promote("risk", good)
+    with pytest.raises(PromotionRefused, match=f"back to v{forced}: its gates never passed"):
+        p.models.rollback("risk")
+    assert _champion(p) == good
+    with pytest.raises(UsageError, match="a forced rollback needs a reason"):
+        p.models.rollback("risk", force=True)
+    change = p.models.rollback("risk", force=True, reason="the new one pages us")
+    assert change.forced and _champion(p) == forced
+    assert p.models.history("risk")[0].forced
 
 
 def test_rollback_returns_to_the_previous_champion(mproject: Project) -> None:
@@ -218,7 +236,7 @@ def test_unknown_slice_column_is_a_gate_error(mproject: Project) -> None:
     assert report.status == "error" and report.exit_code == 2
     (result, *_) = report.results
     assert result.status == "error" and "slice column 'regoin' is not in the holdout" in result.why
-    with pytest.raises(UsageError, match="latest validation error"):
+    with pytest.raises(PromotionRefused, match="latest validation could not run every gate"):
         p.models.promote("risk", version)
 
 

@@ -35,7 +35,9 @@ def test_train_registers_a_version_with_everything_recorded(mproject: Project) -
     assert run.fit_seconds <= run.seconds
 
     version = p.models.version("risk", 1)
-    assert [i["name"] for i in version.signature["inputs"]] == ["a", "b", "region"]
+    assert version.signature["inputs"] == [{"name": "a", "type": "float64"},
+                                           {"name": "b", "type": "float64"},
+                                           {"name": "region", "type": "string"}]
     assert version.signature["outputs"] == [{"name": "prediction", "type": "int64"},
                                             {"name": "score", "type": "float64"}]
     assert version.profile["a"]["count"] == 480 and "mean" in version.profile["a"]

@@ -36,15 +36,23 @@ def lineage(
 ) -> None:
     """Where a table (or a model) came from, or where it goes: runs and versions as a tree."""
     p = open_project(ctx)
-    if openlineage:
+    if ":" in table:  # model:NAME[@V] or training_set:NAME[@V], not a lake table
+        name, _, pinned = table.rpartition("@") if "@" in table else (table, "", "")
+        version = int(pinned) if pinned.isdigit() else None
+        if "@" in table and version is None:
+            raise UsageError(f"'{table}': expected NAME@VERSION with a whole number")
+        if not (p.catalog.runs_touching(name, "output", limit=1, version=version, exact=True)
+                or p.catalog.runs_touching(name, "input", limit=1, version=version,
+                                           exact=True)):
+            raise UsageError(f"no recorded lineage for '{table}'",
+                             hint="models are named model:NAME[@VERSION], training sets "
+                                  "training_set:NAME[@RUN]")
+        if openlineage:
+            print_json(p.ledger.openlineage(name))
+            return
+    elif openlineage:
         print_json(p.ledger.openlineage(table))
         return
-    if ":" in table:  # model:NAME[@V] or training_set:NAME[@V], not a lake table
-        name = table.rpartition("@")[0] if "@" in table else table
-        if not (p.catalog.runs_touching(name, "output", limit=1)
-                or p.catalog.runs_touching(name, "input", limit=1)):
-            raise UsageError(f"no recorded lineage for '{table}'",
-                             hint="models are named model:NAME, training sets training_set:NAME")
     elif not p.lake.exists(table):
         raise p.lake.missing(table)
     node = p.ledger.lineage(table, direction="upstream" if upstream else "downstream", depth=depth)

@@ -109,6 +109,7 @@ def models_show(
     history = p.models.history(model)
     if as_json:
         print_json({"model": model, "aliases": aliases,
+                    "profile": p.models.version(model, versions[0].version).profile,
                     "versions": [{**v.to_dict(), "aliases": by_version.get(v.version, []),
                                   "validation": (gate[v.version][0].report
                                                  if gate[v.version] else None)}
@@ -178,11 +179,13 @@ def validate(
     version: int = typer.Argument(None, help="Version (default: the latest)."),
     fmt: str = typer.Option("table", "--format", help="table, markdown or json."),
     output: str = typer.Option(None, "--output", "-o",
-                               help="Also write the report to this file (in --format)."),
+                               help="Also write the report to this file: JSON with --format "
+                                    "json, else Markdown."),
 ) -> None:
     """Run the model's gates on a version's holdout set, against the current champion.
 
-    Exit code 0 when every gate passes, 1 when one fails, 2 when one could not run.
+    Exit code 0 when every gate passes, 1 when one fails, 2 when one could not run. The
+    report is stored (catalog and audit trail): `tarmac promote` reads it.
     """
     import json
     import sys
@@ -194,7 +197,7 @@ def validate(
     report = p.models.validate(model, version)
     if fmt == "markdown":
         text = report.to_markdown()
-        sys.stdout.write(text + "\n")  # not through Rich: it would wrap the table rows
+        sys.stdout.write(text.rstrip("\n") + "\n")  # not through Rich: it would wrap rows
     elif fmt == "json":
         text = json.dumps(report.to_dict(), indent=2, default=str)
         print_json(report.to_dict())
@@ -202,7 +205,7 @@ def validate(
         text = report.to_markdown()
         _print_report(report)
     if output:
-        Path(output).write_text(text + "\n", encoding="utf-8")
+        Path(output).write_text(text.rstrip("\n") + "\n", encoding="utf-8")
     raise typer.Exit(report.exit_code)
 
 
@@ -236,7 +239,11 @@ def promote(
     reason: str = typer.Option(None, "--reason", help="Why (recorded in the audit trail)."),
     as_json: bool = JSON,
 ) -> None:
-    """Point an alias (champion by default) at a version whose gates passed."""
+    """Point an alias (champion by default) at a version whose gates passed.
+
+    Refused (exit 1) unless the version's latest validation passed against the current champion
+    with the gates declared now; --force --reason overrides, and the audit trail records it.
+    """
     p = open_project(ctx)
     change = p.models.promote(model, version, alias=alias, force=force, reason=reason)
     if as_json:
@@ -258,11 +265,13 @@ def rollback(
     alias: str = typer.Option("champion", "--alias", help="Which alias to move back."),
     to: int = typer.Option(None, "--to", help="A specific earlier holder of the alias."),
     reason: str = typer.Option(None, "--reason", help="Why (recorded in the audit trail)."),
+    force: bool = typer.Option(False, "--force", help="Return even to a version whose gates "
+                               "never passed (needs --reason; audited)."),
     as_json: bool = JSON,
 ) -> None:
     """Move an alias back to the version it pointed at before (the previous champion)."""
     p = open_project(ctx)
-    change = p.models.rollback(model, alias=alias, to=to, reason=reason)
+    change = p.models.rollback(model, alias=alias, to=to, reason=reason, force=force)
     if as_json:
         print_json(change.to_dict())
         return

@@ -285,7 +285,7 @@ WORSE_VARIANT = {"only": "plan,region,tenure_days"}  # a model of the CRM fields
 
 def _models(p: Any, report: DemoReport, step: Step) -> None:
     """Train, gate, promote; a worse variant is blocked, forced through, and rolled back."""
-    from tarmac.errors import UsageError
+    from tarmac.errors import PromotionRefused
 
     def note(what: str, **facts: Any) -> None:
         report.models.append({"step": what, **facts})
@@ -296,8 +296,14 @@ def _models(p: Any, report: DemoReport, step: Step) -> None:
     step(f"validating churn v{first.version} against its gates (tarmac validate churn)")
     gates = p.models.validate("churn", first.version)
     note(f"validated v{first.version}: {gates.status}", detail=_gate_counts(gates))
-    p.models.promote("churn", first.version)
-    note(f"promoted v{first.version} to champion", detail="its gates passed")
+    try:
+        p.models.promote("churn", first.version)
+        note(f"promoted v{first.version} to champion", detail="its gates passed")
+    except PromotionRefused as exc:  # e.g. the latency gate on a heavily loaded machine
+        note(f"promote v{first.version}: refused", detail=exc.message.split(": ", 1)[-1])
+        p.models.promote("churn", first.version, force=True,
+                         reason="demo: the story needs a champion to go on")
+        note(f"forced v{first.version} to champion", detail="--force --reason, audited")
     step("training a variant on the CRM fields alone (--param only=plan,region,tenure_days)")
     worse = p.models.train("churn", params=WORSE_VARIANT)
     note(f"trained v{worse.version} (CRM fields only)", detail=_metrics(worse.metrics))
@@ -310,13 +316,13 @@ def _models(p: Any, report: DemoReport, step: Step) -> None:
     try:
         p.models.promote("churn", worse.version)
         note(f"promoted v{worse.version}", detail="UNEXPECTED: the gates let it through")
-    except UsageError as exc:
+    except PromotionRefused as exc:
         note(f"promote v{worse.version}: refused", detail=exc.message.split(": ", 1)[-1])
     step(f"forcing v{worse.version} through with a reason (audited), then rolling back")
     p.models.promote("churn", worse.version, force=True,
                      reason="demo: shipping the CRM-only model for a latency test")
     note(f"forced v{worse.version} to champion", detail="--force --reason, in the audit trail")
-    back = p.models.rollback("churn", reason="demo: CRM-only model underperforms")
+    back = p.models.rollback("churn", reason="demo: CRM-only model underperforms", force=True)
     note(f"rolled back to v{back.to_version}", detail=f"champion v{back.from_version} -> "
                                                        f"v{back.to_version}")
     champion = p.models.get("churn")

@@ -66,10 +66,11 @@ def _expand(catalog: Catalog, node: LineageNode, direction: Direction, depth: in
         return
     role = "output" if direction == "upstream" else "input"
     # upstream of a version: the runs that wrote it or (a table grows) an earlier version;
-    # a model's or training set's version (NAME:...) is whole by itself
-    version = node.version if direction == "upstream" else None
+    # a model's or training set's version (NAME:...) is whole by itself, both ways
+    exact = ":" in node.name
+    version = node.version if direction == "upstream" or exact else None
     runs = catalog.get_runs(catalog.runs_touching(node.name, role, limit=per, version=version,
-                                                  exact=":" in node.name))
+                                                  exact=exact))
     runs.sort(key=lambda r: r.started_at, reverse=True)
     for run in runs:
         rnode = LineageNode("run", run.job, run=run)

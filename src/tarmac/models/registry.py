@@ -22,6 +22,7 @@ import io
 import time
 import uuid
 from dataclasses import dataclass
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -31,7 +32,7 @@ import pyarrow.parquet as pq
 
 from tarmac.catalog import models as mcat
 from tarmac.catalog import now_us
-from tarmac.errors import UsageError
+from tarmac.errors import PromotionRefused, UsageError
 from tarmac.features.definitions import suggest
 from tarmac.models import flavors
 from tarmac.models.artifacts import ArtifactStore
@@ -119,7 +120,7 @@ class ModelRegistry:
 
     def __init__(self, project: Project) -> None:
         self.project = project
-        self.artifacts = ArtifactStore(project.root / ".tarmac" / "artifacts")
+        self.artifacts = ArtifactStore(Path(project.config.artifacts))
 
     # -- declarations -------------------------------------------------------------------------
 
@@ -298,7 +299,7 @@ class ModelRegistry:
         self.project.ledger.commit(
             "model.validate", f"model:{name}@{record.version}",
             {"status": report.status, "champion": validation.champion,
-             "not_passed": failed, "validation": validation.id},
+             "gates_not_met": failed, "validation": validation.id},
             change=lambda conn: mcat.insert_validation(conn, validation))
         return report
 
@@ -322,7 +323,7 @@ class ModelRegistry:
         validation = mcat.latest_validation(self.project.catalog, name, record.version)
         problem = self._gate_problem(name, record.version, validation, champion)
         if problem and not force:
-            raise UsageError(f"not promoting {name} v{record.version} to {alias}: {problem}",
+            raise PromotionRefused(f"not promoting {name} v{record.version} to {alias}: {problem}",
                              hint=f"tarmac validate {name} {record.version}; or, to override, "
                                   '--force --reason "..." (audited)')
         actor = self.project.ledger.actor
@@ -352,8 +353,8 @@ class ModelRegistry:
         if validation.status != "passed":
             bad = [r["name"] for r in validation.report.get("results", [])
                    if r["status"] in ("failed", "error")]
-            return (f"its latest validation {validation.status} "
-                    f"({'; '.join(bad[:4]) or 'see the report'})")
+            outcome = "failed" if validation.status == "failed" else "could not run every gate"
+            return f"its latest validation {outcome} ({'; '.join(bad[:4]) or 'see the report'})"
         now = champion.version if champion else None
         if validation.champion != now:
             then = f"champion v{validation.champion}" if validation.champion else "no champion"
@@ -365,10 +366,14 @@ class ModelRegistry:
         return None
 
     def rollback(self, name: str, *, alias: str = CHAMPION, to: int | None = None,
-                 reason: str | None = None) -> AliasChange:
+                 reason: str | None = None, force: bool = False) -> AliasChange:
         """Move ``alias`` back to the version it pointed at before the current one was promoted
-        (or to ``to``, a version that held it before)."""
+        (or to ``to``, a version that held it before). Returning to a version whose gates never
+        passed (it was forced in) needs ``force`` and a ``reason``, like forcing it did."""
         _check_alias(alias)
+        if force and not (reason and reason.strip()):
+            raise UsageError("a forced rollback needs a reason (it goes into the audit trail)",
+                             hint='--force --reason "why"')
         current = mcat.get_alias(self.project.catalog, name, alias)
         if current is None:
             if not self.names().get(name):
@@ -391,18 +396,28 @@ class ModelRegistry:
                                  hint=f"promote it instead: tarmac promote {name} {to}")
             if to == current.version:
                 raise UsageError(f"v{to} is already the {alias} of '{name}'")
+        validation = mcat.latest_validation(self.project.catalog, name, to)
+        unvetted = validation is None or validation.status != "passed"
+        if unvetted and not force:
+            raise PromotionRefused(
+                f"not rolling '{name}' {alias} back to v{to}: its gates never passed (it was "
+                "forced in)", hint='pass --force --reason "..." (audited), or --to another '
+                                   "earlier version")
         actor = self.project.ledger.actor
         target = to
+        forced = unvetted and force
 
         def change(conn: Any) -> None:
             mcat.move_alias(conn, model=name, alias=alias, to_version=target, expected=current,
-                            action="rollback", actor=actor, reason=reason)
+                            action="rollback", actor=actor, forced=forced, reason=reason)
 
-        self.project.ledger.commit("model.rollback", f"model:{name}",
-                                   {"alias": alias, "from": current.version, "to": target,
-                                    "reason": reason}, change=change)
-        return AliasChange(name, alias, current.version, target, "rollback", True,
-                           reason=reason)
+        details: dict[str, Any] = {"alias": alias, "from": current.version, "to": target,
+                                   "reason": reason}
+        if forced:
+            details["forced"] = True
+        self.project.ledger.commit("model.rollback", f"model:{name}", details, change=change)
+        return AliasChange(name, alias, current.version, target, "rollback", True, forced,
+                           reason)
 
 
 def _check_alias(alias: str) -> None:

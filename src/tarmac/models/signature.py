@@ -47,10 +47,11 @@ class Signature:
         return data[self.input_names]
 
 
-def infer(schema: pa.Schema, features: list[str], task: str,
+def infer(feature_types: dict[str, str], features: list[str], task: str,
           prediction_type: str) -> Signature:
-    """The signature of a model trained on ``features`` of ``schema``."""
-    inputs = [(f, type_of(schema.field(f).type) or str(schema.field(f).type)) for f in features]
+    """The signature of a model trained on ``features``: their declared types (not what pandas
+    made of them: an integer feature with nulls is still an integer feature)."""
+    inputs = [(f, feature_types[f]) for f in features]
     outputs = [("prediction", prediction_type)]
     if task == "binary":
         outputs.append(("score", "float64"))

@@ -88,7 +88,8 @@ class TrainResult:
     def to_dict(self) -> dict[str, Any]:
         return {"model": self.model, "run_id": self.run_id, "run": self.run,
                 "version": self.version, "flavor": self.flavor, "task": self.task,
-                "params": self.params, "metrics": self.metrics, "rows_train": self.rows_train,
+                "params": self.params, "metrics": self.metrics, "slices": self.slices,
+                "rows_train": self.rows_train,
                 "rows_test": self.rows_test, "inputs": self.inputs,
                 "seconds": round(self.seconds, 3), "fit_seconds": round(self.fit_seconds, 3),
                 "artifact": self.artifact, "warnings": self.warnings,
@@ -242,8 +243,7 @@ def _fit_and_register(project: Project, definition: ModelDefinition, artifacts: 
         for column in _slice_columns(definition, test_frame):
             slices[column] = metrics.by_slice(task, test_frame[column], y_test, predictions,
                                               scores, min_rows=MIN_SLICE_ROWS)
-        signature = infer(pa.Schema.from_pandas(frame, preserve_index=False), features, task,
-                          numpy_type(predictions))
+        signature = infer(feature_types, features, task, numpy_type(predictions))
         blob = flavors.dumps(trained, module)
     except TarmacError as exc:
         raise _failed(project, name, train_run.id, exc, traceback.format_exc()) from None
