@@ -149,10 +149,14 @@ class Validation:
 # -- training runs -----------------------------------------------------------------------------
 
 
+def _after_max(conn: Connection, column: Any, model_column: Any, model: str) -> int:
+    return int(conn.execute(select(func.coalesce(func.max(column), 0))
+                            .where(model_column == model)).scalar_one()) + 1
+
+
 def next_seq(conn: Connection, model: str) -> int:
-    r = t.train_runs.c
-    return int(conn.execute(select(func.coalesce(func.max(r.seq), 0))
-                            .where(r.model == model)).scalar_one()) + 1
+    """The number the model's next training run gets."""
+    return _after_max(conn, t.train_runs.c.seq, t.train_runs.c.model, model)
 
 
 def insert_train_run(conn: Connection, run: TrainRun) -> None:
@@ -165,7 +169,12 @@ def insert_train_run(conn: Connection, run: TrainRun) -> None:
 
 
 def finish_train_run(conn: Connection, run_id: str, **fields: Any) -> None:
-    """Update a run's outcome: status, version, metrics, ..., ended_at (now if not given)."""
+    """Update a run's outcome: status, version, metrics, ..., ended_at (now if not given);
+    ``details`` are added to the ones the run was opened with."""
+    r = t.train_runs.c
+    if "details" in fields:
+        opened = conn.execute(select(r.details).where(r.run_id == run_id)).scalar_one()
+        fields["details"] = {**json.loads(opened), **fields["details"]}
     values = {k: (_dumps(v) if k in _JSON_RUN else v) for k, v in fields.items()}
     if fields.get("fit_seconds") is not None:
         values["fit_seconds"] = int(fields["fit_seconds"] * 1e6)
@@ -226,9 +235,8 @@ def get_train_run(catalog: Catalog, run_id: str) -> TrainRun:
 
 
 def next_version(conn: Connection, model: str) -> int:
-    v = t.model_versions.c
-    return int(conn.execute(select(func.coalesce(func.max(v.version), 0))
-                            .where(v.model == model)).scalar_one()) + 1
+    """The number the model's next version gets."""
+    return _after_max(conn, t.model_versions.c.version, t.model_versions.c.model, model)
 
 
 def insert_version(conn: Connection, mv: ModelVersion) -> None:

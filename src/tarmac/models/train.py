@@ -171,14 +171,20 @@ def train(project: Project, definition: ModelDefinition, artifacts: ArtifactStor
 
 @dataclass
 class _Fitted:
-    version: int
-    metrics: dict[str, float]
-    slices: dict[str, Any]
+    """A fitted, evaluated and stored model, before (``version`` 0) and after registration."""
+
     flavor: str
     task: str
+    classes: list[Any] | None
+    metrics: dict[str, float]
+    slices: dict[str, Any]
+    signature: dict[str, Any]
     artifact: str
+    holdout: str
+    artifact_bytes: int
     rows: tuple[int, int]  # training, holdout
     fit_seconds: float
+    version: int = 0
 
 
 class _Recorded(Exception):
@@ -252,17 +258,13 @@ def _fit_and_register(project: Project, definition: ModelDefinition, artifacts: 
             f"the model '{name}' returned could not be evaluated or saved: "
             f"{type(exc).__name__}: {exc}"), traceback.format_exc()) from None
     step("storing the model and its holdout set (content-addressed)")
-    artifact = artifacts.put(blob)
-    holdout = artifacts.put(_parquet(test_frame))
+    fitted = _Fitted(flavor, task, predictor.classes, found, slices, signature.to_dict(),
+                     artifacts.put(blob), artifacts.put(_parquet(test_frame)), len(blob),
+                     (len(train_frame), len(test_frame)), fit_seconds)
     profile = _profile(train_frame, [Feature(f, feature_types[f]) for f in features])
-    version = _register(project, definition, train_run, seq, resolved, plan, flavor=flavor,
-                        task=task, artifact=artifact, holdout=holdout,
-                        signature=signature.to_dict(), found=found, slices=slices,
-                        profile=profile, params=run_params, fit_seconds=fit_seconds,
-                        rows=(len(train_frame), len(test_frame)), blob_bytes=len(blob),
-                        warnings=warnings, classes=predictor.classes)
-    return _Fitted(version, found, slices, flavor, task, artifact,
-                   (len(train_frame), len(test_frame)), fit_seconds)
+    fitted.version = _register(project, definition, train_run, seq, resolved, plan, fitted,
+                               profile, warnings)
+    return fitted
 
 
 # -- the label rows and the training set ---------------------------------------------------
@@ -281,7 +283,7 @@ def _label_plan(project: Project, definition: ModelDefinition, keys: list[str],
     if dt is None:
         raise UsageError(
             f"model '{definition.name}': label table '{lab.table}' does not exist"
-            + suggest(lab.table, project.lake.tables()),
+            + suggest(lab.table, project.lake.tables(), none=" (the lake has no tables yet)"),
             hint="ingest the labels first (`tarmac ingest`) or fix label(...) in definitions.py")
     schema = pa.schema(dt.schema().to_arrow())
     cols = {f.name: f.type for f in schema}
@@ -356,7 +358,8 @@ def _training_frame(project: Project, definition: ModelDefinition, resolved: Res
     if labels.num_rows == 0:
         raise UsageError(f"model '{definition.name}': every row of {where} has a null "
                          f"'{lab.column}' or time")
-    view_pins = {t: v for t, v in pins.items() if t in _view_tables(project, resolved)}
+    view_tables = _view_tables(project, resolved) if pins else set()
+    view_pins = {t: v for t, v in pins.items() if t in view_tables}
     ts = project.features.training_set(labels, definition.features, timestamp=plan.timestamp,
                                        label=lab.column, as_of=view_pins or None,
                                        definitions=defs)
@@ -464,27 +467,35 @@ def _open_train_run(project: Project, definition: ModelDefinition, run_id: str, 
     """Record the run (status running) and the training set's lineage; returns the run number."""
     name = definition.name
     env = environment.capture(project.root)
-    for _ in range(_RETRIES):
-        with project.catalog.engine.connect() as conn:
-            seq = mcat.next_seq(conn, name)
+
+    def commit(seq: int) -> None:
         record = mcat.TrainRun(
             run_id=run_id, model=name, seq=seq, status="running", started_at=now_us(),
             actor=project.ledger.actor, reproduces=reproduce.run_id if reproduce else None,
             params=params, inputs=inputs, definitions=versions, environment=env,
             details={"code_hash": definition.code_hash(), "spec": definition.spec()})
+        project.ledger.commit("model.training_set", f"training_set:{name}",
+                              {"run": seq, "inputs": inputs},
+                              change=lambda conn: mcat.insert_train_run(conn, record),
+                              run=ts_run, output=DatasetVersion(f"training_set:{name}", seq))
 
-        def change(conn: Any, record: mcat.TrainRun = record) -> None:
-            mcat.insert_train_run(conn, record)
+    return _numbered(project, lambda conn: mcat.next_seq(conn, name), commit,
+                     f"the training run of '{name}'")
 
+
+def _numbered(project: Project, next_number: Callable[[Any], int],
+              commit: Callable[[int], None], what: str) -> int:
+    """Commit under the next free number: the number is read first (the audit details and the
+    lineage edge carry it), so a concurrent commit that took it makes this one take the next."""
+    for _ in range(_RETRIES):
+        with project.catalog.engine.connect() as conn:
+            number = next_number(conn)
         try:
-            project.ledger.commit("model.training_set", f"training_set:{name}",
-                                  {"run": seq, "inputs": inputs}, change=change, run=ts_run,
-                                  output=DatasetVersion(f"training_set:{name}", seq))
-            return seq
+            commit(number)
+            return number
         except IntegrityError:
-            continue  # another training of this model took the number: take the next
-    raise ConflictError(f"could not number the training run of '{name}': too many concurrent "
-                        "runs")
+            continue
+    raise ConflictError(f"could not number {what}: too many concurrent runs")
 
 
 def _record_failure(project: Project, name: str, run_id: str, error: TarmacError,
@@ -498,11 +509,8 @@ def _record_failure(project: Project, name: str, run_id: str, error: TarmacError
 
 
 def _register(project: Project, definition: ModelDefinition, run: Any, seq: int,
-              resolved: Resolved, plan: _LabelPlan, *, flavor: str, task: str, artifact: str,
-              holdout: str, signature: dict[str, Any], found: dict[str, float],
-              slices: dict[str, Any], profile: dict[str, Any], params: dict[str, Any],
-              fit_seconds: float, rows: tuple[int, int], blob_bytes: int,
-              warnings: list[str], classes: list[Any] | None) -> int:
+              resolved: Resolved, plan: _LabelPlan, fitted: _Fitted, profile: dict[str, Any],
+              warnings: list[str]) -> int:
     """Register the version, finish the run and record the version as a feature consumer."""
     name = definition.name
     spec = {"features": definition.features, "feature_refs": resolved.refs,
@@ -510,37 +518,35 @@ def _register(project: Project, definition: ModelDefinition, run: Any, seq: int,
             "timestamp": plan.timestamp, "split": definition.split.spec(),
             "split_by": plan.split_by, "gates": [g.spec() for g in definition.gates],
             "gates_hash": definition.gates_hash(), "slices": _wanted_slices(definition),
-            "classes": classes}
-    for _ in range(_RETRIES):
-        with project.catalog.engine.connect() as conn:
-            version = mcat.next_version(conn, name)
-        mv = mcat.ModelVersion(
-            model=name, version=version, run_id=run.id, flavor=flavor, task=task,
-            artifact=artifact, holdout=holdout, signature=signature, spec=spec,
-            created_at=now_us(), actor=project.ledger.actor, metrics=found, profile=profile,
-            description=definition.description or None, tags=dict(definition.tags))
+            "classes": fitted.classes}
 
-        def change(conn: Any, mv: mcat.ModelVersion = mv) -> None:
+    def commit(version: int) -> None:
+        mv = mcat.ModelVersion(
+            model=name, version=version, run_id=run.id, flavor=fitted.flavor, task=fitted.task,
+            artifact=fitted.artifact, holdout=fitted.holdout, signature=fitted.signature,
+            spec=spec, created_at=now_us(), actor=project.ledger.actor, metrics=fitted.metrics,
+            profile=profile, description=definition.description or None,
+            tags=dict(definition.tags))
+
+        def change(conn: Any) -> None:
             mcat.insert_version(conn, mv)
             mcat.finish_train_run(
-                conn, run.id, status="succeeded", version=mv.version, metrics=found,
-                slices=slices, fit_seconds=fit_seconds,
-                details={"code_hash": definition.code_hash(), "spec": definition.spec(),
-                         "rows_train": rows[0], "rows_test": rows[1], "flavor": flavor,
-                         "task": task, "artifacts": {"model": artifact, "holdout": holdout},
-                         "artifact_bytes": blob_bytes, "warnings": warnings})
-            fcat.set_consumer(conn, f"model:{name}@{mv.version}", resolved.refs)
+                conn, run.id, status="succeeded", version=version, metrics=fitted.metrics,
+                slices=fitted.slices, fit_seconds=fitted.fit_seconds,
+                details={"rows_train": fitted.rows[0], "rows_test": fitted.rows[1],
+                         "flavor": fitted.flavor, "task": fitted.task,
+                         "artifacts": {"model": fitted.artifact, "holdout": fitted.holdout},
+                         "artifact_bytes": fitted.artifact_bytes, "warnings": warnings})
+            fcat.set_consumer(conn, f"model:{name}@{version}", resolved.refs)
 
-        try:
-            project.ledger.commit(
-                "model.register", f"model:{name}",
-                {"version": version, "run": seq, "flavor": flavor, "artifact": artifact,
-                 "metrics": found}, change=change, run=run,
-                output=DatasetVersion(f"model:{name}", version))
-            return version
-        except IntegrityError:
-            continue
-    raise ConflictError(f"could not register a version of '{name}': too many concurrent runs")
+        project.ledger.commit(
+            "model.register", f"model:{name}",
+            {"version": version, "run": seq, "flavor": fitted.flavor,
+             "artifact": fitted.artifact, "metrics": fitted.metrics}, change=change, run=run,
+            output=DatasetVersion(f"model:{name}", version))
+
+    return _numbered(project, lambda conn: mcat.next_version(conn, name), commit,
+                     f"a version of '{name}'")
 
 
 __all__ = ["TrainResult", "train"]
