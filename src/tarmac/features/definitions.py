@@ -376,8 +376,10 @@ def spec_hash(spec: dict[str, Any]) -> str:
     return hashlib.sha256(json.dumps(spec, sort_keys=True, default=str).encode()).hexdigest()
 
 
-def suggest(name: str, known: Iterable[str]) -> str:
-    """``"; did you mean 'x'?"`` for the closest known name, or the list of names."""
+def suggest(name: str, known: Iterable[str], *,
+            none: str = " (none are registered; run `tarmac apply`)") -> str:
+    """``"; did you mean 'x'?"`` for the closest known name, the list of names, or ``none``
+    when there are no names at all."""
     import difflib
 
     names = sorted(set(known))
@@ -385,6 +387,6 @@ def suggest(name: str, known: Iterable[str]) -> str:
     if close:
         return f"; did you mean '{close[0]}'?"
     if not names:
-        return " (none are registered; run `tarmac apply`)"
+        return none
     shown = ", ".join(names[:12]) + (" ..." if len(names) > 12 else "")
     return f" (known: {shown})"

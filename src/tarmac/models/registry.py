@@ -139,10 +139,12 @@ class ModelRegistry:
         return found, module.__name__
 
     def definition(self, name: str) -> ModelDefinition:
-        found = self.declared()
+        return self._definition(name, self.declared())
+
+    def _definition(self, name: str, found: dict[str, ModelDefinition]) -> ModelDefinition:
         if name not in found:
             raise UsageError(f"no model named '{name}' in {self.project.features.definitions_path}"
-                             + suggest(name, found),
+                             + suggest(name, found, none=" (it declares no models)"),
                              hint="declare it with @model(name=...) in definitions.py")
         return found[name]
 
@@ -154,11 +156,9 @@ class ModelRegistry:
         from tarmac.models.train import train
 
         found, module = self._declared()
-        if name not in found:
-            raise UsageError(f"no model named '{name}' in {self.project.features.definitions_path}"
-                             + suggest(name, found))
+        definition = self._definition(name, found)
         recorded = mcat.get_train_run(self.project.catalog, reproduce) if reproduce else None
-        return train(self.project, found[name], self.artifacts, params=params,
+        return train(self.project, definition, self.artifacts, params=params,
                      reproduce=recorded, module=module, step=step or (lambda _m: None))
 
     def runs(self, model: str | None = None, *, status: str | None = None,
@@ -209,10 +209,10 @@ class ModelRegistry:
                                  hint=f"tarmac promote {name} VERSION --alias {alias}")
             version = found.version
         if version is None:
-            latest = self.names().get(name)
-            if latest is None:
+            newest = mcat.versions(self.project.catalog, name, limit=1)
+            if not newest:
                 raise self._unknown(name)
-            version = latest[1]
+            version = newest[0].version
         record = mcat.get_version(self.project.catalog, name, version)
         if record is None:
             known = self.names().get(name)
@@ -222,16 +222,17 @@ class ModelRegistry:
         return record
 
     def _unknown(self, name: str) -> UsageError:
-        return UsageError(f"no registered model named '{name}'" + suggest(name, self.names()),
+        return UsageError(f"no registered model named '{name}'"
+                          + suggest(name, self.names(), none=" (none are registered yet)"),
                           hint=f"train it first: tarmac train {name}")
 
     def get(self, name: str, version: int | None = None, *,
             alias: str | None = None) -> LoadedModel:
         """Load a version (by number or alias; the champion when neither is given, else the
         latest), verifying its artifact's SHA-256."""
-        if version is None and alias is None and mcat.get_alias(
-                self.project.catalog, name, CHAMPION) is not None:
-            alias = CHAMPION
+        if version is None and alias is None:
+            champion = mcat.get_alias(self.project.catalog, name, CHAMPION)
+            version = champion.version if champion else None
         record = self.version(name, version, alias=alias)
         aliases = [a for a, v in self.aliases(name).get(name, {}).items()
                    if v == record.version]
