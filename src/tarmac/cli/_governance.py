@@ -5,7 +5,7 @@ from __future__ import annotations
 import re
 import time
 from datetime import UTC, datetime, timedelta
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 import typer
 from rich.tree import Tree
@@ -100,7 +100,9 @@ def runs(
     """
     p = open_project(ctx)
     if model is not None:
-        _train_runs(p, model, status, limit, as_json)
+        from tarmac.cli._models import show_train_runs
+
+        show_train_runs(p, model, status, limit, as_json)
         return
     page = p.ledger.runs(job=job, status=status, limit=limit)
     rows = [r.to_dict() for r in page.items]
@@ -185,36 +187,3 @@ def _since(value: str) -> int:
                          "2026-01-31T12:00:00Z") from None
     when = when if when.tzinfo else when.replace(tzinfo=UTC)
     return int((when - datetime(1970, 1, 1, tzinfo=UTC)) / timedelta(microseconds=1))
-
-
-def _metric_text(found: dict[str, float], n: int) -> str:
-    from tarmac.cli._models import KEY_METRICS
-
-    keys = [k for k in KEY_METRICS if k in found][:n] or sorted(found)[:n]
-    return ", ".join(f"{k} {found[k]:.3f}" for k in keys)
-
-
-def _train_runs(p: Any, model: str, status: str | None, limit: int, as_json: bool) -> None:
-    found = p.models.runs(model, status=status, limit=limit)
-    if as_json:
-        print_json([r.to_dict() for r in found])
-        return
-    rows = []
-    for r in found:
-        git = r.environment.get("git") or {}
-        commit = (git.get("commit") or "")[:8] + (" (dirty)" if git.get("dirty") else "")
-        error = (r.error or "").strip().splitlines()
-        rows.append({
-            "run": r.seq, "id": r.run_id[:8], "status": r.status,
-            "version": f"v{r.version}" if r.version else None,
-            "params": ", ".join(f"{k}={v}" for k, v in r.params.items()),
-            "metrics": _metric_text(r.metrics, 3),
-            "inputs": ", ".join(f"{t}@{v}" for t, v in sorted(r.inputs.items())),
-            "git": commit or None,
-            "seconds": r.seconds, "started": age(r.started_at_dt),
-            "error": error[-1][:80] if error else None})
-    emit(rows, [("run", "run"), ("id", "id"), ("status", "status"), ("version", "version"),
-                ("params", "params"), ("metrics", "holdout metrics"), ("inputs", "data versions"),
-                ("git", "git commit"), ("seconds", "seconds"), ("started", "started"),
-                ("error", "error")], as_json=False,
-         empty=f"no training runs of '{model}' yet: tarmac train {model}")

@@ -9,7 +9,6 @@ from rich.table import Table
 
 from tarmac.catalog import to_datetime
 from tarmac.cli import app, open_project
-from tarmac.cli._governance import _metric_text
 from tarmac.cli._output import age, console, emit, err_console, human, print_json
 from tarmac.errors import UsageError
 
@@ -277,3 +276,35 @@ def rollback(
         return
     console.print(f"[green]rolled back[/green] {model} {alias}: v{change.from_version} -> "
                   f"v{change.to_version}")
+
+
+def _metric_text(found: dict[str, float], n: int) -> str:
+    keys = [k for k in KEY_METRICS if k in found][:n] or sorted(found)[:n]
+    return ", ".join(f"{k} {found[k]:.3f}" for k in keys)
+
+
+def show_train_runs(p: Any, model: str, status: str | None, limit: int, as_json: bool) -> None:
+    """`tarmac runs --model NAME`: the model's training runs."""
+    found = p.models.runs(model, status=status, limit=limit)
+    if as_json:
+        print_json([r.to_dict() for r in found])
+        return
+    rows = []
+    for r in found:
+        git = r.environment.get("git") or {}
+        commit = (git.get("commit") or "")[:8] + (" (dirty)" if git.get("dirty") else "")
+        error = (r.error or "").strip().splitlines()
+        rows.append({
+            "run": r.seq, "id": r.run_id[:8], "status": r.status,
+            "version": f"v{r.version}" if r.version else None,
+            "params": ", ".join(f"{k}={v}" for k, v in r.params.items()),
+            "metrics": _metric_text(r.metrics, 3),
+            "inputs": ", ".join(f"{t}@{v}" for t, v in sorted(r.inputs.items())),
+            "git": commit or None,
+            "seconds": r.seconds, "started": age(r.started_at_dt),
+            "error": error[-1][:80] if error else None})
+    emit(rows, [("run", "run"), ("id", "id"), ("status", "status"), ("version", "version"),
+                ("params", "params"), ("metrics", "holdout metrics"), ("inputs", "data versions"),
+                ("git", "git commit"), ("seconds", "seconds"), ("started", "started"),
+                ("error", "error")], as_json=False,
+         empty=f"no training runs of '{model}' yet: tarmac train {model}")
