@@ -8,7 +8,6 @@ tests edit to declare other gates or training functions.
 
 from __future__ import annotations
 
-import uuid
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -17,7 +16,7 @@ import numpy as np
 import pyarrow as pa
 import pytest
 
-import tarmac
+from conftest import make_project
 from tarmac.project import Project
 
 T0 = datetime(2024, 1, 1, tzinfo=UTC)
@@ -91,13 +90,8 @@ def label_rows(signals: pa.Table, seed: int = 1) -> pa.Table:
 
 
 def build(root: Path, *, catalog: str | None = None, text: str | None = None) -> Project:
-    tarmac.init(root, name=f"m{uuid.uuid4().hex[:8]}")
-    if catalog:
-        lines = [f"catalog: {catalog}" if line.startswith("catalog:") else line
-                 for line in (root / "tarmac.yaml").read_text().splitlines()]
-        (root / "tarmac.yaml").write_text("\n".join(lines) + "\n")
+    p = make_project(root, catalog=catalog)
     (root / "definitions.py").write_text(text or definitions())
-    p = tarmac.open(root)
     signals = signal_rows()
     p.lake.write("signals", signals)
     p.lake.write("labels", label_rows(signals))

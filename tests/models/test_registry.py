@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import threading
-from pathlib import Path
 
 import pytest
 
@@ -240,7 +239,7 @@ def test_unknown_slice_column_is_a_gate_error(mproject: Project) -> None:
         p.models.promote("risk", version)
 
 
-def test_definitions_file_missing(tmp_path: Path, mproject: Project) -> None:
+def test_definitions_file_missing(mproject: Project) -> None:
     (mproject.root / "definitions.py").unlink()
     with pytest.raises(UsageError, match="no definitions file"):
         mproject.models.train("risk")

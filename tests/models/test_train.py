@@ -80,6 +80,12 @@ def test_reproduce_rebuilds_the_training_set_from_recorded_versions(mproject: Pr
     assert again.metrics == first.metrics
     assert again.reproduced_ok is True and again.reproduces == first.run_id
     assert p.models.run(again.run_id).reproduces == first.run_id
+    assert again.warnings == []
+    assert p.models.run(first.run_id).details["code_hash"]  # kept when the run finished
+    redefine(p, definitions(model=LOGISTIC.replace("    keep =", "    # edited\n    keep =")))
+    edited = p.models.train("risk", reproduce=first.run_id)
+    assert edited.metrics == first.metrics
+    assert any("training function changed since run" in w for w in edited.warnings)
 
 
 def test_reproduce_refuses_params_and_unknown_runs(mproject: Project) -> None:
