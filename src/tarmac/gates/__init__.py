@@ -21,21 +21,20 @@ Markdown for a pull request); ``signature_compatible()`` is added when not decla
 
 from __future__ import annotations
 
-from tarmac.gates.checks import (
-    Champion,
-    Gate,
-    GateContext,
+from tarmac.gates._base import Gate
+from tarmac.gates._context import Champion, GateContext
+from tarmac.gates._declare import (
     custom,
     latency,
     metric,
     no_nulls_in_predictions,
     no_regression,
     prediction_range,
-    run_gates,
     signature_compatible,
     slice_gap,
     slice_metric,
 )
+from tarmac.gates._runner import run_gates
 from tarmac.gates.report import GateResult, Report
 
 __all__ = [
