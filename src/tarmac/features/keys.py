@@ -10,6 +10,8 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
+from tarmac.lake import quote_ident
+
 SEP = "\x1f"
 
 
@@ -24,5 +26,5 @@ def encode_key(values: Sequence[Any]) -> str:
 
 def key_sql(columns: Sequence[str]) -> str:
     """DuckDB expression computing ``encode_key`` of each row's key columns."""
-    parts = ['CAST("' + c.replace('"', '""') + '" AS VARCHAR)' for c in columns]
+    parts = [f"CAST({quote_ident(c)} AS VARCHAR)" for c in columns]
     return parts[0] if len(parts) == 1 else f"concat_ws(chr(31), {', '.join(parts)})"

@@ -33,6 +33,7 @@ import numpy as np
 import pyarrow as pa
 
 from tarmac.errors import UsageError
+from tarmac.lake import quote_ident
 
 Semantics = Literal["event", "knowledge"]
 ROW = "__tarmac_row"
@@ -55,9 +56,7 @@ class ViewQuery:
     tiebreak: list[tuple[str, str]] | None = None  # (column, type) of ALL the view's features
 
 
-def q(name: str) -> str:
-    """A quoted SQL identifier."""
-    return '"' + name.replace('"', '""') + '"'
+q = quote_ident  # the lake's one identifier-quoting helper, short for the SQL built here
 
 
 def check_entity_schema(schema: pa.Schema, timestamp: str, keys: Sequence[str],

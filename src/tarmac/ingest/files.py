@@ -46,6 +46,7 @@ from tarmac.ingest.base import (
     table_name,
 )
 from tarmac.ingest.spec import FileSource
+from tarmac.lake import quote_ident
 
 CSV_BLOCK = 4 << 20  # bytes per CSV block; the reader reads ~32 blocks ahead, so this bounds
 # its memory (16 MiB blocks held ~500 MiB) and chunks are combined up to batch_size rows
@@ -297,7 +298,8 @@ class FileConnector(Connector[FileSource]):
                               "format='newline_delimited', sample_size=-1)")
                 # a column whose values change type is unified as JSON: unquote its text
                 cols = ", ".join(
-                    f'"{n}"->>\'$\' AS "{n}"' if str(t) == "JSON" else f'"{n}"'
+                    f"{quote_ident(n)}->>'$' AS {quote_ident(n)}" if str(t) == "JSON"
+                    else quote_ident(n)
                     for n, t in zip(rel.columns, rel.types, strict=True))
                 return _flatten(rel.select(cols).to_arrow_table()), []
             except duckdb.Error:

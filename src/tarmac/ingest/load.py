@@ -54,6 +54,7 @@ from tarmac.ingest.connectors import open_connector
 from tarmac.ingest.contract import Contract, coerce
 from tarmac.ingest.spec import FileSource, SourceSpec, StreamSource
 from tarmac.lake import Stager, action_to_dict
+from tarmac.lake import quote_ident as _q
 
 if TYPE_CHECKING:
     from tarmac.lake import Lake
@@ -675,10 +676,6 @@ def read_ahead(chunks: Iterator[Chunk], depth: int = 2) -> Iterator[Chunk]:
 @dataclass
 class _Failed:
     error: BaseException
-
-
-def _q(name: str) -> str:
-    return '"' + name.replace('"', '""') + '"'
 
 
 def _since(state: SourceState | None, spec: SourceSpec) -> Any:

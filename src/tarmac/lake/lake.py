@@ -160,13 +160,13 @@ class Lake:
         """Read a table (at a version or time) into Arrow; ``filter`` is SQL text or an Arrow
         expression, applied at the files."""
         if isinstance(filter, str):
-            from tarmac.lake.sql import query
+            from tarmac.lake.sql import query, quote_ident
 
-            cols = ", ".join(f'"{c}"' for c in columns) if columns else "*"
+            cols = ", ".join(quote_ident(c) for c in columns) if columns else "*"
             when = version if version is not None else as_of
             pin: dict[str, int | datetime | str] | None = {name: when} if when is not None \
                 else None
-            return query(self, f'SELECT {cols} FROM "{name}" WHERE {filter}', as_of=pin)
+            return query(self, f"SELECT {cols} FROM {quote_ident(name)} WHERE {filter}", as_of=pin)
         dt = self.table(name, version=version, as_of=as_of)
         self._note_input(name, dt.version())
         dataset = dt.to_pyarrow_dataset()

@@ -100,8 +100,14 @@ def referenced_tables(lake: Lake, sql: str) -> set[str]:
         return identifiers & set(lake.tables())
 
 
+def quote_ident(name: str) -> str:
+    """``name`` as a DuckDB/PostgreSQL identifier, embedded quotes doubled: the one quoting
+    helper every module that builds SQL text uses (``quote_ident('a"b') == '"a""b"'``)."""
+    return '"' + name.replace('"', '""') + '"'
+
+
 def _bind(con: duckdb.DuckDBPyConnection, name: str, dt: DeltaTable, *, native: bool) -> None:
-    quoted = '"' + name.replace('"', '""') + '"'
+    quoted = quote_ident(name)
     files = dt.file_uris()
     if not files:
         empty = pa.schema(dt.schema().to_arrow()).empty_table()

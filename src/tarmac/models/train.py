@@ -33,6 +33,7 @@ from tarmac.catalog import models as mcat
 from tarmac.errors import ConflictError, TarmacError, TrainingError, UsageError
 from tarmac.features import registry
 from tarmac.features.definitions import Feature, SqlSource, suggest
+from tarmac.lake import quote_ident
 from tarmac.models import environment, flavors, metrics
 from tarmac.models.artifacts import ArtifactStore
 from tarmac.models.definitions import ModelDefinition, TrainingData
@@ -314,8 +315,9 @@ def _label_plan(project: Project, definition: ModelDefinition, keys: list[str],
     outputs = set(resolved.outputs)
     extra = [c for c in _wanted_slices(definition) if c in cols and c not in outputs]
     columns = list(dict.fromkeys([*keys, timestamp, lab.column, split_by, *extra]))
-    select = ", ".join(f'"{c}"' for c in columns)
-    sql = f'SELECT {select} FROM "{lab.table}"' + (f" WHERE {lab.where}" if lab.where else "")
+    select = ", ".join(quote_ident(c) for c in columns)
+    sql = f"SELECT {select} FROM {quote_ident(lab.table)}" \
+        + (f" WHERE {lab.where}" if lab.where else "")
     return _LabelPlan(lab.table, timestamp, split_by, columns, sql)
 
 
