@@ -14,7 +14,7 @@ import pyarrow as pa
 import pytest
 
 import tarmac
-from tarmac.lake.lake import Lake
+from tarmac import faults
 
 WORKER = r"""
 import json, sys, time
@@ -190,48 +190,40 @@ def test_process_killed_mid_write(project, recover):
             q.close()
 
 
-def test_catalog_entry_never_goes_back(project, monkeypatch):
+def test_catalog_entry_never_goes_back(project):
     """Writer A commits v1 to Delta; writer B commits and records v2; then A records v1."""
     p = project
     p.lake.write("t", {"id": [1]})
-    original = Lake._record
     calls = []
 
-    def record_late(self, *args, **kwargs):
+    def record_late(**_context):
         calls.append(1)
         if len(calls) == 1:
             p.lake.write("t", {"id": [3]})  # the other writer overtakes
-        return original(self, *args, **kwargs)
 
-    monkeypatch.setattr(Lake, "_record", record_late)
-    r = p.lake.write("t", {"id": [2]})
-    monkeypatch.setattr(Lake, "_record", original)
+    with faults.inject("lake.before_record", record_late):
+        r = p.lake.write("t", {"id": [2]})
     assert r.version == 1 and p.lake.version("t") == 2
     ds = p.catalog.get_dataset("t")
     assert (ds.version, ds.rows) == (2, 3)
 
 
-def test_recorded_version_is_the_committed_one(project, monkeypatch):
+def test_recorded_version_is_the_committed_one(project):
     """Another writer commits between this write's commit and its _record."""
     from deltalake import write_deltalake
 
-    from tarmac.lake.lake import Lake
-
     p = project
     p.lake.write("t", {"id": [1]})
-    original = Lake._record
     calls = []
 
-    def other_commit_first(self, *args, **kwargs):
+    def other_commit_first(**_context):
         if not calls:
             calls.append(1)
             write_deltalake(p.lake.uri("t"), pa.table({"id": pa.array([3], pa.int64())}),
                             mode="append")
-        return original(self, *args, **kwargs)
 
-    monkeypatch.setattr(Lake, "_record", other_commit_first)
-    r = p.lake.write("t", {"id": [2, 2]})
-    monkeypatch.setattr(Lake, "_record", original)
+    with faults.inject("lake.before_record", other_commit_first):
+        r = p.lake.write("t", {"id": [2, 2]})
     assert calls and p.lake.version("t") == 2
     mine = [h["version"] for h in p.lake.history("t") if h["run_id"] == r.run_id]
     assert mine == [1]

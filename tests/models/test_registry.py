@@ -7,6 +7,7 @@ import threading
 
 import pytest
 
+from tarmac import faults
 from tarmac.errors import ArtifactError, ConflictError, PromotionRefused, UsageError
 from tarmac.project import Project
 
@@ -181,22 +182,17 @@ def test_rollback_returns_to_the_previous_champion(mproject: Project) -> None:
     assert actions == ["model.rollback"] * 3
 
 
-def test_racing_promotions_one_wins(mproject_any: Project, monkeypatch: pytest.MonkeyPatch
-                                    ) -> None:
+def test_racing_promotions_one_wins(mproject_any: Project) -> None:
     """Two promotions that both saw the same champion: exactly one lands."""
     p = mproject_any
     versions = [p.models.train("risk", params={"C": c}).version for c in (1.0, 0.5)]
     for v in versions:
         p.models.validate("risk", v)
     barrier = threading.Barrier(2, timeout=30)
-    original = type(p.models)._gate_problem
 
-    def both_checked(self, *args, **kwargs):  # type: ignore[no-untyped-def]
-        problem = original(self, *args, **kwargs)
+    def both_checked(**_context: object) -> None:
         barrier.wait()  # both have read the alias and checked the gates before either moves it
-        return problem
 
-    monkeypatch.setattr(type(p.models), "_gate_problem", both_checked)
     outcomes: dict[int, object] = {}
 
     def promote(v: int) -> None:
@@ -206,10 +202,11 @@ def test_racing_promotions_one_wins(mproject_any: Project, monkeypatch: pytest.M
             outcomes[v] = exc
 
     threads = [threading.Thread(target=promote, args=(v,)) for v in versions]
-    for th in threads:
-        th.start()
-    for th in threads:
-        th.join(timeout=60)
+    with faults.inject("promote.after_checks", both_checked):
+        for th in threads:
+            th.start()
+        for th in threads:
+            th.join(timeout=60)
     errors = [o for o in outcomes.values() if isinstance(o, Exception)]
     assert len(errors) == 1 and isinstance(errors[0], ConflictError), outcomes
     assert "moved while this change was being made" in errors[0].message

@@ -6,6 +6,7 @@ import pyarrow as pa
 import pytest
 from sqlalchemy import select
 
+from tarmac import faults
 from tarmac.catalog import _tables as t
 from tarmac.catalog import features as fcat
 from tarmac.errors import TrainingError, UsageError
@@ -124,15 +125,11 @@ def test_a_raising_training_function_records_a_failed_run(mproject: Project) -> 
     assert ledger_run is not None and ledger_run.status == "failed"
 
 
-def test_a_crash_after_the_fit_is_recorded(mproject: Project,
-                                           monkeypatch: pytest.MonkeyPatch) -> None:
-    import tarmac.models.train as train_module
-
-    def interrupted(*_args: object, **_kwargs: object) -> int:
+def test_a_crash_after_the_fit_is_recorded(mproject: Project) -> None:
+    def interrupted(**_context: object) -> None:
         raise KeyboardInterrupt
 
-    monkeypatch.setattr(train_module, "_register", interrupted)
-    with pytest.raises(KeyboardInterrupt):
+    with faults.inject("train.before_register", interrupted), pytest.raises(KeyboardInterrupt):
         mproject.models.train("risk")
     (run,) = mproject.models.runs("risk")
     assert run.status == "failed" and "KeyboardInterrupt" in (run.error or "")

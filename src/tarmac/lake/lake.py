@@ -28,6 +28,7 @@ from deltalake import CommitProperties, DeltaTable, Schema, Transaction, write_d
 from deltalake.exceptions import CommitFailedError, DeltaError, TableNotFoundError
 from deltalake.transaction import AddAction, RemoveAction, create_table_with_add_actions
 
+from tarmac import faults
 from tarmac.catalog import Column, DatasetVersion, all_items, now_us
 from tarmac.catalog import store as cat
 from tarmac.errors import (
@@ -515,6 +516,7 @@ class Lake:
         Delta's history numbers entries from the loaded snapshot, so under concurrent writers
         it can name the wrong commit.
         """
+        faults.point("lake.before_record", table=name, version=snap.version)
         uri, version = self.uri(name), snap.version
         result = WriteResult(
             table=name, version=version, operation=operation, rows_added=rows_added(metrics),

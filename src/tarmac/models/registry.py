@@ -30,6 +30,7 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from tarmac import faults
 from tarmac.catalog import models as mcat
 from tarmac.catalog import now_us
 from tarmac.errors import PromotionRefused, UsageError
@@ -323,6 +324,7 @@ class ModelRegistry:
                     else mcat.get_alias(self.project.catalog, name, CHAMPION))
         validation = mcat.latest_validation(self.project.catalog, name, record.version)
         problem = self._gate_problem(name, record.version, validation, champion)
+        faults.point("promote.after_checks", model=name, version=record.version, alias=alias)
         if problem and not force:
             raise PromotionRefused(f"not promoting {name} v{record.version} to {alias}: {problem}",
                              hint=f"tarmac validate {name} {record.version}; or, to override, "

@@ -27,6 +27,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 from sqlalchemy.exc import IntegrityError
 
+from tarmac import faults
 from tarmac.catalog import DatasetVersion, now_us
 from tarmac.catalog import features as fcat
 from tarmac.catalog import models as mcat
@@ -263,6 +264,7 @@ def _fit_and_register(project: Project, definition: ModelDefinition, artifacts: 
                      artifacts.put(blob), artifacts.put(_parquet(test_frame)), len(blob),
                      (len(train_frame), len(test_frame)), fit_seconds)
     profile = _profile(train_frame, [Feature(f, feature_types[f]) for f in features])
+    faults.point("train.before_register", model=definition.name, run_id=train_run.id)
     fitted.version = _register(project, definition, train_run, seq, resolved, plan, fitted,
                                profile, warnings)
     return fitted
