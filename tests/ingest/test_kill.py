@@ -59,7 +59,7 @@ def _state(root: Path) -> dict[str, Any]:
             "quarantine": p.sql("SELECT source, \"table\", reason, \"column\", value, record "
                                 "FROM quarantine ORDER BY source, record").to_pylist(),
         }
-        out["cursors"] = {s.source: s.cursor for s in state_store.all_states(p.catalog)}
+        out["cursors"] = {s.source: s.cursor for s in state_store.list_states(p.catalog)}
     return out
 
 

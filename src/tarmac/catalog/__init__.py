@@ -14,9 +14,10 @@ from tarmac.catalog.records import (
     now_us,
     to_datetime,
 )
-from tarmac.catalog.store import Catalog
+from tarmac.catalog.store import MAX_PAGE, Catalog
 
 __all__ = [
+    "MAX_PAGE",
     "AuditRecord",
     "Catalog",
     "Column",

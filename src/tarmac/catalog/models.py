@@ -16,7 +16,8 @@ from sqlalchemy import Connection, func, insert, select, update
 from sqlalchemy.exc import IntegrityError
 
 from tarmac.catalog import _tables as t
-from tarmac.catalog.records import now_us, to_datetime
+from tarmac.catalog._paging import paginate
+from tarmac.catalog.records import Page, now_us, to_datetime
 from tarmac.catalog.store import Catalog
 from tarmac.errors import ConflictError, UsageError
 
@@ -266,16 +267,16 @@ def _version(row: Any) -> ModelVersion:
         **{k: json.loads(getattr(row, k)) for k in _JSON_VERSION if k in row._fields})
 
 
-def versions(catalog: Catalog, model: str, *, limit: int | None = None) -> list[ModelVersion]:
-    """A model's versions, newest first (without their reference profiles: ``get_version``
-    has them; a listing does not need kilobytes of statistics per version)."""
+def versions(catalog: Catalog, model: str, *, limit: int = 100,
+             cursor: str | None = None) -> Page[ModelVersion]:
+    """A page of a model's versions, newest first (without their reference profiles:
+    ``get_version`` has them; a listing does not need kilobytes of statistics per version)."""
     v = t.model_versions
     columns = [c for c in v.c if c.name != "profile"]
-    query = select(*columns).where(v.c.model == model).order_by(v.c.version.desc())
-    if limit is not None:
-        query = query.limit(limit)
+    query = select(*columns).where(v.c.model == model)
     with catalog.engine.connect() as conn:
-        return [_version(row) for row in conn.execute(query).all()]
+        rows, nxt = paginate(conn, query, [(v.c.version, True)], limit=limit, cursor=cursor)
+    return Page([_version(row) for row in rows], nxt)
 
 
 def get_version(catalog: Catalog, model: str, version: int) -> ModelVersion | None:
@@ -298,14 +299,18 @@ def model_names(catalog: Catalog) -> dict[str, tuple[int, int]]:
 # -- aliases ------------------------------------------------------------------------------------
 
 
-def aliases(catalog: Catalog, model: str | None = None) -> list[Alias]:
+def aliases(catalog: Catalog, model: str | None = None, *, limit: int = 100,
+            cursor: str | None = None) -> Page[Alias]:
+    """A page of aliases (of one model, or of all), by model and alias name."""
     a = t.model_aliases
-    query = select(a).order_by(a.c.model, a.c.alias)
+    query = select(a)
     if model is not None:
         query = query.where(a.c.model == model)
     with catalog.engine.connect() as conn:
-        return [Alias(r.model, r.alias, r.version, r.generation, r.updated_at, r.actor)
-                for r in conn.execute(query).all()]
+        rows, nxt = paginate(conn, query, [(a.c.model, False), (a.c.alias, False)],
+                             limit=limit, cursor=cursor)
+    return Page([Alias(r.model, r.alias, r.version, r.generation, r.updated_at, r.actor)
+                 for r in rows], nxt)
 
 
 def get_alias(catalog: Catalog, model: str, alias: str) -> Alias | None:
@@ -356,16 +361,34 @@ def _conflict(conn: Connection, model: str, alias: str, to_version: int) -> Conf
 
 
 def alias_history(catalog: Catalog, model: str, alias: str | None = None,
-                  *, limit: int = 50) -> list[AliasMove]:
-    """Alias moves, newest first."""
+                  *, limit: int = 50, cursor: str | None = None) -> Page[AliasMove]:
+    """A page of alias moves, newest first."""
     h = t.alias_history
-    query = select(h).where(h.c.model == model).order_by(h.c.id.desc()).limit(limit)
+    query = select(h).where(h.c.model == model)
     if alias is not None:
         query = query.where(h.c.alias == alias)
     with catalog.engine.connect() as conn:
-        return [AliasMove(r.id, r.model, r.alias, r.from_version, r.to_version, r.action,
-                          bool(r.forced), r.reason, r.validation_id, r.at, r.actor)
-                for r in conn.execute(query).all()]
+        rows, nxt = paginate(conn, query, [(h.c.id, True)], limit=limit, cursor=cursor)
+    return Page([_move(r) for r in rows], nxt)
+
+
+def _move(r: Any) -> AliasMove:
+    return AliasMove(r.id, r.model, r.alias, r.from_version, r.to_version, r.action,
+                     bool(r.forced), r.reason, r.validation_id, r.at, r.actor)
+
+
+def last_move_to(catalog: Catalog, model: str, alias: str, version: int, *,
+                 action: str | None = None) -> AliasMove | None:
+    """The newest move of ``alias`` onto ``version`` (of one ``action``, if given): what a
+    rollback needs, in one indexed query whatever the length of the history."""
+    h = t.alias_history
+    query = select(h).where((h.c.model == model) & (h.c.alias == alias)
+                            & (h.c.to_version == version))
+    if action is not None:
+        query = query.where(h.c.action == action)
+    with catalog.engine.connect() as conn:
+        row = conn.execute(query.order_by(h.c.id.desc()).limit(1)).first()
+    return None if row is None else _move(row)
 
 
 # -- validations -------------------------------------------------------------------------------

@@ -37,6 +37,9 @@ class Page(Generic[T]):
     def __len__(self) -> int:
         return len(self.items)
 
+    def __getitem__(self, index: int) -> T:
+        return self.items[index]
+
 
 def all_items(fetch: Callable[[str | None], Page[T]]) -> Iterator[T]:
     """Every item of a paginated list call: ``all_items(lambda c: cat.list_runs(cursor=c))``."""

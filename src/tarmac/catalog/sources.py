@@ -15,7 +15,8 @@ from typing import Any
 from sqlalchemy import Connection, and_, delete, insert, select, update
 
 from tarmac.catalog import _tables as t
-from tarmac.catalog.records import now_us, to_datetime
+from tarmac.catalog._paging import paginate
+from tarmac.catalog.records import Page, now_us, to_datetime
 from tarmac.catalog.store import Catalog
 
 
@@ -66,11 +67,14 @@ def get_state(catalog: Catalog, source: str, stream: str) -> SourceState | None:
     return _state(row) if row else None
 
 
-def all_states(catalog: Catalog) -> list[SourceState]:
+def list_states(catalog: Catalog, *, limit: int = 100,
+                cursor: str | None = None) -> Page[SourceState]:
+    """A page of the sources' stream states (cursor, offsets), by source and stream."""
+    s = t.source_state.c
     with catalog.engine.connect() as conn:
-        rows = conn.execute(select(t.source_state).order_by(t.source_state.c.source,
-                                                            t.source_state.c.stream)).all()
-    return [_state(r) for r in rows]
+        rows, nxt = paginate(conn, select(t.source_state), [(s.source, False), (s.stream, False)],
+                             limit=limit, cursor=cursor)
+    return Page([_state(r) for r in rows], nxt)
 
 
 def files_seen(catalog: Catalog, source: str) -> dict[str, tuple[int, int]]:

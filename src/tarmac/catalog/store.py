@@ -13,10 +13,11 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
 
-from sqlalchemy import Connection, Engine, bindparam, func, insert, select, tuple_, update
+from sqlalchemy import Connection, Engine, bindparam, func, insert, select, update
 
 from tarmac.catalog import _tables as t
 from tarmac.catalog._engine import make_engine, upgrade, write_transaction
+from tarmac.catalog._paging import MAX_PAGE, paginate
 from tarmac.catalog.records import (
     AuditRecord,
     Column,
@@ -24,19 +25,10 @@ from tarmac.catalog.records import (
     DatasetVersion,
     Page,
     Run,
-    decode_cursor,
-    encode_cursor,
     to_datetime,
 )
-from tarmac.errors import UsageError
 
-MAX_PAGE = 1000
-
-
-def _limit(limit: int) -> int:
-    if not 1 <= limit <= MAX_PAGE:
-        raise UsageError(f"page limit must be between 1 and {MAX_PAGE}, got {limit}")
-    return limit
+__all__ = ["MAX_PAGE", "Catalog"]
 
 
 class Catalog:
@@ -76,15 +68,10 @@ class Catalog:
         return _dataset(row) if row else None
 
     def list_datasets(self, *, limit: int = 100, cursor: str | None = None) -> Page[Dataset]:
-        q = select(t.datasets).order_by(t.datasets.c.name).limit(_limit(limit) + 1)
-        if cursor:
-            (after,) = decode_cursor(cursor, 1)
-            q = q.where(t.datasets.c.name > after)
         with self.engine.connect() as conn:
-            rows = conn.execute(q).all()
-        items = [_dataset(r) for r in rows[:limit]]
-        nxt = encode_cursor(items[-1].name) if len(rows) > limit else None
-        return Page(items, nxt)
+            rows, nxt = paginate(conn, select(t.datasets), [(t.datasets.c.name, False)],
+                                 limit=limit, cursor=cursor)
+        return Page([_dataset(r) for r in rows], nxt)
 
     # -- runs ------------------------------------------------------------------------------
 
@@ -106,23 +93,16 @@ class Catalog:
     ) -> Page[Run]:
         """Runs, newest first."""
         r = t.runs.c
-        q = select(t.runs).order_by(r.started_at.desc(), r.id.desc()).limit(_limit(limit) + 1)
+        q = select(t.runs)
         if job:
             q = q.where(r.job == job)
         if status:
             q = q.where(r.status == status)
-        if cursor:
-            started, rid = decode_cursor(cursor, 2)
-            q = q.where(tuple_(r.started_at, r.id) < tuple_(started, rid))
         with self.engine.connect() as conn:
-            rows = conn.execute(q).all()[: limit + 1]
-            edges = _edges_for(conn, [row.id for row in rows[:limit]])
-        items = [_run(row, edges.get(row.id, [])) for row in rows[:limit]]
-        nxt = None
-        if len(rows) > limit:
-            last = rows[limit - 1]
-            nxt = encode_cursor(last.started_at, last.id)
-        return Page(items, nxt)
+            rows, nxt = paginate(conn, q, [(r.started_at, True), (r.id, True)], limit=limit,
+                                 cursor=cursor)
+            edges = _edges_for(conn, [row.id for row in rows])
+        return Page([_run(row, edges.get(row.id, [])) for row in rows], nxt)
 
     def runs_touching(self, dataset: str, role: str, *, limit: int | None = None,
                       version: int | None = None, exact: bool = False) -> list[str]:
@@ -164,8 +144,7 @@ class Catalog:
         newest_first: bool = True,
     ) -> Page[AuditRecord]:
         a = t.audit_log.c
-        order = a.seq.desc() if newest_first else a.seq.asc()
-        q = select(t.audit_log).order_by(order).limit(_limit(limit) + 1)
+        q = select(t.audit_log)
         if since_us is not None:
             q = q.where(a.time >= since_us)
         if actor:
@@ -174,14 +153,9 @@ class Catalog:
             q = q.where(a.target == target)
         if action:
             q = q.where(a.action == action)
-        if cursor:
-            (after,) = decode_cursor(cursor, 1)
-            q = q.where(a.seq < after if newest_first else a.seq > after)
         with self.engine.connect() as conn:
-            rows = conn.execute(q).all()
-        items = [AuditRecord(*row) for row in rows[:limit]]
-        nxt = encode_cursor(items[-1].seq) if len(rows) > limit else None
-        return Page(items, nxt)
+            rows, nxt = paginate(conn, q, [(a.seq, newest_first)], limit=limit, cursor=cursor)
+        return Page([AuditRecord(*row) for row in rows], nxt)
 
     def iter_audit(self, *, batch: int = 5000) -> Iterator[AuditRecord]:
         """Every audit record in sequence order, streamed in batches (for verification)."""

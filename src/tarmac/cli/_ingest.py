@@ -82,12 +82,13 @@ def _label(event: Any) -> str:
 @app.command()
 def sources(ctx: typer.Context, as_json: bool = JSON) -> None:
     """Declared sources: type, location, target table, mode, last load, cursor, rows, status."""
+    from tarmac.catalog import MAX_PAGE, all_items, to_datetime
     from tarmac.catalog import sources as state_store
-    from tarmac.catalog import to_datetime
 
     p = open_project(ctx)
     specs = p.sources
-    states = {(s.source, s.stream): s for s in state_store.all_states(p.catalog)}
+    pages = all_items(lambda c: state_store.list_states(p.catalog, limit=MAX_PAGE, cursor=c))
+    states = {(s.source, s.stream): s for s in pages}
     last: dict[str, Any] = {}
     for recent in state_store.loads(p.catalog, limit=1000):
         last.setdefault(recent.source, recent)

@@ -31,8 +31,8 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from tarmac import faults
+from tarmac.catalog import MAX_PAGE, Page, all_items, now_us
 from tarmac.catalog import models as mcat
-from tarmac.catalog import now_us
 from tarmac.errors import PromotionRefused, UsageError
 from tarmac.features.definitions import suggest
 from tarmac.models import flavors
@@ -176,22 +176,26 @@ class ModelRegistry:
         """model -> (number of versions, latest version)."""
         return mcat.model_names(self.project.catalog)
 
-    def versions(self, name: str, *, limit: int | None = None) -> list[mcat.ModelVersion]:
-        found = mcat.versions(self.project.catalog, name, limit=limit)
-        if not found:
+    def versions(self, name: str, *, limit: int = 100,
+                 cursor: str | None = None) -> Page[mcat.ModelVersion]:
+        """A page of a model's versions, newest first; pass ``next_cursor`` back for more."""
+        found = mcat.versions(self.project.catalog, name, limit=limit, cursor=cursor)
+        if not found and cursor is None:
             raise self._unknown(name)
         return found
 
     def aliases(self, name: str | None = None) -> dict[str, dict[str, int]]:
-        """model -> alias -> version."""
+        """model -> alias -> version (of one model, or of all), read page by page."""
         out: dict[str, dict[str, int]] = {}
-        for a in mcat.aliases(self.project.catalog, name):
+        catalog = self.project.catalog
+        for a in all_items(lambda c: mcat.aliases(catalog, name, limit=MAX_PAGE, cursor=c)):
             out.setdefault(a.model, {})[a.alias] = a.version
         return out
 
-    def history(self, name: str, alias: str | None = None,
-                limit: int = 50) -> list[mcat.AliasMove]:
-        return mcat.alias_history(self.project.catalog, name, alias, limit=limit)
+    def history(self, name: str, alias: str | None = None, limit: int = 50,
+                cursor: str | None = None) -> Page[mcat.AliasMove]:
+        """A page of the model's alias moves, newest first."""
+        return mcat.alias_history(self.project.catalog, name, alias, limit=limit, cursor=cursor)
 
     def version(self, name: str, version: int | None = None, *,
                 alias: str | None = None) -> mcat.ModelVersion:
@@ -382,18 +386,16 @@ class ModelRegistry:
             if not self.names().get(name):
                 raise self._unknown(name)
             raise UsageError(f"model '{name}' has no {alias} to roll back")
-        moves = mcat.alias_history(self.project.catalog, name, alias, limit=10_000)
-        held = {m.to_version for m in moves}
         if to is None:
-            into = next((m for m in moves if m.action == "promote"
-                         and m.to_version == current.version), None)
+            into = mcat.last_move_to(self.project.catalog, name, alias, current.version,
+                                     action="promote")
             if into is None or into.from_version is None:
                 raise UsageError(f"v{current.version} is the first {alias} of '{name}': there is "
                                  "no earlier one to roll back to")
             to = into.from_version
         else:
             self.version(name, to)
-            if to not in held:
+            if mcat.last_move_to(self.project.catalog, name, alias, to) is None:
                 raise UsageError(f"v{to} of '{name}' has never been {alias}: rollback only "
                                  f"returns to an earlier {alias}",
                                  hint=f"promote it instead: tarmac promote {name} {to}")
