@@ -15,7 +15,7 @@ from typing import Any
 from sqlalchemy import Connection, Engine, create_engine, event, inspect, text
 from sqlalchemy.exc import OperationalError
 
-from tarmac.config import redact, url_scheme
+from tarmac.config import open_backend, redact
 from tarmac.errors import BackendUnavailableError, ConfigError
 
 _AUDIT_LOCK_KEY = 0x7A4D4143  # "tarmac" advisory lock id for the audit chain
@@ -26,27 +26,9 @@ HEAD_REVISION = "0005"
 
 
 def make_engine(url: str) -> Engine:
-    """An engine for a catalog URL; raises ``BackendUnavailableError`` if it cannot connect."""
-    scheme = url_scheme(url)
-    if scheme == "sqlite":
-        engine = _sqlite_engine(url)
-    elif scheme == "postgresql":
-        if url.startswith("postgresql://") or url.startswith("postgres://"):
-            url = "postgresql+psycopg://" + url.split("://", 1)[1]
-        try:
-            engine = create_engine(
-                url,
-                connect_args={"connect_timeout": CONNECT_TIMEOUT_S},
-                pool_size=5,
-                pool_recycle=1800,
-            )
-        except ModuleNotFoundError:
-            raise ConfigError(
-                "the catalog URL points at PostgreSQL but the driver is not installed",
-                hint="pip install 'tarmac[postgres]'",
-            ) from None
-    else:
-        raise ConfigError(f"catalog URL {redact(url)!r}: expected sqlite:/// or postgresql://")
+    """An engine for a catalog URL, opened by the dialect class the backend registry names
+    (``config.BACKENDS["catalog"]``); raises ``BackendUnavailableError`` if it cannot connect."""
+    engine: Engine = open_backend("catalog", url)
     try:
         with engine.connect() as conn:
             conn.execute(text("SELECT 1"))
@@ -57,6 +39,35 @@ def make_engine(url: str) -> Engine:
             hint="is the server running and the URL in tarmac.yaml right?",
         ) from None
     return engine
+
+
+class SqliteCatalog:
+    """The embedded catalog: one SQLite file in WAL mode (``sqlite:///path.db``)."""
+
+    @classmethod
+    def from_url(cls, url: str) -> Engine:
+        return _sqlite_engine(url)
+
+
+class PostgresCatalog:
+    """The production catalog: PostgreSQL through psycopg 3 (``postgresql://user@host/db``)."""
+
+    @classmethod
+    def from_url(cls, url: str) -> Engine:
+        if url.startswith("postgresql://") or url.startswith("postgres://"):
+            url = "postgresql+psycopg://" + url.split("://", 1)[1]
+        try:
+            return create_engine(
+                url,
+                connect_args={"connect_timeout": CONNECT_TIMEOUT_S},
+                pool_size=5,
+                pool_recycle=1800,
+            )
+        except ModuleNotFoundError:
+            raise ConfigError(
+                "the catalog URL points at PostgreSQL but the driver is not installed",
+                hint="pip install 'tarmac[postgres]'",
+            ) from None
 
 
 def _sqlite_engine(url: str) -> Engine:
