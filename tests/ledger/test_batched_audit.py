@@ -13,6 +13,7 @@ import pytest
 import sqlalchemy as sa
 
 from tarmac.ledger import AuditEntry, batch_digest
+from tarmac.ledger.chain import canonical, record_hash
 from tarmac.project import Project
 
 
@@ -108,3 +109,12 @@ def test_concurrent_appends_keep_one_chain(any_project: Project) -> None:
     assert not errors
     result = p.ledger.verify()
     assert result.ok and result.records == 4 * 5 * 20
+
+
+def test_the_record_hash_format_is_stable() -> None:
+    """Chains written by earlier versions must keep verifying: the bytes hashed never change."""
+    details = canonical({"b": [1, {"z": "é", "y": None}], "a": "postgresql://u:pw@h/db",
+                         "api_key": "k"})
+    assert details == '{"a":"postgresql://u:***@h/db","api_key":"***","b":[1,{"y":null,"z":"\\u00e9"}]}'
+    assert record_hash(3, 123, "ann", "lake.write", "tæble", details, "0" * 64) == (
+        "5e9aa80883dbaa66b2fdd86294677c56bf9ab1024db76600d4aeab762a37f2a2")
