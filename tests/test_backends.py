@@ -156,3 +156,13 @@ def test_import_and_help_load_no_backend_driver(code: str) -> None:
                          check=True, timeout=120)
     assert json.loads(out.stdout.strip().splitlines()[-1]) == []
 
+
+
+@pytest.mark.parametrize("root, local", [("/data/lake", True), ("file:///data/lake", True),
+                                         ("s3://bucket/lake", False), ("gs://b/l", False),
+                                         ("az://c/l", False)])
+def test_the_lake_is_local_exactly_for_the_registry_s_in_process_rows(
+        project: tarmac.Project, root: str, local: bool) -> None:
+    from tarmac.lake import Lake
+
+    assert Lake(root, project.ledger).is_local is local
