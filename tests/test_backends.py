@@ -31,6 +31,8 @@ def write(root: Path, text: str) -> Path:
 def test_every_row_names_a_class_that_opens_it(concern: str, scheme: str) -> None:
     cls = BACKENDS[concern][scheme].load()
     assert callable(getattr(cls, "from_url", None)), f"{cls} has no from_url"
+    if concern == "catalog":  # a catalog also says how it serializes audit appends
+        assert callable(cls.before_write) and callable(cls.lock_audit)
 
 
 def test_every_concern_has_an_available_default() -> None:
