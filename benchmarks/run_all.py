@@ -19,7 +19,7 @@ HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
 import _common as c  # noqa: E402
 
-BENCHMARKS = ["lake", "sql", "catalog", "ledger", "ingest", "features", "models"]
+BENCHMARKS = ["lake", "sql", "catalog", "ledger", "audit", "ingest", "features", "models"]
 
 
 def main() -> None:
@@ -34,7 +34,7 @@ def main() -> None:
     ap.add_argument("--json-out", type=Path, help="also write all results to this JSON file")
     args = ap.parse_args()
     sizes = {"lake": args.rows, "sql": args.rows, "catalog": args.catalog_rows,
-             "ledger": args.ledger_ops, "ingest": args.rows, "features": None,
+             "ledger": args.ledger_ops, "audit": None, "ingest": args.rows, "features": None,
              "models": None}
 
     results: list[dict[str, Any]] = []

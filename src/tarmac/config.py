@@ -13,8 +13,10 @@ Example::
 
 from __future__ import annotations
 
+import importlib
 import os
 import re
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit, urlunsplit
@@ -26,22 +28,106 @@ from tarmac.errors import ConfigError
 
 CONFIG_FILE = "tarmac.yaml"
 
-#: concern -> {scheme: what it is}. ``""`` is a bare local path.
-BACKENDS: dict[str, dict[str, str]] = {
+@dataclass(frozen=True)
+class Backend:
+    """One row of the registry: what a scheme is and the class that opens it.
+
+    ``path`` is the dotted path of a class with a ``from_url(url, **kw)`` classmethod, imported
+    only when a backend of that kind is opened (so ``import tarmac`` loads no driver); ``None``
+    marks a slot whose class lands with a later issue. ``example`` is what error messages show.
+    ``in_process`` backends answer in microseconds (files, no server): callers may run them on
+    an event loop instead of a thread.
+    """
+
+    description: str
+    path: str | None
+    example: str
+    in_process: bool = False
+
+    def load(self) -> type[Any]:
+        """Import and return the backend class (``ConfigError`` if its module is missing)."""
+        if self.path is None:
+            raise ConfigError(f"{self.description} is not available yet")
+        module, _, name = self.path.rpartition(".")
+        return getattr(importlib.import_module(module), name)
+
+
+_LOCAL_LAKE = Backend("a local folder", "tarmac.lake._storage.LocalStorage", "./lake",
+                      in_process=True)
+_OBJECT_LAKE = "tarmac.lake._storage.ObjectStorage"
+
+#: concern -> scheme -> Backend. ``""`` is a bare local path. Adding a backend is one class
+#: with ``from_url`` plus one row here; validation, construction and readiness all read it.
+BACKENDS: dict[str, dict[str, Backend]] = {
     "lake": {
-        "": "a local folder",
-        "file": "a local folder",
-        "s3": "an S3-compatible object store",
-        "gs": "Google Cloud Storage",
-        "az": "Azure Blob Storage",
-        "abfss": "Azure Data Lake Storage",
+        "": _LOCAL_LAKE,
+        "file": replace(_LOCAL_LAKE, example="file:///abs/lake"),
+        "s3": Backend("an S3-compatible object store", _OBJECT_LAKE, "s3://bucket/lake"),
+        "gs": Backend("Google Cloud Storage", _OBJECT_LAKE, "gs://bucket/lake"),
+        "az": Backend("Azure Blob Storage", _OBJECT_LAKE, "az://container/lake"),
+        "abfss": Backend("Azure Data Lake Storage", _OBJECT_LAKE,
+                         "abfss://container@account.dfs.core.windows.net/lake"),
     },
-    "catalog": {"sqlite": "SQLite file", "postgresql": "PostgreSQL"},
-    "online_store": {"sqlite": "SQLite file", "redis": "Redis"},
-    "streams": {"embedded": "embedded durable log", "kafka": "Apache Kafka",
-                "redis": "Redis Streams"},
-    "compute": {"local": "local processes", "ray": "Ray cluster"},
+    "catalog": {
+        "sqlite": Backend("SQLite file", "tarmac.catalog._engine.SqliteCatalog",
+                          "sqlite:///path.db", in_process=True),
+        "postgresql": Backend("PostgreSQL", "tarmac.catalog._engine.PostgresCatalog",
+                              "postgresql://user@host:5432/db"),
+    },
+    "online_store": {
+        "sqlite": Backend("SQLite file", "tarmac.features.online.SqliteOnlineStore",
+                          "sqlite:///path.db", in_process=True),
+        "redis": Backend("Redis", "tarmac.features.online.RedisOnlineStore",
+                         "redis://host:port/db"),
+    },
+    "streams": {
+        "embedded": Backend("embedded durable log", None, "embedded", in_process=True),
+        "kafka": Backend("Apache Kafka", None, "kafka://host:9092"),
+        "redis": Backend("Redis Streams", None, "redis://host:port/db"),
+    },
+    "compute": {
+        "local": Backend("local processes", None, "local", in_process=True),
+        "ray": Backend("Ray cluster", None, "ray://host:10001"),
+    },
 }
+
+#: the scheme each concern uses when tarmac.yaml does not name one (always available)
+DEFAULT_SCHEMES = {"lake": "", "catalog": "sqlite", "online_store": "sqlite",
+                   "streams": "embedded", "compute": "local"}
+
+
+def backend(concern: str, url: str) -> Backend:
+    """The registry row for ``url`` under ``concern``; ``ConfigError`` listing the known schemes
+    if there is none, or saying so if that backend has no implementation yet."""
+    problem = _backend_problem(concern, url)
+    if problem is not None:
+        raise ConfigError(f"{concern} URL {redact(url)!r}: {problem}",
+                          hint=f"fix {concern} in {CONFIG_FILE}")
+    return BACKENDS[concern][url_scheme(url)]
+
+
+def open_backend(concern: str, url: str, **kwargs: Any) -> Any:
+    """Construct the backend ``url`` names: ``BackendClass.from_url(url, **kwargs)``."""
+    return backend(concern, url).load().from_url(url, **kwargs)
+
+
+def _backend_problem(concern: str, url: str) -> str | None:
+    """Why ``url`` cannot be used for ``concern`` (``None`` if it can)."""
+    rows = BACKENDS[concern]
+    scheme = url_scheme(url)
+    found = rows.get(scheme)
+    if found is None:
+        choices = [f"{b.example} ({b.description})" for s, b in rows.items()
+                   if b.path is not None or s == DEFAULT_SCHEMES[concern]]
+        expected = " or ".join([", ".join(choices[:-1]), choices[-1]] if len(choices) > 1
+                               else choices)
+        return f"unknown backend scheme {scheme!r}; expected {expected}"
+    if found.path is None and scheme != DEFAULT_SCHEMES[concern]:
+        default = rows[DEFAULT_SCHEMES[concern]]
+        return (f"{found.description} ({scheme}) is not available yet; for now use "
+                f"{default.example!r} ({default.description})")
+    return None
+
 
 _ENV_PATTERN = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\}")
 _NAME_PATTERN = r"^[A-Za-z][A-Za-z0-9_.-]{0,62}$"
@@ -65,11 +151,9 @@ class ProjectConfig(BaseModel):
     @field_validator("lake", "catalog", "online_store", "streams", "compute")
     @classmethod
     def _known_scheme(cls, value: str, info: Any) -> str:
-        concern = info.field_name
-        scheme = url_scheme(value)
-        if scheme not in BACKENDS[concern]:
-            expected = ", ".join(f"{s}:// ({d})" if s else d for s, d in BACKENDS[concern].items())
-            raise ValueError(f"unknown backend scheme {scheme!r}; expected one of: {expected}")
+        problem = _backend_problem(info.field_name, value)
+        if problem is not None:
+            raise ValueError(problem)
         return value
 
     @field_validator("artifacts")

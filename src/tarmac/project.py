@@ -21,7 +21,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from tarmac.catalog import Catalog
-from tarmac.config import CONFIG_FILE, ProjectConfig, load_config, redact
+from tarmac.config import CONFIG_FILE, ProjectConfig, load_config, open_backend, redact
 from tarmac.errors import ConfigError, UsageError
 from tarmac.ledger import Ledger
 
@@ -51,7 +51,9 @@ class Project:
         """The Delta tables (the engines load on first use, keeping catalog-only commands fast)."""
         from tarmac.lake import Lake
 
-        return Lake(self.config.lake, self.ledger, owner=self.config.owner)
+        storage = open_backend("lake", self.config.lake)  # root + storage_options from the env
+        return Lake(storage.root, self.ledger, storage_options=storage.options,
+                    owner=self.config.owner)
 
     @cached_property
     def features(self) -> FeatureStore:

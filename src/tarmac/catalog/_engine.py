@@ -1,21 +1,24 @@
 """Engines per dialect, migrations, and write transactions that serialize audit appends.
 
-SQLite: WAL journal, ``BEGIN IMMEDIATE`` for write transactions (the whole database is the lock,
-so two processes never interleave audit sequence numbers). PostgreSQL: a transaction-scoped
-advisory lock taken by the ledger before it appends. Both run the same Alembic migrations.
+One class per database, named by the backend registry (``config.BACKENDS["catalog"]``), opens
+its engine and serializes audit appends. SQLite: WAL journal, ``BEGIN IMMEDIATE`` for write
+transactions (the whole database is the lock, so two processes never interleave audit sequence
+numbers). PostgreSQL: a transaction-scoped advisory lock taken before the append. Both run the
+same Alembic migrations.
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterator
 from contextlib import contextmanager
+from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
 from sqlalchemy import Connection, Engine, create_engine, event, inspect, text
 from sqlalchemy.exc import OperationalError
 
-from tarmac.config import redact, url_scheme
+from tarmac.config import backend, open_backend, redact
 from tarmac.errors import BackendUnavailableError, ConfigError
 
 _AUDIT_LOCK_KEY = 0x7A4D4143  # "tarmac" advisory lock id for the audit chain
@@ -26,27 +29,9 @@ HEAD_REVISION = "0005"
 
 
 def make_engine(url: str) -> Engine:
-    """An engine for a catalog URL; raises ``BackendUnavailableError`` if it cannot connect."""
-    scheme = url_scheme(url)
-    if scheme == "sqlite":
-        engine = _sqlite_engine(url)
-    elif scheme == "postgresql":
-        if url.startswith("postgresql://") or url.startswith("postgres://"):
-            url = "postgresql+psycopg://" + url.split("://", 1)[1]
-        try:
-            engine = create_engine(
-                url,
-                connect_args={"connect_timeout": CONNECT_TIMEOUT_S},
-                pool_size=5,
-                pool_recycle=1800,
-            )
-        except ModuleNotFoundError:
-            raise ConfigError(
-                "the catalog URL points at PostgreSQL but the driver is not installed",
-                hint="pip install 'tarmac[postgres]'",
-            ) from None
-    else:
-        raise ConfigError(f"catalog URL {redact(url)!r}: expected sqlite:/// or postgresql://")
+    """An engine for a catalog URL, opened by the dialect class the backend registry names
+    (``config.BACKENDS["catalog"]``); raises ``BackendUnavailableError`` if it cannot connect."""
+    engine: Engine = open_backend("catalog", url)
     try:
         with engine.connect() as conn:
             conn.execute(text("SELECT 1"))
@@ -57,6 +42,52 @@ def make_engine(url: str) -> Engine:
             hint="is the server running and the URL in tarmac.yaml right?",
         ) from None
     return engine
+
+
+class SqliteCatalog:
+    """The embedded catalog: one SQLite file in WAL mode (``sqlite:///path.db``). A write
+    transaction starts with ``BEGIN IMMEDIATE``: the whole database is the audit lock."""
+
+    @classmethod
+    def from_url(cls, url: str) -> Engine:
+        return _sqlite_engine(url)
+
+    @staticmethod
+    def before_write(conn: Connection) -> None:
+        conn.info["begin"] = "IMMEDIATE"  # read by the engine's "begin" listener
+
+    @staticmethod
+    def lock_audit(conn: Connection) -> None:
+        """Nothing more to take: BEGIN IMMEDIATE already serializes writers."""
+
+
+class PostgresCatalog:
+    """The production catalog: PostgreSQL through psycopg 3 (``postgresql://user@host/db``)."""
+
+    @classmethod
+    def from_url(cls, url: str) -> Engine:
+        if url.startswith("postgresql://") or url.startswith("postgres://"):
+            url = "postgresql+psycopg://" + url.split("://", 1)[1]
+        try:
+            return create_engine(
+                url,
+                connect_args={"connect_timeout": CONNECT_TIMEOUT_S},
+                pool_size=5,
+                pool_recycle=1800,
+            )
+        except ModuleNotFoundError:
+            raise ConfigError(
+                "the catalog URL points at PostgreSQL but the driver is not installed",
+                hint="pip install 'tarmac[postgres]'",
+            ) from None
+
+    @staticmethod
+    def before_write(conn: Connection) -> None:
+        """Nothing to prepare: PostgreSQL writers serialize on the advisory lock only."""
+
+    @staticmethod
+    def lock_audit(conn: Connection) -> None:
+        conn.execute(text("SELECT pg_advisory_xact_lock(:k)"), {"k": _AUDIT_LOCK_KEY})
 
 
 def _sqlite_engine(url: str) -> Engine:
@@ -86,13 +117,19 @@ def _sqlite_engine(url: str) -> Engine:
 @contextmanager
 def write_transaction(engine: Engine) -> Iterator[Connection]:
     """A transaction that may append to the audit chain: serialized against other writers."""
+    dialect = _catalog_class(engine.url.drivername)
     with engine.connect() as conn:
-        if engine.dialect.name == "sqlite":
-            conn.info["begin"] = "IMMEDIATE"
+        dialect.before_write(conn)
         with conn.begin():
-            if engine.dialect.name == "postgresql":
-                conn.execute(text("SELECT pg_advisory_xact_lock(:k)"), {"k": _AUDIT_LOCK_KEY})
+            dialect.lock_audit(conn)
             yield conn
+
+
+@lru_cache(maxsize=8)
+def _catalog_class(drivername: str) -> Any:
+    """The registry's class for an engine's driver (``postgresql+psycopg`` -> PostgresCatalog):
+    it knows how that database serializes audit appends."""
+    return backend("catalog", f"{drivername}://").load()
 
 
 def upgrade(engine: Engine, *, to: str = "head") -> None:

@@ -267,10 +267,19 @@ def audit_head(conn: Connection) -> tuple[int, str] | None:
 
 
 def insert_audit(conn: Connection, record: AuditRecord) -> None:
-    conn.execute(_INSERT_AUDIT, {
-        "seq": record.seq, "time": record.time_us, "actor": record.actor,
-        "action": record.action, "target": record.target, "details": record.details,
-        "prev_hash": record.prev_hash, "hash": record.hash})
+    conn.execute(_INSERT_AUDIT, _audit_row(record))
+
+
+def insert_audit_many(conn: Connection, records: list[AuditRecord]) -> None:
+    """Insert many chained records in one executemany (a multi-row INSERT on PostgreSQL)."""
+    if records:
+        conn.execute(_INSERT_AUDIT, [_audit_row(r) for r in records])
+
+
+def _audit_row(record: AuditRecord) -> dict[str, Any]:
+    return {"seq": record.seq, "time": record.time_us, "actor": record.actor,
+            "action": record.action, "target": record.target, "details": record.details,
+            "prev_hash": record.prev_hash, "hash": record.hash}
 
 
 # -- row mapping --------------------------------------------------------------------------------

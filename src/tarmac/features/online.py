@@ -38,7 +38,7 @@ from types import TracebackType
 from typing import Any
 from urllib.parse import urlsplit
 
-from tarmac.config import redact, url_scheme
+from tarmac.config import open_backend, redact
 from tarmac.errors import BackendUnavailableError, ConfigError, UsageError
 
 ReadResult = list[list[tuple[int, bytes] | None]]
@@ -127,24 +127,8 @@ def open_online_store(url: str, *, namespace: str, root: Path) -> OnlineStore:
     the parent folder is created) or ``redis://host:port/db``. `namespace` (the project name)
     prefixes Redis keys so two projects can share one Redis: ``tarmac:{namespace}:{view}:{key}``.
     A SQLite file belongs to one project, so the namespace is not stored there."""
-    scheme = url_scheme(url)
-    if scheme == "sqlite":
-        rest = url.split("://", 1)[1].split("?", 1)[0]
-        if not rest.startswith("/") or rest in ("/", "/:memory:"):
-            raise ConfigError(
-                f"online store URL {redact(url)!r}: expected sqlite:///relative/path.db or "
-                "sqlite:////absolute/path.db",
-                hint="the online store is shared by processes, so it must be a file",
-            )
-        path = Path(rest[1:])
-        return SqliteOnlineStore(path if path.is_absolute() else Path(root) / path)
-    if scheme == "redis":
-        return RedisOnlineStore(url, namespace=namespace)
-    raise ConfigError(
-        f"online store URL {redact(url)!r}: unknown scheme {scheme!r}; expected sqlite:///path.db "
-        "(SQLite file) or redis://host:port/db (Redis)",
-        hint="fix online_store in tarmac.yaml",
-    )
+    store: OnlineStore = open_backend("online_store", url, namespace=namespace, root=root)
+    return store
 
 
 # --------------------------------------------------------------------------------------------
@@ -189,6 +173,20 @@ _INHERITED: list[sqlite3.Connection] = []
 
 class SqliteOnlineStore(OnlineStore):
     """The online store in one SQLite file (WAL): a connection per thread and per process."""
+
+    @classmethod
+    def from_url(cls, url: str, *, namespace: str, root: Path) -> SqliteOnlineStore:
+        """``sqlite:///relative.db`` (relative to ``root``) or ``sqlite:////absolute.db``; the
+        namespace is not stored (a SQLite file belongs to one project)."""
+        rest = url.split("://", 1)[1].split("?", 1)[0]
+        if not rest.startswith("/") or rest in ("/", "/:memory:"):
+            raise ConfigError(
+                f"online store URL {redact(url)!r}: expected sqlite:///relative/path.db or "
+                "sqlite:////absolute/path.db",
+                hint="the online store is shared by processes, so it must be a file",
+            )
+        path = Path(rest[1:])
+        return cls(path if path.is_absolute() else Path(root) / path)
 
     def __init__(self, path: Path) -> None:
         self.path = Path(path)
@@ -447,6 +445,11 @@ class RedisOnlineStore(OnlineStore):
     ``count`` and ``clear`` walk the namespace with SCAN (they cost O(keys in the database), fine
     for maintenance, not for the hot path); ``clear`` is not atomic against a concurrent writer
     of the same view. Standalone Redis only: a batch spans many hash slots, so no Cluster."""
+
+    @classmethod
+    def from_url(cls, url: str, *, namespace: str, root: Path) -> RedisOnlineStore:
+        """``redis://[user:password@]host:port/db``; keys are prefixed by ``namespace``."""
+        return cls(url, namespace=namespace)
 
     def __init__(self, url: str, *, namespace: str) -> None:
         self.url = redact(url)

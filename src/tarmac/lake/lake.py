@@ -31,6 +31,7 @@ from deltalake.transaction import AddAction, RemoveAction, create_table_with_add
 from tarmac import faults
 from tarmac.catalog import Column, DatasetVersion, all_items, now_us
 from tarmac.catalog import store as cat
+from tarmac.config import backend
 from tarmac.errors import (
     SchemaConflictError,
     UsageError,
@@ -101,7 +102,9 @@ class Lake:
 
     @property
     def is_local(self) -> bool:
-        return "://" not in self.root or self.root.startswith("file://")
+        """Files in a folder on this machine (the registry's in-process lake backends), which
+        DuckDB and the small-merge path read directly instead of through delta-rs."""
+        return backend("lake", self.root).in_process
 
     def uri(self, name: str) -> str:
         return f"{self.root}/{_check_name(name)}"

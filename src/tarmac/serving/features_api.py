@@ -28,7 +28,7 @@ from pydantic import BaseModel, Field
 from starlette.concurrency import run_in_threadpool
 from starlette.types import Receive, Scope, Send
 
-from tarmac.config import url_scheme
+from tarmac.config import backend
 from tarmac.errors import (
     BackendUnavailableError,
     ConfigError,
@@ -292,11 +292,11 @@ class FeatureEndpoints:
 
     def __init__(self, store: FeatureStore, *, inline: bool | None = None) -> None:
         self.store = store
-        # SQLite reads take microseconds: run them on the event loop (a thread hop would cost
-        # more than the read). A networked store (Redis) is read on the threadpool instead, so
-        # a slow round trip never stalls the loop.
+        # In-process stores (SQLite) answer in microseconds: read them on the event loop (a
+        # thread hop would cost more than the read). A networked store (Redis) is read on the
+        # threadpool instead, so a slow round trip never stalls the loop.
         if inline is None:
-            inline = url_scheme(store.project.config.online_store) == "sqlite"
+            inline = backend("online_store", store.project.config.online_store).in_process
         self.inline = inline
         self._defs: Any = None
         self._needs: dict[Any, _Needs] = {}
