@@ -25,7 +25,18 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
-from sqlalchemy import Connection, Table, func, insert, select, text, tuple_
+from sqlalchemy import (
+    Connection,
+    Table,
+    any_,
+    bindparam,
+    func,
+    insert,
+    select,
+    text,
+    tuple_,
+)
+from sqlalchemy.dialects.postgresql import ARRAY
 
 from tarmac.catalog import _tables as t
 from tarmac.catalog import store as cat
@@ -171,9 +182,28 @@ def _existing(conn: Connection, table: Table, rows: list[dict[str, Any]]
     """The destination's rows with the same keys as ``rows``, by key."""
     pk = list(table.primary_key.columns)
     keys = [tuple(r[c.name] for c in pk) for r in rows]
-    cond = tuple_(*pk).in_(keys) if len(pk) > 1 else pk[0].in_([k[0] for k in keys])
+    if len(pk) > 1:
+        cond = tuple_(*pk).in_(keys)
+    elif conn.dialect.name == "postgresql":  # one array parameter, not thousands
+        cond = pk[0] == any_(bindparam("keys", [k[0] for k in keys], type_=ARRAY(pk[0].type)))
+    else:
+        cond = pk[0].in_([k[0] for k in keys])
     found = conn.execute(select(table).where(cond))
     return {tuple(r._mapping[c.name] for c in pk): dict(r._mapping) for r in found}
+
+
+def _insert(conn: Connection, table: Table, rows: list[dict[str, Any]]) -> None:
+    """Insert rows in the destination's transaction: PostgreSQL's COPY (an executemany is a
+    round trip per row there, ten times slower), a plain executemany on SQLite."""
+    if conn.dialect.name != "postgresql":
+        conn.execute(insert(table), rows)
+        return
+    cols = [c.name for c in table.columns]
+    names = ", ".join(f'"{c}"' for c in cols)
+    raw: Any = conn.connection.driver_connection  # the psycopg connection, same transaction
+    with raw.cursor() as cur, cur.copy(f'COPY "{table.name}" ({names}) FROM STDIN') as out:
+        for row in rows:
+            out.write_row([row[c] for c in cols])
 
 
 def _count(conn: Connection, table: Table) -> int:
@@ -217,7 +247,7 @@ def _copy(sconn: Connection, dconn: Connection, result: CopyResult, size: int,
         for rows in _batches(sconn, table, size):
             missing = rows if empty else _compare(dconn, table, rows, tc, dest_url)
             if missing:
-                dconn.execute(insert(table), missing)
+                _insert(dconn, table, missing)
                 tc.copied += len(missing)
             done += len(rows)
             if progress is not None:
