@@ -37,6 +37,7 @@ from sqlalchemy import (
     tuple_,
 )
 from sqlalchemy.dialects.postgresql import ARRAY
+from sqlalchemy.sql.elements import ColumnElement
 
 from tarmac.catalog import _tables as t
 from tarmac.catalog import store as cat
@@ -182,6 +183,7 @@ def _existing(conn: Connection, table: Table, rows: list[dict[str, Any]]
     """The destination's rows with the same keys as ``rows``, by key."""
     pk = list(table.primary_key.columns)
     keys = [tuple(r[c.name] for c in pk) for r in rows]
+    cond: ColumnElement[bool]
     if len(pk) > 1:
         cond = tuple_(*pk).in_(keys)
     elif conn.dialect.name == "postgresql":  # one array parameter, not thousands
