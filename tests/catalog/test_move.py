@@ -157,6 +157,22 @@ def test_a_second_project_is_refused_by_name(tmp_path: Path) -> None:
     assert code == 2 and "belongs to project 'test'" in out
 
 
+def test_a_renamed_project_claims_its_catalog_explicitly(project: Project) -> None:
+    root = project.root
+    project.lake.write("customers", {"customer_id": [1]})
+    project.close()
+    (root / "tarmac.yaml").write_text((root / "tarmac.yaml").read_text().replace(
+        "name: test", "name: renamed"))
+    code, out = cli(root, "tables")
+    assert code == 2 and "tarmac catalog claim" in out
+    code, out = cli(root, "catalog", "claim")
+    assert code == 0 and "now belongs to 'renamed' (was 'test')" in out
+    with tarmac.open(root) as p:
+        [record] = p.ledger.audit(action="catalog.claim").items
+        assert record.target == "renamed" and json.loads(record.details) == {"from": "test"}
+        assert p.ledger.verify().ok and p.lake.read("customers").num_rows == 1
+
+
 def test_an_empty_catalog_over_a_tarmac_lake_refuses_then_adopts(tmp_path: Path) -> None:
     root = tmp_path / "proj"
     filled(root).close()

@@ -97,8 +97,8 @@ class Catalog:
             raise ConfigError(
                 f"the catalog at {redact(self.url)} belongs to project '{owner}', not "
                 f"'{project}'",
-                hint=f"point 'catalog:' in tarmac.yaml at this project's own database, or "
-                     f"name the project '{owner}' if it really is the same project")
+                hint=f"point 'catalog:' in tarmac.yaml at this project's own database; if it "
+                     f"is the same project renamed from '{owner}': tarmac catalog claim")
 
     # -- datasets --------------------------------------------------------------------------
 
@@ -249,6 +249,15 @@ _DATASET_STATE = select(t.datasets.c.version, t.datasets.c.columns).where(
 _AUDIT_HEAD = select(t.audit_log.c.seq, t.audit_log.c.hash).order_by(
     t.audit_log.c.seq.desc()).limit(1)
 _INSERT_AUDIT = insert(t.audit_log)
+
+
+def set_project(conn: Connection, project: str) -> None:
+    """Hand the catalog to ``project`` (a renamed project; audited by ``tarmac catalog claim``)."""
+    i = t.catalog_info.c
+    if conn.execute(update(t.catalog_info).where(i.key == "project").values(
+            value=project, updated_at=now_us())).rowcount == 0:
+        conn.execute(insert(t.catalog_info).values(key="project", value=project,
+                                                   updated_at=now_us()))
 
 
 def insert_run(conn: Connection, **values: Any) -> None:

@@ -83,3 +83,29 @@ def adopt(
     emit(rows, [("table", "table"), ("version", "version"), ("rows", "rows")],
          as_json=as_json, title=f"{verb} {len(rows)} table(s)",
          empty="nothing to adopt: the catalog knows every Tarmac table in the lake")
+
+
+@catalog_app.command("claim")
+def claim(ctx: typer.Context) -> None:
+    """Hand the catalog to this project's current name (after renaming the project in
+    tarmac.yaml); recorded in the audit trail with the old name."""
+    from tarmac.catalog import Catalog
+    from tarmac.catalog import store as cat
+    from tarmac.config import CONFIG_FILE, load_config
+    from tarmac.ledger import Ledger
+    from tarmac.project import find_root
+
+    config = load_config(find_root((ctx.find_root().obj or {}).get("project")) / CONFIG_FILE)
+    catalog = Catalog(config.catalog)
+    try:
+        old = catalog.project_name()
+        if old == config.name:
+            console.print(f"the catalog already belongs to '{config.name}'")
+            return
+        Ledger(catalog, namespace=config.name).commit(
+            "catalog.claim", config.name, {"from": old},
+            change=lambda conn: cat.set_project(conn, config.name))
+        console.print(f"[green]ok[/green]: the catalog now belongs to '{config.name}'"
+                      + (f" (was '{old}')" if old else ""))
+    finally:
+        catalog.close()
