@@ -228,7 +228,10 @@ def test_a_write_that_crashed_before_its_catalog_record_does_not_block_opening(
         write_deltalake(project.lake.uri("orphan"), sa_table(),
                         commit_properties=CommitProperties(
                             custom_metadata={"tarmac.run_id": run.id}))
-    tarmac.open(project.root).close()
+    with tarmac.open(project.root) as p:
+        assert p.catalog.get_dataset("orphan") is None
+    code, out = cli(project.root, "catalog", "adopt", "--json")  # it can be registered
+    assert code == 0 and [x["table"] for x in json.loads(out)] == ["orphan"]
 
 
 def sa_table() -> Any:

@@ -97,13 +97,13 @@ def _edge_commits(root: str, name: str) -> list[str]:
     return out
 
 
-def unknown_tables(catalog: Catalog, root: str) -> list[str]:
-    """Tarmac-written tables in the lake that this catalog never heard of, sorted.
+def unknown_tables(catalog: Catalog, root: str, *, foreign_only: bool = True) -> list[str]:
+    """Tarmac-written tables in the lake that this catalog has no entry for, sorted.
 
-    A table is unknown when the catalog has no entry for it and none of the runs that wrote it
-    (named in its commits) is one of this catalog's: a write that crashed between its Delta
+    With ``foreign_only`` (what opening checks), only those none of whose writing runs (named
+    in its commits) is one of this catalog's: a first write that crashed between its Delta
     commit and its catalog record, or one still in flight, is this catalog's own and not a
-    sign of a foreign catalog."""
+    sign of a foreign catalog (``adopt`` registers those too)."""
     present = lake_tables(root)
     if not present:
         return []
@@ -113,7 +113,7 @@ def unknown_tables(catalog: Catalog, root: str) -> list[str]:
         if name in known:
             continue
         runs = commit_runs(root, name)
-        if runs and not catalog.get_runs(runs):
+        if runs and not (foreign_only and catalog.get_runs(runs)):
             out.append(name)
     return out
 

@@ -5,7 +5,9 @@ copy``), the Delta tables Tarmac wrote are still in the lake but the catalog has
 lineage and no audit record for them, and opening the project refuses (see
 ``tarmac.catalog.lake_check``). ``adopt`` registers each such table at its current version, one
 audited ``dataset.adopt`` commit per table naming the version and the runs that wrote it, so
-the new catalog's history starts there. What happened before stays in the old catalog.
+the new catalog's history starts there. What happened before stays in the old catalog. A
+table whose first write crashed between its Delta commit and its catalog record (a run of this
+catalog) is registered the same way.
 
 Example::
 
@@ -41,7 +43,7 @@ def adopt(project: Project, names: list[str] | None = None, *,
           dry_run: bool = False) -> list[Adopted]:
     """Register the lake's Tarmac tables this catalog does not know (or only ``names``)."""
     lake, root = project.lake, project.config.lake
-    unknown = unknown_tables(project.catalog, root)
+    unknown = unknown_tables(project.catalog, root, foreign_only=False)
     if names:
         wrong = [n for n in names if n not in unknown]
         if wrong:
