@@ -297,12 +297,12 @@ def _copy_records_after(conn: Connection, seq: int) -> int:
 def _reset_sequences(conn: Connection) -> None:
     """Rows were inserted with their ids: move PostgreSQL's id sequences past them."""
     for table in _tables():
-        for col in table.primary_key.columns:
-            if col.autoincrement is True:
-                conn.execute(text(
-                    f"SELECT setval(pg_get_serial_sequence('{table.name}', '{col.name}'), "
-                    f"COALESCE(MAX({col.name}), 1), MAX({col.name}) IS NOT NULL) "
-                    f"FROM {table.name}"))
+        col = table.autoincrement_column  # a serial id (lineage_edges.id, alias_history.id)
+        if col is not None:
+            conn.execute(text(
+                f"SELECT setval(pg_get_serial_sequence('{table.name}', '{col.name}'), "
+                f"COALESCE(MAX({col.name}), 1), MAX({col.name}) IS NOT NULL) "
+                f"FROM {table.name}"))
 
 
 def _dry_run(sconn: Connection, dst_engine: Any, result: CopyResult, size: int) -> None:
