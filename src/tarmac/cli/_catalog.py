@@ -52,7 +52,8 @@ def copy(
         return
     title = ("dry run: would copy" if dry_run else "copied") + \
         f" {result.source} -> {result.destination}"
-    emit([tc.to_dict() for tc in result.tables], _COLUMNS, as_json=False, title=title)
+    emit([tc.to_dict() for tc in result.tables if tc.source_rows], _COLUMNS, as_json=False,
+         title=title, empty="the source catalog is empty")
     if dry_run:
         console.print(f"{result.copied:,} of {result.source_rows:,} row(s) would be copied; "
                       "nothing was written")
