@@ -4,7 +4,8 @@ For each backend: bulk-insert N runs (two lineage edges each) and N audit record
 hash chain (SQLAlchemy Core executemany into the catalog tables), then time (median of --repeat,
 milliseconds): the first page of 100 runs, a page ~500 pages deep (reached by following
 cursors), a page of runs filtered by job, get_run by id, the first page of audit records, a page
-filtered by actor, and p.ledger.verify() over all N records.
+filtered by actor, and p.ledger.verify() over all N records. Then the SQLite catalog is copied
+to PostgreSQL with ``tarmac catalog copy`` (and the copy rerun, which compares every row).
 
     python benchmarks/bench_catalog.py [--rows N] [--quick] [--json] [--backends sqlite,postgresql]
 """
@@ -136,6 +137,29 @@ def bench_backend(res: c.Result, backend: str, url: str | None, n: int, args: An
                    f"{v.records:,} records, ok={v.ok}; {v.records / vs:,.0f} records/s")
         res.goal(f"{backend}: verify {n:,} audit records", vs, "s", "< 2", vs < 2 and v.ok)
         p.close()
+        if backend == "sqlite":
+            bench_copy(res, p.config.catalog, n)
+
+
+def bench_copy(res: c.Result, source: str, n: int) -> None:
+    """`tarmac catalog copy` of the SQLite catalog into PostgreSQL, then the rerun (which
+    compares every row and copies nothing)."""
+    from tarmac.catalog.copy import copy_catalog
+
+    with pg_schema() as url:
+        if url is None:
+            res.figure("copy sqlite -> postgresql", "unavailable", "", "server not reachable")
+            return
+        c.log("copy: sqlite -> postgresql")
+        first_s, first = c.timed(lambda: copy_catalog(source, url))
+        assert first.verified and first.copied == first.source_rows
+        res.figure("copy sqlite -> postgresql", first_s, "s",
+                   f"{first.copied:,} rows ({n:,} runs, {2 * n:,} edges, {n:,} audit records), "
+                   f"chain verified; {first.copied / first_s:,.0f} rows/s")
+        again_s, again = c.timed(lambda: copy_catalog(source, url))
+        assert again.copied == 0
+        res.figure("copy rerun (all identical)", again_s, "s",
+                   f"{again.source_rows:,} rows compared, 0 copied")
 
 
 def bulk_load(p: Any, n: int) -> tuple[list[str], int]:

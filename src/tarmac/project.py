@@ -40,11 +40,21 @@ _SCAFFOLD = Path(__file__).parent / "scaffold"
 class Project:
     """An open Tarmac project. Close it (or use ``with``) to release database connections."""
 
-    def __init__(self, root: Path, config: ProjectConfig) -> None:
+    def __init__(self, root: Path, config: ProjectConfig, *, check_lake: bool = True) -> None:
         self.root = root
         self.config = config
         self.catalog = Catalog(config.catalog)
-        self.ledger = Ledger(self.catalog, namespace=config.name, lake_uri=redact(config.lake))
+        try:
+            self.catalog.claim(config.name)  # another project's catalog is refused by name
+            if check_lake:  # a catalog that does not know the lake's tables is refused
+                from tarmac.catalog.lake_check import check
+
+                check(self.catalog, config.lake)
+        except BaseException:
+            self.catalog.close()
+            raise
+        self.ledger = Ledger(self.catalog, namespace=config.name, lake_uri=redact(config.lake),
+                             lake_root=config.lake)
 
     @cached_property
     def lake(self) -> Lake:
@@ -133,13 +143,18 @@ def find_root(start: Path | str | None = None) -> Path:
                       hint="cd into a project, pass --project DIR, or run `tarmac init DIR`")
 
 
-def open(path: Path | str | None = None) -> Project:  # noqa: A001 - tarmac.open is the SDK verb
-    """Open the project at ``path`` (a folder holding tarmac.yaml, or the file itself)."""
+def open(path: Path | str | None = None, *,  # noqa: A001 - tarmac.open is the SDK verb
+         check_lake: bool = True) -> Project:
+    """Open the project at ``path`` (a folder holding tarmac.yaml, or the file itself).
+
+    Opening refuses a catalog that belongs to another project, and one that does not know
+    tables Tarmac wrote in the lake (see ``tarmac.catalog.lake_check``); ``check_lake=False``
+    skips the second check, for the tools that repair exactly that (``tarmac catalog``)."""
     root = find_root(path)
     if root.is_file():
         root = root.parent
     config = load_config(root / CONFIG_FILE)
-    return Project(root, config)
+    return Project(root, config, check_lake=check_lake)
 
 
 def init(path: Path | str, *, name: str | None = None) -> Path:

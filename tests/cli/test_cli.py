@@ -155,7 +155,7 @@ def test_info_masks_secrets(tmp_path: Path, pg_url: str, monkeypatch: pytest.Mon
     code, out = run(tmp_path / "p", "info", "--json")
     facts = json.loads(out)
     assert code == 0 and "s3cr3t" not in out and ":***@" in facts["catalog"]
-    assert facts["catalog_revision"] == "0005" and facts["tables"] == 0
+    assert facts["catalog_revision"] == "0006" and facts["tables"] == 0
     code, out = run(tmp_path / "p", "info")
     assert code == 0 and "s3cr3t" not in out and "catalog revision" in out
 

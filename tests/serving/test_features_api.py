@@ -113,6 +113,9 @@ def _with_config(project: Project, root: Path, **settings: str) -> Project:
     for key, value in settings.items():
         lines = [f"{key}: {value}" if line.startswith(f"{key}:") else line for line in lines]
     yaml.write_text("\n".join(lines) + "\n")
+    if "name" in settings:  # the copied catalog belongs to the old name: a rename is explicit
+        claimed = CliRunner().invoke(cli_app, ["--project", str(root), "catalog", "claim"])
+        assert claimed.exit_code == 0, claimed.output
     return tarmac.open(root)
 
 

@@ -21,6 +21,16 @@ from sqlalchemy import (
 
 metadata = MetaData()
 
+# -- who the catalog belongs to: key "project" holds the project's name (claimed on open) -------
+
+catalog_info = Table(
+    "catalog_info",
+    metadata,
+    Column("key", String(64), primary_key=True),
+    Column("value", Text, nullable=False),
+    Column("updated_at", BigInteger, nullable=False),
+)
+
 datasets = Table(
     "datasets",
     metadata,

@@ -25,8 +25,11 @@ from tarmac.catalog.records import (
     DatasetVersion,
     Page,
     Run,
+    now_us,
     to_datetime,
 )
+from tarmac.config import redact
+from tarmac.errors import ConfigError
 
 __all__ = ["MAX_PAGE", "Catalog"]
 
@@ -59,6 +62,36 @@ class Catalog:
         """A serialized write transaction (used by the ledger, the catalog's only writer)."""
         with write_transaction(self.engine) as conn:
             yield conn
+
+    # -- identity --------------------------------------------------------------------------
+
+    def project_name(self) -> str | None:
+        """The project this catalog belongs to (``None`` until a project has opened it)."""
+        i = t.catalog_info.c
+        with self.engine.connect() as conn:
+            return conn.execute(select(i.value).where(i.key == "project")).scalar()
+
+    def claim(self, project: str) -> None:
+        """Make this catalog ``project``'s, or refuse if it already holds another project.
+
+        Two projects sharing one catalog would mix their tables, runs and audit chains (and a
+        project re-pointed at the wrong database would look empty), so the first project to
+        open a catalog owns it and any other is refused by name."""
+        owner = self.project_name()
+        if owner is None:
+            with self.write() as conn:
+                owner = conn.execute(select(t.catalog_info.c.value).where(
+                    t.catalog_info.c.key == "project")).scalar()
+                if owner is None:
+                    conn.execute(insert(t.catalog_info).values(
+                        key="project", value=project, updated_at=now_us()))
+                    owner = project
+        if owner != project:
+            raise ConfigError(
+                f"the catalog at {redact(self.url)} belongs to project '{owner}', not "
+                f"'{project}'",
+                hint=f"point 'catalog:' in tarmac.yaml at this project's own database; if it "
+                     f"is the same project renamed from '{owner}': tarmac catalog claim")
 
     # -- datasets --------------------------------------------------------------------------
 
@@ -191,6 +224,15 @@ _DATASET_STATE = select(t.datasets.c.version, t.datasets.c.columns).where(
 _AUDIT_HEAD = select(t.audit_log.c.seq, t.audit_log.c.hash).order_by(
     t.audit_log.c.seq.desc()).limit(1)
 _INSERT_AUDIT = insert(t.audit_log)
+
+
+def set_project(conn: Connection, project: str) -> None:
+    """Hand the catalog to ``project`` (a renamed project; audited by ``tarmac catalog claim``)."""
+    i = t.catalog_info.c
+    if conn.execute(update(t.catalog_info).where(i.key == "project").values(
+            value=project, updated_at=now_us())).rowcount == 0:
+        conn.execute(insert(t.catalog_info).values(key="project", value=project,
+                                                   updated_at=now_us()))
 
 
 def insert_run(conn: Connection, **values: Any) -> None:

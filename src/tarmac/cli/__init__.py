@@ -64,19 +64,21 @@ def _root(
     ctx.obj = {"project": project}
 
 
-def open_project(ctx: typer.Context) -> Any:
-    """The project named by --project (opened once per command)."""
+def open_project(ctx: typer.Context, *, check_lake: bool = True) -> Any:
+    """The project named by --project (opened once per command); ``check_lake=False`` for the
+    commands that repair a catalog that does not know the lake (``tarmac catalog``)."""
     import tarmac
 
     obj = ctx.find_root().obj or {}
     if "opened" not in obj:
-        obj["opened"] = tarmac.open(obj.get("project"))
+        obj["opened"] = tarmac.open(obj.get("project"), check_lake=check_lake)
         ctx.find_root().call_on_close(obj["opened"].close)
     return obj["opened"]
 
 
 # importing the command modules registers their commands
 from tarmac.cli import (  # noqa: E402,F401
+    _catalog,
     _features,
     _governance,
     _ingest,

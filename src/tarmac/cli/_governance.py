@@ -167,7 +167,8 @@ def audit_verify(
         console.print(f"[green]ok[/green]: {result.records:,} audit record(s), chain intact. "
                       f"Head {head}")
     else:
-        console.print(f"[bold red]TAMPERED[/bold red]: {result.problem}")
+        verdict = "INCOMPLETE" if result.records == 0 else "TAMPERED"  # records elsewhere
+        console.print(f"[bold red]{verdict}[/bold red]: {result.problem}")
     raise typer.Exit(0 if result.ok else 1)
 
 

@@ -214,7 +214,7 @@ class _StreamLoad:
 
     def run(self) -> LoadResult:
         state = self._claim()
-        seq = (state.seq if state else 0) + 1
+        seq = self._next_seq(state)
         r = self.result
         r.cursor_before = state.cursor["value"] if state and state.cursor else None
         contract = Contract(self.stream.source, self.spec,
@@ -290,6 +290,27 @@ class _StreamLoad:
             self._apply(load.plan, load_id=load.id)
             self.result.recovered.append(load.id)
         return state_store.get_state(self.catalog, self.stream.source, self.stream.name)
+
+    def _next_seq(self, state: SourceState | None) -> int:
+        """This load's number, after the catalog's last. The lake's transaction markers must
+        not be ahead of it: a catalog that never recorded loads the lake holds (re-pointed at a
+        new database) would number this load as one already committed, skip the commit and
+        still report rows loaded. A whole reload may go on numbering after the lake's marker;
+        anything else is refused."""
+        seq = (state.seq if state else 0) + 1
+        marks = [self.lake.transaction_version(t, self.app_id)
+                 for t in (self.stream.table, quarantine.TABLE)]
+        done = max((m for m in marks if m is not None), default=0)
+        if done < seq:
+            return seq
+        if self.full_refresh or self.spec.load_mode == "full_refresh":
+            return done + 1
+        raise SourceError(
+            f"source '{self.stream.source}': the lake already holds load {done} of stream "
+            f"'{self.stream.name}' (table '{self.stream.table}') but this catalog recorded "
+            f"{seq - 1}: it is not the catalog that loaded it",
+            hint="copy the old catalog (tarmac catalog copy --from OLD_URL --to URL), or "
+                 f"reload the stream whole: tarmac ingest --full-refresh {self.stream.source}")
 
     # -- reading ------------------------------------------------------------------------------
 

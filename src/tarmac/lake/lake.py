@@ -351,11 +351,14 @@ class Lake:
         """True if ``name`` already holds the commit ``txn`` marks (or a later one)."""
         if txn is None:
             return False
-        dt = self.latest(name)
-        if dt is None:
-            return False
-        done = dt.transaction_version(txn[0])
+        done = self.transaction_version(name, txn[0])
         return done is not None and done >= txn[1]
+
+    def transaction_version(self, name: str, app_id: str) -> int | None:
+        """The newest application-transaction version ``app_id`` committed to ``name`` (None if
+        the table or the marker does not exist)."""
+        dt = self.latest(name)
+        return None if dt is None else dt.transaction_version(app_id)
 
     def _skipped(self, name: str) -> WriteResult:
         """The result of an idempotent write whose commit was already in the table."""

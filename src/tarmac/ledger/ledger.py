@@ -94,10 +94,11 @@ class Ledger:
     """Lineage and the tamper-evident audit trail over a ``Catalog``."""
 
     def __init__(self, catalog: Catalog, *, namespace: str = "tarmac",
-                 lake_uri: str = "lake") -> None:
+                 lake_uri: str = "lake", lake_root: str | None = None) -> None:
         self.catalog = catalog
         self.namespace = namespace
         self.lake_uri = lake_uri  # the OpenLineage dataset namespace (secrets masked)
+        self.lake_root = lake_root  # where the lake is: an empty chain is checked against it
         self.host = socket.gethostname()
         self.reap()
 
@@ -276,8 +277,23 @@ class Ledger:
                                        action=action, limit=limit, cursor=cursor)
 
     def verify(self, *, anchor: tuple[int, str] | None = None) -> Verification:
-        """Check the whole chain; if broken, ``problem`` names the first bad record."""
-        return verify(self.catalog.iter_audit(), anchor=anchor)
+        """Check the whole chain; if broken, ``problem`` names the first bad record.
+
+        An empty chain is only intact if the lake holds no table Tarmac wrote: otherwise the
+        records of those writes are somewhere else (a catalog re-pointed at a new database)."""
+        result = verify(self.catalog.iter_audit(), anchor=anchor)
+        if result.ok and result.records == 0 and self.lake_root is not None:
+            from tarmac.catalog.lake_check import commit_runs, lake_tables
+
+            written = [n for n in lake_tables(self.lake_root) if commit_runs(self.lake_root, n)]
+            if written:
+                return Verification(
+                    False, 0, None, None, bad_seq=1,
+                    problem=f"the audit chain is empty but the lake holds {len(written)} "
+                            f"table(s) Tarmac wrote ({', '.join(written[:5])}"
+                            f"{', ...' if len(written) > 5 else ''}): their records are in "
+                            "another catalog (copy it with `tarmac catalog copy`)")
+        return result
 
     def runs(self, *, job: str | None = None, status: str | None = None, limit: int = 100,
              cursor: str | None = None) -> Page[Run]:
