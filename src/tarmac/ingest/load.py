@@ -217,7 +217,8 @@ class _StreamLoad:
         r = self.result
         r.cursor_before = state.cursor["value"] if state and state.cursor else None
         contract = Contract(self.stream.source, self.spec,
-                            None if state is None else state.contract)
+                            None if state is None else state.contract,
+                            self.connector.source_types(self.stream))
         since = None if self.full_refresh else _since(state, self.spec)
         # a full_refresh source is re-issued whole: every load reads all of its files, so an
         # unchanged file is never mistaken for an empty snapshot (that would wipe the table)
