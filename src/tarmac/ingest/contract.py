@@ -72,6 +72,12 @@ def type_name(t: pa.DataType) -> str:
     return str(t)
 
 
+def null_cursor_reason(cursor: str) -> str:
+    """Why a row with a NULL cursor and no primary key to merge it by is quarantined."""
+    return (f"cursor '{cursor}' is NULL and the source has no primary key: the row cannot be "
+            "placed in time for incremental loads")
+
+
 def type_json(name: str, t: pa.DataType) -> dict[str, str]:
     """A contract column as stored: its type's name, and the exact Arrow type (serialized)
     where the name alone would not give it back (``list<string>``, structs...)."""
@@ -279,9 +285,9 @@ class Contract:
                             f"primary key column '{key}' is missing from the source", None))
         if spec.cursor:
             if spec.cursor in good.column_names:
-                out.append((_mask(pc.is_null(good[spec.cursor])), spec.cursor,
-                            f"cursor '{spec.cursor}' is null: the row cannot be placed in time "
-                            "for incremental loads", None))
+                if not spec.primary_key:  # with a key, the row is merged by it (see load.py)
+                    out.append((_mask(pc.is_null(good[spec.cursor])), spec.cursor,
+                                null_cursor_reason(spec.cursor), None))
             else:
                 out.append((np.ones(n, dtype=bool), spec.cursor,
                             f"cursor column '{spec.cursor}' is missing from the source", None))

@@ -205,7 +205,10 @@ class SqlConnector(Connector[SqlSource]):
         else:
             stmt = sa.select(sa.literal_column("*")).select_from(rel)
         if self._pushdown(stream, since):
-            stmt = stmt.where(sa.column(self.spec.cursor or "") >= sa.bindparam("since", since))
+            # rows without a cursor value are read every time: merged by key, or quarantined
+            # (once) without one; never silently left behind (see load.py)
+            cursor: Any = sa.column(self.spec.cursor or "")
+            stmt = stmt.where(sa.or_(cursor >= sa.bindparam("since", since), cursor.is_(None)))
         if limit is not None:
             stmt = stmt.limit(limit)
         return stmt
