@@ -141,3 +141,15 @@ def test_iso_interval() -> None:
     assert iso_interval(0, 0, 0) == "PT0S"
     assert iso_interval(0, 0, -7_200_000_000_000) == "PT-2H"
     assert iso_interval(-1, 0, 0) == "P-1M"
+
+
+def test_contract_types_round_trip_exactly() -> None:
+    from tarmac.ingest.contract import parse_type, stored_type, type_json
+
+    for t in (pa.list_(pa.string()), pa.list_(pa.int64()), pa.decimal128(19, 2),
+              pa.struct([("a", pa.int64()), ("b", pa.list_(pa.string()))]),
+              pa.timestamp("us", tz="UTC"), pa.binary(), pa.bool_()):
+        assert stored_type(type_json("c", t)) == t, t
+    # a contract stored before types were serialized still reads its list columns back
+    assert parse_type("list<element: string>") == pa.list_(pa.string())
+    assert parse_type("list<item: int64>") == pa.list_(pa.int64())

@@ -106,6 +106,9 @@ def parse_type(name: str) -> pa.DataType:
     m = re.match(r"^timestamp\[(\w+)(?:, tz=(.+))?\]$", name)
     if m:
         return pa.timestamp(m.group(1), tz=m.group(2))
+    m = re.match(r"^(?:large_)?list<(?:\w+): (.+)>$", name)
+    if m:  # contracts stored before exact types were kept (serialized) name lists this way
+        return pa.list_(parse_type(m.group(1)))
     try:
         return pa.type_for_alias(name)
     except ValueError:
