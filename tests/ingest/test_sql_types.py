@@ -153,3 +153,18 @@ def test_contract_types_round_trip_exactly() -> None:
     # a contract stored before types were serialized still reads its list columns back
     assert parse_type("list<element: string>") == pa.list_(pa.string())
     assert parse_type("list<item: int64>") == pa.list_(pa.int64())
+
+
+def test_postgres_other_types_load_as_their_text(project: Project, declare: Declare,
+                                                 pg_db: Database) -> None:
+    """Types ADBC hands out as opaque binary (xml, point, ranges, bit) were loaded as COPY
+    bytes; they are their PostgreSQL text form now, and enums are strings."""
+    s = pg_db.schema
+    pg_db.run(f"CREATE TYPE {s}.isql_mood AS ENUM ('ok', 'sad')",
+              f"CREATE TABLE {s}.isql_other (id int PRIMARY KEY, mood {s}.isql_mood, x xml, "
+              "pt point, r int4range, bt bit(3))",
+              f"INSERT INTO {s}.isql_other VALUES (1, 'ok', '<a/>', '(1,2)', '[1,5)', '101')")
+    p = declare(project, {"pg": pg_db.source(tables=["isql_other"], primary_key="id")})
+    load(p, "pg")
+    assert rows(p, "SELECT mood, x, pt, r, bt FROM isql_other") == [
+        {"mood": "ok", "x": "<a/>", "pt": "(1,2)", "r": "[1,5)", "bt": "101"}]
