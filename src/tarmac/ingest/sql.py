@@ -309,22 +309,26 @@ def rows_to_table(names: list[str], rows: Any,
     arrays = []
     for name, column in zip(names, columns, strict=True):
         want = (types or {}).get(name)
-        values: list[Any] = list(column)
-        if needs_python(values):
-            values = [python_value(v) for v in values]
-        if want is not None and (pa.types.is_boolean(want) or pa.types.is_integer(want)) and \
-                any(isinstance(v, bytes) for v in values):
-            values = fit_bits(values, want)
+        values: Any = column
         try:
             array = pa.array(values, want)
         except (pa.ArrowInvalid, pa.ArrowTypeError, OverflowError):
+            # values of driver types the lake keeps otherwise (UUID, MySQL TIME and BIT):
+            # converted only here, when the plain conversion failed
+            values = [python_value(v) for v in values] if needs_python(values) else values
+            if want is not None and (pa.types.is_boolean(want) or pa.types.is_integer(want)):
+                values = fit_bits(list(values), want)
             try:
-                array = pa.array(values)
-                if want is not None and not pa.types.is_string(array.type):
-                    array = array.cast(want)  # e.g. 0/1 ints of a boolean column
-            except (pa.ArrowInvalid, pa.ArrowTypeError, pa.ArrowNotImplementedError,
-                    OverflowError):
-                array = pa.array([None if v is None else str(v) for v in values], pa.string())
+                array = pa.array(values, want)
+            except (pa.ArrowInvalid, pa.ArrowTypeError, OverflowError):
+                try:
+                    array = pa.array(values)
+                    if want is not None and not pa.types.is_string(array.type):
+                        array = array.cast(want)  # e.g. 0/1 ints of a boolean column
+                except (pa.ArrowInvalid, pa.ArrowTypeError, pa.ArrowNotImplementedError,
+                        OverflowError):
+                    array = pa.array([None if v is None else str(v) for v in values],
+                                     pa.string())
         if want is None and pa.types.is_decimal(array.type):
             array = array.cast(pa.decimal128(38, min(array.type.scale, 38)))
         arrays.append(array)

@@ -152,7 +152,7 @@ def python_value(value: Any) -> Any:
     return value
 
 
-def needs_python(values: list[Any]) -> bool:
+def needs_python(values: Any) -> bool:
     """True if some value must go through ``python_value`` first."""
     return any(isinstance(v, uuid.UUID | timedelta | time) for v in values)
 
