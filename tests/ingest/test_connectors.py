@@ -498,3 +498,58 @@ def test_a_declared_full_refresh_file_source_reloaded_unchanged_keeps_its_rows(
     third = load(p, "orders")
     assert (third.rows_read, third.rows_loaded) == (5, 5)
     assert column(p, "orders", "order_id") == [1, 2, 3, 7, 8]
+
+
+# -- SQL: rows without a cursor value (issue 11 item 1) ----------------------------------------
+
+
+def _null_cursor_source(db: Database, table: str, *, key: bool, query: bool = False
+                        ) -> dict[str, Any]:
+    opts: dict[str, Any] = {"cursor": "updated_at", "columns": {"updated_at": "timestamp"}}
+    if key:
+        opts["primary_key"] = "id"
+    if query:
+        return db.source(query=f"SELECT id, name, updated_at FROM {db.qualified(table)}",
+                         table=table, **opts)
+    return db.source(tables=[table], **opts)
+
+
+@pytest.mark.parametrize("query", [False, True], ids=["table", "query"])
+def test_sql_null_cursor_rows_are_merged_by_key(project: Project, declare: Declare,
+                                                any_db: Database, query: bool) -> None:
+    """Rows inserted later with a NULL cursor are loaded (they used to vanish: not read,
+    or counted as duplicates); re-read every load, an unchanged one is a duplicate and a
+    changed one an update."""
+    customers_table(any_db, "isql_nc")
+    any_db.insert("isql_nc", [customer(i, i) for i in range(1, 4)])
+    p = declare(project, {"crm": _null_cursor_source(any_db, "isql_nc", key=True,
+                                                     query=query)})
+    assert load(p, "crm").rows_loaded == 3
+    any_db.insert("isql_nc", [{**customer(i, 0), "updated_at": None} for i in (4, 5)])
+    second = load(p, "crm")
+    assert (second.rows_loaded, second.rows_quarantined) == (2, 0)
+    assert column(p, "isql_nc", "id") == [1, 2, 3, 4, 5]
+    third = load(p, "crm")  # re-read, unchanged: duplicates, nothing new
+    assert (third.rows_loaded, third.rows_quarantined) == (0, 0) and third.duplicates >= 2
+    any_db.run(f"UPDATE {any_db.qualified('isql_nc')} SET name = 'renamed' WHERE id = 5")
+    fourth = load(p, "crm")
+    assert (fourth.rows_loaded, fourth.rows_quarantined) == (1, 0)
+    assert rows(p, "SELECT id, name, updated_at FROM isql_nc WHERE id >= 4 ORDER BY id") == [
+        {"id": 4, "name": "c4", "updated_at": None},
+        {"id": 5, "name": "renamed", "updated_at": None}]
+    assert quarantined(p) == []
+
+
+def test_sql_null_cursor_rows_without_a_key_are_quarantined_once(
+        project: Project, declare: Declare, any_db: Database) -> None:
+    customers_table(any_db, "isql_nk")
+    any_db.insert("isql_nk", [customer(i, i) for i in range(1, 4)])
+    p = declare(project, {"crm": _null_cursor_source(any_db, "isql_nk", key=False)})
+    assert load(p, "crm").rows_loaded == 3
+    any_db.insert("isql_nk", [{**customer(9, 0), "updated_at": None}])
+    second = load(p, "crm")
+    assert (second.rows_loaded, second.rows_quarantined) == (0, 1)
+    third = load(p, "crm")  # re-read: already in quarantine, counted as a duplicate
+    assert (third.rows_loaded, third.rows_quarantined) == (0, 0) and third.duplicates >= 1
+    [q] = quarantined(p, "crm")
+    assert "'updated_at' is NULL" in q["reason"] and json.loads(q["record"])["id"] == 9

@@ -145,3 +145,16 @@ def test_a_bad_row_served_again_is_not_quarantined_again(project: Project,
     assert (third.rows_quarantined, third.duplicates) == (1, 1)
     values = p.sql("SELECT value FROM quarantine ORDER BY value").to_pylist()
     assert values == [{"value": "n/a"}, {"value": "oops"}]
+
+
+def test_cli_history_counts_ingested_rows(shop: Project) -> None:
+    """`tarmac history` shows the rows an ingest loaded, not +0 -0 (issue 11 item 9)."""
+    root = str(shop.root)
+    assert runner.invoke(app, ["--project", root, "ingest"]).exit_code == 0
+    _csv(shop.root / "data" / "orders.csv",
+         ["order_id,email,amount,status", "4,d@x.com,1,paid", "5,e@x.com,2,open"])
+    assert runner.invoke(app, ["--project", root, "ingest"]).exit_code == 0
+    out = runner.invoke(app, ["--project", root, "history", "orders", "--json"])
+    assert out.exit_code == 0, out.output
+    got = [(h["operation"], h["rows_added"], h["rows_removed"]) for h in json.loads(out.stdout)]
+    assert got == [("MERGE", 2, 0), ("INGEST", 2, 0)]

@@ -188,3 +188,30 @@ def test_write_merge_history_verify(any_project):
     assert actions == ["lake.delete", "lake.merge", "lake.write"]
     v = p.ledger.verify()
     assert v.ok and v.problem is None and v.records >= 4
+
+
+# -- history's row counts ------------------------------------------------------------------------
+
+
+def test_history_counts_rows_of_every_write_path(project):
+    """Every commit says how many rows it added and removed: appends, overwrites (whose removed
+    rows delta-rs does not count), staged-file commits (which carry no Delta metrics) and
+    deletes (issue 11 item 9)."""
+    p = project
+    p.lake.write("h", {"id": [1, 2, 3], "v": ["a", "b", "c"]})
+    p.lake.write("h", {"id": [4, 5], "v": ["d", "e"]}, mode="overwrite")
+    schema = pa.schema([("id", pa.int64()), ("v", pa.string())])
+    stager = p.lake.stage("h", "t1")
+    stager.write(pa.table({"id": [6, 7, 8, 9], "v": list("fghi")}, schema=schema))
+    from tarmac.lake import action_to_dict
+    p.lake.commit_files("h", [action_to_dict(a) for a in stager.close()], schema,
+                        operation="INGEST")
+    stager = p.lake.stage("h", "t2")
+    stager.write(pa.table({"id": [10], "v": ["j"]}, schema=schema))
+    p.lake.commit_files("h", [action_to_dict(a) for a in stager.close()], schema,
+                        mode="overwrite", operation="INGEST")
+    p.lake.delete("h", "id = 10")
+    got = [(h["version"], h["operation"], h["rows_added"], h["rows_removed"])
+           for h in p.lake.history("h")]
+    assert got == [(4, "DELETE", 0, 1), (3, "INGEST", 1, 6), (2, "INGEST", 4, 0),
+                   (1, "WRITE", 2, 3), (0, "WRITE", 3, 0)]

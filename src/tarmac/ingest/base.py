@@ -101,6 +101,11 @@ class Connector(ABC, Generic[S]):
     def sample(self, stream: Stream, rows: int) -> Sample:
         """Up to ``rows`` rows and what can be counted cheaply, for the survey."""
 
+    def source_types(self, stream: Stream) -> dict[str, pa.DataType]:
+        """The lake type of each column the source declares (a database table's schema);
+        empty where the source declares none (files, APIs, queries): the values decide."""
+        return {}
+
     def close(self) -> None:
         """Release connections."""
 

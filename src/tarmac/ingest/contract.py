@@ -17,6 +17,7 @@ Rejected rows come back with the reason, the column, the offending value and the
 
 from __future__ import annotations
 
+import base64
 import re
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime
@@ -71,6 +72,30 @@ def type_name(t: pa.DataType) -> str:
     return str(t)
 
 
+def null_cursor_reason(cursor: str) -> str:
+    """Why a row with a NULL cursor and no primary key to merge it by is quarantined."""
+    return (f"cursor '{cursor}' is NULL and the source has no primary key: the row cannot be "
+            "placed in time for incremental loads")
+
+
+def type_json(name: str, t: pa.DataType) -> dict[str, str]:
+    """A contract column as stored: its type's name, and the exact Arrow type (serialized)
+    where the name alone would not give it back (``list<string>``, structs...)."""
+    out = {"name": name, "type": type_name(t)}
+    if parse_type(out["type"]) != t:
+        schema = pa.schema([pa.field(name, t)])
+        out["arrow"] = base64.b64encode(schema.serialize().to_pybytes()).decode()
+    return out
+
+
+def stored_type(col: dict[str, str]) -> pa.DataType:
+    """``type_json``'s inverse (older contracts carry only the name)."""
+    if col.get("arrow"):
+        schema = pa.ipc.read_schema(pa.py_buffer(base64.b64decode(col["arrow"])))
+        return schema.field(0).type
+    return parse_type(col["type"])
+
+
 def parse_type(name: str) -> pa.DataType:
     """The Arrow type a stored contract names (``type_name``'s inverse)."""
     if name in TYPES:
@@ -81,14 +106,23 @@ def parse_type(name: str) -> pa.DataType:
     m = re.match(r"^timestamp\[(\w+)(?:, tz=(.+))?\]$", name)
     if m:
         return pa.timestamp(m.group(1), tz=m.group(2))
+    m = re.match(r"^(?:large_)?list<(?:\w+): (.+)>$", name)
+    if m:  # contracts stored before exact types were kept (serialized) name lists this way
+        return pa.list_(parse_type(m.group(1)))
     try:
         return pa.type_for_alias(name)
     except ValueError:
         return pa.string()  # an exotic type: kept as text rather than refused
 
 
-def lake_type(t: pa.DataType) -> pa.DataType:
-    """The type a column is kept as: what Delta stores, timestamps in UTC microseconds."""
+def lake_type(t: pa.DataType, column: str = "?") -> pa.DataType:
+    """The type a column is kept as: what Delta stores, timestamps in UTC microseconds.
+    Raises ``ContractError`` naming the column for a type the lake cannot keep."""
+    if pa.types.is_interval(t) or pa.types.is_duration(t) or \
+            isinstance(t, pa.BaseExtensionType):
+        raise ContractError(f"column '{column}' has type {t}, which the lake cannot store",
+                            hint="declare the column's type under columns:, or cast it at the "
+                                 "source (see docs/ingestion.md)")
     if pa.types.is_timestamp(t):
         return TS
     if pa.types.is_null(t):
@@ -100,12 +134,18 @@ class Contract:
     """The columns (name -> type) a stream's rows must have, and the rules they must pass."""
 
     def __init__(self, source: str, spec: SourceSpec,
-                 stored: list[dict[str, str]] | None = None) -> None:
+                 stored: list[dict[str, str]] | None = None,
+                 source_types: dict[str, pa.DataType] | None = None) -> None:
         self.source = source
         self.spec = spec
         self.types: dict[str, pa.DataType] = {}
         for stored_col in stored or []:
-            self.types[stored_col["name"]] = parse_type(stored_col["type"])
+            self.types[stored_col["name"]] = stored_type(stored_col)
+        # the types the source declares (a database's schema): the first load takes them
+        # instead of inferring from values; later, they type the columns that appear
+        self.source_types = dict(source_types or {})
+        if not stored:
+            self.types.update(self.source_types)
         for name, col in spec.columns.items():
             if col.arrow_type is not None:
                 self.types[name] = col.arrow_type  # a declaration beats an inference
@@ -115,8 +155,7 @@ class Contract:
         self._unique_seen: dict[str, pa.Array] = {}
 
     def to_json(self) -> list[dict[str, str]]:
-        return [{"name": n, "type": type_name(t)} for n, t in self.types.items()
-                if not pa.types.is_null(t)]
+        return [type_json(n, t) for n, t in self.types.items() if not pa.types.is_null(t)]
 
     def schema(self) -> pa.Schema:
         return pa.schema([(n, pa.string() if pa.types.is_null(t) else t)
@@ -159,7 +198,7 @@ class Contract:
             values = table[name]
             want = self.types.get(name)
             if want is None or pa.types.is_null(want):
-                got = lake_type(values.type)
+                got = lake_type(values.type, name)
                 values = _cast_safe(values, got)
                 if not pa.types.is_null(got):
                     self.types[name] = got
@@ -209,7 +248,8 @@ class Contract:
                 f"; looks like '{rename}' renamed (to keep the old name, declare columns: "
                 f"{{{rename}: {{aliases: [{name}]}}}})" if rename else "")
             if policy == "evolve":
-                self.types[name] = lake_type(table[name].type)
+                self.types[name] = self.source_types.get(name) or \
+                    lake_type(table[name].type, name)
                 out.append(self._note("renamed_column" if rename else "new_column", name,
                                       detail, "column added", policy))
             elif policy == "quarantine":
@@ -248,9 +288,9 @@ class Contract:
                             f"primary key column '{key}' is missing from the source", None))
         if spec.cursor:
             if spec.cursor in good.column_names:
-                out.append((_mask(pc.is_null(good[spec.cursor])), spec.cursor,
-                            f"cursor '{spec.cursor}' is null: the row cannot be placed in time "
-                            "for incremental loads", None))
+                if not spec.primary_key:  # with a key, the row is merged by it (see load.py)
+                    out.append((_mask(pc.is_null(good[spec.cursor])), spec.cursor,
+                                null_cursor_reason(spec.cursor), None))
             else:
                 out.append((np.ones(n, dtype=bool), spec.cursor,
                             f"cursor column '{spec.cursor}' is missing from the source", None))

@@ -53,7 +53,7 @@ from tarmac.ingest.base import Chunk, Connector, FileMark, Stream
 from tarmac.ingest.connectors import open_connector
 from tarmac.ingest.contract import Contract, coerce
 from tarmac.ingest.spec import FileSource, SourceSpec, StreamSource
-from tarmac.lake import Stager, action_to_dict
+from tarmac.lake import Stager, action_to_dict, rows_in
 from tarmac.lake import quote_ident as _q
 
 if TYPE_CHECKING:
@@ -218,7 +218,8 @@ class _StreamLoad:
         r = self.result
         r.cursor_before = state.cursor["value"] if state and state.cursor else None
         contract = Contract(self.stream.source, self.spec,
-                            None if state is None else state.contract)
+                            None if state is None else state.contract,
+                            self.connector.source_types(self.stream))
         since = None if self.full_refresh else _since(state, self.spec)
         # a full_refresh source is re-issued whole: every load reads all of its files, so an
         # unchanged file is never mistaken for an empty snapshot (that would wipe the table)
@@ -339,6 +340,11 @@ class _StreamLoad:
             if data.num_rows:
                 checked = contract.check(data, chunk.origin)
                 good = checked.good
+                lost = data.num_rows - good.num_rows - checked.rejected.num_rows
+                if lost:  # every row the contract saw is passed or rejected, never dropped
+                    raise TarmacError(
+                        f"source '{self.stream.source}': {lost:,} row(s) of {chunk.origin} were "
+                        "neither passed nor rejected by the contract; nothing was committed")
                 if checked.rejected.num_rows:
                     self._reject(checked.rejected, at)
                 if spec.cursor and good.num_rows:
@@ -372,7 +378,8 @@ class _StreamLoad:
         except (pa.ArrowInvalid, pa.ArrowNotImplementedError, TypeError):
             return data  # not comparable: the contract and dedup decide
         keep = pc.greater(col, bound) if strict else pc.greater_equal(col, bound)
-        kept = data.filter(pc.fill_null(keep, False))
+        # a NULL cursor is never "before the window": merged by key, or quarantined (once)
+        kept = data.filter(pc.or_(pc.fill_null(keep, False), pc.is_null(col)))
         self.result.duplicates += data.num_rows - kept.num_rows
         return kept
 
@@ -416,11 +423,7 @@ class _StreamLoad:
                     self._restage(final, self.load_id)
         data_files = [action_to_dict(a) for a in (self._data.close() if self._data else [])]
         q_files = self._new_rejects()
-        if r.rows_read != r.rows_loaded + r.rows_quarantined + r.duplicates:
-            raise TarmacError(
-                f"source '{self.stream.source}': row accounting does not add up (read "
-                f"{r.rows_read:,} != loaded {r.rows_loaded:,} + quarantined "
-                f"{r.rows_quarantined:,} + duplicates {r.duplicates:,}); nothing was committed")
+        self._reconcile(data_files, merge_file, q_files)
         cursor = _cursor_state(staged.newest, state, self.full_refresh)
         r.cursor_after = cursor["value"] if cursor else None
         schema = contract.schema()
@@ -439,6 +442,29 @@ class _StreamLoad:
             "column_tags": {c: list(col.tags) for c, col in self.spec.columns.items()
                             if col.tags},
         }
+
+    def _reconcile(self, data_files: list[dict[str, Any]], merge_file: str | None,
+                   q_files: list[dict[str, Any]]) -> None:
+        """``read == loaded + quarantined + duplicates``, with loaded and quarantined counted
+        in the files about to be committed (not in the counters kept while reading): a row
+        that vanished anywhere on the way fails the load, naming how many."""
+        r = self.result
+        loaded = sum(rows_in(f) for f in data_files) + (
+            pq.ParquetFile(merge_file).metadata.num_rows if merge_file else 0)
+        quarantined = sum(rows_in(f) for f in q_files)
+        where = f"source '{self.stream.source}'"
+        if (loaded, quarantined) != (r.rows_loaded, r.rows_quarantined):
+            raise TarmacError(
+                f"{where}: row accounting does not add up: the load counted {r.rows_loaded:,} "
+                f"loaded and {r.rows_quarantined:,} quarantined, but its files hold {loaded:,} "
+                f"and {quarantined:,}; nothing was committed")
+        missing = r.rows_read - (loaded + quarantined + r.duplicates)
+        if missing:
+            raise TarmacError(
+                f"{where}: row accounting does not add up: {abs(missing):,} row(s) "
+                f"{'unaccounted for' if missing > 0 else 'counted twice'} (read "
+                f"{r.rows_read:,} != loaded {loaded:,} + quarantined {quarantined:,} + "
+                f"duplicates {r.duplicates:,}); nothing was committed")
 
     def _restage(self, final: Path | None, tag: str) -> None:
         """The deduplicated rows as the table's uncommitted data files."""
@@ -505,6 +531,18 @@ class _StreamLoad:
                 assert dt is not None
                 cols = list(spec.primary_key) + ([spec.cursor] if spec.cursor else [])
                 existing = dt.to_pyarrow_dataset()
+                # rows without a cursor value are re-read every load: one the table holds
+                # unchanged is a duplicate, a changed one an update
+                null_cursor = bool(spec.cursor and spec.load_mode == "merge" and con.execute(
+                    f"SELECT 1 FROM read_parquet('{glob}', union_by_name = true) WHERE "
+                    f"{_q(spec.cursor or '')} IS NULL LIMIT 1").fetchall())
+                same: list[str] = []
+                if null_cursor:
+                    staged = [d[0] for d in con.execute(
+                        f"SELECT * FROM read_parquet('{glob}', union_by_name = true) LIMIT 0"
+                    ).description]
+                    same = [c for c in staged if c in existing.schema.names and c not in cols]
+                    cols += same
                 if all(c in existing.schema.names for c in cols):
                     # only the table's rows whose first key falls in the incoming keys' range:
                     # file and row-group statistics skip the rest (new ids skip almost all)
@@ -521,7 +559,11 @@ class _StreamLoad:
                                  existing.scanner(columns=cols, filter=where).to_reader())
                     match = " AND ".join(f"t.{_q(k)} = d.{_q(k)}" for k in spec.primary_key)
                     if spec.cursor and spec.load_mode == "merge":
-                        match += f" AND t.{_q(spec.cursor)} >= d.{_q(spec.cursor)}"
+                        c = _q(spec.cursor)
+                        unchanged = " AND ".join(
+                            [f"t.{c} IS NULL", f"d.{c} IS NULL"] +
+                            [f"t.{_q(x)} IS NOT DISTINCT FROM d.{_q(x)}" for x in same])
+                        match += f" AND (t.{c} >= d.{c} OR ({unchanged}))"
                     query = (f"SELECT * FROM ({query}) d WHERE NOT EXISTS "
                              f"(SELECT 1 FROM __target t WHERE {match})")
             con.execute(f"COPY ({query}) TO '{out}' (FORMAT parquet)")

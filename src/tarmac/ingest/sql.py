@@ -13,7 +13,7 @@ Example source::
 
 from __future__ import annotations
 
-import contextlib
+import warnings
 from collections.abc import Iterator
 from datetime import date, datetime
 from pathlib import Path
@@ -21,13 +21,25 @@ from typing import Any
 
 import pyarrow as pa
 import sqlalchemy as sa
-from sqlalchemy.exc import DBAPIError, NoSuchTableError, SQLAlchemyError
+from sqlalchemy.exc import DBAPIError, NoSuchTableError, SAWarning, SQLAlchemyError
 
 from tarmac.config import redact
 from tarmac.errors import SourceError
 from tarmac.ingest.base import Chunk, Connector, Sample, Stream, rebatch, table_name
 from tarmac.ingest.spec import SqlSource
+from tarmac.ingest.sql_types import (
+    SqlColumn,
+    UnmappableType,
+    fit_bits,
+    map_columns,
+    needs_python,
+    plain_array,
+    python_value,
+    select_expr,
+)
 
+#: PostgreSQL writes intervals as ISO-8601 durations (P1Y2M3DT4H5M6S) in this session
+ISO_INTERVALS = "SET intervalstyle = 'iso_8601'"
 _DRIVERS = {"postgresql": "postgresql+psycopg", "postgres": "postgresql+psycopg",
             "mysql": "mysql+pymysql", "mariadb": "mysql+pymysql"}
 
@@ -39,6 +51,7 @@ class SqlConnector(Connector[SqlSource]):
         super().__init__(name, spec, root)
         self._engine: sa.Engine | None = None
         self._columns: dict[str, dict[str, Any]] = {}  # stream -> column -> SQLAlchemy type
+        self._mapped: dict[str, list[SqlColumn]] = {}  # stream -> its columns' lake types
 
     # -- connection ---------------------------------------------------------------------------
 
@@ -127,30 +140,44 @@ class SqlConnector(Connector[SqlSource]):
             return sa.text(f"({self.spec.query.strip().rstrip(';')}) AS src")
         return sa.table(stream.name, schema=self.spec.db_schema)
 
+    def _inspect(self, stream: Stream) -> list[dict[str, Any]]:
+        """The table's columns as SQLAlchemy inspects them (none for a query)."""
+        if self.spec.query:
+            return []
+        try:
+            with self.engine().connect() as conn, warnings.catch_warnings():
+                # a type SQLAlchemy does not know is ours to report (see sql_types)
+                warnings.simplefilter("ignore", SAWarning)
+                return [dict(c) for c in sa.inspect(conn).get_columns(
+                    stream.name, schema=self.spec.db_schema)]
+        except (NoSuchTableError, SQLAlchemyError):
+            return []
+
     def _types(self, stream: Stream) -> dict[str, Any]:
         """Column name -> SQLAlchemy type, reflected once per stream (empty for queries)."""
         if stream.name not in self._columns:
-            types: dict[str, Any] = {}
-            if not self.spec.query:
-                try:
-                    with self.engine().connect() as conn:
-                        for col in sa.inspect(conn).get_columns(stream.name,
-                                                                schema=self.spec.db_schema):
-                            types[col["name"]] = col["type"]
-                except (NoSuchTableError, SQLAlchemyError):
-                    pass
-            self._columns[stream.name] = types
+            self._columns[stream.name] = {c["name"]: c["type"] for c in self._inspect(stream)}
         return self._columns[stream.name]
 
+    def _mapped_columns(self, stream: Stream) -> list[SqlColumn]:
+        """The table's columns with their lake types (see ``sql_types``)."""
+        if stream.name not in self._mapped:
+            columns = [{"name": n, "type": t} for n, t in self._types(stream).items()]
+            try:
+                self._mapped[stream.name] = map_columns(self.engine().dialect.name,
+                                                        stream.name, columns)
+            except UnmappableType as exc:
+                raise self.error(str(exc), hint="select it through a `query:` with a CAST to "
+                                 "a type the lake keeps (see docs/ingestion.md)") from None
+        return self._mapped[stream.name]
+
+    def source_types(self, stream: Stream) -> dict[str, pa.DataType]:
+        """The lake type of every column the table declares (none for a query): the contract
+        starts from these, so no batch's values can change a column's type."""
+        return {c.name: c.arrow for c in self._mapped_columns(stream) if c.arrow is not None}
+
     def _arrow_types(self, stream: Stream) -> dict[str, pa.DataType]:
-        """Columns whose Arrow type must come from the table, not from the values read: exact
-        decimals keep their declared precision (``12.50`` alone would infer decimal(4, 2))."""
-        out: dict[str, pa.DataType] = {}
-        for name, col_type in self._types(stream).items():
-            if isinstance(col_type, sa.Numeric) and not isinstance(col_type, sa.Float) and \
-                    col_type.precision and col_type.precision <= 38:
-                out[name] = pa.decimal128(col_type.precision, col_type.scale or 0)
-        return out
+        return self.source_types(stream)
 
     def _pushdown(self, stream: Stream, since: Any) -> bool:
         """Filter by cursor in the database only where it compares as the loader will."""
@@ -169,9 +196,19 @@ class SqlConnector(Connector[SqlSource]):
 
     def _select(self, stream: Stream, since: Any, limit: int | None = None) -> sa.Select[Any]:
         rel = self._relation(stream)
-        stmt: sa.Select[Any] = sa.select(sa.literal_column("*")).select_from(rel)
+        columns = self._mapped_columns(stream)
+        if self.engine().dialect.name == "postgresql" and \
+                any(c.read_as != "plain" for c in columns):
+            # uuid, interval, json, money...: read in their lake type by the database itself
+            stmt: sa.Select[Any] = sa.select(*[select_expr(c) for c in columns]) \
+                .select_from(rel)
+        else:
+            stmt = sa.select(sa.literal_column("*")).select_from(rel)
         if self._pushdown(stream, since):
-            stmt = stmt.where(sa.column(self.spec.cursor or "") >= sa.bindparam("since", since))
+            # rows without a cursor value are read every time: merged by key, or quarantined
+            # (once) without one; never silently left behind (see load.py)
+            cursor: Any = sa.column(self.spec.cursor or "")
+            stmt = stmt.where(sa.or_(cursor >= sa.bindparam("since", since), cursor.is_(None)))
         if limit is not None:
             stmt = stmt.limit(limit)
         return stmt
@@ -216,20 +253,28 @@ class SqlConnector(Connector[SqlSource]):
         types = self._arrow_types(stream)
         try:
             with adbc.connect(uri) as conn, conn.cursor() as cur:
+                cur.execute(ISO_INTERVALS)
                 cur.execute(sql, args or None)
                 batches = (plain_batch(b, types) for b in cur.fetch_record_batch())
                 for table in rebatch(batches, self.spec.batch_size):
                     yield Chunk(table, origin=stream.location, nbytes=table.nbytes)
         except adbc.Error as exc:
             raise self._failed(exc, f"reading {stream.name} from") from None
+        except UnmappableType as exc:
+            raise self.error(f"{stream.location}: {exc}",
+                             hint="CAST it in the query to a type the lake keeps (see "
+                                  "docs/ingestion.md)") from None
 
     def sample(self, stream: Stream, rows: int) -> Sample:
         rel = self._relation(stream)
         try:
             with self.engine().connect() as conn:
+                if conn.dialect.name == "postgresql":
+                    conn.exec_driver_sql(ISO_INTERVALS)
                 total = conn.execute(sa.select(sa.func.count()).select_from(rel)).scalar_one()
                 result = conn.execute(self._select(stream, None, limit=rows))
-                table = rows_to_table(list(result.keys()), result.fetchall())
+                table = rows_to_table(list(result.keys()), result.fetchall(),
+                                      self.source_types(stream))
                 # exact newest values over the whole table: the cursor and every temporal column
                 temporal = [c for c, ct in self._types(stream).items() if _is_temporal(ct)]
                 wanted = [c for c in dict.fromkeys([self.spec.cursor, *temporal])
@@ -255,21 +300,35 @@ def _is_temporal(col_type: Any) -> bool:
 
 def rows_to_table(names: list[str], rows: Any,
                   types: dict[str, pa.DataType] | None = None) -> pa.Table:
-    """DB-API rows -> an Arrow table, in the ``types`` given where the values fit them. A
-    column whose values do not share one type (SQLite's dynamic typing: 12.5 next to '12,50')
-    becomes strings, for the contract to coerce; an inferred decimal gets the widest precision,
-    as the first values read say nothing of the largest to come."""
+    """DB-API rows -> an Arrow table, in the ``types`` given (the source's declared ones)
+    where the values fit them. A column whose values do not (a MariaDB zero date among
+    datetimes, SQLite's dynamic typing: 12.5 next to '12,50') becomes strings, for the contract
+    to coerce to the declared type or quarantine with the raw text; an inferred decimal gets
+    the widest precision, as the first values read say nothing of the largest to come."""
     columns = list(zip(*rows, strict=True)) if rows else [() for _ in names]
     arrays = []
-    for name, values in zip(names, columns, strict=True):
+    for name, column in zip(names, columns, strict=True):
         want = (types or {}).get(name)
+        values: Any = column
         try:
             array = pa.array(values, want)
         except (pa.ArrowInvalid, pa.ArrowTypeError, OverflowError):
+            # values of driver types the lake keeps otherwise (UUID, MySQL TIME and BIT):
+            # converted only here, when the plain conversion failed
+            values = [python_value(v) for v in values] if needs_python(values) else values
+            if want is not None and (pa.types.is_boolean(want) or pa.types.is_integer(want)):
+                values = fit_bits(list(values), want)
             try:
-                array = pa.array(values)
+                array = pa.array(values, want)
             except (pa.ArrowInvalid, pa.ArrowTypeError, OverflowError):
-                array = pa.array([None if v is None else str(v) for v in values], pa.string())
+                try:
+                    array = pa.array(values)
+                    if want is not None and not pa.types.is_string(array.type):
+                        array = array.cast(want)  # e.g. 0/1 ints of a boolean column
+                except (pa.ArrowInvalid, pa.ArrowTypeError, pa.ArrowNotImplementedError,
+                        OverflowError):
+                    array = pa.array([None if v is None else str(v) for v in values],
+                                     pa.string())
         if want is None and pa.types.is_decimal(array.type):
             array = array.cast(pa.decimal128(38, min(array.type.scale, 38)))
         arrays.append(array)
@@ -277,17 +336,12 @@ def rows_to_table(names: list[str], rows: Any,
 
 
 def plain_batch(batch: pa.RecordBatch, types: dict[str, pa.DataType]) -> pa.RecordBatch:
-    """ADBC's extension columns (PostgreSQL ``numeric`` arrives as an opaque type over text) as
-    plain Arrow: the declared decimal where the table has one, else the text itself."""
-    if not any(isinstance(t, pa.BaseExtensionType) for t in batch.schema.types):
+    """A batch as ADBC returned it, in types the lake stores: extension columns (PostgreSQL
+    ``numeric`` as an opaque type over text, uuid, json) as the declared type where the table
+    has one, else their text; intervals as ISO-8601 text (see ``sql_types.plain_array``)."""
+    if not any(isinstance(t, pa.BaseExtensionType) or pa.types.is_interval(t) or
+               pa.types.is_duration(t) or pa.types.is_time(t) for t in batch.schema.types):
         return batch
-    arrays = []
-    for name, array in zip(batch.schema.names, batch.columns, strict=True):
-        if isinstance(array.type, pa.BaseExtensionType):
-            array = array.storage
-            if name in types:  # else, or if it does not fit, text for the contract to coerce
-                with contextlib.suppress(pa.ArrowInvalid, pa.ArrowNotImplementedError):
-                    array = array.cast(types[name])
-        arrays.append(array)
+    arrays = [plain_array(name, array, types.get(name))
+              for name, array in zip(batch.schema.names, batch.columns, strict=True)]
     return pa.RecordBatch.from_arrays(arrays, names=batch.schema.names)
-

@@ -13,6 +13,8 @@ Example::
 
 from __future__ import annotations
 
+import contextlib
+import json
 import random
 import re
 import time
@@ -63,6 +65,7 @@ Txn = tuple[str, int]  # (application id, version): Delta's idempotent-write mar
 NAME = re.compile(r"^[a-z_][a-z0-9_]{0,62}$")
 RUN_KEY, ACTOR_KEY = "tarmac.run_id", "tarmac.actor"
 OPERATION_KEY, TOKEN_KEY = "tarmac.operation", "tarmac.write_id"
+METRICS_KEY = "tarmac.metrics"  # our row counts, on commits whose Delta metrics lack them
 MAX_ATTEMPTS = 5
 
 
@@ -190,7 +193,9 @@ class Lake:
         """Versions newest first: time, operation, rows added/removed, run id, actor."""
         out = []
         for h in self.table(name).history(limit):
-            metrics = h.get("operationMetrics") or h.get("tarmac.metrics") or {}
+            # Delta's own metrics, overlaid with ours: staged-file commits have none, and
+            # delta-rs does not count the rows an overwrite removes
+            metrics = {**(h.get("operationMetrics") or {}), **_metrics(h.get(METRICS_KEY))}
             out.append({
                 "version": h["version"],
                 "time": datetime.fromtimestamp(h["timestamp"] / 1000, UTC),
@@ -259,8 +264,11 @@ class Lake:
             data = merge_source(name, data, keys, on_duplicate, target)
             if existing is not None:
                 return self._merge(name, existing, data, keys or [], target, new_cols, run, txn)
-        props = self._props(run, txn)
         removed = row_count(existing) if (existing is not None and mode == "overwrite") else 0
+        known: dict[str, int] = {"num_deleted_rows": removed}
+        if isinstance(data, pa.Table):  # a stream is counted by delta-rs's own metrics
+            known["num_added_rows"] = data.num_rows
+        props = self._props(run, txn, metrics=known)
         counter = RowCounter()
         schema_mode: Literal["merge", "overwrite"] | None = "overwrite" if (
             replace_schema and mode == "overwrite") else ("merge" if new_cols else None)
@@ -390,8 +398,9 @@ class Lake:
         with self.ledger.ensure_run(f"lake.{mode}", params={"table": name}) as run:
             existing = self.latest(name)
             token = str(uuid.uuid4())
-            props = self._props(run, txn, operation=operation, token=token)
             if existing is None:
+                props = self._props(run, txn, operation=operation, token=token,
+                                    metrics={"num_added_rows": rows, "num_deleted_rows": 0})
                 create_table_with_add_actions(uri, Schema.from_arrow(schema), actions,
                                               mode="append", name=name, description=description,
                                               commit_properties=props,
@@ -409,14 +418,19 @@ class Lake:
                     # a full reload under a changed contract: the table takes the new schema
                     # (an empty overwrite first; the data commit below carries the txn marker,
                     # so a crash in between is finished by the rerun)
+                    cleared = {"num_added_rows": 0, "num_deleted_rows": row_count(existing)}
                     write_deltalake(existing, schema.empty_table(), mode="overwrite",
-                                    schema_mode="overwrite", commit_properties=self._props(run),
+                                    schema_mode="overwrite",
+                                    commit_properties=self._props(run, metrics=cleared),
                                     storage_options=self.storage_options)
                     target, new_cols, mode = schema, [], "append"
                 if new_cols:
                     existing.alter.add_columns(
                         [f for f in Schema.from_arrow(target).fields if f.name in new_cols])
                 removed = row_count(existing) if mode == "overwrite" else 0
+                props = self._props(run, txn, operation=operation, token=token,
+                                    metrics={"num_added_rows": rows,
+                                             "num_deleted_rows": removed})
                 before = existing.version()
                 changes: list[AddAction | RemoveAction] = list(actions)
                 existing.create_write_transaction(changes, mode=mode, schema=target,
@@ -460,20 +474,25 @@ class Lake:
     # -- internals ---------------------------------------------------------------------------
 
     def _metadata(self, run: ActiveRun, *, operation: str | None = None,
-                  token: str | None = None) -> dict[str, Any]:
+                  token: str | None = None,
+                  metrics: dict[str, int] | None = None) -> dict[str, Any]:
         """What every commit carries: run id and actor (and, for commits made from file
-        actions, which delta-rs logs as WRITE, the real operation and a token to find it)."""
-        meta = {RUN_KEY: run.id, ACTOR_KEY: run.actor}
+        actions, which delta-rs logs as WRITE, the real operation and a token to find it;
+        and the rows added and removed where Delta's metrics would not say, for history)."""
+        meta: dict[str, Any] = {RUN_KEY: run.id, ACTOR_KEY: run.actor}
         if operation:
             meta[OPERATION_KEY] = operation
         if token:
             meta[TOKEN_KEY] = token
+        if metrics is not None:
+            meta[METRICS_KEY] = metrics
         return meta
 
     def _props(self, run: ActiveRun, txn: Txn | None = None, *,
-               operation: str | None = None, token: str | None = None) -> CommitProperties:
+               operation: str | None = None, token: str | None = None,
+               metrics: dict[str, int] | None = None) -> CommitProperties:
         return CommitProperties(custom_metadata=self._metadata(run, operation=operation,
-                                                               token=token),
+                                                               token=token, metrics=metrics),
                                 app_transactions=_transactions(txn))
 
     def _committed(self, name: str, dt: DeltaTable, before: int, token: str) -> DeltaTable:
@@ -547,6 +566,19 @@ class Lake:
             change=lambda conn: cat.upsert_dataset(conn, name=name, values=values,
                                                    keep_owner=True, keep_column_tags=True))
         return result
+
+
+def _metrics(value: Any) -> dict[str, Any]:
+    """``tarmac.metrics`` as read back from a commit (a dict, or JSON text if a writer
+    stored it as a string)."""
+    if isinstance(value, dict):
+        return value
+    if isinstance(value, str):
+        with contextlib.suppress(ValueError):
+            parsed = json.loads(value)
+            if isinstance(parsed, dict):
+                return parsed
+    return {}
 
 
 def _transactions(txn: Txn | None) -> list[Transaction] | None:
