@@ -387,10 +387,12 @@ def coerce(values: pa.ChunkedArray | pa.Array, target: pa.DataType,
 
 def _to_number(values: pa.Array, target: pa.DataType) -> pa.Array:
     if pa.types.is_string(values.type):
-        series = pd.to_numeric(pd.Series(values.to_numpy(zero_copy_only=False), dtype=object)
-                               .str.strip(), errors="coerce")
-        numbers = pa.array(series.to_numpy(dtype=np.float64, na_value=np.nan),
-                           from_pandas=True)
+        text = pd.Series(values.to_numpy(zero_copy_only=False), dtype=object).str.strip()
+        as_float = pd.to_numeric(text, errors="coerce").to_numpy(dtype=np.float64,
+                                                                na_value=np.nan)
+        # the text "nan" is the float NaN (as Arrow's CSV reader reads it); "n/a" is not a number
+        nan_text = text.str.lower().isin(["nan", "+nan", "-nan"]).to_numpy(dtype=bool)
+        numbers = pa.array(as_float, pa.float64(), mask=np.isnan(as_float) & ~nan_text)
     elif pa.types.is_boolean(values.type):
         numbers = values.cast(pa.int64())
     else:

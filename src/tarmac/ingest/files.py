@@ -184,12 +184,9 @@ class FileConnector(Connector[FileSource]):
                                  skip_rows_after_names=skip)
         parse = pacsv.ParseOptions(delimiter=self.spec.delimiter, invalid_row_handler=bad_row,
                                    newlines_in_values=False)
-        convert = pacsv.ConvertOptions(column_types=declared, strings_can_be_null=True,
-                                       quoted_strings_can_be_null=False)
         if as_text:
-            convert = pacsv.ConvertOptions(
-                column_types=dict.fromkeys(self._csv_header(mark.path), pa.string()),
-                strings_can_be_null=True)
+            declared = dict.fromkeys(self._csv_header(mark.path), pa.string())
+        convert = self._convert(declared)
         done = 0
         undecodable = False
         try:
@@ -228,6 +225,14 @@ class FileConnector(Connector[FileSource]):
         if rejects:
             yield Chunk(pa.table({}), mark.path, rejects=rejects)
 
+    def _convert(self, column_types: dict[str, pa.DataType]) -> pacsv.ConvertOptions:
+        """How CSV text becomes values: only an empty field (and the markers the source declares
+        in ``null_values``) is null. Arrow's default list (``NA``, ``NULL``, ``n/a``, ``#N/A``,
+        ...) would turn Namibia's country code into a null and lose a bad float's raw text."""
+        return pacsv.ConvertOptions(column_types=column_types,
+                                    null_values=["", *self.spec.null_values],
+                                    strings_can_be_null=True, quoted_strings_can_be_null=False)
+
     def _csv_header(self, path: str) -> list[str]:
         with self._open(path) as f:
             first = bytes(f.read(1 << 20)).split(b"\n", 1)[0]
@@ -258,8 +263,7 @@ class FileConnector(Connector[FileSource]):
             io.BytesIO(good[0] + b"".join(body)),  # decode_lines made it UTF-8
             parse_options=pacsv.ParseOptions(delimiter=self.spec.delimiter,
                                              invalid_row_handler=bad_row),
-            convert_options=pacsv.ConvertOptions(column_types=dict.fromkeys(header, pa.string()),
-                                                 strings_can_be_null=True))
+            convert_options=self._convert(dict.fromkeys(header, pa.string())))
         yield Chunk(table, mark.path, nbytes=len(raw), rejects=rejects + bad)
 
     # JSON lines -----------------------------------------------------------------------------

@@ -189,6 +189,7 @@ class FileSource(_Source):
     format: Literal["csv", "jsonl", "parquet"] | None = None
     delimiter: str = Field(default=",", min_length=1, max_length=1)
     encoding: str = "utf-8"
+    null_values: list[str] = Field(default_factory=list)  # CSV texts read as null, besides ""
     storage_options: dict[str, str] = Field(default_factory=dict)
     batch_size: int = Field(default=131_072, gt=0)
 
