@@ -10,12 +10,18 @@ without adding a junk column. Every load is checked against
 
 from __future__ import annotations
 
+import bz2
+import gzip
 import json
 from pathlib import Path
 
+import pyarrow as pa
+import pytest
+
+from tarmac.ingest.connectors import open_connector
 from tarmac.project import Project
 
-from .conftest import Declare, column, load, quarantined, rows
+from .conftest import Declare, column, exists, load, quarantined, rows
 
 MARKERS = ["NA", "NULL", "nan", "n/a", "N/A", "#N/A"]
 
@@ -77,3 +83,84 @@ def test_declared_null_values(project: Project, declare: Declare) -> None:
     assert rows(p, "SELECT id, amount, note FROM m ORDER BY id") == [
         {"id": 1, "amount": 1.5, "note": "x"}, {"id": 2, "amount": None, "note": None},
         {"id": 3, "amount": None, "note": "NA"}]
+
+
+# -- compressed files (item 3) ----------------------------------------------------------------
+
+CSV = "id,name,amount\n" + "".join(f"{i},n{i},{i * 1.5}\n" for i in range(1, 2001))
+JSONL = "".join(json.dumps({"id": i, "kind": "click" if i % 2 else "view"}) + "\n"
+                for i in range(1, 1001))
+
+
+def zstd(data: bytes) -> bytes:
+    return pa.compress(data, codec="zstd", asbytes=True)  # a standard zstd frame
+
+
+@pytest.mark.parametrize(("name", "packed", "n"), [
+    ("orders.csv.gz", gzip.compress(CSV.encode()), 2000),
+    ("orders.csv.bz2", bz2.compress(CSV.encode()), 2000),
+    ("orders.csv.zst", zstd(CSV.encode()), 2000),
+    ("events.jsonl.zst", zstd(JSONL.encode()), 1000),
+    ("events.jsonl.gz", gzip.compress(JSONL.encode()), 1000),
+    ("orders.csv", gzip.compress(CSV.encode()), 2000),  # mislabelled: gzip named .csv
+    ("events.jsonl.gz", JSONL.encode(), 1000),  # mislabelled: plain text named .gz
+])
+def test_compressed_files_are_read(project: Project, declare: Declare, name: str,
+                                   packed: bytes, n: int) -> None:
+    write(project, f"data/{name}", packed)
+    p = declare(project, {"src": {"type": "file", "path": f"data/{name}", "primary_key": "id"}})
+    r = load(p, "src")
+    assert (r.rows_read, r.rows_loaded, r.rows_quarantined, r.files) == (n, n, 0, 1)
+    assert r.bytes_read == len(packed)
+    assert rows(p, "SELECT count(*) AS n, max(id) AS top FROM src") == [{"n": n, "top": n}]
+    if name.startswith("orders"):
+        assert rows(p, "SELECT name, amount FROM src WHERE id = 7") == [
+            {"name": "n7", "amount": 10.5}]
+    connector = open_connector("src", p.sources["src"], p.root)
+    assert connector is not None
+    sample = connector.sample(connector.streams()[0], 10)  # the survey counts the text's rows
+    assert (sample.rows.num_rows, sample.total_rows, sample.estimated) == (10, n, False)
+
+
+def test_compressed_csv_bigger_than_a_block(project: Project, declare: Declare,
+                                            monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr("tarmac.ingest.files.CSV_BLOCK", 4096)
+    write(project, "data/o.csv.gz", gzip.compress(CSV.encode()))
+    p = declare(project, {"o": {"type": "file", "path": "data/*.csv.gz", "batch_size": 300}})
+    r = load(p, "o")
+    assert (r.rows_read, r.rows_loaded) == (2000, 2000)
+    assert column(p, "o", "id") == list(range(1, 2001))
+
+
+@pytest.mark.parametrize(("content", "says"), [
+    (b"PK\x03\x04" + b"\x00" * 64, "is a zip archive"),
+    (b"\xfd7zXZ\x00" + b"\x01" * 64, "is an xz file"),
+    (b"id,name\x00\x01\x02\n\x00\x00\x00", "is binary data"),
+])
+def test_archives_and_binary_files_fail_clearly(project: Project, declare: Declare,
+                                                content: bytes, says: str) -> None:
+    write(project, "data/x.csv", content)
+    p = declare(project, {"x": {"type": "file", "path": "data/x.csv"}})
+    r = load(p, "x", ok=False)
+    assert says in (r.error or ""), r.error
+    assert not exists(p, "x")
+    write(project, "data/x.csv", "id\n1\n")  # the file is not remembered: a fixed one loads
+    assert load(p, "x").rows_loaded == 1
+
+
+def test_corrupt_gzip_fails_and_is_not_remembered(project: Project, declare: Declare) -> None:
+    packed = gzip.compress(CSV.encode())
+    path = write(project, "data/o.csv.gz", packed[:10] + b"\xff" * 200 + packed[210:])
+    p = declare(project, {"o": {"type": "file", "path": "data/o.csv.gz"}})
+    r = load(p, "o", ok=False)
+    assert "data/o.csv.gz" in (r.error or "") and "Traceback" not in (r.error or "")
+    assert not exists(p, "o")
+    path.write_bytes(packed)
+    assert load(p, "o").rows_loaded == 2000
+
+
+def test_a_header_only_csv_is_a_real_empty_file(project: Project, declare: Declare) -> None:
+    write(project, "data/e.csv", "id,name\n")
+    p = declare(project, {"e": {"type": "file", "path": "data/e.csv"}})
+    r = load(p, "e")
+    assert (r.rows_read, r.files) == (0, 1)

@@ -34,6 +34,7 @@ import pyarrow.fs as pafs
 import pyarrow.json as pajson
 import pyarrow.parquet as pq
 
+from tarmac.ingest import compression
 from tarmac.ingest.base import (
     Chunk,
     Connector,
@@ -127,7 +128,9 @@ class FileConnector(Connector[FileSource]):
                                                                          mark.mtime_ns):
                 continue  # loaded before, unchanged
             last: Chunk | None = None
+            found = 0  # rows and rejects: a file with content must yield some
             for chunk in self._read_file(mark):
+                found += chunk.data.num_rows + len(chunk.rejects)
                 # bytes read are the file's bytes, counted once (not the parsed Arrow size)
                 chunk.nbytes = mark.size if last is None else 0
                 if last is not None:
@@ -135,6 +138,8 @@ class FileConnector(Connector[FileSource]):
                 last = chunk
             if last is None:
                 last = Chunk(pa.table({}), origin=mark.path, nbytes=mark.size)
+            if not found and mark.size:
+                self._check_empty(mark)
             last.done_file = mark
             yield last
 
@@ -153,6 +158,25 @@ class FileConnector(Connector[FileSource]):
             raise self.error(f"{mark.path} disappeared while it was being read") from None
         except pa.ArrowInvalid as exc:
             raise self.error(f"{mark.path} is not a readable {fmt} file: {exc}") from None
+        except OSError as exc:  # a corrupt compressed stream, a failing disk or network
+            raise self.error(f"cannot read {mark.path}: {exc}") from None
+
+    def _check_empty(self, mark: FileMark) -> None:
+        """A file with bytes that yields no row and no reject was not understood (raw bytes
+        taken for a header): fail rather than remember it as loaded. A CSV with only its header
+        line, or a Parquet file without rows, is a real empty file."""
+        fmt = self.spec.file_format(mark.path)
+        if fmt == "parquet":
+            return
+        with self._open_text(mark.path) as f:
+            head = bytes(f.read(1 << 20))
+        lines = [line for line in head.splitlines() if line.strip()]
+        if len(lines) <= (1 if fmt == "csv" else 0):
+            return
+        raise self.error(f"{mark.path} has {mark.size:,} bytes but no {fmt} rows could be read "
+                         "from it; nothing was loaded",
+                         hint="check the file's format, delimiter and compression (gzip, zstd "
+                              "and bz2 are read)")
 
     def _open(self, path: str) -> Any:
         if self.remote:
@@ -160,8 +184,34 @@ class FileConnector(Connector[FileSource]):
             return fs.open_input_stream(inner)
         return pa.OSFile(path, "rb")
 
+    def _open_raw_text(self, path: str) -> tuple[Any, Any]:
+        """The text stream of a CSV or JSON-lines file, decompressed when its first bytes say
+        gzip, zstd or bz2, and the raw stream under it (its position: compressed bytes read).
+        An archive or a binary file fails here, naming what it is."""
+        raw = self._open(path)
+        try:
+            head = bytes(raw.read(compression.HEAD))
+            codec = compression.sniff(head)
+            what = None if codec else compression.unreadable(head)
+            if what is not None:
+                raise self.error(f"{path} is {what}, not {self.spec.file_format(path)} text",
+                                 hint="Tarmac reads plain, gzip, zstd and bz2 files; unpack "
+                                      "archives first")
+            if raw.seekable():
+                raw.seek(0)
+            else:
+                raw.close()
+                raw = self._open(path)
+        except BaseException:
+            raw.close()
+            raise
+        return compression.decompressed(raw, codec), raw
+
+    def _open_text(self, path: str) -> Any:
+        return self._open_raw_text(path)[0]
+
     def _read_bytes(self, path: str) -> bytes:
-        with self._open(path) as f:
+        with self._open_text(path) as f:
             return bytes(f.read())
 
     # CSV ------------------------------------------------------------------------------------
@@ -190,7 +240,7 @@ class FileConnector(Connector[FileSource]):
         done = 0
         undecodable = False
         try:
-            with self._open(mark.path) as f:
+            with self._open_text(mark.path) as f:
                 reader = pacsv.open_csv(f, read_options=read, parse_options=parse,
                                         convert_options=convert)
 
@@ -234,7 +284,7 @@ class FileConnector(Connector[FileSource]):
                                     strings_can_be_null=True, quoted_strings_can_be_null=False)
 
     def _csv_header(self, path: str) -> list[str]:
-        with self._open(path) as f:
+        with self._open_text(path) as f:
             first = bytes(f.read(1 << 20)).split(b"\n", 1)[0]
         return pacsv.read_csv(io.BytesIO(first + b"\n"),
                               read_options=pacsv.ReadOptions(encoding=self.spec.encoding),
@@ -355,13 +405,16 @@ class FileConnector(Connector[FileSource]):
         if fmt == "parquet":
             with self._open(mark.path) as f:
                 return pq.ParquetFile(f).metadata.num_rows, False
-        with self._open(mark.path) as f:
-            head = bytes(f.read(SAMPLE_BYTES))
+        text, raw = self._open_raw_text(mark.path)
+        with text:
+            head = bytes(text.read(SAMPLE_BYTES))
+            whole = len(bytes(text.read(1))) == 0
+            used = raw.tell() if text is not raw else len(head)  # bytes of the file read
         lines = head.count(b"\n") + (0 if head.endswith(b"\n") or not head else 1)
         header = 1 if fmt == "csv" else 0
-        if len(head) >= mark.size:
+        if whole:
             return max(lines - header, 0), False
-        per_byte = (head.count(b"\n") or 1) / len(head)
+        per_byte = (head.count(b"\n") or 1) / max(used, 1)
         return max(int(per_byte * mark.size) - header, 0), True
 
     def sample(self, stream: Stream, rows: int) -> Sample:

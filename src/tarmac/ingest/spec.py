@@ -25,6 +25,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 from tarmac.config import describe, redact
 from tarmac.errors import ConfigError
 from tarmac.humanize import parse_duration
+from tarmac.ingest.compression import strip_extension
 
 Mode = Literal["append", "merge", "full_refresh"]
 DriftPolicy = Literal["evolve", "quarantine", "fail"]
@@ -262,8 +263,9 @@ SourceSpecType = Annotated[SourceSpec, Field(discriminator="type")]
 
 
 def file_format(path: str) -> str | None:
-    """``csv``, ``jsonl`` or ``parquet`` from a path's extension (``.gz`` allowed), else None."""
-    name = path.lower().removesuffix(".gz")
+    """``csv``, ``jsonl`` or ``parquet`` from a path's extension (``.gz``, ``.zst``, ``.bz2``
+    allowed), else None."""
+    name = strip_extension(path.lower())
     for suffix, fmt in ((".csv", "csv"), (".tsv", "csv"), (".jsonl", "jsonl"),
                         (".ndjson", "jsonl"), (".json", "jsonl"), (".parquet", "parquet"),
                         (".pq", "parquet")):
