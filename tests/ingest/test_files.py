@@ -13,11 +13,16 @@ from __future__ import annotations
 import bz2
 import gzip
 import json
+import re
 from pathlib import Path
 
 import pyarrow as pa
 import pytest
+from typer.testing import CliRunner
 
+import tarmac
+from tarmac.cli import app
+from tarmac.errors import ConfigError
 from tarmac.ingest.connectors import open_connector
 from tarmac.project import Project
 
@@ -164,3 +169,72 @@ def test_a_header_only_csv_is_a_real_empty_file(project: Project, declare: Decla
     p = declare(project, {"e": {"type": "file", "path": "data/e.csv"}})
     r = load(p, "e")
     assert (r.rows_read, r.files) == (0, 1)
+
+
+# -- declarations naming columns the source lacks; duplicate keys (item 6) -------------------
+
+
+@pytest.mark.parametrize(("options", "key", "says"), [
+    ({"primary_key": "ide"}, "sources.o.primary_key", "has no column 'ide'; did you mean 'id'?"),
+    ({"primary_key": "id", "cursor": "updated"}, "sources.o.cursor",
+     "has no column 'updated'; did you mean 'updated_at'?"),
+    ({"columns": {"amuont": "float"}}, "sources.o.columns.amuont",
+     "did you mean 'amount'?"),
+    ({"primary_key": "zzz"}, "sources.o.primary_key", "(it has: amount, id, updated_at)"),
+])
+def test_a_misspelled_column_is_a_config_error(project: Project, declare: Declare,
+                                               options: dict[str, object], key: str,
+                                               says: str) -> None:
+    write(project, "data/o.csv", "id,amount,updated_at\n1,2.5,2026-01-01\n")
+    p = declare(project, {"o": {"type": "file", "path": "data/o.csv"} | options})
+    with pytest.raises(ConfigError) as info:
+        p.ingest(["o"])
+    message = info.value.message
+    assert f"tarmac.yaml: key '{key}'" in message and says in message, message
+    assert "\n" not in message
+    assert not exists(p, "o") and quarantined(p) == []
+    # fixed, the same files load without --full-refresh: they were not remembered
+    p = declare(project, {"o": {"type": "file", "path": "data/o.csv", "primary_key": "id",
+                                "cursor": "updated_at", "columns": {"amount": "float"}}})
+    assert load(p, "o").rows_loaded == 1
+
+
+def test_a_misspelled_cursor_exits_2_in_the_cli(project: Project, declare: Declare) -> None:
+    write(project, "data/o.csv", "id,updated_at\n1,2026-01-01\n")
+    p = declare(project, {"o": {"type": "file", "path": "data/o.csv", "primary_key": "id",
+                                "cursor": "updatedat"}})
+    out = CliRunner().invoke(app, ["--project", str(p.root), "ingest"])
+    assert out.exit_code == 2, out.output
+    assert "sources.o.cursor" in out.output and "did you mean 'updated_at'?" in out.output
+    run = p.catalog.list_runs(limit=5).items[0]
+    assert run.job == "ingest.o" and run.status == "failed"
+
+
+def test_a_json_source_may_lack_a_declared_column_in_a_file(project: Project,
+                                                             declare: Declare) -> None:
+    write(project, "data/e.jsonl", '{"id": 1}\n{"id": 2}\n')  # "note" comes in later files
+    p = declare(project, {"e": {"type": "file", "path": "data/e.jsonl", "primary_key": "id",
+                                "columns": {"note": "string"}}})
+    assert load(p, "e").rows_loaded == 2
+
+
+@pytest.mark.parametrize(("extra", "says"), [
+    ("sources:\n  a: {type: file, path: a.csv}\n  a: {type: file, path: b.csv}\n",
+     "key 'a' appears twice (line"),
+    ("sources:\n  a: {type: file, path: a.csv}\nsources:\n  b: {type: file, path: b.csv}\n",
+     "key 'sources' appears twice (line"),
+    ("lake: ./other\n", "key 'lake' appears twice (line 4 and line"),
+])
+def test_duplicate_keys_in_tarmac_yaml_are_refused(project: Project, extra: str,
+                                                   says: str) -> None:
+    path = project.root / "tarmac.yaml"
+    path.write_text(path.read_text() + extra)
+    with pytest.raises(ConfigError, match=re.escape(says)):
+        tarmac.open(project.root)
+
+
+def test_a_fresh_project_takes_an_appended_sources_block(project: Project) -> None:
+    path = project.root / "tarmac.yaml"
+    path.write_text(path.read_text() + "sources:\n  a: {type: file, path: a.csv}\n")
+    with tarmac.open(project.root) as p:
+        assert list(p.sources) == ["a"]

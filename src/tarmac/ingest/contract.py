@@ -110,6 +110,7 @@ class Contract:
             if col.arrow_type is not None:
                 self.types[name] = col.arrow_type  # a declaration beats an inference
         self.inferred = not stored  # the first load: what it reads becomes the contract
+        self.known = {c["name"] for c in stored or []}  # columns earlier loads saw
         self.aliases = {old: name for name, col in spec.columns.items() for old in col.aliases}
         self.drift: dict[tuple[str, str], Drift] = {}
         self._unique_seen: dict[str, pa.Array] = {}
