@@ -238,3 +238,64 @@ def test_a_fresh_project_takes_an_appended_sources_block(project: Project) -> No
     path.write_text(path.read_text() + "sources:\n  a: {type: file, path: a.csv}\n")
     with tarmac.open(project.root) as p:
         assert list(p.sources) == ["a"]
+
+
+# -- valid CSV that could not be read; files in another delimiter (item 7) -------------------
+
+MULTILINE = "id,note\n" + "".join(f'{i},"first line {i}\nsecond, line {i}"\n'
+                                  for i in range(1, 3001))
+
+
+@pytest.mark.parametrize("declared", [False, True])
+def test_quoted_newlines_across_blocks_are_read(project: Project, declare: Declare,
+                                                monkeypatch: pytest.MonkeyPatch,
+                                                declared: bool) -> None:
+    monkeypatch.setattr("tarmac.ingest.files.CSV_BLOCK", 4096)  # the file spans ~30 blocks
+    write(project, "data/notes.csv", MULTILINE)
+    source = {"type": "file", "path": "data/notes.csv", "primary_key": "id", "batch_size": 500}
+    p = declare(project, {"notes": source | ({"newlines_in_values": True} if declared else {})})
+    r = load(p, "notes")
+    assert (r.rows_read, r.rows_loaded, r.rows_quarantined, r.duplicates) == (3000, 3000, 0, 0)
+    assert rows(p, "SELECT count(DISTINCT id) AS n, max(id) AS top FROM notes") == [
+        {"n": 3000, "top": 3000}]
+    assert column(p, "notes", "note", "id")[2999] == "first line 3000\nsecond, line 3000"
+
+
+def test_restarts_do_not_read_a_rejected_row_twice(project: Project, declare: Declare,
+                                                   monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr("tarmac.ingest.files.CSV_BLOCK", 4096)
+    lines = MULTILINE.splitlines(keepends=True)
+    # a broken row early on, then quoted newlines the chunker trips over
+    content = lines[0] + "0,a,b,c\n" + "".join(lines[1:])
+    write(project, "data/notes.csv", content)
+    p = declare(project, {"notes": {"type": "file", "path": "data/notes.csv",
+                                    "primary_key": "id", "batch_size": 200}})
+    r = load(p, "notes")
+    assert (r.rows_read, r.rows_loaded, r.rows_quarantined, r.duplicates) == (3001, 3000, 1, 0)
+
+
+def test_a_file_in_another_delimiter_is_quarantined_whole(project: Project,
+                                                          declare: Declare) -> None:
+    write(project, "data/o/a.csv", "id,name,amount\n1,a,1.5\n2,b,2.5\n")
+    odd = write(project, "data/o/b.csv", "id;name;amount\n3;c;3.5\n4;d;4.5\n")
+    p = declare(project, {"o": {"type": "file", "path": "data/o/*.csv", "primary_key": "id"}})
+    r = load(p, "o")
+    assert (r.rows_read, r.rows_loaded, r.rows_quarantined, r.files) == (4, 2, 2, 1)
+    assert rows(p, "SELECT * FROM o ORDER BY id") == [
+        {"id": 1, "name": "a", "amount": 1.5}, {"id": 2, "name": "b", "amount": 2.5}]
+    q = quarantined(p, "o")
+    assert [x["record"] for x in q] == ["3;c;3.5", "4;d;4.5"]
+    assert "separated by ';', not by the source's delimiter ','" in q[0]["reason"]
+    assert q[0]["origin"] == f"{odd}:2"
+    # not remembered: once re-exported with commas, it loads
+    odd.write_text("id,name,amount\n3,c,3.5\n4,d,4.5\n")
+    r = load(p, "o")
+    assert (r.rows_loaded, r.files) == (2, 1)
+    assert column(p, "o", "id") == [1, 2, 3, 4]
+
+
+def test_tsv_files_are_tab_separated(project: Project, declare: Declare) -> None:
+    write(project, "data/t.tsv", "id\tname\n1\tx, y\n")
+    p = declare(project, {"t": {"type": "file", "path": "data/t.tsv"}})
+    load(p, "t")
+    assert rows(p, "SELECT * FROM t") == [{"id": 1, "name": "x, y"}]

@@ -25,6 +25,7 @@ import json
 import os
 import tempfile
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -58,6 +59,10 @@ class FileConnector(Connector[FileSource]):
     """Reads the files a glob matches, oldest name first."""
 
     _duck: Any = None  # the DuckDB the JSON fallback uses, opened on first need
+
+    def __init__(self, name: str, spec: FileSource, root: Path) -> None:
+        super().__init__(name, spec, root)
+        self.not_loaded: set[str] = set()  # files read but not to be remembered as loaded
 
     # -- finding files ------------------------------------------------------------------------
 
@@ -140,7 +145,7 @@ class FileConnector(Connector[FileSource]):
                 last = Chunk(pa.table({}), origin=mark.path, nbytes=mark.size)
             if not found and mark.size:
                 self._check_empty(mark)
-            last.done_file = mark
+            last.done_file = None if mark.path in self.not_loaded else mark
             yield last
 
     def _read_file(self, mark: FileMark) -> Iterator[Chunk]:
@@ -216,10 +221,19 @@ class FileConnector(Connector[FileSource]):
 
     # CSV ------------------------------------------------------------------------------------
 
-    def _read_csv(self, mark: FileMark, *, as_text: bool = False,
-                  skip: int = 0) -> Iterator[Chunk]:
+    def _read_csv(self, mark: FileMark, *, as_text: bool = False, skip: int = 0,
+                  multiline: bool | None = None) -> Iterator[Chunk]:
         """Stream a CSV file; a value that breaks the inferred types restarts the rest of the
-        file as text (the contract coerces it), invalid UTF-8 falls back to line decoding."""
+        file as text (the contract coerces it), invalid UTF-8 falls back to line decoding.
+        Quoted values with newlines need Arrow's slower ``newlines_in_values`` parsing when they
+        straddle a block: the source can declare it, else the rest of the file is re-read with
+        it when Arrow's parser gets out of sync with its chunker. ``skip``: rows already read."""
+        multiline = self.spec.newlines_in_values if multiline is None else multiline
+        if skip == 0 and not as_text:
+            other = self._other_delimiter(mark.path)
+            if other is not None:
+                yield self._whole_file_rejected(mark, other)
+                return
         rejects: list[Reject] = []
 
         def bad_row(row: Any) -> str:
@@ -233,11 +247,11 @@ class FileConnector(Connector[FileSource]):
         read = pacsv.ReadOptions(block_size=CSV_BLOCK, encoding=self.spec.encoding,
                                  skip_rows_after_names=skip)
         parse = pacsv.ParseOptions(delimiter=self.spec.delimiter, invalid_row_handler=bad_row,
-                                   newlines_in_values=False)
+                                   newlines_in_values=multiline)
         if as_text:
             declared = dict.fromkeys(self._csv_header(mark.path), pa.string())
         convert = self._convert(declared)
-        done = 0
+        done = 0  # rows read: yielded rows and yielded rejects (a restart skips them)
         undecodable = False
         try:
             with self._open_text(mark.path) as f:
@@ -255,7 +269,7 @@ class FileConnector(Connector[FileSource]):
                 for table in rebatch(decodable(), self.spec.batch_size):
                     if undecodable:
                         break  # the rows held back go through the line-by-line path
-                    done += table.num_rows
+                    done += table.num_rows + len(rejects)
                     yield Chunk(table, mark.path, rejects=rejects)
                     rejects = []
         except pa.ArrowInvalid as exc:
@@ -264,7 +278,12 @@ class FileConnector(Connector[FileSource]):
                 yield from self._read_csv_lines(mark, skip + done)
                 return
             if "conversion error" in text.lower() and not as_text:
-                yield from self._read_csv(mark, as_text=True, skip=skip + done)
+                yield from self._read_csv(mark, as_text=True, skip=skip + done,
+                                          multiline=multiline)
+                return
+            if "out of sync with chunker" in text and not multiline:
+                yield from self._read_csv(mark, as_text=as_text, skip=skip + done,
+                                          multiline=True)
                 return
             if "Empty CSV file" in text:
                 return
@@ -282,6 +301,37 @@ class FileConnector(Connector[FileSource]):
         return pacsv.ConvertOptions(column_types=column_types,
                                     null_values=["", *self.spec.null_values],
                                     strings_can_be_null=True, quoted_strings_can_be_null=False)
+
+    def _other_delimiter(self, path: str) -> str | None:
+        """The delimiter a CSV file really uses when its header, split by the declared one, is
+        a single name that another common delimiter splits into several (``id;name;amount``
+        read with ``,``): its rows would become one junk column. None when it fits."""
+        with self._open_text(path) as f:
+            first = bytes(f.read(64 << 10)).split(b"\n", 1)[0].rstrip(b"\r")
+        try:
+            line = first.decode(self.spec.encoding)
+        except (UnicodeDecodeError, LookupError):
+            return None
+        if self.spec.delimiter in line:
+            return None
+        counts = {d: line.count(d) for d in (",", ";", "\t", "|") if d != self.spec.delimiter}
+        best = max(counts, key=lambda d: counts[d])
+        return best if counts[best] else None
+
+    def _whole_file_rejected(self, mark: FileMark, other: str) -> Chunk:
+        """A file in another delimiter, quarantined line by line with one reason, and not
+        remembered as loaded: fixed (or declared as its own source) it loads next time."""
+        self.not_loaded.add(mark.path)
+        text, rejects = decode_lines(self._read_bytes(mark.path), mark.path, self.spec.encoding)
+        lines = text.decode().splitlines()
+        header = lines[0] if lines else ""
+        shown = header if len(header) <= 120 else header[:117] + "..."
+        reason = (f"the file's header {shown!r} is separated by {other!r}, not by the "
+                  f"source's delimiter {self.spec.delimiter!r}: the whole file is quarantined "
+                  "and will be read again (declare delimiter, or a source for these files)")
+        rejects += [Reject(f"{mark.path}:{i}", reason, line)
+                    for i, line in enumerate(lines[1:], 2) if line.strip()]
+        return Chunk(pa.table({}), mark.path, rejects=rejects)
 
     def _csv_header(self, path: str) -> list[str]:
         with self._open_text(path) as f:

@@ -193,8 +193,18 @@ class FileSource(_Source):
     delimiter: str = Field(default=",", min_length=1, max_length=1)
     encoding: str = "utf-8"
     null_values: list[str] = Field(default_factory=list)  # CSV texts read as null, besides ""
+    newlines_in_values: bool = False  # quoted CSV values span lines (found by itself, slower)
     storage_options: dict[str, str] = Field(default_factory=dict)
     batch_size: int = Field(default=131_072, gt=0)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _tab_for_tsv(cls, data: Any) -> Any:
+        """``*.tsv`` files are tab-separated unless a delimiter is declared."""
+        if isinstance(data, dict) and "delimiter" not in data and \
+                strip_extension(str(data.get("path", "")).lower()).endswith(".tsv"):
+            return {**data, "delimiter": "\t"}
+        return data
 
     @model_validator(mode="after")
     def _known_format(self) -> FileSource:
