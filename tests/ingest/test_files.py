@@ -14,10 +14,12 @@ import bz2
 import gzip
 import json
 import re
+import shutil
 from pathlib import Path
 
 import pyarrow as pa
 import pytest
+import sqlalchemy as sa
 from typer.testing import CliRunner
 
 import tarmac
@@ -299,3 +301,37 @@ def test_tsv_files_are_tab_separated(project: Project, declare: Declare) -> None
     p = declare(project, {"t": {"type": "file", "path": "data/t.tsv"}})
     load(p, "t")
     assert rows(p, "SELECT * FROM t") == [{"id": 1, "name": "x, y"}]
+
+
+# -- files seen, relative to the glob's root (item 8) ----------------------------------------
+
+
+def test_a_copied_project_does_not_reread_its_files(project: Project, declare: Declare,
+                                                    tmp_path: Path) -> None:
+    write(project, "data/o/a.csv", "id,v\n1,x\n")
+    write(project, "data/o/b.csv", "id,v\n2,y\n")
+    p = declare(project, {"o": {"type": "file", "path": "data/o/*.csv"}})  # append, no key
+    assert load(p, "o").rows_loaded == 2
+    p.close()
+    copy = tmp_path / "elsewhere" / "copy"
+    shutil.copytree(project.root, copy)  # keeps modification times, as cp -a and mv do
+    with tarmac.open(copy) as q:
+        r = load(q, "o")
+        assert (r.rows_read, r.files) == (0, 0)
+        write_to = copy / "data/o/c.csv"
+        write_to.write_text("id,v\n3,z\n")
+        r = load(q, "o")
+        assert (r.rows_read, r.rows_loaded, r.files) == (1, 1, 1)
+        assert column(q, "o", "id") == [1, 2, 3]
+
+
+def test_absolute_paths_remembered_earlier_are_migrated(project: Project, declare: Declare,
+                                                        tmp_path: Path) -> None:
+    write(project, "data/o/a.csv", "id\n1\n")
+    p = declare(project, {"o": {"type": "file", "path": "data/o/*.csv"}})
+    load(p, "o")
+    with p.catalog.engine.begin() as conn:  # as an earlier version stored them, elsewhere
+        conn.execute(sa.text("UPDATE source_files SET path = '/old/place/proj/data/o/' || path"))
+    r = load(p, "o")
+    assert (r.rows_read, r.files) == (0, 0)
+    assert column(p, "o", "id") == [1]

@@ -77,6 +77,33 @@ class FileConnector(Connector[FileSource]):
             return path
         return str(self.root / path)
 
+    def glob_root(self) -> str:
+        """The folder the glob starts from (``/proj/data/o`` for ``data/o/*.csv``): files seen
+        are remembered relative to it, so a moved or copied project does not re-read them."""
+        pattern = self.pattern()
+        cut = min((i for i, ch in enumerate(pattern) if ch in _GLOB_CHARS), default=len(pattern))
+        return pattern[:cut].rsplit("/", 1)[0]
+
+    def key(self, path: str) -> str:
+        """How a file is remembered: its path relative to the glob's root. An absolute path
+        remembered by an earlier version (perhaps of the project in another folder) is mapped
+        by the glob's folder relative to the project (``.../data/o/a.csv`` -> ``a.csv``)."""
+        root = self.glob_root()
+        if path.startswith(root + "/"):
+            return path[len(root) + 1:]
+        declared = self.spec.path.removeprefix("file://")
+        if self.remote or os.path.isabs(declared) or not os.path.isabs(path):
+            return path
+        cut = min((i for i, ch in enumerate(declared) if ch in _GLOB_CHARS),
+                  default=len(declared))
+        rel = os.path.normpath(declared[:cut].rsplit("/", 1)[0]) if "/" in declared[:cut] \
+            else ""
+        if rel in ("", "."):
+            return os.path.basename(path) if "/" not in declared else path
+        marker = f"/{rel}/"
+        at = path.rfind(marker)
+        return path[at + len(marker):] if at >= 0 else path
+
     def files(self) -> list[FileMark]:
         """Every file the glob matches now, sorted by path."""
         pattern = self.pattern()
@@ -126,9 +153,13 @@ class FileConnector(Connector[FileSource]):
 
     def read(self, stream: Stream, *, since: Any = None,
              seen: dict[str, FileMark] | None = None) -> Iterator[Chunk]:
-        seen = seen or {}
+        # remembered paths relative to the glob's root; absolute ones (earlier versions) mapped,
+        # a relative entry winning over a mapped one
+        whole = {p for p in seen or {} if os.path.isabs(p) or "://" in p}
+        known = {self.key(p): m for p, m in (seen or {}).items() if p in whole} | {
+            p: m for p, m in (seen or {}).items() if p not in whole}
         for mark in self._existing():
-            before = seen.get(mark.path)
+            before = known.get(self.key(mark.path))
             if before is not None and (before.size, before.mtime_ns) == (mark.size,
                                                                          mark.mtime_ns):
                 continue  # loaded before, unchanged
@@ -145,7 +176,8 @@ class FileConnector(Connector[FileSource]):
                 last = Chunk(pa.table({}), origin=mark.path, nbytes=mark.size)
             if not found and mark.size:
                 self._check_empty(mark)
-            last.done_file = None if mark.path in self.not_loaded else mark
+            last.done_file = None if mark.path in self.not_loaded else FileMark(
+                self.key(mark.path), mark.size, mark.mtime_ns)
             yield last
 
     def _read_file(self, mark: FileMark) -> Iterator[Chunk]:
