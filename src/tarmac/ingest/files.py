@@ -1,11 +1,14 @@
 """The ``file`` connector: CSV, JSON-lines and Parquet files matched by a glob, local or on S3.
 
-Each file is loaded once: the loader remembers its path, size and modification time, and a later
-run reads only files that are new or changed. Files are read in Arrow batches (pyarrow's
-streaming CSV reader, Parquet row groups); damaged records never stop a file:
+Each file is loaded once: the loader remembers its path (relative to the glob's folder, so a
+moved or copied project does not re-read it), size and modification time, and a later run reads
+only files that are new or changed. gzip, zstd and bz2 files are decompressed on the fly. Files
+are read in Arrow batches (pyarrow's streaming CSV reader, Parquet row groups); damaged records
+never stop a file:
 
 * a CSV line with the wrong number of fields (a truncated file) or bytes that are not valid in
   the declared encoding becomes a ``Reject`` with the line, the rest loads;
+* a CSV file in another delimiter is rejected whole (and not remembered as loaded);
 * a JSON line that is not JSON becomes a ``Reject``; a file whose values change type between
   lines (``42`` then ``"42"``) is read by DuckDB, which unifies the types, and only if that
   fails line by line.
@@ -17,7 +20,6 @@ Example source::
 
 from __future__ import annotations
 
-import codecs
 import fnmatch
 import glob
 import io
@@ -28,7 +30,6 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import pyarrow as pa
 import pyarrow.csv as pacsv
 import pyarrow.fs as pafs
@@ -48,6 +49,7 @@ from tarmac.ingest.base import (
     table_name,
 )
 from tarmac.ingest.spec import FileSource
+from tarmac.ingest.text import concat_tables, decode_lines, flatten_nested, split_json_lines
 
 CSV_BLOCK = 4 << 20  # bytes per CSV block; the reader reads ~32 blocks ahead, so this bounds
 # its memory (16 MiB blocks held ~500 MiB) and chunks are combined up to batch_size rows
@@ -435,7 +437,7 @@ class FileConnector(Connector[FileSource]):
                 cols = ", ".join(
                     f'"{n}"->>\'$\' AS "{n}"' if str(t) == "JSON" else f'"{n}"'
                     for n, t in zip(rel.columns, rel.types, strict=True))
-                return _flatten(rel.select(cols).to_arrow_table()), []
+                return flatten_nested(rel.select(cols).to_arrow_table()), []
             except duckdb.Error:
                 pass
         rows: list[dict[str, Any]] = []
@@ -517,7 +519,7 @@ class FileConnector(Connector[FileSource]):
                 # stopped early: exact only if this was the last file and it had no more rows
                 exact = i == len(marks) - 1 and next(iter(chunks), None) is None
                 break
-        table = _concat(tables).slice(0, rows) if tables else pa.table({})
+        table = concat_tables(tables).slice(0, rows) if tables else pa.table({})
         total: int | None = got
         estimated = False
         if not exact:
@@ -529,85 +531,3 @@ class FileConnector(Connector[FileSource]):
             f"each file ({len(marks)} files)"]
         return Sample(stream, table, total_rows=total, estimated=estimated, nbytes=total_bytes,
                       parts=len(marks), notes=notes)
-
-
-def decode_lines(raw: bytes, origin: str, encoding: str) -> tuple[bytes, list[Reject]]:
-    """``raw`` as UTF-8 (what the JSON readers take), each line ``encoding`` cannot decode
-    blanked (line numbers kept) and returned as a ``Reject``, decoded as Latin-1 to keep it.
-    Arrow's JSON reader does not check UTF-8: a bad byte would reach the lake."""
-    utf8 = codecs.lookup(encoding).name == "utf-8"
-    try:
-        decoded = raw.decode(encoding)
-        return (raw if utf8 else decoded.encode()), []
-    except UnicodeDecodeError:
-        pass
-    lines: list[bytes] = []
-    rejects: list[Reject] = []
-    for i, line in enumerate(raw.split(b"\n")):
-        try:
-            lines.append(line.decode(encoding).encode())
-        except UnicodeDecodeError as exc:
-            rejects.append(Reject(f"{origin}:{i + 1}",
-                                  f"line {i + 1} is not valid {encoding} (byte "
-                                  f"0x{line[exc.start]:02x} at position {exc.start})",
-                                  line.decode("latin-1").rstrip("\r")))
-            lines.append(b"")
-    return b"\n".join(lines), rejects
-
-
-def split_json_lines(raw: bytes, origin: str) -> tuple[bytes, list[Reject]]:
-    """Drop lines that cannot be JSON objects (first byte not ``{`` or last not ``}``), found
-    with numpy over the bytes; returns the rest and a ``Reject`` per dropped line."""
-    if not raw.strip():
-        return b"", []
-    b = np.frombuffer(raw, dtype=np.uint8)
-    ends = np.flatnonzero(b == ord("\n"))
-    if ends.size == 0 or ends[-1] != b.size - 1:
-        ends = np.append(ends, b.size)
-    starts = np.r_[0, ends[:-1] + 1]
-    lengths = ends - starts
-    nonblank = lengths > 0
-    last = np.where(nonblank, b[np.maximum(ends - 1, 0)], 0)
-    last = np.where(last == ord("\r"), b[np.maximum(ends - 2, 0)], last)
-    first = b[np.minimum(starts, b.size - 1)]
-    valid = nonblank & (first == ord("{")) & (last == ord("}"))
-    bad = np.flatnonzero(nonblank & ~valid)
-    rejects = [Reject(f"{origin}:{i + 1}", "not a JSON object (broken or truncated line)",
-                      raw[starts[i]:ends[i]].decode("utf-8", "replace")) for i in bad]
-    if bad.size == 0:
-        return raw, []
-    spans = np.minimum(ends + 1, b.size) - starts
-    keep = np.repeat(valid, spans)
-    body = b[: keep.size][keep].tobytes()
-    if body and not body.endswith(b"\n"):
-        body += b"\n"
-    return body, rejects
-
-
-def _flatten(table: pa.Table) -> pa.Table:
-    """Nested struct/list columns (DuckDB's JSON reading) as JSON text, like the other paths."""
-    out = []
-    for col in table.columns:
-        if pa.types.is_struct(col.type) or pa.types.is_list(col.type) or \
-                pa.types.is_map(col.type):
-            out.append(pa.array([None if v is None else json.dumps(v, default=str)
-                                 for v in col.to_pylist()], pa.string()))
-        else:
-            out.append(col)
-    return pa.Table.from_arrays(out, names=table.column_names)
-
-
-def _concat(tables: list[pa.Table]) -> pa.Table:
-    """Tables read from several files as one: a column whose type differs between files (ids
-    as numbers in one file, as text in another) becomes text, as the contract would see it."""
-    try:
-        return pa.concat_tables(tables, promote_options="permissive")
-    except (pa.ArrowInvalid, pa.ArrowTypeError):
-        types: dict[str, set[pa.DataType]] = {}
-        for t in tables:
-            for f in t.schema:
-                types.setdefault(f.name, set()).add(f.type)
-        mixed = {n for n, ts in types.items() if len(ts - {pa.null()}) > 1}
-        fixed = [t.cast(pa.schema([(f.name, pa.string() if f.name in mixed else f.type)
-                                   for f in t.schema])) for t in tables]
-        return pa.concat_tables(fixed, promote_options="permissive")
