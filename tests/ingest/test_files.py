@@ -28,7 +28,7 @@ from tarmac.errors import ConfigError
 from tarmac.ingest.connectors import open_connector
 from tarmac.project import Project
 
-from .conftest import Declare, column, exists, load, quarantined, rows
+from .conftest import Database, Declare, column, exists, load, quarantined, rows
 
 MARKERS = ["NA", "NULL", "nan", "n/a", "N/A", "#N/A"]
 
@@ -335,3 +335,15 @@ def test_absolute_paths_remembered_earlier_are_migrated(project: Project, declar
     r = load(p, "o")
     assert (r.rows_read, r.files) == (0, 0)
     assert column(p, "o", "id") == [1]
+
+
+def test_columns_of_a_several_table_source_may_describe_one_table(
+        project: Project, declare: Declare, sqlite_db: Database) -> None:
+    sqlite_db.run("CREATE TABLE a (id INTEGER, email TEXT)", "CREATE TABLE b (id INTEGER)",
+                  "INSERT INTO a VALUES (1, 'x@y.z')", "INSERT INTO b VALUES (2)")
+    p = declare(project, {"crm": sqlite_db.source(tables=["a", "b"], primary_key="id",
+                                                  columns={"email": {"tags": ["pii"]}})})
+    assert [r.status for r in p.ingest(["crm"])] == ["succeeded", "succeeded"]
+    p = declare(project, {"crm": sqlite_db.source(tables=["a", "b"], primary_key="idd")})
+    with pytest.raises(ConfigError, match=r"source 'crm' \(table 'a'\) has no column 'idd'"):
+        p.ingest(["crm"])

@@ -316,7 +316,8 @@ class _StreamLoad:
                 self._reject(quarantine.from_rejects(chunk.rejects), at)
             data = chunk.data
             if data.num_columns and not checked_names:  # a misspelled key fails, exit 2
-                check_columns(self.stream.source, spec, data.column_names, contract.known)
+                check_columns(self.stream.source, spec, data.column_names, contract.known,
+                              stream=self.stream.name)
                 checked_names = True
             if filter_window and spec.cursor in data.column_names:
                 data = self._window(data, since, contract)

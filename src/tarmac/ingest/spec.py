@@ -287,19 +287,21 @@ def file_format(path: str) -> str | None:
 
 
 def check_columns(name: str, spec: SourceSpec, columns: Collection[str],
-                  known: Collection[str] = ()) -> None:
+                  known: Collection[str] = (), *, stream: str | None = None) -> None:
     """Refuse a declaration that names a column the source does not have: a misspelled
     ``primary_key`` or ``cursor`` would otherwise quarantine every row (and remember the files
     as loaded), a misspelled ``columns:`` entry would add an empty column. ``columns`` are a
     chunk's columns as read, ``known`` the stored contract's (a declared column seen before
     and gone now is schema drift, handled by ``on_schema_change``). Sources without a fixed
     schema (JSON lines, HTTP) may leave out a column in one chunk: for them only the key and
-    the cursor are checked."""
+    the cursor are checked, and for a source of several SQL tables (``columns:`` may describe
+    only some of them) too. ``stream``: the table read, named when it is not the source."""
     have = set(columns)
     aliases = {old: new for new, col in spec.columns.items() for old in col.aliases}
     have |= {aliases[c] for c in have if c in aliases}
-    fixed = isinstance(spec, SqlSource) or (isinstance(spec, FileSource)
-                                            and spec.file_format() in ("csv", "parquet"))
+    fixed = (isinstance(spec, SqlSource) and len(spec.tables or []) <= 1) or (
+        isinstance(spec, FileSource) and spec.file_format() in ("csv", "parquet"))
+    what = f"source '{name}'" + (f" (table {stream!r})" if stream and stream != name else "")
     wanted = [("primary_key", k) for k in spec.primary_key] + (
         [("cursor", spec.cursor)] if spec.cursor else []) + (
         [(f"columns.{c}", c) for c in spec.columns if c not in known] if fixed else [])
@@ -309,7 +311,7 @@ def check_columns(name: str, spec: SourceSpec, columns: Collection[str],
         close = difflib.get_close_matches(column, sorted(set(columns)), n=1, cutoff=0.6)
         shown = ", ".join(sorted(columns)[:12]) + (", ..." if len(columns) > 12 else "")
         raise ConfigError(
-            f"tarmac.yaml: key 'sources.{name}.{key}' (got {column!r}): source '{name}' has no "
+            f"tarmac.yaml: key 'sources.{name}.{key}' (got {column!r}): {what} has no "
             f"column {column!r}" + (f"; did you mean {close[0]!r}?" if close else
                                     f" (it has: {shown})") + " Nothing was loaded.",
             hint="fix the name in tarmac.yaml and rerun; no file was remembered as loaded")
