@@ -216,6 +216,38 @@ def interpolate(value: Any, *, path: str, file: Path) -> Any:
     return _ENV_PATTERN.sub(substitute, value)
 
 
+class _UniqueKeyLoader(yaml.SafeLoader):
+    """YAML's safe loader, refusing a key given twice in one mapping (PyYAML keeps the last
+    silently: a second ``sources:`` block or two sources of one name would hide the first)."""
+
+    def construct_mapping(self, node: yaml.MappingNode, deep: bool = False) -> dict[Any, Any]:
+        seen: dict[Any, int] = {}
+        for key_node, _ in node.value:
+            if key_node.tag == "tag:yaml.org,2002:merge":
+                continue  # `<<: *anchor` merges are allowed to repeat keys
+            key = self.construct_object(key_node, deep=True)
+            try:
+                first = seen.setdefault(key, key_node.start_mark.line + 1)
+            except TypeError:
+                continue  # an unhashable key: the base loader reports it
+            if first != key_node.start_mark.line + 1:
+                raise DuplicateKeyError(key, first, key_node.start_mark.line + 1)
+        return super().construct_mapping(node, deep=deep)
+
+
+class DuplicateKeyError(yaml.YAMLError):
+    """A mapping key given twice (where: both lines)."""
+
+    def __init__(self, key: Any, first: int, again: int) -> None:
+        super().__init__(f"key {key!r} appears twice (line {first} and line {again})")
+        self.key, self.first, self.again = key, first, again
+
+
+def parse_yaml(text: str) -> Any:
+    """YAML text as Python values, like ``yaml.safe_load`` but refusing duplicate keys."""
+    return yaml.load(text, Loader=_UniqueKeyLoader)  # noqa: S506 - a SafeLoader subclass
+
+
 def load_config(file: Path) -> ProjectConfig:
     """Read, interpolate and validate a project file; relative paths become absolute."""
     try:
@@ -228,7 +260,10 @@ def load_config(file: Path) -> ProjectConfig:
     except (OSError, UnicodeDecodeError) as exc:
         raise ConfigError(f"{file}: cannot read the project file ({exc})") from None
     try:
-        raw = yaml.safe_load(text)
+        raw = parse_yaml(text)
+    except DuplicateKeyError as exc:
+        raise ConfigError(f"{file}: {exc}; each key may be given once (two sources need two "
+                          "names)") from None
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""

@@ -640,8 +640,8 @@ def test_bad_declarations(project: Project, declare: Declare, body: dict[str, An
 def test_bad_declaration_in_a_fresh_open(project: Project) -> None:
     """Opening the project still works: only the sources are refused, by name."""
     path = project.root / "tarmac.yaml"
-    path.write_text(path.read_text().replace(
-        "sources: {}", "sources:\n  orders: {type: file, path: a.csv, lookback: 1d}"))
+    path.write_text(path.read_text() + "sources:\n  orders: {type: file, path: a.csv, "
+                                        "lookback: 1d}\n")
     with tarmac.open(project.root) as p, pytest.raises(ConfigError,
                                                        match=r"sources\.orders"):
         p.ingest()

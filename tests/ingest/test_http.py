@@ -354,6 +354,25 @@ def test_malformed_json_names_the_page(connect: Connect, fault: FaultServer) -> 
     assert "line 1 column 20" in message
 
 
+def test_a_truncated_page_is_retried_like_a_server_error(connect: Connect,
+                                                        fault: FaultServer) -> None:
+    url = fault.script("/p", Reply(body=[{"id": 1}]), Reply(raw=b'[{"id": 2}, {"id": '),
+                       Reply(body=[{"id": 2}, {"id": 3}]), Reply(body=[]))
+    connector = connect(url=url, paginate="page", backoff=0.5)
+    assert ids(read_all(connector), "id") == [1, 2, 3]
+    assert len(connector.waits) == 1 and 0 <= connector.waits[0] <= 0.5  # the same backoff
+    assert [h.params.get("page") for h in fault.hits("/p")][1:3] == ["2", "2"]
+
+
+def test_a_page_broken_every_time_fails_after_the_retries(connect: Connect,
+                                                          fault: FaultServer) -> None:
+    url = fault.script("/p", Reply(raw=b'{"data": [{"id": 1}'))
+    connector = connect(url=url, retries=2)
+    message = error(connector)
+    assert f"page 1 at {url} is not valid JSON after 3 attempt(s)" in message
+    assert len(connector.waits) == 2 and len(fault.hits("/p")) == 3
+
+
 # -- endless pagination ----------------------------------------------------------------------------
 
 

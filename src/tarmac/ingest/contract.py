@@ -150,6 +150,7 @@ class Contract:
             if col.arrow_type is not None:
                 self.types[name] = col.arrow_type  # a declaration beats an inference
         self.inferred = not stored  # the first load: what it reads becomes the contract
+        self.known = {c["name"] for c in stored or []}  # columns earlier loads saw
         self.aliases = {old: name for name, col in spec.columns.items() for old in col.aliases}
         self.drift: dict[tuple[str, str], Drift] = {}
         self._unique_seen: dict[str, pa.Array] = {}
@@ -427,10 +428,12 @@ def coerce(values: pa.ChunkedArray | pa.Array, target: pa.DataType,
 
 def _to_number(values: pa.Array, target: pa.DataType) -> pa.Array:
     if pa.types.is_string(values.type):
-        series = pd.to_numeric(pd.Series(values.to_numpy(zero_copy_only=False), dtype=object)
-                               .str.strip(), errors="coerce")
-        numbers = pa.array(series.to_numpy(dtype=np.float64, na_value=np.nan),
-                           from_pandas=True)
+        text = pd.Series(values.to_numpy(zero_copy_only=False), dtype=object).str.strip()
+        as_float = pd.to_numeric(text, errors="coerce").to_numpy(dtype=np.float64,
+                                                                na_value=np.nan)
+        # the text "nan" is the float NaN (as Arrow's CSV reader reads it); "n/a" is not a number
+        nan_text = text.str.lower().isin(["nan", "+nan", "-nan"]).to_numpy(dtype=bool)
+        numbers = pa.array(as_float, pa.float64(), mask=np.isnan(as_float) & ~nan_text)
     elif pa.types.is_boolean(values.type):
         numbers = values.cast(pa.int64())
     else:

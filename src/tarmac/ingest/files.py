@@ -1,11 +1,14 @@
 """The ``file`` connector: CSV, JSON-lines and Parquet files matched by a glob, local or on S3.
 
-Each file is loaded once: the loader remembers its path, size and modification time, and a later
-run reads only files that are new or changed. Files are read in Arrow batches (pyarrow's
-streaming CSV reader, Parquet row groups); damaged records never stop a file:
+Each file is loaded once: the loader remembers its path (relative to the glob's folder, so a
+moved or copied project does not re-read it), size and modification time, and a later run reads
+only files that are new or changed. gzip, zstd and bz2 files are decompressed on the fly. Files
+are read in Arrow batches (pyarrow's streaming CSV reader, Parquet row groups); damaged records
+never stop a file:
 
 * a CSV line with the wrong number of fields (a truncated file) or bytes that are not valid in
   the declared encoding becomes a ``Reject`` with the line, the rest loads;
+* a CSV file in another delimiter is rejected whole (and not remembered as loaded);
 * a JSON line that is not JSON becomes a ``Reject``; a file whose values change type between
   lines (``42`` then ``"42"``) is read by DuckDB, which unifies the types, and only if that
   fails line by line.
@@ -17,7 +20,6 @@ Example source::
 
 from __future__ import annotations
 
-import codecs
 import fnmatch
 import glob
 import io
@@ -25,15 +27,16 @@ import json
 import os
 import tempfile
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
-import numpy as np
 import pyarrow as pa
 import pyarrow.csv as pacsv
 import pyarrow.fs as pafs
 import pyarrow.json as pajson
 import pyarrow.parquet as pq
 
+from tarmac.ingest import compression
 from tarmac.ingest.base import (
     Chunk,
     Connector,
@@ -46,6 +49,7 @@ from tarmac.ingest.base import (
     table_name,
 )
 from tarmac.ingest.spec import FileSource
+from tarmac.ingest.text import concat_tables, decode_lines, flatten_nested, split_json_lines
 from tarmac.lake import quote_ident
 
 CSV_BLOCK = 4 << 20  # bytes per CSV block; the reader reads ~32 blocks ahead, so this bounds
@@ -59,6 +63,10 @@ class FileConnector(Connector[FileSource]):
 
     _duck: Any = None  # the DuckDB the JSON fallback uses, opened on first need
 
+    def __init__(self, name: str, spec: FileSource, root: Path) -> None:
+        super().__init__(name, spec, root)
+        self.not_loaded: set[str] = set()  # files read but not to be remembered as loaded
+
     # -- finding files ------------------------------------------------------------------------
 
     @property
@@ -71,6 +79,33 @@ class FileConnector(Connector[FileSource]):
         if self.remote or os.path.isabs(path):
             return path
         return str(self.root / path)
+
+    def glob_root(self) -> str:
+        """The folder the glob starts from (``/proj/data/o`` for ``data/o/*.csv``): files seen
+        are remembered relative to it, so a moved or copied project does not re-read them."""
+        pattern = self.pattern()
+        cut = min((i for i, ch in enumerate(pattern) if ch in _GLOB_CHARS), default=len(pattern))
+        return pattern[:cut].rsplit("/", 1)[0]
+
+    def key(self, path: str) -> str:
+        """How a file is remembered: its path relative to the glob's root. An absolute path
+        remembered by an earlier version (perhaps of the project in another folder) is mapped
+        by the glob's folder relative to the project (``.../data/o/a.csv`` -> ``a.csv``)."""
+        root = self.glob_root()
+        if path.startswith(root + "/"):
+            return path[len(root) + 1:]
+        declared = self.spec.path.removeprefix("file://")
+        if self.remote or os.path.isabs(declared) or not os.path.isabs(path):
+            return path
+        cut = min((i for i, ch in enumerate(declared) if ch in _GLOB_CHARS),
+                  default=len(declared))
+        rel = os.path.normpath(declared[:cut].rsplit("/", 1)[0]) if "/" in declared[:cut] \
+            else ""
+        if rel in ("", "."):
+            return os.path.basename(path) if "/" not in declared else path
+        marker = f"/{rel}/"
+        at = path.rfind(marker)
+        return path[at + len(marker):] if at >= 0 else path
 
     def files(self) -> list[FileMark]:
         """Every file the glob matches now, sorted by path."""
@@ -121,14 +156,20 @@ class FileConnector(Connector[FileSource]):
 
     def read(self, stream: Stream, *, since: Any = None,
              seen: dict[str, FileMark] | None = None) -> Iterator[Chunk]:
-        seen = seen or {}
+        # remembered paths relative to the glob's root; absolute ones (earlier versions) mapped,
+        # a relative entry winning over a mapped one
+        whole = {p for p in seen or {} if os.path.isabs(p) or "://" in p}
+        known = {self.key(p): m for p, m in (seen or {}).items() if p in whole} | {
+            p: m for p, m in (seen or {}).items() if p not in whole}
         for mark in self._existing():
-            before = seen.get(mark.path)
+            before = known.get(self.key(mark.path))
             if before is not None and (before.size, before.mtime_ns) == (mark.size,
                                                                          mark.mtime_ns):
                 continue  # loaded before, unchanged
             last: Chunk | None = None
+            found = 0  # rows and rejects: a file with content must yield some
             for chunk in self._read_file(mark):
+                found += chunk.data.num_rows + len(chunk.rejects)
                 # bytes read are the file's bytes, counted once (not the parsed Arrow size)
                 chunk.nbytes = mark.size if last is None else 0
                 if last is not None:
@@ -136,7 +177,10 @@ class FileConnector(Connector[FileSource]):
                 last = chunk
             if last is None:
                 last = Chunk(pa.table({}), origin=mark.path, nbytes=mark.size)
-            last.done_file = mark
+            if not found and mark.size:
+                self._check_empty(mark)
+            last.done_file = None if mark.path in self.not_loaded else FileMark(
+                self.key(mark.path), mark.size, mark.mtime_ns)
             yield last
 
     def _read_file(self, mark: FileMark) -> Iterator[Chunk]:
@@ -154,6 +198,25 @@ class FileConnector(Connector[FileSource]):
             raise self.error(f"{mark.path} disappeared while it was being read") from None
         except pa.ArrowInvalid as exc:
             raise self.error(f"{mark.path} is not a readable {fmt} file: {exc}") from None
+        except OSError as exc:  # a corrupt compressed stream, a failing disk or network
+            raise self.error(f"cannot read {mark.path}: {exc}") from None
+
+    def _check_empty(self, mark: FileMark) -> None:
+        """A file with bytes that yields no row and no reject was not understood (raw bytes
+        taken for a header): fail rather than remember it as loaded. A CSV with only its header
+        line, or a Parquet file without rows, is a real empty file."""
+        fmt = self.spec.file_format(mark.path)
+        if fmt == "parquet":
+            return
+        with self._open_text(mark.path) as f:
+            head = bytes(f.read(1 << 20))
+        lines = [line for line in head.splitlines() if line.strip()]
+        if len(lines) <= (1 if fmt == "csv" else 0):
+            return
+        raise self.error(f"{mark.path} has {mark.size:,} bytes but no {fmt} rows could be read "
+                         "from it; nothing was loaded",
+                         hint="check the file's format, delimiter and compression (gzip, zstd "
+                              "and bz2 are read)")
 
     def _open(self, path: str) -> Any:
         if self.remote:
@@ -161,16 +224,51 @@ class FileConnector(Connector[FileSource]):
             return fs.open_input_stream(inner)
         return pa.OSFile(path, "rb")
 
+    def _open_raw_text(self, path: str) -> tuple[Any, Any]:
+        """The text stream of a CSV or JSON-lines file, decompressed when its first bytes say
+        gzip, zstd or bz2, and the raw stream under it (its position: compressed bytes read).
+        An archive or a binary file fails here, naming what it is."""
+        raw = self._open(path)
+        try:
+            head = bytes(raw.read(compression.HEAD))
+            codec = compression.sniff(head)
+            what = None if codec else compression.unreadable(head)
+            if what is not None:
+                raise self.error(f"{path} is {what}, not {self.spec.file_format(path)} text",
+                                 hint="Tarmac reads plain, gzip, zstd and bz2 files; unpack "
+                                      "archives first")
+            if raw.seekable():
+                raw.seek(0)
+            else:
+                raw.close()
+                raw = self._open(path)
+        except BaseException:
+            raw.close()
+            raise
+        return compression.decompressed(raw, codec), raw
+
+    def _open_text(self, path: str) -> Any:
+        return self._open_raw_text(path)[0]
+
     def _read_bytes(self, path: str) -> bytes:
-        with self._open(path) as f:
+        with self._open_text(path) as f:
             return bytes(f.read())
 
     # CSV ------------------------------------------------------------------------------------
 
-    def _read_csv(self, mark: FileMark, *, as_text: bool = False,
-                  skip: int = 0) -> Iterator[Chunk]:
+    def _read_csv(self, mark: FileMark, *, as_text: bool = False, skip: int = 0,
+                  multiline: bool | None = None) -> Iterator[Chunk]:
         """Stream a CSV file; a value that breaks the inferred types restarts the rest of the
-        file as text (the contract coerces it), invalid UTF-8 falls back to line decoding."""
+        file as text (the contract coerces it), invalid UTF-8 falls back to line decoding.
+        Quoted values with newlines need Arrow's slower ``newlines_in_values`` parsing when they
+        straddle a block: the source can declare it, else the rest of the file is re-read with
+        it when Arrow's parser gets out of sync with its chunker. ``skip``: rows already read."""
+        multiline = self.spec.newlines_in_values if multiline is None else multiline
+        if skip == 0 and not as_text:
+            other = self._other_delimiter(mark.path)
+            if other is not None:
+                yield self._whole_file_rejected(mark, other)
+                return
         rejects: list[Reject] = []
 
         def bad_row(row: Any) -> str:
@@ -184,17 +282,14 @@ class FileConnector(Connector[FileSource]):
         read = pacsv.ReadOptions(block_size=CSV_BLOCK, encoding=self.spec.encoding,
                                  skip_rows_after_names=skip)
         parse = pacsv.ParseOptions(delimiter=self.spec.delimiter, invalid_row_handler=bad_row,
-                                   newlines_in_values=False)
-        convert = pacsv.ConvertOptions(column_types=declared, strings_can_be_null=True,
-                                       quoted_strings_can_be_null=False)
+                                   newlines_in_values=multiline)
         if as_text:
-            convert = pacsv.ConvertOptions(
-                column_types=dict.fromkeys(self._csv_header(mark.path), pa.string()),
-                strings_can_be_null=True)
-        done = 0
+            declared = dict.fromkeys(self._csv_header(mark.path), pa.string())
+        convert = self._convert(declared)
+        done = 0  # rows read: yielded rows and yielded rejects (a restart skips them)
         undecodable = False
         try:
-            with self._open(mark.path) as f:
+            with self._open_text(mark.path) as f:
                 reader = pacsv.open_csv(f, read_options=read, parse_options=parse,
                                         convert_options=convert)
 
@@ -209,7 +304,7 @@ class FileConnector(Connector[FileSource]):
                 for table in rebatch(decodable(), self.spec.batch_size):
                     if undecodable:
                         break  # the rows held back go through the line-by-line path
-                    done += table.num_rows
+                    done += table.num_rows + len(rejects)
                     yield Chunk(table, mark.path, rejects=rejects)
                     rejects = []
         except pa.ArrowInvalid as exc:
@@ -218,7 +313,12 @@ class FileConnector(Connector[FileSource]):
                 yield from self._read_csv_lines(mark, skip + done)
                 return
             if "conversion error" in text.lower() and not as_text:
-                yield from self._read_csv(mark, as_text=True, skip=skip + done)
+                yield from self._read_csv(mark, as_text=True, skip=skip + done,
+                                          multiline=multiline)
+                return
+            if "out of sync with chunker" in text and not multiline:
+                yield from self._read_csv(mark, as_text=as_text, skip=skip + done,
+                                          multiline=True)
                 return
             if "Empty CSV file" in text:
                 return
@@ -229,8 +329,47 @@ class FileConnector(Connector[FileSource]):
         if rejects:
             yield Chunk(pa.table({}), mark.path, rejects=rejects)
 
+    def _convert(self, column_types: dict[str, pa.DataType]) -> pacsv.ConvertOptions:
+        """How CSV text becomes values: only an empty field (and the markers the source declares
+        in ``null_values``) is null. Arrow's default list (``NA``, ``NULL``, ``n/a``, ``#N/A``,
+        ...) would turn Namibia's country code into a null and lose a bad float's raw text."""
+        return pacsv.ConvertOptions(column_types=column_types,
+                                    null_values=["", *self.spec.null_values],
+                                    strings_can_be_null=True, quoted_strings_can_be_null=False)
+
+    def _other_delimiter(self, path: str) -> str | None:
+        """The delimiter a CSV file really uses when its header, split by the declared one, is
+        a single name that another common delimiter splits into several (``id;name;amount``
+        read with ``,``): its rows would become one junk column. None when it fits."""
+        with self._open_text(path) as f:
+            first = bytes(f.read(64 << 10)).split(b"\n", 1)[0].rstrip(b"\r")
+        try:
+            line = first.decode(self.spec.encoding)
+        except (UnicodeDecodeError, LookupError):
+            return None
+        if self.spec.delimiter in line:
+            return None
+        counts = {d: line.count(d) for d in (",", ";", "\t", "|") if d != self.spec.delimiter}
+        best = max(counts, key=lambda d: counts[d])
+        return best if counts[best] else None
+
+    def _whole_file_rejected(self, mark: FileMark, other: str) -> Chunk:
+        """A file in another delimiter, quarantined line by line with one reason, and not
+        remembered as loaded: fixed (or declared as its own source) it loads next time."""
+        self.not_loaded.add(mark.path)
+        text, rejects = decode_lines(self._read_bytes(mark.path), mark.path, self.spec.encoding)
+        lines = text.decode().splitlines()
+        header = lines[0] if lines else ""
+        shown = header if len(header) <= 120 else header[:117] + "..."
+        reason = (f"the file's header {shown!r} is separated by {other!r}, not by the "
+                  f"source's delimiter {self.spec.delimiter!r}: the whole file is quarantined "
+                  "and will be read again (declare delimiter, or a source for these files)")
+        rejects += [Reject(f"{mark.path}:{i}", reason, line)
+                    for i, line in enumerate(lines[1:], 2) if line.strip()]
+        return Chunk(pa.table({}), mark.path, rejects=rejects)
+
     def _csv_header(self, path: str) -> list[str]:
-        with self._open(path) as f:
+        with self._open_text(path) as f:
             first = bytes(f.read(1 << 20)).split(b"\n", 1)[0]
         return pacsv.read_csv(io.BytesIO(first + b"\n"),
                               read_options=pacsv.ReadOptions(encoding=self.spec.encoding),
@@ -259,8 +398,7 @@ class FileConnector(Connector[FileSource]):
             io.BytesIO(good[0] + b"".join(body)),  # decode_lines made it UTF-8
             parse_options=pacsv.ParseOptions(delimiter=self.spec.delimiter,
                                              invalid_row_handler=bad_row),
-            convert_options=pacsv.ConvertOptions(column_types=dict.fromkeys(header, pa.string()),
-                                                 strings_can_be_null=True))
+            convert_options=self._convert(dict.fromkeys(header, pa.string())))
         yield Chunk(table, mark.path, nbytes=len(raw), rejects=rejects + bad)
 
     # JSON lines -----------------------------------------------------------------------------
@@ -301,7 +439,7 @@ class FileConnector(Connector[FileSource]):
                     f"{quote_ident(n)}->>'$' AS {quote_ident(n)}" if str(t) == "JSON"
                     else quote_ident(n)
                     for n, t in zip(rel.columns, rel.types, strict=True))
-                return _flatten(rel.select(cols).to_arrow_table()), []
+                return flatten_nested(rel.select(cols).to_arrow_table()), []
             except duckdb.Error:
                 pass
         rows: list[dict[str, Any]] = []
@@ -353,13 +491,16 @@ class FileConnector(Connector[FileSource]):
         if fmt == "parquet":
             with self._open(mark.path) as f:
                 return pq.ParquetFile(f).metadata.num_rows, False
-        with self._open(mark.path) as f:
-            head = bytes(f.read(SAMPLE_BYTES))
+        text, raw = self._open_raw_text(mark.path)
+        with text:
+            head = bytes(text.read(SAMPLE_BYTES))
+            whole = len(bytes(text.read(1))) == 0
+            used = raw.tell() if text is not raw else len(head)  # bytes of the file read
         lines = head.count(b"\n") + (0 if head.endswith(b"\n") or not head else 1)
         header = 1 if fmt == "csv" else 0
-        if len(head) >= mark.size:
+        if whole:
             return max(lines - header, 0), False
-        per_byte = (head.count(b"\n") or 1) / len(head)
+        per_byte = (head.count(b"\n") or 1) / max(used, 1)
         return max(int(per_byte * mark.size) - header, 0), True
 
     def sample(self, stream: Stream, rows: int) -> Sample:
@@ -380,7 +521,7 @@ class FileConnector(Connector[FileSource]):
                 # stopped early: exact only if this was the last file and it had no more rows
                 exact = i == len(marks) - 1 and next(iter(chunks), None) is None
                 break
-        table = _concat(tables).slice(0, rows) if tables else pa.table({})
+        table = concat_tables(tables).slice(0, rows) if tables else pa.table({})
         total: int | None = got
         estimated = False
         if not exact:
@@ -392,85 +533,3 @@ class FileConnector(Connector[FileSource]):
             f"each file ({len(marks)} files)"]
         return Sample(stream, table, total_rows=total, estimated=estimated, nbytes=total_bytes,
                       parts=len(marks), notes=notes)
-
-
-def decode_lines(raw: bytes, origin: str, encoding: str) -> tuple[bytes, list[Reject]]:
-    """``raw`` as UTF-8 (what the JSON readers take), each line ``encoding`` cannot decode
-    blanked (line numbers kept) and returned as a ``Reject``, decoded as Latin-1 to keep it.
-    Arrow's JSON reader does not check UTF-8: a bad byte would reach the lake."""
-    utf8 = codecs.lookup(encoding).name == "utf-8"
-    try:
-        decoded = raw.decode(encoding)
-        return (raw if utf8 else decoded.encode()), []
-    except UnicodeDecodeError:
-        pass
-    lines: list[bytes] = []
-    rejects: list[Reject] = []
-    for i, line in enumerate(raw.split(b"\n")):
-        try:
-            lines.append(line.decode(encoding).encode())
-        except UnicodeDecodeError as exc:
-            rejects.append(Reject(f"{origin}:{i + 1}",
-                                  f"line {i + 1} is not valid {encoding} (byte "
-                                  f"0x{line[exc.start]:02x} at position {exc.start})",
-                                  line.decode("latin-1").rstrip("\r")))
-            lines.append(b"")
-    return b"\n".join(lines), rejects
-
-
-def split_json_lines(raw: bytes, origin: str) -> tuple[bytes, list[Reject]]:
-    """Drop lines that cannot be JSON objects (first byte not ``{`` or last not ``}``), found
-    with numpy over the bytes; returns the rest and a ``Reject`` per dropped line."""
-    if not raw.strip():
-        return b"", []
-    b = np.frombuffer(raw, dtype=np.uint8)
-    ends = np.flatnonzero(b == ord("\n"))
-    if ends.size == 0 or ends[-1] != b.size - 1:
-        ends = np.append(ends, b.size)
-    starts = np.r_[0, ends[:-1] + 1]
-    lengths = ends - starts
-    nonblank = lengths > 0
-    last = np.where(nonblank, b[np.maximum(ends - 1, 0)], 0)
-    last = np.where(last == ord("\r"), b[np.maximum(ends - 2, 0)], last)
-    first = b[np.minimum(starts, b.size - 1)]
-    valid = nonblank & (first == ord("{")) & (last == ord("}"))
-    bad = np.flatnonzero(nonblank & ~valid)
-    rejects = [Reject(f"{origin}:{i + 1}", "not a JSON object (broken or truncated line)",
-                      raw[starts[i]:ends[i]].decode("utf-8", "replace")) for i in bad]
-    if bad.size == 0:
-        return raw, []
-    spans = np.minimum(ends + 1, b.size) - starts
-    keep = np.repeat(valid, spans)
-    body = b[: keep.size][keep].tobytes()
-    if body and not body.endswith(b"\n"):
-        body += b"\n"
-    return body, rejects
-
-
-def _flatten(table: pa.Table) -> pa.Table:
-    """Nested struct/list columns (DuckDB's JSON reading) as JSON text, like the other paths."""
-    out = []
-    for col in table.columns:
-        if pa.types.is_struct(col.type) or pa.types.is_list(col.type) or \
-                pa.types.is_map(col.type):
-            out.append(pa.array([None if v is None else json.dumps(v, default=str)
-                                 for v in col.to_pylist()], pa.string()))
-        else:
-            out.append(col)
-    return pa.Table.from_arrays(out, names=table.column_names)
-
-
-def _concat(tables: list[pa.Table]) -> pa.Table:
-    """Tables read from several files as one: a column whose type differs between files (ids
-    as numbers in one file, as text in another) becomes text, as the contract would see it."""
-    try:
-        return pa.concat_tables(tables, promote_options="permissive")
-    except (pa.ArrowInvalid, pa.ArrowTypeError):
-        types: dict[str, set[pa.DataType]] = {}
-        for t in tables:
-            for f in t.schema:
-                types.setdefault(f.name, set()).add(f.type)
-        mixed = {n for n, ts in types.items() if len(ts - {pa.null()}) > 1}
-        fixed = [t.cast(pa.schema([(f.name, pa.string() if f.name in mixed else f.type)
-                                   for f in t.schema])) for t in tables]
-        return pa.concat_tables(fixed, promote_options="permissive")

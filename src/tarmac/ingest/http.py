@@ -198,9 +198,8 @@ class HttpConnector(Connector[HttpSource]):
                     f"stopped before page {number} ({self._shown(url)})",
                     hint="the API may be paginating endlessly; if it really has more pages, "
                          "raise max_pages")
-            response = self._get(url, headers, budget, number)
+            response, body = self._get(url, headers, budget, number)
             shown = self._shown(url)
-            body = self._parse(response, shown, number)
             records = self._records(body, shown)
             if spec.paginate == "page" and records and records == previous:
                 raise self.error(
@@ -256,13 +255,15 @@ class HttpConnector(Connector[HttpSource]):
     # -- one request, retried ---------------------------------------------------------------------
 
     def _get(self, url: httpx.URL, headers: dict[str, str], budget: _Budget,
-             number: int) -> httpx.Response:
-        """GET one page, retrying timeouts, connection errors, 429 and 5xx within the budget."""
+             number: int) -> tuple[httpx.Response, Any]:
+        """GET one page and its JSON body, retrying timeouts, connection errors, 429, 5xx and
+        a body that is not valid JSON (a page cut off in transit) within the budget."""
         spec = self.spec
         shown = self._shown(url)
         attempt = 0
         while True:
             retry_after: float | None = None
+            invalid: str | None = None  # why the last 2xx body was not JSON
             try:
                 response = self._send(url, headers)
             except httpx.TimeoutException:
@@ -272,19 +273,30 @@ class HttpConnector(Connector[HttpSource]):
             else:
                 status = response.status_code
                 if 200 <= status < 300:
-                    return response
+                    body, invalid = _decode(response)
+                    if invalid is None:
+                        return response, body
                 if status in (401, 403):
                     hint = (f"check the token in ${spec.auth_env}" if spec.auth_env else
                             "the API needs credentials: set auth_env: to the environment "
                             "variable holding the token")
                     raise self.error(f"authentication failed (HTTP {status}) at {shown}",
                                      hint=hint)
-                if status != 429 and status < 500:
+                if invalid is not None:
+                    problem = f"not valid JSON: {invalid}"
+                elif status != 429 and status < 500:
                     raise self.error(f"HTTP {status} {response.reason_phrase} from {shown} "
                                      f"(page {number}): {_snippet(response.content)}")
-                problem = f"HTTP {status} {response.reason_phrase}"
+                else:
+                    problem = f"HTTP {status} {response.reason_phrase}"
                 if status in (429, 503):
                     retry_after = _retry_after(response.headers.get("Retry-After"))
+            if attempt >= spec.retries and invalid is not None:
+                raise self.error(
+                    f"page {number} at {shown} is not valid JSON after {attempt + 1} "
+                    f"attempt(s): {invalid}",
+                    hint="the API keeps sending a broken page; try again later or raise "
+                         "retries")
             if attempt >= spec.retries:
                 raise self.error(
                     f"GET {shown} (page {number}) failed after {attempt + 1} attempt(s); "
@@ -371,17 +383,6 @@ class HttpConnector(Connector[HttpSource]):
         return (url.scheme, url.host, url.port) == (start.scheme, start.host, start.port)
 
     # -- bodies -----------------------------------------------------------------------------------
-
-    def _parse(self, response: httpx.Response, shown: str, number: int) -> Any:
-        try:
-            return json.loads(response.content)
-        except json.JSONDecodeError as exc:
-            raise self.error(
-                f"page {number} at {shown} is not valid JSON: {exc.msg} at line {exc.lineno} "
-                f"column {exc.colno} (char {exc.pos}); body starts {_snippet(response.content)}"
-            ) from None
-        except ValueError as exc:  # undecodable bytes
-            raise self.error(f"page {number} at {shown} is not valid JSON: {exc}") from None
 
     def _records(self, body: Any, shown: str) -> list[Any]:
         """The list of records in a page body (``records:`` path, else found by convention)."""
@@ -476,6 +477,17 @@ def _body_total(body: Any, *, more_than: int) -> int | None:
             if total is not None and total > more_than:
                 return total
     return None
+
+
+def _decode(response: httpx.Response) -> tuple[Any, str | None]:
+    """A page's JSON body, or None and why it is not JSON (where it broke, how it starts)."""
+    try:
+        return json.loads(response.content), None
+    except json.JSONDecodeError as exc:
+        return None, (f"{exc.msg} at line {exc.lineno} column {exc.colno} (char {exc.pos}); "
+                      f"body starts {_snippet(response.content)}")
+    except ValueError as exc:  # undecodable bytes
+        return None, str(exc)
 
 
 def _retry_after(value: str | None) -> float | None:

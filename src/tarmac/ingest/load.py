@@ -47,12 +47,12 @@ import pyarrow.parquet as pq
 from tarmac.catalog import now_us
 from tarmac.catalog import sources as state_store
 from tarmac.catalog.sources import Load, SourceState
-from tarmac.errors import SourceError, TarmacError, UsageError
+from tarmac.errors import ConfigError, SourceError, TarmacError, UsageError
 from tarmac.ingest import quarantine
 from tarmac.ingest.base import Chunk, Connector, FileMark, Stream
 from tarmac.ingest.connectors import open_connector
 from tarmac.ingest.contract import Contract, coerce
-from tarmac.ingest.spec import FileSource, SourceSpec, StreamSource
+from tarmac.ingest.spec import FileSource, SourceSpec, StreamSource, check_columns
 from tarmac.lake import Stager, action_to_dict, rows_in
 from tarmac.lake import quote_ident as _q
 
@@ -171,6 +171,8 @@ def _ingest_source(project: Project, name: str, spec: SourceSpec, full_refresh: 
                 except Exception as exc:  # a bug: recorded, re-raised below under TARMAC_DEBUG
                     results.append(loader.failed(f"{type(exc).__name__}: {exc}"))
                     raise
+    except ConfigError:
+        raise  # a declaration to fix (exit 2), recorded in the run like other failures
     except TarmacError:
         pass  # recorded in the result; the run is marked failed by the ledger
     except Exception:
@@ -329,12 +331,17 @@ class _StreamLoad:
         files: list[FileMark] = []
         newest: Any = None
         filter_window = since is not None and not isinstance(spec, FileSource)
+        checked_names = False
         for chunk in read_ahead(self.connector.read(self.stream, since=since, seen=seen)):
             r.rows_read += chunk.data.num_rows + len(chunk.rejects)
             r.bytes_read += chunk.nbytes
             if chunk.rejects:
                 self._reject(quarantine.from_rejects(chunk.rejects), at)
             data = chunk.data
+            if data.num_columns and not checked_names:  # a misspelled key fails, exit 2
+                check_columns(self.stream.source, spec, data.column_names, contract.known,
+                              stream=self.stream.name)
+                checked_names = True
             if filter_window and spec.cursor in data.column_names:
                 data = self._window(data, since, contract)
             if data.num_rows:

@@ -14,7 +14,9 @@ Example::
 
 from __future__ import annotations
 
+import difflib
 import re
+from collections.abc import Collection
 from datetime import timedelta
 from pathlib import Path
 from typing import Annotated, Any, Literal
@@ -25,6 +27,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 from tarmac.config import describe, redact
 from tarmac.errors import ConfigError
 from tarmac.humanize import parse_duration
+from tarmac.ingest.compression import strip_extension
 
 Mode = Literal["append", "merge", "full_refresh"]
 DriftPolicy = Literal["evolve", "quarantine", "fail"]
@@ -189,8 +192,19 @@ class FileSource(_Source):
     format: Literal["csv", "jsonl", "parquet"] | None = None
     delimiter: str = Field(default=",", min_length=1, max_length=1)
     encoding: str = "utf-8"
+    null_values: list[str] = Field(default_factory=list)  # CSV texts read as null, besides ""
+    newlines_in_values: bool = False  # quoted CSV values span lines (found by itself, slower)
     storage_options: dict[str, str] = Field(default_factory=dict)
     batch_size: int = Field(default=131_072, gt=0)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _tab_for_tsv(cls, data: Any) -> Any:
+        """``*.tsv`` files are tab-separated unless a delimiter is declared."""
+        if isinstance(data, dict) and "delimiter" not in data and \
+                strip_extension(str(data.get("path", "")).lower()).endswith(".tsv"):
+            return {**data, "delimiter": "\t"}
+        return data
 
     @model_validator(mode="after")
     def _known_format(self) -> FileSource:
@@ -261,14 +275,46 @@ SourceSpecType = Annotated[SourceSpec, Field(discriminator="type")]
 
 
 def file_format(path: str) -> str | None:
-    """``csv``, ``jsonl`` or ``parquet`` from a path's extension (``.gz`` allowed), else None."""
-    name = path.lower().removesuffix(".gz")
+    """``csv``, ``jsonl`` or ``parquet`` from a path's extension (``.gz``, ``.zst``, ``.bz2``
+    allowed), else None."""
+    name = strip_extension(path.lower())
     for suffix, fmt in ((".csv", "csv"), (".tsv", "csv"), (".jsonl", "jsonl"),
                         (".ndjson", "jsonl"), (".json", "jsonl"), (".parquet", "parquet"),
                         (".pq", "parquet")):
         if name.endswith(suffix):
             return fmt
     return None
+
+
+def check_columns(name: str, spec: SourceSpec, columns: Collection[str],
+                  known: Collection[str] = (), *, stream: str | None = None) -> None:
+    """Refuse a declaration that names a column the source does not have: a misspelled
+    ``primary_key`` or ``cursor`` would otherwise quarantine every row (and remember the files
+    as loaded), a misspelled ``columns:`` entry would add an empty column. ``columns`` are a
+    chunk's columns as read, ``known`` the stored contract's (a declared column seen before
+    and gone now is schema drift, handled by ``on_schema_change``). Sources without a fixed
+    schema (JSON lines, HTTP) may leave out a column in one chunk: for them only the key and
+    the cursor are checked, and for a source of several SQL tables (``columns:`` may describe
+    only some of them) too. ``stream``: the table read, named when it is not the source."""
+    have = set(columns)
+    aliases = {old: new for new, col in spec.columns.items() for old in col.aliases}
+    have |= {aliases[c] for c in have if c in aliases}
+    fixed = (isinstance(spec, SqlSource) and len(spec.tables or []) <= 1) or (
+        isinstance(spec, FileSource) and spec.file_format() in ("csv", "parquet"))
+    what = f"source '{name}'" + (f" (table {stream!r})" if stream and stream != name else "")
+    wanted = [("primary_key", k) for k in spec.primary_key] + (
+        [("cursor", spec.cursor)] if spec.cursor else []) + (
+        [(f"columns.{c}", c) for c in spec.columns if c not in known] if fixed else [])
+    for key, column in wanted:
+        if column in have:
+            continue
+        close = difflib.get_close_matches(column, sorted(set(columns)), n=1, cutoff=0.6)
+        shown = ", ".join(sorted(columns)[:12]) + (", ..." if len(columns) > 12 else "")
+        raise ConfigError(
+            f"tarmac.yaml: key 'sources.{name}.{key}' (got {column!r}): {what} has no "
+            f"column {column!r}" + (f"; did you mean {close[0]!r}?" if close else
+                                    f" (it has: {shown})") + " Nothing was loaded.",
+            hint="fix the name in tarmac.yaml and rerun; no file was remembered as loaded")
 
 
 def parse_sources(raw: dict[str, Any], file: Path) -> dict[str, SourceSpec]:
