@@ -438,7 +438,7 @@ class _StreamLoad:
         assert dt is not None
         con = _duckdb(self.staging)
         try:
-            known = dt.to_pyarrow_dataset().scanner(
+            known = self.lake.dataset(dt).scanner(
                 columns=["table", "reason", "record"],
                 filter=pc.field("source") == self.stream.source).to_reader()
             con.register("__known", known)
@@ -482,7 +482,7 @@ class _StreamLoad:
                 dt = self.lake.latest(self.stream.table)
                 assert dt is not None
                 cols = list(spec.primary_key) + ([spec.cursor] if spec.cursor else [])
-                existing = dt.to_pyarrow_dataset()
+                existing = self.lake.dataset(dt)
                 if all(c in existing.schema.names for c in cols):
                     # only the table's rows whose first key falls in the incoming keys' range:
                     # file and row-group statistics skip the rest (new ids skip almost all)

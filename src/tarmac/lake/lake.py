@@ -24,6 +24,7 @@ from typing import Any, Literal
 import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.dataset as pads
+import pyarrow.fs as pafs
 from deltalake import CommitProperties, DeltaTable, Schema, Transaction, write_deltalake
 from deltalake.exceptions import CommitFailedError, DeltaError, TableNotFoundError
 from deltalake.transaction import AddAction, RemoveAction, create_table_with_add_actions
@@ -152,7 +153,18 @@ class Lake:
         """A lazy Arrow dataset over one version: filters and projections push down to files."""
         dt = self.table(name, version=version, as_of=as_of)
         self._note_input(name, dt.version())
-        return dt.to_pyarrow_dataset()
+        return self.dataset(dt)
+
+    def dataset(self, dt: DeltaTable) -> pads.Dataset:
+        """An Arrow dataset over ``dt``'s files. A local table is read through Arrow's own
+        file system: delta-rs's default routes every read through a Python file handler
+        whose scanner threads can outlive the interpreter and abort it at exit (SIGABRT,
+        apache/arrow#34314, delta-io/delta-rs#2184)."""
+        if not self.is_local:
+            return dt.to_pyarrow_dataset()
+        root = dt.table_uri.removeprefix("file://").rstrip("/")
+        return dt.to_pyarrow_dataset(
+            filesystem=pafs.SubTreeFileSystem(root, pafs.LocalFileSystem()))
 
     def read(self, name: str, *, version: int | None = None, as_of: datetime | str | None = None,
              columns: list[str] | None = None, filter: str | pc.Expression | None = None,
@@ -169,7 +181,7 @@ class Lake:
             return query(self, f'SELECT {cols} FROM "{name}" WHERE {filter}', as_of=pin)
         dt = self.table(name, version=version, as_of=as_of)
         self._note_input(name, dt.version())
-        dataset = dt.to_pyarrow_dataset()
+        dataset = self.dataset(dt)
         if columns:
             unknown = [c for c in columns if c not in dataset.schema.names]
             if unknown:
