@@ -490,10 +490,19 @@ def test_a_declared_full_refresh_file_source_reloaded_unchanged_keeps_its_rows(
     write_orders(folder / "a.parquet", range(1, 4))
     p = declare(project, {"orders": {"type": "file", "path": "data/orders/*.parquet",
                                      "mode": "full_refresh"}})
-    load(p, "orders")
-    again = load(p, "orders")
-    assert (again.rows_read, again.rows_loaded) == (3, 3)
+    first = load(p, "orders")
+    # the same rows re-issued: nothing committed, so the next training run sees the same
+    # data version (issue 11, item 12); every row read is counted as already there
+    [again] = p.ingest(["orders"])
+    assert (again.status, again.rows_read, again.rows_loaded, again.duplicates,
+            again.version) == ("unchanged", 3, 0, 3, first.version)
+    assert p.lake.version("orders") == first.version
+    assert [e["version"] for e in p.lake.history("orders")] == [first.version]
+    [audit] = p.ledger.audit(action="lake.unchanged").items
+    assert (audit.target, json.loads(audit.details)["version"]) == ("orders", first.version)
     assert column(p, "orders", "order_id") == [1, 2, 3]
+    data = p.root / "lake" / "orders"
+    assert len(list(data.glob("*.parquet"))) == 1  # the staged copy was removed
     write_orders(folder / "b.parquet", range(7, 9))
     third = load(p, "orders")
     assert (third.rows_read, third.rows_loaded) == (5, 5)

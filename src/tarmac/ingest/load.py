@@ -81,7 +81,7 @@ class LoadResult:
     source: str
     stream: str
     table: str
-    status: str  # succeeded | failed | skipped
+    status: str  # succeeded | unchanged (a full refresh of the same rows) | failed | skipped
     run_id: str | None = None
     load_id: str | None = None
     mode: str = ""
@@ -242,8 +242,8 @@ class _StreamLoad:
             state_store.set_load(conn, self.load_id, status="staged", plan=plan,
                                  stats=self._stats(), seq=seq)
         _kill_point("planned")
-        self._apply(plan)
         r.status = "succeeded"
+        self._apply(plan)
         r.seconds = round(time.perf_counter() - self.started, 3)
         self._progress("done")
         return r
@@ -526,6 +526,7 @@ class _StreamLoad:
         _kill_point("quarantine_committed")
         schema = pa.ipc.read_schema(pa.py_buffer(base64.b64decode(plan["schema"])))
         version = None
+        unchanged = False  # a full refresh that re-issued the same rows: no new version
         if plan["merge_file"]:
             result = lake.write(plan["table"], pq.read_table(plan["merge_file"]), mode="merge",
                                 keys=plan["keys"], txn=txn, on_duplicate="last")
@@ -536,6 +537,7 @@ class _StreamLoad:
                                        else "append", txn=txn, operation="INGEST", extra=extra,
                                        description=plan.get("description"))
             version = result.version
+            unchanged = result.operation == "UNCHANGED"
         elif lake.exists(plan["table"]):
             version = lake.version(plan["table"])
         self._annotate(plan)
@@ -554,14 +556,26 @@ class _StreamLoad:
                                  stats={**stats, "version": version})
 
         details = {"table": plan["table"], "stream": plan["stream"], "load_id": load_id,
-                   "seq": plan["seq"], "version": version,
+                   "seq": plan["seq"], "version": version, "unchanged": unchanged,
                    **{k: stats.get(k) for k in ("rows_read", "rows_loaded", "rows_quarantined",
                                                 "duplicates")},
                    "cursor": (plan["cursor"] or {}).get("value")}
+        if unchanged:
+            details["duplicates"] = int(details["duplicates"] or 0) + \
+                int(details["rows_loaded"] or 0)
+            details["rows_loaded"] = 0
         self.project.ledger.commit("ingest.load", plan["source"], details, change=change,
                                    run=self.project.ledger.current_run)
         if load_id == self.load_id:
             self.result.version = version
+            if unchanged:  # every row read is already in the table: none loaded again
+                r = self.result
+                r.status, r.duplicates, r.rows_loaded = "unchanged", \
+                    r.duplicates + r.rows_loaded, 0
+        if unchanged:  # the staged copies were never committed: nobody will reference them
+            root = Path(lake.uri(plan["table"]).removeprefix("file://"))
+            for f in plan["data_files"]:
+                (root / f["path"]).unlink(missing_ok=True)
         shutil.rmtree(plan.get("staging") or "", ignore_errors=True)
         _kill_point("committed")
 

@@ -49,12 +49,13 @@ from tarmac.lake._delta import (
     first_line,
     hours,
     parse_time,
+    plain,
     row_count,
     rows_added,
     rows_removed,
     snapshot,
 )
-from tarmac.lake._files import Stager, action_from_dict, rows_in
+from tarmac.lake._files import Stager, action_from_dict, rows_in, same_rows
 from tarmac.ledger import ActiveRun, Ledger
 
 WriteMode = Literal["append", "overwrite", "merge"]
@@ -385,7 +386,11 @@ class Lake:
         """Make staged files visible in one atomic commit (creating the table if needed).
 
         ``schema`` is the schema the rows meet; new columns are added to the table first. With
-        ``txn`` the commit is idempotent (see ``write``).
+        ``txn`` the commit is idempotent (see ``write``). An overwrite whose rows and schema
+        equal the current version's commits nothing: no new version, so whoever reads the
+        table next (a training run) sees the same data version; the result's operation is
+        ``"UNCHANGED"``, an audit record ``lake.unchanged`` says so, and the staged files stay
+        uncommitted for the caller to delete.
         """
         if self.applied(name, txn):
             return self._skipped(name)
@@ -394,6 +399,13 @@ class Lake:
         rows = sum(rows_in(f) for f in files)
         with self.ledger.ensure_run(f"lake.{mode}", params={"table": name}) as run:
             existing = self.latest(name)
+            if existing is not None and mode == "overwrite" and \
+                    self._unchanged(name, existing, files, rows, schema):
+                version = existing.version()
+                self.ledger.commit("lake.unchanged", name,
+                                   {"version": version, "operation": operation, "rows": rows,
+                                    **(extra or {})}, run=run)
+                return WriteResult(name, version, "UNCHANGED", 0, 0, 0, run.id)
             token = str(uuid.uuid4())
             props = self._props(run, txn, operation=operation, token=token)
             if existing is None:
@@ -430,6 +442,17 @@ class Lake:
             metrics = {"num_added_rows": rows, "num_deleted_rows": removed}
             return self._record(name, snapshot(committed), operation, metrics, run, new_cols,
                                 extra=extra)
+
+    def _unchanged(self, name: str, existing: DeltaTable, files: list[dict[str, Any]],
+                   rows: int, schema: pa.Schema) -> bool:
+        """True if the staged ``files`` hold exactly the current version's rows and schema."""
+        current = pa.schema(existing.schema().to_arrow())
+        if {f.name: f.type for f in current} != {f.name: f.type for f in schema} or \
+                not self.is_local or not plain(existing) or row_count(existing) != rows:
+            return False
+        root = self._local_path(name)
+        return same_rows([u.removeprefix("file://") for u in existing.file_uris()],
+                         [f"{root}/{f['path']}" for f in files], sorted(schema.names))
 
     def annotate(self, name: str, *, owner: str | None = None, description: str | None = None,
                  tags: list[str] | None = None,
