@@ -77,6 +77,7 @@ def open_project(ctx: typer.Context) -> Any:
 
 # importing the command modules registers their commands
 from tarmac.cli import (  # noqa: E402,F401
+    _doctor,
     _features,
     _governance,
     _ingest,

@@ -13,6 +13,7 @@ Example::
 
 from __future__ import annotations
 
+import os
 import random
 import re
 import time
@@ -32,6 +33,7 @@ from deltalake.transaction import AddAction, RemoveAction, create_table_with_add
 from tarmac.catalog import Column, DatasetVersion, all_items, now_us
 from tarmac.catalog import store as cat
 from tarmac.errors import (
+    DataFileMissingError,
     SchemaConflictError,
     UsageError,
     VersionNotFoundError,
@@ -191,9 +193,33 @@ class Lake:
         try:
             return dataset.to_table(columns=columns, filter=filter)
         except FileNotFoundError:
-            raise VersionNotFoundError(
-                f"the data files of version {dt.version()} of '{name}' are gone (removed by "
-                "vacuum); only versions inside the retention window can be read") from None
+            raise self.files_gone(name, dt) from None
+
+    def missing_files(self, name: str, *, version: int | None = None) -> list[str]:
+        """Data files of a version (the current one by default) that are not in storage, as
+        paths inside the table's folder; ``[]`` when every file is there. Checks local lakes
+        (an object store's files are not listed yet: ``[]``)."""
+        return self._missing(self.table(name, version=version))
+
+    def _missing(self, dt: DeltaTable) -> list[str]:
+        if not self.is_local:
+            return []
+        root = dt.table_uri.removeprefix("file://").rstrip("/")
+        return [u.removeprefix("file://").removeprefix(root + "/") for u in dt.file_uris()
+                if not os.path.exists(u.removeprefix("file://"))]
+
+    def files_gone(self, name: str, dt: DeltaTable) -> Exception:
+        """The error for a version whose data files cannot be read: a current version whose
+        file was deleted by hand names the file; an old one points at vacuum's retention."""
+        missing = self._missing(dt)
+        latest = self.latest(name)
+        if missing and latest is not None and dt.version() == latest.version():
+            return DataFileMissingError(name, dt.version(), missing, self._local_path(name))
+        which = f" (data file {missing[0]} is missing)" if missing else ""
+        return VersionNotFoundError(
+            f"the data files of version {dt.version()} of '{name}' are gone{which}: vacuum "
+            "removes the files of versions older than its retention window, and only versions "
+            "inside it can be read")
 
     def history(self, name: str, *, limit: int | None = None) -> list[dict[str, Any]]:
         """Versions newest first: time, operation, rows added/removed, run id, actor."""

@@ -102,6 +102,8 @@ def referenced_tables(lake: Lake, sql: str) -> set[str]:
 
 def _bind(con: duckdb.DuckDBPyConnection, lake: Lake, name: str, dt: DeltaTable) -> None:
     quoted = '"' + name.replace('"', '""') + '"'
+    if lake._missing(dt):  # say which file of which version, not DuckDB's internal SQL
+        raise lake.files_gone(name, dt)
     files = dt.file_uris()
     if not files:
         empty = pa.schema(dt.schema().to_arrow()).empty_table()
