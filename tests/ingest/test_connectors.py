@@ -507,3 +507,21 @@ def test_a_declared_full_refresh_file_source_reloaded_unchanged_keeps_its_rows(
     third = load(p, "orders")
     assert (third.rows_read, third.rows_loaded) == (5, 5)
     assert column(p, "orders", "order_id") == [1, 2, 3, 7, 8]
+
+
+def test_merge_without_cursor_skips_rows_the_table_holds_unchanged(
+        project: Project, declare: Declare, sqlite_db: Database) -> None:
+    """A source re-served whole (an API or table without a cursor) merged by key: rows the
+    table already holds exactly are duplicates, not a new identical version (issue 11, 12)."""
+    seed(sqlite_db)
+    p = declare(project, {"crm": sqlite_db.source(tables=["customers"], primary_key="id",
+                                                  mode="merge")})
+    first = load(p, "crm")
+    again = load(p, "crm")
+    assert (again.rows_read, again.rows_loaded, again.duplicates) == (5, 0, 5)
+    assert again.version == first.version == p.lake.version("customers")
+    sqlite_db.run("UPDATE customers SET name = 'renamed' WHERE id = 2")
+    changed = load(p, "crm")
+    assert (changed.rows_loaded, changed.duplicates) == (1, 4)
+    assert rows(p, "SELECT name FROM customers WHERE id = 2") == [{"name": "renamed"}]
+    assert column(p, "customers", "id") == [1, 2, 3, 4, 5]

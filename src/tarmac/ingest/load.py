@@ -477,11 +477,18 @@ class _StreamLoad:
                      f"read_parquet('{glob}', union_by_name = true, filename = true, "
                      "file_row_number = true)) d WHERE __rn = 1")
             # rows the table holds already: in append mode any row with the key; in merge mode
-            # a row at the same or a newer cursor (without a cursor, a merge updates them all)
-            if against_table and (spec.load_mode == "append" or spec.cursor):
+            # a row at the same or a newer cursor; without a cursor, a merge skips the rows the
+            # table holds exactly as they are (a source re-served whole, like an API without a
+            # cursor, does not make an identical new version every load)
+            exact = spec.load_mode == "merge" and not spec.cursor
+            if against_table and (spec.load_mode == "append" or spec.cursor or exact):
                 dt = self.lake.latest(self.stream.table)
                 assert dt is not None
                 cols = list(spec.primary_key) + ([spec.cursor] if spec.cursor else [])
+                if exact:
+                    cols = [row[0] for row in con.execute(
+                        f"DESCRIBE SELECT * FROM read_parquet('{glob}', union_by_name = true)"
+                    ).fetchall()]
                 existing = self.lake.dataset(dt)
                 if all(c in existing.schema.names for c in cols):
                     # only the table's rows whose first key falls in the incoming keys' range:
@@ -500,6 +507,9 @@ class _StreamLoad:
                     match = " AND ".join(f"t.{_q(k)} = d.{_q(k)}" for k in spec.primary_key)
                     if spec.cursor and spec.load_mode == "merge":
                         match += f" AND t.{_q(spec.cursor)} >= d.{_q(spec.cursor)}"
+                    if exact:
+                        match += "".join(f" AND t.{_q(c)} IS NOT DISTINCT FROM d.{_q(c)}"
+                                         for c in cols if c not in spec.primary_key)
                     query = (f"SELECT * FROM ({query}) d WHERE NOT EXISTS "
                              f"(SELECT 1 FROM __target t WHERE {match})")
             con.execute(f"COPY ({query}) TO '{out}' (FORMAT parquet)")
