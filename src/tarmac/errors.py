@@ -104,3 +104,17 @@ class TrainingError(TarmacError):
     """The user's training function failed or returned something that cannot serve: the run is
     recorded as failed with the traceback, and nothing is registered."""
 
+
+
+class DataFileMissingError(TarmacError):
+    """A data file the table's current version references is gone from storage (deleted by
+    hand, a failed copy): names the table, the version and the file."""
+
+    def __init__(self, table: str, version: int, files: list[str], folder: str) -> None:
+        more = f" (and {len(files) - 1} more of its files)" if len(files) > 1 else ""
+        super().__init__(
+            f"table '{table}' version {version} is missing data file {folder}/{files[0]}{more}; "
+            "it was removed outside Tarmac, so this version cannot be read",
+            hint="restore the file from a backup, or reload the table from its source "
+                 "(`tarmac ingest SOURCE --full-refresh`); `tarmac doctor` checks every table")
+        self.table, self.version, self.files = table, version, files

@@ -13,7 +13,10 @@ Example::
 
 from __future__ import annotations
 
+import atexit
+import contextlib
 import os
+import weakref
 from collections.abc import Callable, Iterable
 from datetime import datetime
 from functools import cached_property
@@ -55,6 +58,7 @@ class Project:
             raise
         self.ledger = Ledger(self.catalog, namespace=config.name, lake_uri=redact(config.lake),
                              lake_root=config.lake)
+        _OPEN.add(self)  # closed at interpreter exit if the script did not close it
 
     @cached_property
     def lake(self) -> Lake:
@@ -113,6 +117,10 @@ class Project:
                 "streams": redact(c.streams), "compute": redact(c.compute)}
 
     def close(self) -> None:
+        """Release the online store, the SQL engine and the catalog's connections (safe to
+        call twice). Open projects are closed at exit too, so a script that forgets cannot
+        leave engine threads running into interpreter teardown."""
+        _OPEN.discard(self)
         if "features" in self.__dict__:
             self.features.close()
         if "lake" in self.__dict__:  # opened lazily: only if something used it
@@ -127,6 +135,16 @@ class Project:
 
     def __repr__(self) -> str:
         return f"Project({self.name!r}, root={str(self.root)!r})"
+
+
+_OPEN: weakref.WeakSet[Project] = weakref.WeakSet()
+
+
+@atexit.register
+def _close_open_projects() -> None:
+    for project in list(_OPEN):  # at exit, one failing close must not stop the rest
+        with contextlib.suppress(Exception):
+            project.close()
 
 
 def find_root(start: Path | str | None = None) -> Path:

@@ -490,10 +490,19 @@ def test_a_declared_full_refresh_file_source_reloaded_unchanged_keeps_its_rows(
     write_orders(folder / "a.parquet", range(1, 4))
     p = declare(project, {"orders": {"type": "file", "path": "data/orders/*.parquet",
                                      "mode": "full_refresh"}})
-    load(p, "orders")
-    again = load(p, "orders")
-    assert (again.rows_read, again.rows_loaded) == (3, 3)
+    first = load(p, "orders")
+    # the same rows re-issued: nothing committed, so the next training run sees the same
+    # data version (issue 11, item 12); every row read is counted as already there
+    [again] = p.ingest(["orders"])
+    assert (again.status, again.rows_read, again.rows_loaded, again.duplicates,
+            again.version) == ("unchanged", 3, 0, 3, first.version)
+    assert p.lake.version("orders") == first.version
+    assert [e["version"] for e in p.lake.history("orders")] == [first.version]
+    [audit] = p.ledger.audit(action="lake.unchanged").items
+    assert (audit.target, json.loads(audit.details)["version"]) == ("orders", first.version)
     assert column(p, "orders", "order_id") == [1, 2, 3]
+    data = p.root / "lake" / "orders"
+    assert len(list(data.glob("*.parquet"))) == 1  # the staged copy was removed
     write_orders(folder / "b.parquet", range(7, 9))
     third = load(p, "orders")
     assert (third.rows_read, third.rows_loaded) == (5, 5)
@@ -553,3 +562,19 @@ def test_sql_null_cursor_rows_without_a_key_are_quarantined_once(
     assert (third.rows_loaded, third.rows_quarantined) == (0, 0) and third.duplicates >= 1
     [q] = quarantined(p, "crm")
     assert "'updated_at' is NULL" in q["reason"] and json.loads(q["record"])["id"] == 9
+def test_merge_without_cursor_skips_rows_the_table_holds_unchanged(
+        project: Project, declare: Declare, sqlite_db: Database) -> None:
+    """A source re-served whole (an API or table without a cursor) merged by key: rows the
+    table already holds exactly are duplicates, not a new identical version (issue 11, 12)."""
+    seed(sqlite_db)
+    p = declare(project, {"crm": sqlite_db.source(tables=["customers"], primary_key="id",
+                                                  mode="merge")})
+    first = load(p, "crm")
+    again = load(p, "crm")
+    assert (again.rows_read, again.rows_loaded, again.duplicates) == (5, 0, 5)
+    assert again.version == first.version == p.lake.version("customers")
+    sqlite_db.run("UPDATE customers SET name = 'renamed' WHERE id = 2")
+    changed = load(p, "crm")
+    assert (changed.rows_loaded, changed.duplicates) == (1, 4)
+    assert rows(p, "SELECT name FROM customers WHERE id = 2") == [{"name": "renamed"}]
+    assert column(p, "customers", "id") == [1, 2, 3, 4, 5]

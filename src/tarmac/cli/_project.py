@@ -1,4 +1,4 @@
-"""Project commands: init and demo."""
+"""Project commands: init, demo, demo-api and info."""
 
 from __future__ import annotations
 
@@ -99,6 +99,7 @@ def demo(
         f"  tarmac sources\n"
         f"  tarmac quarantine orders\n"
         f"  tarmac survey --html survey.html\n"
+        f"  tarmac demo-api &        # the tickets API again (the demo stopped its own)\n"
         f"  tarmac ingest            # again: only what is new is read\n"
         f"  tarmac tables\n"
         f"  tarmac sql \"SELECT region, count(*) AS customers FROM customers GROUP BY 1\"\n"
@@ -118,6 +119,43 @@ def demo(
         f"  tarmac audit log --since 1h\n"
         f"  tarmac audit verify",
         title="what just happened", border_style="cyan"))
+
+
+@app.command("demo-api")
+def demo_api(
+    directory: Path | None = typer.Argument(
+        None, help="The demo project (default: the nearest folder with tarmac.yaml)."),
+    port: int = typer.Option(8765, "--port", help="Port to listen on (0: any free port)."),
+    host: str = typer.Option("127.0.0.1", "--host", help="Interface to listen on."),
+) -> None:
+    """Serve the demo's support-tickets API until Ctrl-C, so `tarmac ingest` can read tickets
+    after `tarmac demo` (which stops its own API when it ends)."""
+    import threading
+
+    from tarmac.demo import TicketsServer
+    from tarmac.project import find_root
+
+    root = find_root(directory)
+    tickets = root / "data" / "tickets.json"
+    if not tickets.is_file():
+        raise UsageError(f"no demo tickets in {root} (expected {tickets})",
+                         hint="run `tarmac demo` first, then `tarmac demo-api` in its folder")
+    try:
+        api = TicketsServer(tickets, host=host, port=port).start()
+    except OSError as exc:
+        raise UsageError(f"cannot listen on {host}:{port}: {exc.strerror or exc}",
+                         hint="is `tarmac demo-api` already running? Or pick another --port "
+                              "and set KESTREL_TICKETS_URL for `tarmac ingest`") from None
+    console.print(f"serving the demo's tickets at {api.url} (Ctrl-C to stop)", markup=False)
+    if api.port != 8765:
+        console.print(f"  tarmac.yaml reads http://127.0.0.1:8765/tickets unless told: "
+                      f"export KESTREL_TICKETS_URL={api.url}", markup=False)
+    try:
+        threading.Event().wait()
+    except KeyboardInterrupt:
+        pass
+    finally:
+        api.stop()
 
 
 @app.command()

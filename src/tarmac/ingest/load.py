@@ -82,7 +82,7 @@ class LoadResult:
     source: str
     stream: str
     table: str
-    status: str  # succeeded | failed | skipped
+    status: str  # succeeded | unchanged (a full refresh of the same rows) | failed | skipped
     run_id: str | None = None
     load_id: str | None = None
     mode: str = ""
@@ -246,8 +246,8 @@ class _StreamLoad:
             state_store.set_load(conn, self.load_id, status="staged", plan=plan,
                                  stats=self._stats(), seq=seq)
         _kill_point("planned")
-        self._apply(plan)
         r.status = "succeeded"
+        self._apply(plan)
         r.seconds = round(time.perf_counter() - self.started, 3)
         self._progress("done")
         return r
@@ -493,7 +493,7 @@ class _StreamLoad:
         assert dt is not None
         con = _duckdb(self.staging)
         try:
-            known = dt.to_pyarrow_dataset().scanner(
+            known = self.lake.dataset(dt).scanner(
                 columns=["table", "reason", "record"],
                 filter=pc.field("source") == self.stream.source).to_reader()
             con.register("__known", known)
@@ -532,12 +532,15 @@ class _StreamLoad:
                      f"read_parquet('{glob}', union_by_name = true, filename = true, "
                      "file_row_number = true)) d WHERE __rn = 1")
             # rows the table holds already: in append mode any row with the key; in merge mode
-            # a row at the same or a newer cursor (without a cursor, a merge updates them all)
-            if against_table and (spec.load_mode == "append" or spec.cursor):
+            # a row at the same or a newer cursor; without a cursor, a merge skips the rows the
+            # table holds exactly as they are (a source re-served whole, like an API without a
+            # cursor, does not make an identical new version every load)
+            exact = spec.load_mode == "merge" and not spec.cursor
+            if against_table and (spec.load_mode == "append" or spec.cursor or exact):
                 dt = self.lake.latest(self.stream.table)
                 assert dt is not None
                 cols = list(spec.primary_key) + ([spec.cursor] if spec.cursor else [])
-                existing = dt.to_pyarrow_dataset()
+                existing = self.lake.dataset(dt)
                 # rows without a cursor value are re-read every load: one the table holds
                 # unchanged is a duplicate, a changed one an update
                 null_cursor = bool(spec.cursor and spec.load_mode == "merge" and con.execute(
@@ -550,6 +553,10 @@ class _StreamLoad:
                     ).description]
                     same = [c for c in staged if c in existing.schema.names and c not in cols]
                     cols += same
+                if exact:
+                    cols = [row[0] for row in con.execute(
+                        f"DESCRIBE SELECT * FROM read_parquet('{glob}', union_by_name = true)"
+                    ).fetchall()]
                 if all(c in existing.schema.names for c in cols):
                     # only the table's rows whose first key falls in the incoming keys' range:
                     # file and row-group statistics skip the rest (new ids skip almost all)
@@ -571,6 +578,9 @@ class _StreamLoad:
                             [f"t.{c} IS NULL", f"d.{c} IS NULL"] +
                             [f"t.{_q(x)} IS NOT DISTINCT FROM d.{_q(x)}" for x in same])
                         match += f" AND (t.{c} >= d.{c} OR ({unchanged}))"
+                    if exact:
+                        match += "".join(f" AND t.{_q(c)} IS NOT DISTINCT FROM d.{_q(c)}"
+                                         for c in cols if c not in spec.primary_key)
                     query = (f"SELECT * FROM ({query}) d WHERE NOT EXISTS "
                              f"(SELECT 1 FROM __target t WHERE {match})")
             con.execute(f"COPY ({query}) TO '{out}' (FORMAT parquet)")
@@ -597,6 +607,7 @@ class _StreamLoad:
         _kill_point("quarantine_committed")
         schema = pa.ipc.read_schema(pa.py_buffer(base64.b64decode(plan["schema"])))
         version = None
+        unchanged = False  # a full refresh that re-issued the same rows: no new version
         if plan["merge_file"]:
             result = lake.write(plan["table"], pq.read_table(plan["merge_file"]), mode="merge",
                                 keys=plan["keys"], txn=txn, on_duplicate="last")
@@ -607,6 +618,7 @@ class _StreamLoad:
                                        else "append", txn=txn, operation="INGEST", extra=extra,
                                        description=plan.get("description"))
             version = result.version
+            unchanged = result.operation == "UNCHANGED"
         elif lake.exists(plan["table"]):
             version = lake.version(plan["table"])
         self._annotate(plan)
@@ -625,14 +637,26 @@ class _StreamLoad:
                                  stats={**stats, "version": version})
 
         details = {"table": plan["table"], "stream": plan["stream"], "load_id": load_id,
-                   "seq": plan["seq"], "version": version,
+                   "seq": plan["seq"], "version": version, "unchanged": unchanged,
                    **{k: stats.get(k) for k in ("rows_read", "rows_loaded", "rows_quarantined",
                                                 "duplicates")},
                    "cursor": (plan["cursor"] or {}).get("value")}
+        if unchanged:
+            details["duplicates"] = int(details["duplicates"] or 0) + \
+                int(details["rows_loaded"] or 0)
+            details["rows_loaded"] = 0
         self.project.ledger.commit("ingest.load", plan["source"], details, change=change,
                                    run=self.project.ledger.current_run)
         if load_id == self.load_id:
             self.result.version = version
+            if unchanged:  # every row read is already in the table: none loaded again
+                r = self.result
+                r.status, r.duplicates, r.rows_loaded = "unchanged", \
+                    r.duplicates + r.rows_loaded, 0
+        if unchanged:  # the staged copies were never committed: nobody will reference them
+            root = Path(lake.uri(plan["table"]).removeprefix("file://"))
+            for f in plan["data_files"]:
+                (root / f["path"]).unlink(missing_ok=True)
         shutil.rmtree(plan.get("staging") or "", ignore_errors=True)
         _kill_point("committed")
 

@@ -151,3 +151,26 @@ class Stats:
                            "minValues": {k: plain(v) for k, v in self.lo.items()},
                            "maxValues": {k: plain(v) for k, v in self.hi.items()},
                            "nullCount": self.nulls})
+
+
+def same_rows(current: list[str], staged: list[str], columns: list[str]) -> bool:
+    """True if two sets of Parquet files hold the same rows, in any order (a multiset
+    comparison over an order-independent sum of row hashes, streamed by DuckDB: a full
+    refresh of a big table is compared without holding it in memory)."""
+    import duckdb
+
+    def fingerprint(con: duckdb.DuckDBPyConnection, files: list[str]) -> tuple[int, int]:
+        if not files:
+            return 0, 0
+        listing = ", ".join("'" + f.replace("'", "''") + "'" for f in files)
+        row = ", ".join(f'"{c}" := "{c}"' for c in (c.replace('"', '""') for c in columns))
+        found = con.execute(f"SELECT count(*), coalesce(sum(hash(struct_pack({row}))::HUGEINT), "
+                            f"0) FROM read_parquet([{listing}], union_by_name = true)").fetchone()
+        assert found is not None
+        return int(found[0]), int(found[1])
+
+    con = duckdb.connect()
+    try:
+        return fingerprint(con, current) == fingerprint(con, staged)
+    finally:
+        con.close()

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import os
 import random
 import re
 import time
@@ -26,6 +27,7 @@ from typing import Any, Literal
 import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.dataset as pads
+import pyarrow.fs as pafs
 from deltalake import CommitProperties, DeltaTable, Schema, Transaction, write_deltalake
 from deltalake.exceptions import CommitFailedError, DeltaError, TableNotFoundError
 from deltalake.transaction import AddAction, RemoveAction, create_table_with_add_actions
@@ -35,6 +37,7 @@ from tarmac.catalog import Column, DatasetVersion, all_items, now_us
 from tarmac.catalog import store as cat
 from tarmac.config import backend
 from tarmac.errors import (
+    DataFileMissingError,
     SchemaConflictError,
     UsageError,
     VersionNotFoundError,
@@ -52,12 +55,13 @@ from tarmac.lake._delta import (
     first_line,
     hours,
     parse_time,
+    plain,
     row_count,
     rows_added,
     rows_removed,
     snapshot,
 )
-from tarmac.lake._files import Stager, action_from_dict, rows_in
+from tarmac.lake._files import Stager, action_from_dict, rows_in, same_rows
 from tarmac.ledger import ActiveRun, Ledger
 
 WriteMode = Literal["append", "overwrite", "merge"]
@@ -159,7 +163,18 @@ class Lake:
         """A lazy Arrow dataset over one version: filters and projections push down to files."""
         dt = self.table(name, version=version, as_of=as_of)
         self._note_input(name, dt.version())
-        return dt.to_pyarrow_dataset()
+        return self.dataset(dt)
+
+    def dataset(self, dt: DeltaTable) -> pads.Dataset:
+        """An Arrow dataset over ``dt``'s files. A local table is read through Arrow's own
+        file system: delta-rs's default routes every read through a Python file handler
+        whose scanner threads can outlive the interpreter and abort it at exit (SIGABRT,
+        apache/arrow#34314, delta-io/delta-rs#2184)."""
+        if not self.is_local:
+            return dt.to_pyarrow_dataset()
+        root = dt.table_uri.removeprefix("file://").rstrip("/")
+        return dt.to_pyarrow_dataset(
+            filesystem=pafs.SubTreeFileSystem(root, pafs.LocalFileSystem()))
 
     def read(self, name: str, *, version: int | None = None, as_of: datetime | str | None = None,
              columns: list[str] | None = None, filter: str | pc.Expression | None = None,
@@ -176,7 +191,7 @@ class Lake:
             return query(self, f"SELECT {cols} FROM {quote_ident(name)} WHERE {filter}", as_of=pin)
         dt = self.table(name, version=version, as_of=as_of)
         self._note_input(name, dt.version())
-        dataset = dt.to_pyarrow_dataset()
+        dataset = self.dataset(dt)
         if columns:
             unknown = [c for c in columns if c not in dataset.schema.names]
             if unknown:
@@ -185,9 +200,33 @@ class Lake:
         try:
             return dataset.to_table(columns=columns, filter=filter)
         except FileNotFoundError:
-            raise VersionNotFoundError(
-                f"the data files of version {dt.version()} of '{name}' are gone (removed by "
-                "vacuum); only versions inside the retention window can be read") from None
+            raise self.files_gone(name, dt) from None
+
+    def missing_files(self, name: str, *, version: int | None = None) -> list[str]:
+        """Data files of a version (the current one by default) that are not in storage, as
+        paths inside the table's folder; ``[]`` when every file is there. Checks local lakes
+        (an object store's files are not listed yet: ``[]``)."""
+        return self._missing(self.table(name, version=version))
+
+    def _missing(self, dt: DeltaTable) -> list[str]:
+        if not self.is_local:
+            return []
+        root = dt.table_uri.removeprefix("file://").rstrip("/")
+        return [u.removeprefix("file://").removeprefix(root + "/") for u in dt.file_uris()
+                if not os.path.exists(u.removeprefix("file://"))]
+
+    def files_gone(self, name: str, dt: DeltaTable) -> Exception:
+        """The error for a version whose data files cannot be read: a current version whose
+        file was deleted by hand names the file; an old one points at vacuum's retention."""
+        missing = self._missing(dt)
+        latest = self.latest(name)
+        if missing and latest is not None and dt.version() == latest.version():
+            return DataFileMissingError(name, dt.version(), missing, self._local_path(name))
+        which = f" (data file {missing[0]} is missing)" if missing else ""
+        return VersionNotFoundError(
+            f"the data files of version {dt.version()} of '{name}' are gone{which}: vacuum "
+            "removes the files of versions older than its retention window, and only versions "
+            "inside it can be read")
 
     def history(self, name: str, *, limit: int | None = None) -> list[dict[str, Any]]:
         """Versions newest first: time, operation, rows added/removed, run id, actor."""
@@ -388,7 +427,11 @@ class Lake:
         """Make staged files visible in one atomic commit (creating the table if needed).
 
         ``schema`` is the schema the rows meet; new columns are added to the table first. With
-        ``txn`` the commit is idempotent (see ``write``).
+        ``txn`` the commit is idempotent (see ``write``). An overwrite whose rows and schema
+        equal the current version's commits nothing: no new version, so whoever reads the
+        table next (a training run) sees the same data version; the result's operation is
+        ``"UNCHANGED"``, an audit record ``lake.unchanged`` says so, and the staged files stay
+        uncommitted for the caller to delete.
         """
         if self.applied(name, txn):
             return self._skipped(name)
@@ -397,6 +440,13 @@ class Lake:
         rows = sum(rows_in(f) for f in files)
         with self.ledger.ensure_run(f"lake.{mode}", params={"table": name}) as run:
             existing = self.latest(name)
+            if existing is not None and mode == "overwrite" and \
+                    self._unchanged(name, existing, files, rows, schema):
+                version = existing.version()
+                self.ledger.commit("lake.unchanged", name,
+                                   {"version": version, "operation": operation, "rows": rows,
+                                    **(extra or {})}, run=run)
+                return WriteResult(name, version, "UNCHANGED", 0, 0, 0, run.id)
             token = str(uuid.uuid4())
             if existing is None:
                 props = self._props(run, txn, operation=operation, token=token,
@@ -439,6 +489,17 @@ class Lake:
             metrics = {"num_added_rows": rows, "num_deleted_rows": removed}
             return self._record(name, snapshot(committed), operation, metrics, run, new_cols,
                                 extra=extra)
+
+    def _unchanged(self, name: str, existing: DeltaTable, files: list[dict[str, Any]],
+                   rows: int, schema: pa.Schema) -> bool:
+        """True if the staged ``files`` hold exactly the current version's rows and schema."""
+        current = pa.schema(existing.schema().to_arrow())
+        if {f.name: f.type for f in current} != {f.name: f.type for f in schema} or \
+                not self.is_local or not plain(existing) or row_count(existing) != rows:
+            return False
+        root = self._local_path(name)
+        return same_rows([u.removeprefix("file://") for u in existing.file_uris()],
+                         [f"{root}/{f['path']}" for f in files], sorted(schema.names))
 
     def annotate(self, name: str, *, owner: str | None = None, description: str | None = None,
                  tags: list[str] | None = None,

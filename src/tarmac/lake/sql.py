@@ -67,7 +67,7 @@ def connect(lake: Lake, sql: str, *, as_of: AsOf | None = None,
             lake._note_input(name, dt.version())
             if bound is not None:
                 bound[name] = dt.version()
-            _bind(con, name, dt, native=lake.is_local)
+            _bind(con, lake, name, dt)
     except duckdb.Error as exc:
         con.close()
         raise _sql_error(lake, exc) from None
@@ -106,15 +106,17 @@ def quote_ident(name: str) -> str:
     return '"' + name.replace('"', '""') + '"'
 
 
-def _bind(con: duckdb.DuckDBPyConnection, name: str, dt: DeltaTable, *, native: bool) -> None:
+def _bind(con: duckdb.DuckDBPyConnection, lake: Lake, name: str, dt: DeltaTable) -> None:
     quoted = quote_ident(name)
+    if lake._missing(dt):  # say which file of which version, not DuckDB's internal SQL
+        raise lake.files_gone(name, dt)
     files = dt.file_uris()
     if not files:
         empty = pa.schema(dt.schema().to_arrow()).empty_table()
         con.register(f"__empty_{name}", empty)
         con.execute(f'CREATE TEMP VIEW {quoted} AS SELECT * FROM "__empty_{name}"')
         return
-    if native and plain(dt):
+    if lake.is_local and plain(dt):
         listing = ", ".join("'" + f.replace("'", "''") + "'" for f in files)
         source = f"read_parquet([{listing}], union_by_name = true)"
         # a column in the Delta schema that no file has yet (added by an empty write) is NULL
@@ -129,7 +131,7 @@ def _bind(con: duckdb.DuckDBPyConnection, name: str, dt: DeltaTable, *, native: 
             columns += "".join(f', CAST(NULL AS {types[c]}) AS "{c}"' for c in missing)
         con.execute(f"CREATE TEMP VIEW {quoted} AS SELECT {columns} FROM {source}")
     else:
-        con.register(name, dt.to_pyarrow_dataset())
+        con.register(name, lake.dataset(dt))
 
 
 def _sql_error(lake: Lake, exc: Exception) -> SqlError:

@@ -1,0 +1,144 @@
+"""The README's five-minute tour, command by command, after `tarmac demo` (issue 11).
+
+The commands are read from README.md itself (the ```bash block of "A five-minute tour"), so
+the tour in the README stays true: every command must exit 0. A newcomer runs it right after
+`make demo`, so this does too, with three things a person does by hand done here:
+
+* the demo stops its tickets API when it ends, so `tarmac demo-api` serves it again before the
+  first `tarmac ingest` (on a free port, named by ``KESTREL_TICKETS_URL``; the README's
+  `tarmac demo-api &` line, when there, is started the same way);
+* `tarmac serve` runs until stopped: it is started, asked `/health` and `/ready`, and stopped;
+* ``RUN_ID`` is the run the tour's `tarmac train` just made.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import shlex
+import shutil
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import httpx
+import pytest
+
+pytestmark = pytest.mark.slow
+
+ROOT = Path(__file__).resolve().parents[2]
+TARMAC = shutil.which("tarmac", path=str(Path(sys.executable).parent)) or "tarmac"
+BACKGROUND = {"serve", "demo-api"}  # commands that run until stopped
+
+
+def tour_commands() -> list[list[str]]:
+    """The tour's commands as argument lists (comments and `cd`/`source` lines left out)."""
+    text = (ROOT / "README.md").read_text()
+    section = text.split("## A five-minute tour", 1)[1]
+    block = re.search(r"```bash\n(.*?)```", section, re.S)
+    assert block, "the README's tour has no ```bash block"
+    commands = []
+    for line in block.group(1).splitlines():
+        words = shlex.split(line.rstrip("&").strip(), comments=True)
+        if words and words[0] == "tarmac":
+            commands.append(words)
+    assert len(commands) > 20, commands
+    return commands
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def wait_for(url: str, proc: subprocess.Popen[str], timeout: float = 60) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        assert proc.poll() is None, f"{url}: the server exited ({proc.returncode})"
+        try:
+            if httpx.get(url, timeout=2).status_code < 500:
+                return
+        except httpx.HTTPError:
+            pass
+        time.sleep(0.2)
+    raise AssertionError(f"{url} did not answer within {timeout}s")
+
+
+@pytest.fixture(scope="module")
+def demo(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Path, dict[str, str]]]:
+    root = tmp_path_factory.mktemp("tour")
+    env = {**os.environ, "TARMAC_USER": "alice", "COLUMNS": "200"}
+    env.pop("TARMAC_PROJECT", None)
+    env.pop("KESTREL_TICKETS_URL", None)
+    built = subprocess.run([TARMAC, "demo", "tarmac-demo", "--size", "small"], cwd=root,
+                           env=env, capture_output=True, text=True, timeout=600)
+    assert built.returncode == 0, built.stderr[-2000:]
+    yield root / "tarmac-demo", env
+
+
+def test_every_tour_command_exits_zero(demo: tuple[Path, dict[str, str]]) -> None:
+    project, env = demo
+    api_port = free_port()
+    env = {**env, "KESTREL_TICKETS_URL": f"http://127.0.0.1:{api_port}/tickets"}
+    running: list[subprocess.Popen[str]] = []
+
+    def start_api() -> None:
+        api = subprocess.Popen([TARMAC, "demo-api", "--port", str(api_port)], cwd=project,
+                               env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                               text=True)
+        running.append(api)
+        wait_for(f"http://127.0.0.1:{api_port}/tickets?limit=1", api)
+
+    failures: list[str] = []
+    ran: list[str] = []
+    run_id = ""
+    try:
+        for words in tour_commands():
+            verb = words[1]
+            if verb == "demo-api":
+                if not running:
+                    start_api()
+                continue
+            if verb == "ingest" and not running:
+                start_api()  # what the README should say: `tarmac demo-api &` first
+            if verb == "serve":
+                port = free_port()
+                server = subprocess.Popen([*words, "--port", str(port)], cwd=project, env=env,
+                                          stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                                          text=True)
+                try:
+                    wait_for(f"http://127.0.0.1:{port}/health", server, timeout=120)
+                    ready = httpx.get(f"http://127.0.0.1:{port}/ready", timeout=10)
+                    if ready.status_code != 200:
+                        failures.append(f"{shlex.join(words)}: /ready {ready.status_code} "
+                                        f"{ready.text[:300]}")
+                finally:
+                    server.terminate()
+                    server.wait(timeout=30)
+                ran.append(shlex.join(words))
+                continue
+            if "RUN_ID" in words:
+                assert run_id, "the tour reproduces a run before training one"
+                words = [run_id if w == "RUN_ID" else w for w in words]
+            done = subprocess.run(words, cwd=project, env=env, capture_output=True, text=True,
+                                  timeout=600)
+            ran.append(shlex.join(words))
+            if done.returncode != 0:
+                failures.append(f"{shlex.join(words)}: exit {done.returncode}\n"
+                                f"{(done.stdout + done.stderr)[-1500:]}")
+            if verb == "train" and "--reproduce" not in words:
+                runs = subprocess.run([TARMAC, "runs", "--model", words[2], "--json"],
+                                      cwd=project, env=env, capture_output=True, text=True,
+                                      timeout=120)
+                run_id = max(json.loads(runs.stdout), key=lambda r: r["run"])["run_id"]
+    finally:
+        for proc in running:
+            proc.terminate()
+            proc.wait(timeout=30)
+    assert not failures, "tour commands failed:\n" + "\n\n".join(failures)
+    assert any(c.startswith("tarmac ingest") for c in ran)
