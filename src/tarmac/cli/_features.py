@@ -7,7 +7,7 @@ from typing import Any
 import typer
 
 from tarmac.cli import app, open_project
-from tarmac.cli._output import console, emit, err_console, print_json
+from tarmac.cli._output import console, emit, err_console, esc, print_json
 from tarmac.errors import UsageError
 
 JSON = typer.Option(False, "--json", help="Print JSON instead of tables.")
@@ -42,11 +42,11 @@ def apply(
     for c in result.changes:
         if c.action == "unchanged":
             continue
-        console.print(f"{_MARK[c.action]} {c.kind} [bold]{c.name}[/bold] v{c.version}")
+        console.print(f"{_MARK[c.action]} {c.kind} [bold]{esc(c.name)}[/bold] v{c.version}")
         for d in c.details if c.action == "change" else []:
-            console.print(f"    {d}")
+            console.print(f"    {esc(d)}")
         for b in c.breaking:
-            console.print(f"    [red]breaks:[/red] {b}")
+            console.print(f"    [red]breaks:[/red] {esc(b)}")
     unchanged = sum(c.action == "unchanged" for c in result.changes)
     counts = {a: sum(c.action == a for c in result.changes) for a in ("add", "change", "remove")}
     summary = (f"{counts['add']} to add, {counts['change']} to change, "
@@ -99,15 +99,15 @@ def show(ctx: typer.Context, name: str = typer.Argument(..., help="A view or ser
     if as_json:
         print_json(info)
         return
-    console.print(f"[bold]{info['kind']} {info['name']}[/bold] v{info['version']}"
-                  + (f" - {info['description']}" if info.get("description") else ""))
+    console.print(f"[bold]{info['kind']} {esc(info['name'])}[/bold] v{info['version']}"
+                  + (f" - {esc(info['description'])}" if info.get("description") else ""))
     for key in ("entities", "join_keys", "source", "timestamp", "created", "ttl", "inputs",
                 "freshness", "materialized", "online_records", "upstream", "consumers"):
         if info.get(key) not in (None, [], {}):
             value = info[key]
             if isinstance(value, list):
                 value = ", ".join(map(str, value))
-            console.print(f"  {key:<15} {value}")
+            console.print(f"  {key:<15} {esc(value)}")
     emit(info["features"], [(k, k) for k in info["features"][0]] if info["features"] else [],
          as_json=False, title="features")
 

@@ -12,7 +12,7 @@ from rich.tree import Tree
 
 from tarmac.cli import app, open_project
 from tarmac.cli._lake import JSON
-from tarmac.cli._output import age, console, emit, print_json
+from tarmac.cli._output import age, console, emit, error_line, esc, print_json
 from tarmac.errors import UsageError
 
 if TYPE_CHECKING:
@@ -61,7 +61,7 @@ def lineage(
         return
     arrow = "⟵ fed by" if upstream else "⟶ feeds"
     at = f"@{node.version}" if node.version is not None else ""
-    tree = Tree(f"[bold]{node.name}[/bold]{at}  [dim]{arrow}[/dim]")
+    tree = Tree(f"[bold]{esc(node.name)}[/bold]{at}  [dim]{arrow}[/dim]")
     _draw(tree, node)
     if not node.children:
         tree.add("[dim](no recorded runs)[/dim]")
@@ -74,12 +74,12 @@ def _draw(tree: Tree, node: LineageNode) -> None:
             run = child.run
             assert run is not None
             colour = {"succeeded": "green", "failed": "red"}.get(run.status, "yellow")
-            label = (f"[cyan]run[/cyan] {child.name} [{colour}]{run.status}[/{colour}] "
-                     f"[dim]{run.id[:8]} by {run.actor}, {age(run.started_at)}[/dim]")
+            label = (f"[cyan]run[/cyan] {esc(child.name)} [{colour}]{run.status}[/{colour}] "
+                     f"[dim]{run.id[:8]} by {esc(run.actor)}, {age(run.started_at)}[/dim]")
             if child.repeated:
                 label += " [dim](shown above)[/dim]"
         else:
-            label = f"[bold]{child.name}[/bold]@{child.version}"
+            label = f"[bold]{esc(child.name)}[/bold]@{child.version}"
         _draw(tree.add(label), child)
 
 
@@ -109,7 +109,7 @@ def runs(
     if not as_json:
         for row, run in zip(rows, page.items, strict=True):
             row.update(id=run.id[:8], started_at=age(run.started_at),
-                       error=(run.error or "").splitlines()[-1][:80] if run.error else None)
+                       error=error_line(run.error))
     emit(rows, [("id", "run"), ("job", "job"), ("status", "status"), ("actor", "actor"),
                 ("started_at", "started"), ("duration_s", "seconds"), ("inputs", "inputs"),
                 ("outputs", "outputs"), ("error", "error")], as_json=as_json, empty="no runs yet")
@@ -167,7 +167,7 @@ def audit_verify(
         console.print(f"[green]ok[/green]: {result.records:,} audit record(s), chain intact. "
                       f"Head {head}")
     else:
-        console.print(f"[bold red]TAMPERED[/bold red]: {result.problem}")
+        console.print(f"[bold red]TAMPERED[/bold red]: {esc(result.problem)}")
     raise typer.Exit(0 if result.ok else 1)
 
 

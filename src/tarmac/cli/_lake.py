@@ -7,7 +7,7 @@ from typing import Any
 import typer
 
 from tarmac.cli import app, open_project
-from tarmac.cli._output import age, console, emit, human, print_json, size
+from tarmac.cli._output import age, console, emit, esc, human, print_json, size
 from tarmac.errors import UsageError
 
 JSON = typer.Option(False, "--json", help="Print a JSON array of objects instead of a table.")
@@ -94,7 +94,7 @@ def compact(
     """Rewrite a table's small files into large ones (the data does not change)."""
     p = open_project(ctx)
     m = p.lake.compact(table, z_order=z_order or None)
-    console.print(f"{table}: {human(m.get('numFilesRemoved', 0))} file(s) rewritten into "
+    console.print(f"{esc(table)}: {human(m.get('numFilesRemoved', 0))} file(s) rewritten into "
                   f"{human(m.get('numFilesAdded', 0))}")
 
 
@@ -109,4 +109,5 @@ def vacuum(
     p = open_project(ctx)
     removed = p.lake.vacuum(table, retain=retain, dry_run=dry_run)
     verb = "would delete" if dry_run else "deleted"
-    console.print(f"{table}: {verb} {len(removed):,} file(s) older than the {retain} window")
+    console.print(f"{esc(table)}: {verb} {len(removed):,} file(s) older than the {esc(retain)} "
+                  "window")
