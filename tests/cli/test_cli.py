@@ -144,9 +144,9 @@ def test_compact_and_vacuum(filled: Project) -> None:
 
 
 def test_info_masks_secrets(tmp_path: Path, pg_url: str, monkeypatch: pytest.MonkeyPatch) -> None:
-    import tarmac
+    from tarmac.project import scaffold
 
-    tarmac.init(tmp_path / "p")
+    scaffold(tmp_path / "p")
     cfg = tmp_path / "p" / "tarmac.yaml"
     monkeypatch.setenv("PGPASSWORD_TEST", "s3cr3t")
     secret_url = pg_url.replace("postgres@", "postgres:${PGPASSWORD_TEST}@")

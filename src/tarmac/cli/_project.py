@@ -20,9 +20,9 @@ def init(
     name: str | None = typer.Option(None, "--name", help="Project name (default: folder name)."),
 ) -> None:
     """Scaffold tarmac.yaml, definitions.py and .gitignore. Refuses to overwrite."""
-    import tarmac
+    from tarmac.project import scaffold
 
-    root = tarmac.init(directory, name=name)
+    root = scaffold(directory, name=name)  # not opened: the backends can still be re-pointed
     console.print(f"created project [bold]{name or root.name}[/bold] in {root}\n"
                   f"  next: cd {directory} && tarmac tables")
 
