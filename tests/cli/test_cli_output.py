@@ -100,3 +100,16 @@ def test_json_of_a_table_with_data(tricky: Project) -> None:
                     ["sql", "SELECT * FROM notes"]):
         code, out, _ = run(tricky, *command, "--json")
         assert code == 0 and json.loads(out), command
+
+
+def test_hints_print_verbatim(project: Project, monkeypatch: pytest.MonkeyPatch) -> None:
+    from tarmac.errors import BackendUnavailableError
+
+    def no_driver(*_args: object, **_kwargs: object) -> Project:
+        raise BackendUnavailableError("catalog postgresql://db/x needs the psycopg driver",
+                                      hint="pip install 'tarmac[postgres]'")
+
+    monkeypatch.setattr("tarmac.project.open", no_driver)
+    code, out, err = run(project, "tables")
+    assert code == 2 and out == ""
+    assert "hint: pip install 'tarmac[postgres]'" in err

@@ -145,8 +145,11 @@ def materialize(
                 ("time", "time"), ("note", "note")], as_json=as_json, title="materialize")
 
 
-def _entities(pairs: list[str]) -> list[dict[str, Any]]:
-    """``--entity customer_id=42 --entity customer_id=43`` (or ``a=1,b=x`` for composite keys)."""
+def _entities(pairs: list[str], keys: set[str]) -> list[dict[str, Any]]:
+    """``--entity customer_id=42 --entity customer_id=43`` (or ``a=1,b=x`` for composite keys,
+    ``customer_id=42,basket=19.99`` with request values). Key values stay text (the feature
+    store types them as its views declare); request values are read as JSON literals where
+    they are one (``19.99`` a number, ``true`` a boolean, ``null`` null), else as text."""
     out = []
     for pair in pairs:
         entity: dict[str, Any] = {}
@@ -154,31 +157,55 @@ def _entities(pairs: list[str]) -> list[dict[str, Any]]:
             key, sep, value = part.partition("=")
             if not sep or not key.strip():
                 raise UsageError(f"--entity {pair!r}: expected KEY=VALUE (e.g. customer_id=42)")
-            entity[key.strip()] = value.strip()
+            name, text = key.strip(), value.strip()
+            entity[name] = text if name in keys else _literal(text)
         out.append(entity)
     return out
 
 
-@features_app.command()
+def _literal(text: str) -> Any:
+    import json
+
+    try:
+        return json.loads(text)
+    except ValueError:
+        return text
+
+
+@features_app.command(
+    epilog="Examples:\n\n"
+           "  tarmac features get churn --entity customer_id=42 --entity customer_id=43\n\n"
+           "  tarmac features get customer_clicks:clicks_7d --entity customer_id=42 --json\n\n"
+           "  tarmac features get basket_share --entity customer_id=42,basket=19.99")
 def get(
     ctx: typer.Context,
     features: str = typer.Argument(..., help="A service, a view, or view:feature refs "
                                              "separated by commas."),
-    entity: list[str] = typer.Option(..., "--entity", "-e",
-                                     help="KEY=VALUE; repeat for several entities."),
+    entity: list[str] = typer.Option(
+        ..., "--entity", "-e", metavar="KEY=VALUE[,KEY=VALUE...]",
+        help="One entity: its key (customer_id=42), all parts of a composite key "
+             "(store_id=7,sku=A1), plus the request values on-demand features need "
+             "(customer_id=42,basket=19.99: numbers, true/false and null are read as such). "
+             "Repeat for several entities."),
     as_json: bool = JSON,
 ) -> None:
-    """Read features online, as the server would serve them (value, status, event time)."""
+    """Read features online, as the server would serve them (value, status, event time).
+
+    Each --entity names one entity by its key values; an on-demand feature's request values
+    (the inputs a live request carries, declared with request=[...]) go in the same --entity.
+    """
     p = open_project(ctx)
     refs: str | list[str] = features if "," not in features else features.split(",")
-    result = p.features.online(refs, _entities(entity))
+    keys = {k for part in p.features.resolve(refs).parts
+            for k in getattr(part.view, "join_keys", ())}
+    result = p.features.online(refs, _entities(entity, keys))
     if as_json:
         print_json(result.to_dict())
         return
     rows = []
     for ent, values, status, times in zip(result.entities, result.rows, result.status,
                                           result.event_time, strict=True):
-        label = ", ".join(f"{k}={v}" for k, v in ent.items())
+        label = ", ".join(f"{k}={v}" for k, v in ent.items() if k in keys or not keys)
         for name in result.features:
             rows.append({"entity": label, "feature": name, "value": values.get(name),
                          "status": status.get(name), "event_time": times.get(name)})
