@@ -113,3 +113,8 @@ def test_hints_print_verbatim(project: Project, monkeypatch: pytest.MonkeyPatch)
     code, out, err = run(project, "tables")
     assert code == 2 and out == ""
     assert "hint: pip install 'tarmac[postgres]'" in err
+
+
+def test_help_text_keeps_its_brackets(project: Project) -> None:
+    code, out, _ = run(project, "lineage", "--help")
+    assert code == 0 and "model:NAME[@VERSION]" in out and "training_set:NAME[@RUN]" in out

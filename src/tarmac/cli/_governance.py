@@ -25,8 +25,8 @@ app.add_typer(audit_app, name="audit")
 @app.command()
 def lineage(
     ctx: typer.Context,
-    table: str = typer.Argument(..., help="Lake table, or model:NAME[@VERSION] or "
-                                          "training_set:NAME[@RUN]."),
+    table: str = typer.Argument(..., help=esc("Lake table, or model:NAME[@VERSION] or "
+                                              "training_set:NAME[@RUN].")),
     upstream: bool = typer.Option(True, "--upstream/--downstream",
                                   help="What fed the table (default), or what it feeds."),
     depth: int = typer.Option(5, "--depth", help="How many hops of runs to follow."),
