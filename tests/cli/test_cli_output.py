@@ -118,3 +118,15 @@ def test_hints_print_verbatim(project: Project, monkeypatch: pytest.MonkeyPatch)
 def test_help_text_keeps_its_brackets(project: Project) -> None:
     code, out, _ = run(project, "lineage", "--help")
     assert code == 0 and "model:NAME[@VERSION]" in out and "training_set:NAME[@RUN]" in out
+
+
+def test_json_is_strict_even_with_nan_and_infinity(project: Project) -> None:
+    code, out, _ = run(project, "sql", "--json", "SELECT 'nan'::DOUBLE AS a, 'inf'::DOUBLE AS b, "
+                                                 "-'inf'::DOUBLE AS c, 1.5::DOUBLE AS d")
+
+    def refuse(constant: str) -> None:
+        raise AssertionError(f"{constant} is not JSON")
+
+    assert code == 0
+    assert json.loads(out, parse_constant=refuse) == [
+        {"a": "NaN", "b": "Infinity", "c": "-Infinity", "d": 1.5}]

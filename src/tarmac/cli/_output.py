@@ -8,6 +8,7 @@ so ``a:x:b`` and ``[bold]`` print as they are.
 from __future__ import annotations
 
 import json
+import math
 import os
 import sys
 from collections.abc import Sequence
@@ -49,7 +50,20 @@ def emit(rows: Sequence[dict[str, Any]], columns: Sequence[tuple[str, str]], *, 
 
 
 def print_json(value: Any) -> None:
-    sys.stdout.write(json.dumps(value, indent=2, default=_jsonable) + "\n")
+    """Strict JSON on stdout: NaN and infinities (which ``json.dumps`` would write as the
+    invalid ``NaN``/``Infinity``) become the strings "NaN", "Infinity", "-Infinity"."""
+    sys.stdout.write(json.dumps(_strict(value), indent=2, default=_jsonable, allow_nan=False)
+                     + "\n")
+
+
+def _strict(value: Any) -> Any:
+    if isinstance(value, float) and not math.isfinite(value):
+        return "NaN" if math.isnan(value) else "Infinity" if value > 0 else "-Infinity"
+    if isinstance(value, dict):
+        return {k: _strict(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [_strict(v) for v in value]
+    return value
 
 
 def _jsonable(value: Any) -> Any:
