@@ -145,11 +145,12 @@ def materialize(
                 ("time", "time"), ("note", "note")], as_json=as_json, title="materialize")
 
 
-def _entities(pairs: list[str], keys: set[str]) -> list[dict[str, Any]]:
+def _entities(pairs: list[str], keys: dict[str, str]) -> list[dict[str, Any]]:
     """``--entity customer_id=42 --entity customer_id=43`` (or ``a=1,b=x`` for composite keys,
-    ``customer_id=42,basket=19.99`` with request values). Key values stay text (the feature
-    store types them as its views declare); request values are read as JSON literals where
-    they are one (``19.99`` a number, ``true`` a boolean, ``null`` null), else as text."""
+    ``customer_id=42,basket=19.99`` with request values). Keys (``keys``: name -> type) are
+    typed as their views declare them, so ``--json`` echoes ``42``, as the server would for a
+    client that sent a number; request values are read as JSON literals where they are one
+    (``19.99`` a number, ``true`` a boolean, ``null`` null), else as text."""
     out = []
     for pair in pairs:
         entity: dict[str, Any] = {}
@@ -158,7 +159,12 @@ def _entities(pairs: list[str], keys: set[str]) -> list[dict[str, Any]]:
             if not sep or not key.strip():
                 raise UsageError(f"--entity {pair!r}: expected KEY=VALUE (e.g. customer_id=42)")
             name, text = key.strip(), value.strip()
-            entity[name] = text if name in keys else _literal(text)
+            if name not in keys:
+                entity[name] = _literal(text)
+            elif keys[name] == "int64" and text.lstrip("-").isdigit():
+                entity[name] = int(text)
+            else:  # a string key, or a bad integer the feature store names in its error
+                entity[name] = text
         out.append(entity)
     return out
 
@@ -196,7 +202,8 @@ def get(
     """
     p = open_project(ctx)
     refs: str | list[str] = features if "," not in features else features.split(",")
-    keys = {k for part in p.features.resolve(refs).parts
+    keys = {k: getattr(part.view, "key_types", {}).get(k, "string")
+            for part in p.features.resolve(refs).parts
             for k in getattr(part.view, "join_keys", ())}
     result = p.features.online(refs, _entities(entity, keys))
     if as_json:

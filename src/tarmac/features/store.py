@@ -541,13 +541,10 @@ class FeatureStore:
     def online(self, features: str | Sequence[str], entities: Sequence[Mapping[str, Any]], *,
                now: datetime | None = None) -> OnlineFeatures:
         """The latest values of each entity's features; a value older than its view's ttl is
-        returned as null with status ``stale``, an unknown entity's as null with ``missing``.
-        The entities are echoed with their keys as the views type them (``"42"`` given for an
-        integer key comes back as ``42``)."""
+        returned as null with status ``stale``, an unknown entity's as null with ``missing``."""
         plan = self._plan(features)
         now_at = now_us() if now is None else int(now.timestamp() * 1_000_000)
         requests = []
-        echoed = [dict(e) for e in entities]
         for v in plan.views:
             encoded = []
             for i, entity in enumerate(entities):
@@ -557,7 +554,6 @@ class FeatureStore:
                     raise UsageError(f"entity {i} has no '{exc.args[0]}' (needed by feature "
                                      f"view '{v.name}'; it has: {', '.join(entity) or 'nothing'})"
                                      ) from None
-                echoed[i].update(zip(v.keys, values, strict=True))
                 encoded.append(encode_key(values))
             requests.append((v.name, encoded))
         found = self.online_store.read(requests)
@@ -589,7 +585,7 @@ class FeatureStore:
                 for r in d:
                     for h in plan.hidden:
                         r.pop(h, None)
-        return OnlineFeatures(plan.outputs, echoed, rows, status, times)
+        return OnlineFeatures(plan.outputs, [dict(e) for e in entities], rows, status, times)
 
     # -- inspection --------------------------------------------------------------------------
 
