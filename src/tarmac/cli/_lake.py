@@ -40,7 +40,11 @@ def sql(
     as_json: bool = JSON,
     max_rows: int = typer.Option(50, "--max-rows", help="Rows to show in the terminal table."),
 ) -> None:
-    """Run SQL over lake tables (DuckDB, in process), optionally time-travelling per table."""
+    """Query lake tables with SQL (DuckDB, in process), optionally time-travelling per table.
+
+    Read-only: statements other than queries (CREATE, INSERT, COPY, ATTACH, INSTALL, SET...)
+    are refused; write tables through p.lake, which the ledger records.
+    """
     pins = _parse_pins(as_of)
     p = open_project(ctx)
     result = p.sql(query, as_of=pins)
