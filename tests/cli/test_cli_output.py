@@ -130,3 +130,16 @@ def test_json_is_strict_even_with_nan_and_infinity(project: Project) -> None:
     assert code == 0
     assert json.loads(out, parse_constant=refuse) == [
         {"a": "NaN", "b": "Infinity", "c": "-Infinity", "d": 1.5}]
+
+
+def test_output_cut_short_by_a_pipe_is_not_an_internal_error(
+        project: Project, monkeypatch: pytest.MonkeyPatch) -> None:
+    """``tarmac sql ... | head -1``: the reader leaves early and the next write fails with
+    EPIPE; Click ends quietly (exit 1), never 'internal error: BrokenPipeError'."""
+
+    def reader_gone(_value: object) -> None:
+        raise BrokenPipeError(32, "Broken pipe")
+
+    monkeypatch.setattr("tarmac.cli._lake.print_json", reader_gone)
+    code, _, err = run(project, "sql", "--json", "SELECT 1 AS n")
+    assert code == 1 and "internal error" not in err and "Broken pipe" not in err

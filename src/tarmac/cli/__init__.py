@@ -34,6 +34,8 @@ class _Group(TyperGroup):
             raise typer.Exit(exc.exit_code) from None
         except (typer.Exit, typer.Abort, typer.TyperException):
             raise
+        except BrokenPipeError:  # `tarmac sql ... | head`: Click ends quietly (exit 1)
+            raise
         except Exception as exc:  # a bug: say so plainly, keep the trace behind a flag
             if os.environ.get("TARMAC_DEBUG"):
                 raise
