@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 
 import tarmac
-from tarmac.project import Project
+from tarmac.project import Project, scaffold
 
 PG_HOST = os.environ.get("TARMAC_TEST_PG_HOST", "127.0.0.1")
 PG_PORT = int(os.environ.get("TARMAC_TEST_PG_PORT", "5432"))
@@ -60,7 +60,7 @@ def pg_url(pg_schema: str) -> str:
 
 def make_project(root: Path, *, catalog: str | None = None) -> Project:
     """A fresh project in ``root``; ``catalog`` overrides the default SQLite catalog URL."""
-    tarmac.init(root, name="test")
+    scaffold(root, name="test")
     if catalog:
         text = (root / "tarmac.yaml").read_text()
         lines = [f"catalog: {catalog}" if line.startswith("catalog:") else line

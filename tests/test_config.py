@@ -101,7 +101,9 @@ def test_missing_file(tmp_path: Path) -> None:
 
 
 def test_init_scaffolds_and_refuses_to_overwrite(tmp_path: Path) -> None:
-    root = tarmac.init(tmp_path / "myproj")
+    from tarmac.project import scaffold
+
+    root = scaffold(tmp_path / "myproj")
     assert sorted(p.name for p in root.iterdir()) == [".gitignore", "definitions.py",
                                                       "tarmac.yaml"]
     assert load_config(root / "tarmac.yaml").name == "myproj"
@@ -109,6 +111,15 @@ def test_init_scaffolds_and_refuses_to_overwrite(tmp_path: Path) -> None:
     with pytest.raises(UsageError, match="not overwriting"):
         tarmac.init(root)
     assert (root / "tarmac.yaml").read_text() == before
+
+
+def test_init_returns_the_opened_project(tmp_path: Path) -> None:
+    """As the README uses it: ``p = tarmac.init(...)`` then ``p.lake``."""
+    with tarmac.init(tmp_path / "myproj") as p:
+        assert isinstance(p, tarmac.Project) and p.name == "myproj"
+        assert p.root == (tmp_path / "myproj").resolve()
+        p.lake.write("customers", {"customer_id": [1, 2]})
+        assert p.sql("SELECT count(*) AS n FROM customers").to_pylist() == [{"n": 2}]
 
 
 def test_unreachable_postgres_fails_fast_and_clearly(tmp_path: Path) -> None:

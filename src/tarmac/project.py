@@ -175,8 +175,22 @@ def open(path: Path | str | None = None, *,  # noqa: A001 - tarmac.open is the S
     return Project(root, config, check_lake=check_lake)
 
 
-def init(path: Path | str, *, name: str | None = None) -> Path:
-    """Scaffold a project: tarmac.yaml, definitions.py and .gitignore. Refuses to overwrite."""
+def init(path: Path | str, *, name: str | None = None) -> Project:
+    """Create a project (``tarmac.yaml``, ``definitions.py``, ``.gitignore``) and open it.
+    Refuses to overwrite an existing project's files.
+
+    Example::
+
+        p = tarmac.init("myproj")
+        p.lake.write("customers", {"customer_id": [1, 2], "region": ["North", "South"]})
+    """
+    return open(scaffold(path, name=name))
+
+
+def scaffold(path: Path | str, *, name: str | None = None) -> Path:
+    """Write a new project's files and return its folder, without opening it (so ``tarmac.yaml``
+    can still be edited, e.g. to point the catalog at PostgreSQL, before anything is created).
+    Refuses to overwrite."""
     root = Path(path).resolve()
     name = name or root.name
     files = {_scaffold_name(t.name): t for t in sorted(_SCAFFOLD.iterdir())

@@ -144,9 +144,9 @@ def test_compact_and_vacuum(filled: Project) -> None:
 
 
 def test_info_masks_secrets(tmp_path: Path, pg_url: str, monkeypatch: pytest.MonkeyPatch) -> None:
-    import tarmac
+    from tarmac.project import scaffold
 
-    tarmac.init(tmp_path / "p")
+    scaffold(tmp_path / "p")
     cfg = tmp_path / "p" / "tarmac.yaml"
     monkeypatch.setenv("PGPASSWORD_TEST", "s3cr3t")
     secret_url = pg_url.replace("postgres@", "postgres:${PGPASSWORD_TEST}@")
@@ -166,4 +166,7 @@ def test_debug_flag_shows_the_real_exception(filled: Project,
 
     monkeypatch.setenv("TARMAC_DEBUG", "1")
     result = runner.invoke(app, ["--project", str(filled.root), "sql", "SELEC 1"])
-    assert result.exit_code != 0 and isinstance(result.exception, SqlError)
+    # the traceback is shown, and the exit code stays the user error's (2), not a crash's (1)
+    assert result.exit_code == SqlError.exit_code == 2
+    assert "Traceback" in result.stderr and "SqlError" in result.stderr
+    assert "error:" in result.stderr

@@ -16,7 +16,7 @@ import pytest
 
 import tarmac
 from conftest import require_server
-from tarmac.project import Project
+from tarmac.project import Project, scaffold
 
 T0 = datetime(2024, 1, 1, tzinfo=UTC)
 TS = pa.timestamp("us", tz="UTC")
@@ -82,7 +82,7 @@ def profile_rows() -> pa.Table:
 
 
 def build(root: Path, *, online_store: str | None = None) -> Project:
-    tarmac.init(root, name=f"fs{uuid.uuid4().hex[:8]}")
+    scaffold(root, name=f"fs{uuid.uuid4().hex[:8]}")
     if online_store:
         text = (root / "tarmac.yaml").read_text()
         lines = [f"online_store: {online_store}" if line.startswith("online_store:") else line

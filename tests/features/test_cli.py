@@ -62,3 +62,31 @@ def test_feature_command_errors_are_one_line_with_exit_2(fs_project: Project) ->
     (fs_project.root / "definitions.py").write_text("import nope\n")
     code, out = run(fs_project, "apply")
     assert code == 2 and "line 1: ModuleNotFoundError" in out
+
+
+def test_features_get_json_keeps_integer_keys_and_reads_request_values(
+        fs_project: Project) -> None:
+    # no ttl, so customer 2's old activity is served (not stale) and basket_share has a value
+    (fs_project.root / "definitions.py").write_text(DEFINITIONS.replace('ttl="10d",', ""))
+    code, out = run(fs_project, "apply")
+    assert code == 0, out
+    code, out = run(fs_project, "features", "materialize")
+    assert code == 0
+    code, out = run(fs_project, "features", "get", "churn", "-e", "customer_id=2", "--json")
+    assert code == 0
+    assert json.loads(out)["results"][0]["entity"] == {"customer_id": 2}  # not "2"
+    # an on-demand feature's request value goes in the same --entity, typed as a number
+    code, out = run(fs_project, "features", "get", "scored", "-e",
+                    "customer_id=2,basket=15", "--json")
+    assert code == 0, out
+    got = json.loads(out)["results"][0]
+    assert got["entity"] == {"customer_id": 2, "basket": 15}
+    assert got["values"]["basket_share"] == 0.75 and got["status"]["basket_share"] == "present"
+    code, out = run(fs_project, "features", "get", "scored", "-e", "customer_id=2,basket=15")
+    assert code == 0 and "customer_id=2" in out and "0.75" in out
+
+
+def test_features_get_help_says_how_to_pass_request_values(fs_project: Project) -> None:
+    code, out = run(fs_project, "features", "get", "--help")
+    assert code == 0 and "request values" in out
+    assert "--entity customer_id=42,basket=19.99" in out

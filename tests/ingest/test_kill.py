@@ -18,6 +18,7 @@ import pytest
 import tarmac
 from tarmac.catalog import sources as state_store
 from tarmac.catalog.sources import Load
+from tarmac.project import scaffold
 
 PHASES = ["staged", "planned", "quarantine_committed", "data_committed", "committed"]
 LOAD = "import sys, tarmac; tarmac.open(sys.argv[1]).ingest()"
@@ -26,7 +27,7 @@ LOAD = "import sys, tarmac; tarmac.open(sys.argv[1]).ingest()"
 def _company(root: Path, rows: int = 300) -> None:
     """A project with a CSV source (append, no key) and a SQLite source (merge, key, cursor),
     each with records the contract rejects."""
-    tarmac.init(root, name="killme")
+    scaffold(root, name="killme")
     data = root / "data"
     data.mkdir()
     for part in range(2):

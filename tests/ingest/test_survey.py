@@ -40,7 +40,7 @@ from tarmac.ingest.survey import (
     survey,
     value_shares,
 )
-from tarmac.project import Project
+from tarmac.project import Project, scaffold
 
 from .conftest import Declare
 
@@ -104,7 +104,7 @@ SOURCES: dict[str, dict[str, Any]] = {
 @pytest.fixture
 def proj(tmp_path: Path, declare: Declare) -> Project:
     """A fresh project (as tests/conftest.py makes them) declaring ``SOURCES``."""
-    root = tarmac.init(tmp_path / "proj", name="test")
+    root = scaffold(tmp_path / "proj", name="test")
     _write_sources(root)
     return declare(tarmac.open(root), SOURCES)
 

@@ -1,19 +1,21 @@
 """The ``tarmac`` command: one verb per job, a thin layer over the SDK.
 
 Exit codes: 0 ok, 1 a check failed, 2 usage or configuration error. User errors print one
-clear line (and a hint); ``TARMAC_DEBUG=1`` shows the traceback.
+clear line (and a hint); ``TARMAC_DEBUG=1`` also prints the traceback, with the same exit code.
 """
 
 from __future__ import annotations
 
 import os
+import sys
+import traceback
 from pathlib import Path
 from typing import Any
 
 import typer
 from typer.core import TyperGroup
 
-from tarmac.cli._output import err_console
+from tarmac.cli._output import err_console, esc
 from tarmac.errors import TarmacError
 
 
@@ -24,20 +26,21 @@ class _Group(TyperGroup):
         try:
             return super().invoke(ctx)
         except TarmacError as exc:
-            if os.environ.get("TARMAC_DEBUG"):
-                raise
-            err_console.print(f"[bold red]error:[/bold red] {exc.message}", markup=True,
-                              soft_wrap=True)
+            if os.environ.get("TARMAC_DEBUG"):  # the trace for the curious, the same exit code
+                traceback.print_exc(file=sys.stderr)
+            err_console.print(f"[bold red]error:[/bold red] {esc(exc.message)}", soft_wrap=True)
             if exc.hint:
-                err_console.print(f"  [dim]hint: {exc.hint}[/dim]", soft_wrap=True)
+                err_console.print(f"  [dim]hint: {esc(exc.hint)}[/dim]", soft_wrap=True)
             raise typer.Exit(exc.exit_code) from None
         except (typer.Exit, typer.Abort, typer.TyperException):
+            raise
+        except BrokenPipeError:  # `tarmac sql ... | head`: Click ends quietly (exit 1)
             raise
         except Exception as exc:  # a bug: say so plainly, keep the trace behind a flag
             if os.environ.get("TARMAC_DEBUG"):
                 raise
-            err_console.print(f"[bold red]internal error:[/bold red] {type(exc).__name__}: {exc}",
-                              soft_wrap=True)
+            err_console.print(f"[bold red]internal error:[/bold red] {type(exc).__name__}: "
+                              f"{esc(exc)}", soft_wrap=True)
             err_console.print("  [dim]rerun with TARMAC_DEBUG=1 to see the traceback[/dim]")
             raise typer.Exit(1) from None
 

@@ -7,7 +7,7 @@ from typing import Any
 import typer
 
 from tarmac.cli import app, open_project
-from tarmac.cli._output import console, emit, err_console, print_json
+from tarmac.cli._output import console, emit, err_console, esc, print_json
 from tarmac.errors import UsageError
 
 JSON = typer.Option(False, "--json", help="Print JSON instead of tables.")
@@ -42,11 +42,11 @@ def apply(
     for c in result.changes:
         if c.action == "unchanged":
             continue
-        console.print(f"{_MARK[c.action]} {c.kind} [bold]{c.name}[/bold] v{c.version}")
+        console.print(f"{_MARK[c.action]} {c.kind} [bold]{esc(c.name)}[/bold] v{c.version}")
         for d in c.details if c.action == "change" else []:
-            console.print(f"    {d}")
+            console.print(f"    {esc(d)}")
         for b in c.breaking:
-            console.print(f"    [red]breaks:[/red] {b}")
+            console.print(f"    [red]breaks:[/red] {esc(b)}")
     unchanged = sum(c.action == "unchanged" for c in result.changes)
     counts = {a: sum(c.action == a for c in result.changes) for a in ("add", "change", "remove")}
     summary = (f"{counts['add']} to add, {counts['change']} to change, "
@@ -99,15 +99,15 @@ def show(ctx: typer.Context, name: str = typer.Argument(..., help="A view or ser
     if as_json:
         print_json(info)
         return
-    console.print(f"[bold]{info['kind']} {info['name']}[/bold] v{info['version']}"
-                  + (f" - {info['description']}" if info.get("description") else ""))
+    console.print(f"[bold]{info['kind']} {esc(info['name'])}[/bold] v{info['version']}"
+                  + (f" - {esc(info['description'])}" if info.get("description") else ""))
     for key in ("entities", "join_keys", "source", "timestamp", "created", "ttl", "inputs",
                 "freshness", "materialized", "online_records", "upstream", "consumers"):
         if info.get(key) not in (None, [], {}):
             value = info[key]
             if isinstance(value, list):
                 value = ", ".join(map(str, value))
-            console.print(f"  {key:<15} {value}")
+            console.print(f"  {key:<15} {esc(value)}")
     emit(info["features"], [(k, k) for k in info["features"][0]] if info["features"] else [],
          as_json=False, title="features")
 
@@ -145,8 +145,12 @@ def materialize(
                 ("time", "time"), ("note", "note")], as_json=as_json, title="materialize")
 
 
-def _entities(pairs: list[str]) -> list[dict[str, Any]]:
-    """``--entity customer_id=42 --entity customer_id=43`` (or ``a=1,b=x`` for composite keys)."""
+def _entities(pairs: list[str], keys: dict[str, str]) -> list[dict[str, Any]]:
+    """``--entity customer_id=42 --entity customer_id=43`` (or ``a=1,b=x`` for composite keys,
+    ``customer_id=42,basket=19.99`` with request values). Keys (``keys``: name -> type) are
+    typed as their views declare them, so ``--json`` echoes ``42``, as the server would for a
+    client that sent a number; request values are read as JSON literals where they are one
+    (``19.99`` a number, ``true`` a boolean, ``null`` null), else as text."""
     out = []
     for pair in pairs:
         entity: dict[str, Any] = {}
@@ -154,31 +158,61 @@ def _entities(pairs: list[str]) -> list[dict[str, Any]]:
             key, sep, value = part.partition("=")
             if not sep or not key.strip():
                 raise UsageError(f"--entity {pair!r}: expected KEY=VALUE (e.g. customer_id=42)")
-            entity[key.strip()] = value.strip()
+            name, text = key.strip(), value.strip()
+            if name not in keys:
+                entity[name] = _literal(text)
+            elif keys[name] == "int64" and text.lstrip("-").isdigit():
+                entity[name] = int(text)
+            else:  # a string key, or a bad integer the feature store names in its error
+                entity[name] = text
         out.append(entity)
     return out
 
 
-@features_app.command()
+def _literal(text: str) -> Any:
+    import json
+
+    try:
+        return json.loads(text)
+    except ValueError:
+        return text
+
+
+@features_app.command(
+    epilog="Examples:\n\n"
+           "  tarmac features get churn --entity customer_id=42 --entity customer_id=43\n\n"
+           "  tarmac features get customer_clicks:clicks_7d --entity customer_id=42 --json\n\n"
+           "  tarmac features get basket_share --entity customer_id=42,basket=19.99")
 def get(
     ctx: typer.Context,
     features: str = typer.Argument(..., help="A service, a view, or view:feature refs "
                                              "separated by commas."),
-    entity: list[str] = typer.Option(..., "--entity", "-e",
-                                     help="KEY=VALUE; repeat for several entities."),
+    entity: list[str] = typer.Option(
+        ..., "--entity", "-e", metavar="KEY=VALUE[,KEY=VALUE...]",
+        help="One entity: its key (customer_id=42), all parts of a composite key "
+             "(store_id=7,sku=A1), plus the request values on-demand features need "
+             "(customer_id=42,basket=19.99: numbers, true/false and null are read as such). "
+             "Repeat for several entities."),
     as_json: bool = JSON,
 ) -> None:
-    """Read features online, as the server would serve them (value, status, event time)."""
+    """Read features online, as the server would serve them (value, status, event time).
+
+    Each --entity names one entity by its key values; an on-demand feature's request values
+    (the inputs a live request carries, declared with request=[...]) go in the same --entity.
+    """
     p = open_project(ctx)
     refs: str | list[str] = features if "," not in features else features.split(",")
-    result = p.features.online(refs, _entities(entity))
+    keys = {k: getattr(part.view, "key_types", {}).get(k, "string")
+            for part in p.features.resolve(refs).parts
+            for k in getattr(part.view, "join_keys", ())}
+    result = p.features.online(refs, _entities(entity, keys))
     if as_json:
         print_json(result.to_dict())
         return
     rows = []
     for ent, values, status, times in zip(result.entities, result.rows, result.status,
                                           result.event_time, strict=True):
-        label = ", ".join(f"{k}={v}" for k, v in ent.items())
+        label = ", ".join(f"{k}={v}" for k, v in ent.items() if k in keys or not keys)
         for name in result.features:
             rows.append({"entity": label, "feature": name, "value": values.get(name),
                          "status": status.get(name), "event_time": times.get(name)})

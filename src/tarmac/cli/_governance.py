@@ -12,7 +12,7 @@ from rich.tree import Tree
 
 from tarmac.cli import app, open_project
 from tarmac.cli._lake import JSON
-from tarmac.cli._output import age, console, emit, print_json
+from tarmac.cli._output import age, console, emit, error_line, esc, print_json
 from tarmac.errors import UsageError
 
 if TYPE_CHECKING:
@@ -25,8 +25,8 @@ app.add_typer(audit_app, name="audit")
 @app.command()
 def lineage(
     ctx: typer.Context,
-    table: str = typer.Argument(..., help="Lake table, or model:NAME[@VERSION] or "
-                                          "training_set:NAME[@RUN]."),
+    table: str = typer.Argument(..., help=esc("Lake table, or model:NAME[@VERSION] or "
+                                              "training_set:NAME[@RUN].")),
     upstream: bool = typer.Option(True, "--upstream/--downstream",
                                   help="What fed the table (default), or what it feeds."),
     depth: int = typer.Option(5, "--depth", help="How many hops of runs to follow."),
@@ -61,7 +61,7 @@ def lineage(
         return
     arrow = "⟵ fed by" if upstream else "⟶ feeds"
     at = f"@{node.version}" if node.version is not None else ""
-    tree = Tree(f"[bold]{node.name}[/bold]{at}  [dim]{arrow}[/dim]")
+    tree = Tree(f"[bold]{esc(node.name)}[/bold]{at}  [dim]{arrow}[/dim]")
     _draw(tree, node)
     if not node.children:
         tree.add("[dim](no recorded runs)[/dim]")
@@ -74,12 +74,12 @@ def _draw(tree: Tree, node: LineageNode) -> None:
             run = child.run
             assert run is not None
             colour = {"succeeded": "green", "failed": "red"}.get(run.status, "yellow")
-            label = (f"[cyan]run[/cyan] {child.name} [{colour}]{run.status}[/{colour}] "
-                     f"[dim]{run.id[:8]} by {run.actor}, {age(run.started_at)}[/dim]")
+            label = (f"[cyan]run[/cyan] {esc(child.name)} [{colour}]{run.status}[/{colour}] "
+                     f"[dim]{run.id[:8]} by {esc(run.actor)}, {age(run.started_at)}[/dim]")
             if child.repeated:
                 label += " [dim](shown above)[/dim]"
         else:
-            label = f"[bold]{child.name}[/bold]@{child.version}"
+            label = f"[bold]{esc(child.name)}[/bold]@{child.version}"
         _draw(tree.add(label), child)
 
 
@@ -109,7 +109,7 @@ def runs(
     if not as_json:
         for row, run in zip(rows, page.items, strict=True):
             row.update(id=run.id[:8], started_at=age(run.started_at),
-                       error=(run.error or "").splitlines()[-1][:80] if run.error else None)
+                       error=error_line(run.error))
     emit(rows, [("id", "run"), ("job", "job"), ("status", "status"), ("actor", "actor"),
                 ("started_at", "started"), ("duration_s", "seconds"), ("inputs", "inputs"),
                 ("outputs", "outputs"), ("error", "error")], as_json=as_json, empty="no runs yet")
@@ -168,7 +168,7 @@ def audit_verify(
                       f"Head {head}")
     else:
         verdict = "INCOMPLETE" if result.records == 0 else "TAMPERED"  # records elsewhere
-        console.print(f"[bold red]{verdict}[/bold red]: {result.problem}")
+        console.print(f"[bold red]{verdict}[/bold red]: {esc(result.problem)}")
     raise typer.Exit(0 if result.ok else 1)
 
 

@@ -7,7 +7,7 @@ from typing import Any
 import typer
 
 from tarmac.cli import app, open_project
-from tarmac.cli._output import console, emit, err_console, human, print_json, size
+from tarmac.cli._output import console, emit, err_console, esc, human, print_json, size
 
 JSON = typer.Option(False, "--json", help="Print JSON instead of a table.")
 
@@ -58,12 +58,12 @@ def ingest(
              as_json=False, title="ingest")
         for r in results:
             for d in r.drift:
-                console.print(f"[yellow]schema drift[/yellow] in {r.source}: {d}")
+                console.print(f"[yellow]schema drift[/yellow] in {esc(r.source)}: {esc(d)}")
             for load_id in r.recovered:
-                console.print(f"[cyan]recovered[/cyan] {r.source}: finished load {load_id} "
+                console.print(f"[cyan]recovered[/cyan] {esc(r.source)}: finished load {load_id} "
                               "that an earlier process staged before it stopped")
             if r.status == "failed":
-                err_console.print(f"[bold red]error:[/bold red] {r.error}", soft_wrap=True)
+                err_console.print(f"[bold red]error:[/bold red] {esc(r.error)}", soft_wrap=True)
         quarantined = sum(r.rows_quarantined for r in results)
         if quarantined:
             console.print(f"[dim]{quarantined:,} record(s) quarantined: see `tarmac quarantine`"
@@ -76,7 +76,7 @@ def _label(event: Any) -> str:
     name = event.source if event.stream == event.source else f"{event.source}.{event.stream}"
     mark = {"done": "[green]✓[/green]", "failed": "[red]✗[/red]"}.get(event.phase, " ")
     phase = "" if event.phase in ("done", "failed", "reading") else f" ({event.phase})"
-    return f"{mark} {name}{phase}"
+    return f"{mark} {esc(name)}{phase}"
 
 
 @app.command()
@@ -121,7 +121,7 @@ def sources(ctx: typer.Context, as_json: bool = JSON) -> None:
          as_json=False, empty="no sources declared: add a `sources:` block to tarmac.yaml")
     for row in rows:
         if row["status"] == "failed" and row["error"]:
-            err_console.print(f"[red]{row['source']}[/red]: {human(row['error'])}",
+            err_console.print(f"[red]{esc(row['source'])}[/red]: {esc(human(row['error']))}",
                               soft_wrap=True)
 
 
@@ -139,7 +139,10 @@ def quarantine(
     if source is not None and source not in p.sources:
         raise UsageError(f"unknown source '{source}' (declared: {', '.join(p.sources)})")
     if not p.lake.exists("quarantine"):
-        console.print("[dim]nothing quarantined yet[/dim]")
+        if as_json:
+            print_json([])
+        else:
+            console.print("[dim]nothing quarantined yet[/dim]")
         return
     # a declared source's name is letters, digits, '_', '.', '-' (checked above): safe inline
     where = f"WHERE source = '{source}'" if source else ""

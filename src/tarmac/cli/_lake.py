@@ -7,7 +7,7 @@ from typing import Any
 import typer
 
 from tarmac.cli import app, open_project
-from tarmac.cli._output import age, console, emit, human, print_json, size
+from tarmac.cli._output import age, console, emit, esc, human, print_json, size
 from tarmac.errors import UsageError
 
 JSON = typer.Option(False, "--json", help="Print a JSON array of objects instead of a table.")
@@ -42,7 +42,11 @@ def sql(
     as_json: bool = JSON,
     max_rows: int = typer.Option(50, "--max-rows", help="Rows to show in the terminal table."),
 ) -> None:
-    """Run SQL over lake tables (DuckDB, in process), optionally time-travelling per table."""
+    """Query lake tables with SQL (DuckDB, in process), optionally time-travelling per table.
+
+    Read-only: statements other than queries (CREATE, INSERT, COPY, ATTACH, INSTALL, SET...)
+    are refused; write tables through p.lake, which the ledger records.
+    """
     pins = _parse_pins(as_of)
     p = open_project(ctx)
     result = p.sql(query, as_of=pins)
@@ -96,7 +100,7 @@ def compact(
     """Rewrite a table's small files into large ones (the data does not change)."""
     p = open_project(ctx)
     m = p.lake.compact(table, z_order=z_order or None)
-    console.print(f"{table}: {human(m.get('numFilesRemoved', 0))} file(s) rewritten into "
+    console.print(f"{esc(table)}: {human(m.get('numFilesRemoved', 0))} file(s) rewritten into "
                   f"{human(m.get('numFilesAdded', 0))}")
 
 
@@ -111,4 +115,5 @@ def vacuum(
     p = open_project(ctx)
     removed = p.lake.vacuum(table, retain=retain, dry_run=dry_run)
     verb = "would delete" if dry_run else "deleted"
-    console.print(f"{table}: {verb} {len(removed):,} file(s) older than the {retain} window")
+    console.print(f"{esc(table)}: {verb} {len(removed):,} file(s) older than the {esc(retain)} "
+                  "window")

@@ -9,7 +9,7 @@ from rich.table import Table
 
 from tarmac.catalog import to_datetime
 from tarmac.cli import app, open_project
-from tarmac.cli._output import age, console, emit, err_console, human, print_json
+from tarmac.cli._output import age, console, emit, err_console, error_line, esc, human, print_json
 from tarmac.errors import UsageError
 
 JSON = typer.Option(False, "--json", help="Print JSON instead of tables.")
@@ -40,12 +40,13 @@ def train(
 
     params = dict(parse_param(p) for p in param)
     p = open_project(ctx)
-    step = (lambda _m: None) if as_json else (lambda m: err_console.print(f"[dim]·[/dim] {m}"))
+    step = ((lambda _m: None) if as_json
+            else (lambda m: err_console.print(f"[dim]·[/dim] {esc(m)}")))
     result = p.models.train(model, params=params or None, reproduce=reproduce, step=step)
     if as_json:
         print_json(result.to_dict())
         return
-    console.print(f"[green]registered[/green] [bold]{model} v{result.version}[/bold] "
+    console.print(f"[green]registered[/green] [bold]{esc(model)} v{result.version}[/bold] "
                   f"(run {result.run} [dim]{result.run_id[:8]}[/dim], {result.flavor} "
                   f"{result.task}) on {result.rows_train:,} rows, {result.rows_test:,} held out")
     console.print("  holdout: " + ", ".join(f"{k} {v:.4f}" for k, v in result.metrics.items()))
@@ -53,11 +54,11 @@ def train(
         name = next((m for m in KEY_METRICS if any(m in s for s in slices.values())), None)
         if name:
             parts = [f"{s} {v[name]:.3f}" for s, v in slices.items() if name in v]
-            console.print(f"  {name} by {column}: " + ", ".join(parts))
+            console.print(f"  {name} by {esc(column)}: " + esc(", ".join(parts)))
     console.print(f"  {result.seconds:.1f} s ({result.fit_seconds:.1f} s fitting); inputs "
                   + ", ".join(f"{t}@{v}" for t, v in sorted(result.inputs.items())))
     for w in result.warnings:
-        console.print(f"  [yellow]note:[/yellow] {w}")
+        console.print(f"  [yellow]note:[/yellow] {esc(w)}")
     if result.reproduced is not None:
         source = (result.reproduces or "")[:8]
         if result.reproduced_ok:
@@ -66,8 +67,8 @@ def train(
             console.print(f"  [red]differs[/red] from run {source}:")
             for k, (a, b) in result.reproduced.items():
                 if a != b:
-                    console.print(f"    {k}: recorded {a}, now {b}")
-    console.print(f"  next: [bold]tarmac validate {model} {result.version}[/bold]")
+                    console.print(esc(f"    {k}: recorded {a}, now {b}"))
+    console.print(f"  next: [bold]tarmac validate {esc(model)} {result.version}[/bold]")
 
 
 @models_app.command("list")
@@ -116,7 +117,7 @@ def models_show(
                     "history": [h.to_dict() for h in history]})
         return
     metric_names = [k for k in KEY_METRICS if any(k in v.metrics for v in versions)]
-    table = Table(title=f"{model}: {len(versions)} newest versions", title_justify="left",
+    table = Table(title=f"{esc(model)}: {len(versions)} newest versions", title_justify="left",
                   header_style="bold")
     for col in ("version", "aliases", "gates", *metric_names, "flavor", "run", "trained"):
         table.add_column(col, overflow="fold")
@@ -127,24 +128,22 @@ def models_show(
             c = checks[0]
             status = _STATUS.get(c.status, c.status) + (
                 f" [dim]vs v{c.champion}[/dim]" if c.champion else " [dim]no champion[/dim]")
-        table.add_row(f"v{v.version}", ", ".join(by_version.get(v.version, [])) or "-", status,
-                      *(human(v.metrics.get(m)) for m in metric_names), v.flavor,
+        table.add_row(f"v{v.version}", esc(", ".join(by_version.get(v.version, [])) or "-"),
+                      status, *(human(v.metrics.get(m)) for m in metric_names), esc(v.flavor),
                       v.run_id[:8], age(to_datetime(v.created_at)))  # type: ignore[arg-type]
     console.print(table)
     latest = versions[0]
-    console.print(f"[bold]v{latest.version}[/bold] signature: inputs "
-                  + ", ".join(f"{n} {t}" for n, t in
-                              ((i["name"], i["type"]) for i in latest.signature["inputs"]))
-                  + " -> " + ", ".join(f"{o['name']} {o['type']}"
-                                       for o in latest.signature["outputs"]))
+    console.print(f"[bold]v{latest.version}[/bold] signature: inputs " + esc(
+        ", ".join(f"{i['name']} {i['type']}" for i in latest.signature["inputs"]) + " -> "
+        + ", ".join(f"{o['name']} {o['type']}" for o in latest.signature["outputs"])))
     if history:
         console.print("[bold]alias history[/bold] (newest first)")
         for h in history[:10]:
             forced = " [red]forced[/red]" if h.forced else ""
-            why = f" — {h.reason}" if h.reason else ""
-            console.print(f"  {h.action} {h.alias}: "
+            why = f" — {esc(h.reason)}" if h.reason else ""
+            console.print(f"  {h.action} {esc(h.alias)}: "
                           f"{'v' + str(h.from_version) if h.from_version else '(none)'} -> "
-                          f"v{h.to_version}{forced} by {h.actor}, "
+                          f"v{h.to_version}{forced} by {esc(h.actor)}, "
                           f"{age(to_datetime(h.at))}{why}")  # type: ignore[arg-type]
 
 
@@ -167,8 +166,8 @@ def models_annotate(
     p = open_project(ctx)
     record = p.models.annotate(model, version, description=description, tags=tags)
     tags_text = ", ".join(f"{k}={v}" for k, v in sorted(record.tags.items())) or "none"
-    console.print(f"{model} v{record.version}: {record.description or '(no description)'}; "
-                  f"tags {tags_text}")
+    console.print(esc(f"{model} v{record.version}: {record.description or '(no description)'}; "
+                      f"tags {tags_text}"))
 
 
 @app.command()
@@ -211,14 +210,15 @@ def validate(
 def _print_report(report: Any) -> None:
     vs = (f"against champion v{report.champion}" if report.champion
           else "no champion yet: regression gates skipped")
-    table = Table(title=f"{report.model} v{report.version}: gates ({vs})", title_justify="left",
+    table = Table(title=esc(f"{report.model} v{report.version}: gates ({vs})"),
+                  title_justify="left",
                   header_style="bold")
     for col in ("gate", "result", "value", "threshold", "why"):
         table.add_column(col, overflow="fold")
     for r in report.results:
         value = r.value if not isinstance(r.value, float) else f"{r.value:.4g}"
-        table.add_row(r.name, _STATUS.get(r.status, r.status), human(value),
-                      r.threshold or "-", r.why)
+        table.add_row(esc(r.name), _STATUS.get(r.status, r.status), esc(human(value)),
+                      esc(r.threshold or "-"), esc(r.why))
     console.print(table)
     colour = {"passed": "green", "failed": "red", "error": "red"}[report.status]
     counts = {s: sum(r.status == s for r in report.results)
@@ -249,11 +249,11 @@ def promote(
         print_json(change.to_dict())
         return
     if not change.changed:
-        console.print(f"{model} v{version} already is {alias}: nothing to do")
+        console.print(esc(f"{model} v{version} already is {alias}: nothing to do"))
         return
     before = f"v{change.from_version}" if change.from_version else "(none)"
     forced = " [red](forced)[/red]" if change.forced else ""
-    console.print(f"[green]promoted[/green] {model} v{version} to {alias}{forced} "
+    console.print(f"[green]promoted[/green] {esc(model)} v{version} to {esc(alias)}{forced} "
                   f"[dim](was {before})[/dim]")
 
 
@@ -274,8 +274,8 @@ def rollback(
     if as_json:
         print_json(change.to_dict())
         return
-    console.print(f"[green]rolled back[/green] {model} {alias}: v{change.from_version} -> "
-                  f"v{change.to_version}")
+    console.print(f"[green]rolled back[/green] {esc(model)} {esc(alias)}: "
+                  f"v{change.from_version} -> v{change.to_version}")
 
 
 def _metric_text(found: dict[str, float], n: int) -> str:
@@ -293,7 +293,6 @@ def show_train_runs(p: Any, model: str, status: str | None, limit: int, as_json:
     for r in found:
         git = r.environment.get("git") or {}
         commit = (git.get("commit") or "")[:8] + (" (dirty)" if git.get("dirty") else "")
-        error = (r.error or "").strip().splitlines()
         rows.append({
             "run": r.seq, "id": r.run_id[:8], "status": r.status,
             "version": f"v{r.version}" if r.version else None,
@@ -302,7 +301,7 @@ def show_train_runs(p: Any, model: str, status: str | None, limit: int, as_json:
             "inputs": ", ".join(f"{t}@{v}" for t, v in sorted(r.inputs.items())),
             "git": commit or None,
             "seconds": r.seconds, "started": age(r.started_at_dt),
-            "error": error[-1][:80] if error else None})
+            "error": error_line(r.error)})
     emit(rows, [("run", "run"), ("id", "id"), ("status", "status"), ("version", "version"),
                 ("params", "params"), ("metrics", "holdout metrics"), ("inputs", "data versions"),
                 ("git", "git commit"), ("seconds", "seconds"), ("started", "started"),

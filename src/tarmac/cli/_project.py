@@ -8,7 +8,7 @@ import typer
 from rich.panel import Panel
 
 from tarmac.cli import app
-from tarmac.cli._output import console, emit, human, print_json
+from tarmac.cli._output import console, emit, esc, human, print_json
 from tarmac.errors import UsageError
 
 SIZES = ("small", "medium", "large")
@@ -20,9 +20,9 @@ def init(
     name: str | None = typer.Option(None, "--name", help="Project name (default: folder name)."),
 ) -> None:
     """Scaffold tarmac.yaml, definitions.py and .gitignore. Refuses to overwrite."""
-    import tarmac
+    from tarmac.project import scaffold
 
-    root = tarmac.init(directory, name=name)
+    root = scaffold(directory, name=name)  # not opened: the backends can still be re-pointed
     console.print(f"created project [bold]{name or root.name}[/bold] in {root}\n"
                   f"  next: cd {directory} && tarmac tables")
 
@@ -45,17 +45,17 @@ def demo(
 
         def step(message: str) -> None:
             status.update(message)
-            console.print(f"• {message}")
+            console.print(f"• {esc(message)}")
 
         report = run_demo(directory, size=size, seed=seed, data_only=data_only, step=step)
     emit(report.sources, [("source", "source"), ("kind", "kind"), ("records", "raw records"),
                           ("location", "where it lives")], as_json=False,
          title="Kestrel Mobile's data, scattered and messy on purpose")
     if report.data_only:
-        console.print(f"\ndata written to {report.root / 'data'}")
+        console.print(f"\ndata written to {esc(report.root / 'data')}")
         return
-    console.print(f"[bold]survey:[/bold] {report.survey_headline} "
-                  f"(report: {report.root / 'survey.html'})")
+    console.print(f"[bold]survey:[/bold] {esc(report.survey_headline)} "
+                  f"(report: {esc(report.root / 'survey.html')})")
     emit(report.loaded, [("table", "lake table"), ("source", "from"), ("read", "read"),
                          ("rows", "loaded"), ("quarantined", "quarantined"),
                          ("duplicates", "duplicates"), ("version", "version")],
@@ -76,9 +76,10 @@ def demo(
             f"customer's observation date; least covered: "
             + ", ".join(f"{f} {c:.0%}" for f, c in thin))
         mark = "[green]consistent[/green]" if report.served.get("ok") else "[red]SKEW[/red]"
-        console.print(f"[bold]online vs offline:[/bold] {mark}: {report.served.get('check')}")
+        console.print(f"[bold]online vs offline:[/bold] {mark}: "
+                      f"{esc(report.served.get('check'))}")
         if report.served.get("http"):
-            console.print(f"[bold]served over HTTP:[/bold] {report.served['http']}")
+            console.print(f"[bold]served over HTTP:[/bold] {esc(report.served['http'])}")
     if report.models:
         emit(report.models, [("step", "churn model"), ("detail", "")], as_json=False,
              title="Models: trained, gated, promoted, blocked, rolled back")
@@ -87,7 +88,7 @@ def demo(
         f"Kestrel Mobile keeps its customers in a CRM database, orders in another, products in "
         f"CSV files whose columns changed, clicks in JSON lines that arrive late and broken, and "
         f"tickets behind an HTTP API. Tarmac surveyed them, loaded them through its connectors "
-        f"under the contracts in tarmac.yaml into Delta tables in {report.root / 'lake'}, put "
+        f"under the contracts in tarmac.yaml into Delta tables in {esc(report.root / 'lake')}, put "
         f"every record that broke a contract in quarantine with the reason, recorded "
         f"{report.runs} runs with their inputs and outputs, and {report.audit_records} audit "
         f"records (hash chain {chain}). Then it registered the customer features in "
@@ -95,7 +96,7 @@ def demo(
         f"features online and served them. Finally it trained a churn model, gated and "
         f"promoted it, blocked a worse variant, and rolled back the one forced through.\n\n"
         f"Try next:\n"
-        f"  cd {report.root}\n"
+        f"  cd {esc(report.root)}\n"
         f"  tarmac sources\n"
         f"  tarmac quarantine orders\n"
         f"  tarmac survey --html survey.html\n"
@@ -176,4 +177,4 @@ def info(ctx: typer.Context, as_json: bool = typer.Option(False, "--json",
         return
     width = max(len(k) for k in facts)
     for key, value in facts.items():
-        console.print(f"[bold]{key.replace('_', ' '):<{width}}[/bold]  {human(value)}")
+        console.print(f"[bold]{key.replace('_', ' '):<{width}}[/bold]  {esc(human(value))}")

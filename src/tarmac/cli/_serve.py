@@ -9,7 +9,7 @@ import socket
 import typer
 
 from tarmac.cli import app, open_project
-from tarmac.cli._output import console
+from tarmac.cli._output import console, esc
 from tarmac.errors import UsageError
 
 
@@ -59,10 +59,10 @@ def serve(
     if ":" in shown and not shown.startswith("["):
         shown = f"[{shown}]"
     url = f"http://{shown}:{port}"
-    console.print(f"serving project [bold]{p.name}[/bold] at {url} "
+    console.print(f"serving project [bold]{esc(p.name)}[/bold] at {esc(url)} "
                   f"({n} worker{'s' if n > 1 else ''}"
                   f"{', all interfaces' if host in ('0.0.0.0', '::', '') else ''})\n"
-                  f"  API docs: {url}/docs\n"
+                  f"  API docs: {esc(url)}/docs\n"
                   f"  [dim]Ctrl+C to stop[/dim]", soft_wrap=True)
     options = uvicorn_options(host, port)
     if n == 1:

@@ -174,6 +174,7 @@ def run_demo(root: Path, *, size: str = "small", seed: int = 0, data_only: bool 
     """Build the demo company's project in ``root`` and run the story so far."""
     import tarmac
     from tarmac.demo import TicketsServer, generate
+    from tarmac.project import scaffold
 
     root = root.resolve()
     prepare(root)
@@ -182,7 +183,7 @@ def run_demo(root: Path, *, size: str = "small", seed: int = 0, data_only: bool 
     report = DemoReport(root, sources.summary(), data_only=data_only)
     if data_only:
         return report
-    tarmac.init(root, name="kestrel")
+    scaffold(root, name="kestrel")
     (root / "tarmac.yaml").write_text(PROJECT_FILE)
 
     # the tickets API listens on a free port; tarmac.yaml reads its URL from the environment

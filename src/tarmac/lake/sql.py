@@ -4,7 +4,8 @@ Only the tables a query names are bound, each at its latest version or the versi
 ``as_of``. A plain local Delta table (no deletion vectors, column mapping or partitions) is bound
 to DuckDB's native Parquet reader over exactly the files of that version, so filters and
 projections push down to row groups; anything else is bound as an Arrow dataset, which pushes
-down as well. Reads inside a ledger run are recorded as its inputs.
+down as well. Reads inside a ledger run are recorded as its inputs. The SQL is read-only
+(``_readonly``): other statements are refused, and DuckDB may touch no file outside the lake.
 
 Example::
 
@@ -23,6 +24,7 @@ from deltalake import DeltaTable
 
 from tarmac.errors import SqlError, UsageError
 from tarmac.lake._delta import plain
+from tarmac.lake._readonly import check_read_only, sandbox
 from tarmac.lake.lake import Lake, is_table_name
 
 AsOf = Mapping[str, int | datetime | str]
@@ -44,6 +46,7 @@ def connect(lake: Lake, sql: str, *, as_of: AsOf | None = None,
             bound: dict[str, int] | None = None) -> duckdb.DuckDBPyConnection:
     """A DuckDB connection with the query's lake tables bound as views (for streaming use);
     ``bound``, if given, receives the version each table was bound at."""
+    check_read_only(sql)
     names = referenced_tables(lake, sql)  # lower case: SQL identifiers are case-insensitive
     pins = {k.lower(): v for k, v in (as_of or {}).items()}
     unused = sorted(set(pins) - names)
@@ -81,9 +84,11 @@ def _database(lake: Lake) -> duckdb.DuckDBPyConnection:
     """One in-process DuckDB per lake: opening one costs ~30 ms, a cursor on it ~1 ms, and
     Parquet footers stay cached across queries."""
     if lake.duckdb is None:
-        lake.duckdb = duckdb.connect()
-        lake.duckdb.execute("SET GLOBAL TimeZone = 'UTC'")
-        lake.duckdb.execute("SET GLOBAL parquet_metadata_cache = true")
+        con = duckdb.connect()
+        con.execute("SET GLOBAL TimeZone = 'UTC'")
+        con.execute("SET GLOBAL parquet_metadata_cache = true")
+        sandbox(con, lake.root if lake.is_local else None)
+        lake.duckdb = con
     return lake.duckdb
 
 
