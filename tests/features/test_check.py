@@ -96,3 +96,23 @@ def test_coverage_against_a_models_training_profile(fs_project: Project) -> None
     report = fs_project.features.check("profile", model="m")
     assert report.ok and report.baseline == "model m v1 (training profile)"
     assert {c.feature: c.training for c in report.coverage} == {"plan": 0.4, "age": 1.0}
+
+
+def test_materialize_says_how_many_values_are_already_stale(fs_project: Project) -> None:
+    code, out = run(fs_project, "features", "materialize", "--json")
+    got = {r["view"]: r for r in json.loads(out)}
+    assert code == 0 and (got["activity"]["stale"], got["activity"]["ttl"]) == (2, "10d")
+    assert got["activity"]["warning"] == (
+        "2 of 2 values written to 'activity' (100%) are already older than its ttl (10d): "
+        "they are served as null with status stale")
+    assert (got["profile"]["stale"], got["profile"]["warning"]) == (0, None)
+    now = datetime.now(UTC)
+    fs_project.lake.write("activity", pa.table({
+        "customer_id": pa.array([3], pa.int64()), "ev": pa.array([now], TS),
+        "loaded": pa.array([now], TS), "sessions": pa.array([1], pa.int64()),
+        "spend": [1.0], "channel": ["web"]}))
+    code, out = run(fs_project, "features", "materialize", "activity", "--full")
+    assert code == 0 and "warning: 2 of 3 values written to 'activity' (67%)" in " ".join(
+        out.split())
+    fresh = fs_project.features.materialize(["activity"], full=True)[0]
+    assert fresh.stale == 2 and fresh.entities == 3

@@ -142,8 +142,12 @@ def materialize(
     rows = [r.to_dict() | {"time": f"{r.seconds:.2f}s", "inputs": ", ".join(
         f"{t}@{v}" for t, v in r.inputs.items())} for r in results]
     emit(rows, [("view", "view"), ("mode", "mode"), ("rows", "rows read"),
-                ("entities", "written"), ("batches", "batches"), ("inputs", "inputs"),
-                ("time", "time"), ("note", "note")], as_json=as_json, title="materialize")
+                ("entities", "written"), ("stale", "stale"), ("batches", "batches"),
+                ("inputs", "inputs"), ("time", "time"), ("note", "note")], as_json=as_json,
+         title="materialize")
+    for r in results if not as_json else []:  # in JSON, each result carries its warning
+        if r.warning:
+            err_console.print(f"[yellow]warning:[/yellow] {escape(r.warning)}")
 
 
 def _entities(pairs: list[str]) -> list[dict[str, Any]]:
