@@ -74,3 +74,17 @@ def test_unknown_and_stale_entities_read_online_are_named(mproject: Project) -> 
         model.predict_scores(online)
     assert model.predict_scores(mproject.features.online("risk", [{"customer_id": 1}])
                                 ).shape == (1,)
+
+
+def test_training_warns_about_a_feature_without_any_value(mproject: Project) -> None:
+    import pyarrow as pa
+
+    redefine(mproject, definitions(model=IMPUTED))
+    signals = signal_rows()
+    mproject.lake.write("signals", signals.set_column(
+        signals.schema.get_field_index("b"), "b", pa.nulls(signals.num_rows, pa.float64())),
+        mode="overwrite")
+    result = mproject.models.train("risk")
+    assert [w for w in result.warnings if "null in all" in w] == [
+        "feature 'b' is null in all 480 training rows: the model learns nothing from it "
+        "(stale or missing data? check its view's ttl and source)"]
