@@ -18,11 +18,12 @@ from __future__ import annotations
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import UTC, date, datetime, time
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import pyarrow as pa
+import pyarrow.compute as pc
 
 from tarmac.errors import UsageError
 from tarmac.features.definitions import SqlSource
@@ -170,8 +171,12 @@ def check(store: FeatureStore, features: str | Sequence[str], *, sample: int = 1
     v = min(keyed, key=lambda view: isinstance(view.source, SqlSource))
     relation = f"({v.source.query})" if isinstance(v.source, SqlSource) else q(v.source)
     cols = ", ".join(q(k) for k in keys)
-    base = query(store.project.lake, f"SELECT DISTINCT {cols} FROM {relation} "
-                 f"WHERE {' AND '.join(f'{q(k)} IS NOT NULL' for k in keys)}")
+    # one pass over the source: the entities, and the end of the data (training's moment)
+    base = query(store.project.lake, f"SELECT {cols}, max({q(v.timestamp)}) AS __last FROM "
+                 f"{relation} WHERE {' AND '.join(f'{q(k)} IS NOT NULL' for k in keys)} "
+                 f"GROUP BY ALL ORDER BY {cols}")
+    end = pc.max(base.column("__last")).as_py() if base.num_rows else None
+    base = base.drop_columns(["__last"])
     n = min(sample, base.num_rows)
     rng = np.random.default_rng(seed)
     picked = base.take(pa.array(np.sort(rng.choice(base.num_rows, n, replace=False))))
@@ -195,8 +200,8 @@ def check(store: FeatureStore, features: str | Sequence[str], *, sample: int = 1
     if model is not None:
         training, report.baseline = model_coverage(store, model)
     else:
-        training, report.baseline = _offline_coverage(store, picked, features, relation,
-                                                      v.timestamp, online.features)
+        training, report.baseline = _offline_coverage(store, picked, features, end,
+                                                      online.features)
     report.coverage = _coverage(online.features, online.rows, online.status, training)
     return report
 
@@ -209,17 +214,15 @@ def _offline(store: FeatureStore, picked: pa.Table, features: Any,
     return store.training_set(frame, features, timestamp="__check_at").to_arrow().to_pylist()
 
 
-def _offline_coverage(store: FeatureStore, picked: pa.Table, features: Any, relation: str,
-                      timestamp: str, names: list[str]) -> tuple[dict[str, float], str]:
-    """Coverage of a training set of the same entities at the end of the data (the latest event
-    time in the sampling view's source): what a model trained on this data would have seen."""
-    from tarmac.lake.sql import query
-
-    end = query(store.project.lake, f"SELECT max({q(timestamp)}) AS t FROM {relation}"
-                ).column("t")[0].as_py()
-    if end is None or not picked.num_rows:
+def _offline_coverage(store: FeatureStore, picked: pa.Table, features: Any, end: Any,
+                      names: list[str]) -> tuple[dict[str, float], str]:
+    """Coverage of a training set of the same entities at the end of the data (``end``, the
+    latest event time in the sampled view's source): what a model trained on it would see."""
+    if isinstance(end, date) and not isinstance(end, datetime):  # a DATE event time
+        end = datetime.combine(end, time(), UTC)
+    if not isinstance(end, datetime) or not picked.num_rows:
         return {}, "offline (no data)"
-    if isinstance(end, datetime) and end.tzinfo is None:
+    if end.tzinfo is None:
         end = end.replace(tzinfo=UTC)
     rows = _offline(store, picked, features, end)
     shares = {f: sum(r.get(f) is not None for r in rows) / len(rows) for f in names}
