@@ -76,6 +76,7 @@ def test_unknown_and_stale_entities_read_online_are_named(mproject: Project) -> 
                                 ).shape == (1,)
 
 
+@pytest.mark.filterwarnings("ignore:Skipping features without any observed values")
 def test_training_warns_about_a_feature_without_any_value(mproject: Project) -> None:
     import pyarrow as pa
 
