@@ -7,6 +7,7 @@ import hashlib
 import json
 import sqlite3
 import time
+from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 
 import numpy as np
@@ -14,14 +15,15 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pytest
 
-from tarmac.demo import CleanResult, DemoSources, clean_tables, generate
+from tarmac.demo import CleanResult, DemoSources, clean_tables, default_as_of, generate
 
 TS = pa.timestamp("us", tz="UTC")
+AS_OF = date(2025, 6, 30)  # the demo's clock, pinned: these tests assert its dates
 
 
 @pytest.fixture(scope="module")
 def sources(tmp_path_factory: pytest.TempPathFactory) -> DemoSources:
-    return generate(tmp_path_factory.mktemp("demo"), size="small", seed=0)
+    return generate(tmp_path_factory.mktemp("demo"), size="small", seed=0, as_of=AS_OF)
 
 
 @pytest.fixture(scope="module")
@@ -47,15 +49,35 @@ def _sql(db: Path, query: str) -> list[tuple]:
 
 def test_small_is_fast_and_deterministic(tmp_path: Path, sources: DemoSources) -> None:
     start = time.perf_counter()
-    again = generate(tmp_path / "a", size="small", seed=0)
+    again = generate(tmp_path / "a", size="small", seed=0, as_of=AS_OF)
     assert time.perf_counter() - start < 3.0
-    other = generate(tmp_path / "b", size="small", seed=1)
+    other = generate(tmp_path / "b", size="small", seed=1, as_of=AS_OF)
     assert _digest(again.data_dir) == _digest(sources.data_dir)
     assert _digest(other.data_dir) != _digest(sources.data_dir)
     # rerunning into the same directory replaces the old data, still identical
-    assert _digest(generate(tmp_path / "a", size="small", seed=0).data_dir) == _digest(
+    assert _digest(generate(tmp_path / "a", size="small", seed=0, as_of=AS_OF).data_dir) == _digest(
         sources.data_dir
     )
+
+
+def test_the_demo_carries_its_own_clock(tmp_path: Path, sources: DemoSources) -> None:
+    """Another as-of day moves every date by whole days and nothing else; the same seed and
+    as-of day give byte-identical files; the default is three days before today."""
+    moved = generate(tmp_path / "m", size="small", seed=0, as_of=date(2026, 3, 1))
+    assert moved.as_of == date(2026, 3, 1) and _digest(moved.data_dir) != _digest(
+        sources.data_dir)
+    assert _digest(generate(tmp_path / "m2", size="small", seed=0, as_of=date(2026, 3, 1)
+                            ).data_dir) == _digest(moved.data_dir)
+    assert [(s["source"], s["records"]) for s in moved.summary()] == [
+        (s["source"], s["records"]) for s in sources.summary()]
+    names = sorted(p.stem for p in moved.clicks_dir.glob("*.jsonl"))
+    assert names[0] == "2025-09-02" and "2026-03-01" in names  # 181 days up to as-of
+    labels = list(csv.DictReader((moved.labels_csv).open()))
+    assert {r["observed_until"] for r in labels} == {"2026-03-01"}
+    newest = _sql(moved.crm_db, "SELECT max(updated_at) FROM customers")[0][0]
+    assert "2026-02-" in newest or "2026-03-01" in newest
+    assert default_as_of() == datetime.now(UTC).date() - timedelta(days=3)
+    assert generate(tmp_path / "d", size="small", seed=0).as_of == default_as_of()
 
 
 def test_unknown_size_is_rejected(tmp_path: Path) -> None:

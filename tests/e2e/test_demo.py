@@ -128,11 +128,34 @@ def test_the_demo_features_train_and_serve_the_same_values(demo_dir: Path) -> No
     got = json.loads(tarmac("features", "get", "churn", "-e", f"customer_id={customer}",
                             "--json", cwd=demo_dir).stdout)["results"][0]
     assert got["status"]["plan"] == "present" and got["values"]["plan"]
-    # the demo's activity ends in mid-2025: older than the views' ttl, so served as stale
-    assert got["status"]["sessions_30d"] in ("stale", "missing")
-    assert got["values"]["sessions_30d"] is None
+    # the demo carries its own clock: its activity ends 3 days ago, so it is fresh online
+    assert got["status"]["sessions_30d"] == "present"
+    assert got["values"]["sessions_30d"] is not None
     check = tarmac("features", "check", "churn", cwd=demo_dir)
     assert check.returncode == 0 and "consistent" in check.stdout
+    report = json.loads(tarmac("features", "check", "churn", "--json", cwd=demo_dir).stdout)
+    coverage = {c["feature"]: c for c in report["coverage"]}
+    assert coverage["plan"]["present"] == 1.0 and coverage["sessions_30d"]["present"] > 0.5
+
+
+def test_a_demo_whose_data_is_older_than_the_ttl_fails_the_check(tmp_path: Path) -> None:
+    """The first round's demo (data ending 2025-06-30): every activity feature is stale online
+    while null offline too; the check used to say 'consistent'. Now it fails on coverage."""
+    bad = tarmac("demo", "old", "--as-of", "2025-06-31", cwd=tmp_path)
+    assert bad.returncode == 2 and "--as-of '2025-06-31': expected a day as YYYY-MM-DD" in (
+        bad.stderr)
+    made = tarmac("demo", "old", "--seed", "7", "--as-of", "2025-06-30", cwd=tmp_path)
+    assert made.returncode == 0, made.stderr
+    assert "activity up to 2025-06-30" in made.stdout and "NOT CONSISTENT" in made.stdout
+    check = tarmac("features", "check", "churn", "--json", cwd=tmp_path / "old")
+    report = json.loads(check.stdout)
+    assert check.returncode == 1 and not report["ok"]
+    coverage = {c["feature"]: c for c in report["coverage"]}
+    assert coverage["sessions_30d"]["present"] == 0 and coverage["sessions_30d"]["drop"] > 0.5
+    assert any(p.startswith("sessions_30d: 0% present online") for p in report["problems"])
+    materialized = json.loads(tarmac("features", "materialize", "customer_clicks", "--full",
+                                     "--json", cwd=tmp_path / "old").stdout)[0]
+    assert materialized["stale"] == materialized["entities"] > 0
 
 
 def test_the_demo_model_story_is_visible_everywhere(demo_dir: Path) -> None:

@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 import typer
+from rich.markup import escape
 
 from tarmac.cli import app, open_project
 from tarmac.cli._output import console, emit, err_console, esc, print_json
@@ -141,8 +142,12 @@ def materialize(
     rows = [r.to_dict() | {"time": f"{r.seconds:.2f}s", "inputs": ", ".join(
         f"{t}@{v}" for t, v in r.inputs.items())} for r in results]
     emit(rows, [("view", "view"), ("mode", "mode"), ("rows", "rows read"),
-                ("entities", "written"), ("batches", "batches"), ("inputs", "inputs"),
-                ("time", "time"), ("note", "note")], as_json=as_json, title="materialize")
+                ("entities", "written"), ("stale", "stale"), ("batches", "batches"),
+                ("inputs", "inputs"), ("time", "time"), ("note", "note")], as_json=as_json,
+         title="materialize")
+    for r in results if not as_json else []:  # in JSON, each result carries its warning
+        if r.warning:
+            err_console.print(f"[yellow]warning:[/yellow] {escape(r.warning)}")
 
 
 def _entities(pairs: list[str], keys: dict[str, str]) -> list[dict[str, Any]]:
@@ -226,26 +231,59 @@ def check(
     ctx: typer.Context,
     features: str = typer.Argument(..., help="A service or view."),
     sample: int = typer.Option(100, "--sample", min=1, help="Entities to compare."),
+    model: str = typer.Option(None, "--model", help="Compare coverage with this model's "
+                                                    "training profile (its champion, else its "
+                                                    "latest version)."),
+    max_drop: float = typer.Option(0.25, "--max-drop", min=0.0, max=1.0,
+                                   help="Fail when a feature's online coverage is lower than "
+                                        "training's by more than this share."),
     as_json: bool = JSON,
 ) -> None:
-    """Confirm online values equal the offline point-in-time values now, for sampled entities.
+    """Coverage and skew: what share of each feature is present, null, stale or missing online
+    (against the training set's coverage), and whether online values equal the offline
+    point-in-time values now, for sampled entities.
 
-    Exit code 1 if any value differs (training/serving skew).
+    Exit code 1 if coverage drops by more than --max-drop, nothing is present online, or any
+    value differs (training/serving skew). Two nulls never count as agreement.
     """
     p = open_project(ctx)
-    report = p.features.check(features, sample=sample)
+    report = p.features.check(features, sample=sample, model=model, max_drop=max_drop)
     if as_json:
         print_json(report.to_dict())
-    elif report.ok:
-        console.print(f"[green]consistent:[/green] {report.compared:,} values of "
-                      f"{report.entities:,} entities match offline and online")
-    else:
+        if not report.ok:
+            raise typer.Exit(1)
+        return
+    rows = [{**c.to_dict(), **{k: _share(getattr(c, k)) for k in
+                               ("present", "null", "stale", "missing")},
+             "training": "-" if c.training is None else _share(c.training),
+             "drop": _share(c.drop) if c.drop else "",
+             "ok": "DROPPED" if c in report.dropped else "ok"}
+            for c in report.coverage]
+    if rows:
+        emit(rows, [("feature", "feature"), ("present", "present"), ("null", "null"),
+                    ("stale", "stale"), ("missing", "missing"), ("training", "training"),
+                    ("drop", "drop"), ("ok", "")], as_json=False,
+             title=f"online coverage of {report.entities:,} entities (training: "
+                   f"{report.baseline})")
+    if report.mismatches:
         emit([{**m, "entity": str(m.get("entity"))} for m in report.mismatches[:50]],
              [("entity", "entity"), ("feature", "feature"), ("offline", "offline"),
               ("online", "online"), ("status", "status")], as_json=False,
              title=f"{len(report.mismatches)} mismatch(es) in {report.compared:,} values")
-    if not report.ok:
-        raise typer.Exit(1)
+    unverified = (f"; {report.both_null:,} null on both sides (not verified)"
+                  if report.both_null else "")
+    if report.ok:
+        console.print(f"[green]consistent:[/green] {report.agreed:,} of {report.compared:,} "
+                      f"values of {report.entities:,} entities match offline and online"
+                      + unverified)
+        return
+    for line in report.problems:
+        err_console.print(f"[red]failed:[/red] {escape(line)}")
+    raise typer.Exit(1)
+
+
+def _share(x: float) -> str:
+    return f"{x:.0%}"
 
 
 def _source(view: Any) -> str:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from datetime import date
 from pathlib import Path
 
 import typer
@@ -35,10 +36,14 @@ def demo(
                                                      "events)."),
     seed: int = typer.Option(0, "--seed", help="Same seed, same data."),
     data_only: bool = typer.Option(False, "--data-only", help="Only generate the messy sources."),
+    as_of: str = typer.Option(None, "--as-of", help="The demo's clock: its data ends on this "
+                                                    "day (YYYY-MM-DD; default: 3 days ago). The "
+                                                    "same seed and as-of date give the same data."),
 ) -> None:
     """Build the demo company's project and run the story so far."""
     if size not in SIZES:
         raise UsageError(f"--size {size!r}: expected one of {', '.join(SIZES)}")
+    day = _day(as_of) if as_of else None
     from tarmac.demo.story import run_demo
 
     with console.status("starting") as status:
@@ -47,7 +52,8 @@ def demo(
             status.update(message)
             console.print(f"• {esc(message)}")
 
-        report = run_demo(directory, size=size, seed=seed, data_only=data_only, step=step)
+        report = run_demo(directory, size=size, seed=seed, data_only=data_only, as_of=day,
+                          step=step)
     emit(report.sources, [("source", "source"), ("kind", "kind"), ("records", "raw records"),
                           ("location", "where it lives")], as_json=False,
          title="Kestrel Mobile's data, scattered and messy on purpose")
@@ -75,7 +81,8 @@ def demo(
             f"customers ({t['positives']:,} churned) x {t['features']} features, each as of the "
             f"customer's observation date; least covered: "
             + ", ".join(f"{f} {c:.0%}" for f, c in thin))
-        mark = "[green]consistent[/green]" if report.served.get("ok") else "[red]SKEW[/red]"
+        mark = ("[green]consistent[/green]" if report.served.get("ok")
+                else "[red]NOT CONSISTENT[/red]")
         console.print(f"[bold]online vs offline:[/bold] {mark}: "
                       f"{esc(report.served.get('check'))}")
         if report.served.get("http"):
@@ -178,3 +185,12 @@ def info(ctx: typer.Context, as_json: bool = typer.Option(False, "--json",
     width = max(len(k) for k in facts)
     for key, value in facts.items():
         console.print(f"[bold]{key.replace('_', ' '):<{width}}[/bold]  {esc(human(value))}")
+
+
+def _day(text: str) -> date:
+    """``--as-of 2026-01-31``: a calendar day."""
+    try:
+        return date.fromisoformat(text.strip())
+    except ValueError:
+        raise UsageError(f"--as-of {text!r}: expected a day as YYYY-MM-DD (e.g. 2026-01-31)"
+                         ) from None

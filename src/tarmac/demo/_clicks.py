@@ -20,7 +20,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from ._population import DAY_MS, HOUR_MS, WINDOW_END_MS, Population, iso_utc, zero_pad
+from ._population import DAY_MS, HOUR_MS, Population, iso_utc, zero_pad
 
 EVENT_TYPES = np.array(
     ["page_view", "search", "add_to_cart", "login", "checkout", "support_page", "cancel_page"]
@@ -94,7 +94,7 @@ def make_events(
     s = sess_cust.size
     start = pop.active_start_ms[sess_cust]
     fade = np.exp(0.3 * pop.intent[sess_cust])  # >1 pushes sessions earlier
-    span = WINDOW_END_MS - 2 * HOUR_MS - start
+    span = pop.clock.end_ms - 2 * HOUR_MS - start
     sess_start = start + (rng.random(s) ** fade * span).astype(np.int64)
 
     n_events = 1 + rng.poisson(events_per_session - 1.0, s)

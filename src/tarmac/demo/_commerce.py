@@ -13,7 +13,7 @@ from dataclasses import dataclass
 import numpy as np
 import pyarrow as pa
 
-from ._population import DAY_MS, WINDOW_END_MS, Population, _ms, iso_utc
+from ._population import DAY_MS, Population, iso_utc
 
 # sku, name, category, 2024 list price, popularity weight
 _CATALOG: list[tuple[str, str, str, float, float]] = [
@@ -47,7 +47,7 @@ _NEW_2025: list[tuple[str, str, str, float, float]] = [
     ("KM-P007", "Nimbus X2", "phone", 799.0, 1.2),
     ("KM-D008", "Data Day Pass Unlimited", "add-on", 4.99, 5.0),
 ]
-_LAUNCH_2025_MS = _ms("2025-03-01")
+_LAUNCH_DAY = 59  # new products launch 59 days into the window (2025-03-01 by default)
 
 
 @dataclass(frozen=True)
@@ -128,13 +128,14 @@ def order_rows(
     c = np.repeat(np.arange(pop.n), rng.poisson(rate))
     m = c.size
     start = pop.active_start_ms[c]
-    at = start + (rng.random(m) * (WINDOW_END_MS - DAY_MS // 4 - start)).astype(np.int64)
+    end = pop.clock.end_ms
+    at = start + (rng.random(m) * (end - DAY_MS // 4 - start)).astype(np.int64)
     order = np.argsort(at, kind="stable")
     c, at = c[order], at[order]
 
     p = catalog.weight / catalog.weight.sum()
     item = rng.choice(catalog.sku.size, size=m, p=p)
-    too_early = catalog.is_new[item] & (at < _LAUNCH_2025_MS)
+    too_early = catalog.is_new[item] & (at < pop.clock.day(_LAUNCH_DAY))
     old_items = np.flatnonzero(~catalog.is_new)
     item = np.where(too_early, rng.choice(old_items, size=m), item)
     quantity = 1 + (rng.random(m) < 0.15).astype(np.int64) + (rng.random(m) < 0.05)
@@ -147,7 +148,7 @@ def order_rows(
     )
     # pending orders are recent
     status = np.where(
-        (status == "pending") & (at < WINDOW_END_MS - 7 * DAY_MS), "completed", status
+        (status == "pending") & (at < end - 7 * DAY_MS), "completed", status
     )
 
     amount_obj = np.array(amount.tolist(), dtype=object)

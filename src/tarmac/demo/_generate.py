@@ -4,8 +4,11 @@
 around: a CRM database, an orders database, yearly product price lists as CSV,
 a daily clickstream as JSON lines, support tickets (served by a local HTTP API,
 see ``_tickets_api``) and churn labels that arrive weeks after the behaviour.
-The output is a pure function of ``(size, seed)``: the activity window is
-fixed (2025-01-01 .. 2025-06-30) and the same seed yields byte-identical files.
+The output is a pure function of ``(size, seed, as_of)``: the demo carries its
+own clock, its activity fills the 181 days ending on ``as_of`` (by default three
+days before today, so features are fresh online), and the same seed and as-of
+date yield byte-identical files.  Another as-of date moves every date by whole
+days and leaves everything else as it was.
 """
 
 from __future__ import annotations
@@ -14,6 +17,7 @@ import json
 import shutil
 import sqlite3
 from dataclasses import dataclass
+from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -22,7 +26,14 @@ import pyarrow as pa
 
 from ._clicks import make_events, write_click_files
 from ._commerce import make_catalog, order_rows
-from ._population import COMPANY, crm_rows, labels_rows, make_population, ticket_rows
+from ._population import (
+    COMPANY,
+    Clock,
+    crm_rows,
+    labels_rows,
+    make_population,
+    ticket_rows,
+)
 
 # size -> (customers, click events per customer, orders per customer)
 SIZES: dict[str, tuple[int, float, float]] = {
@@ -30,6 +41,13 @@ SIZES: dict[str, tuple[int, float, float]] = {
     "medium": (20_000, 55.0, 3.0),
     "large": (200_000, 55.0, 3.0),
 }
+AS_OF_LAG_DAYS = 3  # the default as-of date: this many days before today (UTC)
+
+
+def default_as_of() -> date:
+    """Three days before today (UTC): recent enough that the demo's features are fresh online
+    (the shortest ttl is 30 days), old enough that every day of data is complete."""
+    return datetime.now(UTC).date() - timedelta(days=AS_OF_LAG_DAYS)
 
 
 @dataclass(frozen=True)
@@ -59,6 +77,7 @@ class DemoSources:
     clicks: int
     tickets: int
     labels: int
+    as_of: date
 
     def summary(self) -> list[dict[str, Any]]:
         """One row per source (for display): source, kind, location, records."""
@@ -76,13 +95,16 @@ class DemoSources:
         ]
 
 
-def generate(out_dir: Path, *, size: str = "small", seed: int = 0) -> DemoSources:
+def generate(out_dir: Path, *, size: str = "small", seed: int = 0,
+             as_of: date | None = None) -> DemoSources:
     """Write the demo company's messy sources under ``out_dir / "data"``.
 
     ``size`` is "small" (~2k customers, ~60k clicks, for tests), "medium"
     (~20k customers, ~1M clicks) or "large" (~200k customers, ~10M clicks).
+    ``as_of`` is the last day of activity (default: ``default_as_of()``).
     An existing ``data`` directory is replaced so reruns stay byte-identical.
     """
+    as_of = as_of or default_as_of()
     if size not in SIZES:
         raise ValueError(f"unknown demo size {size!r}; allowed sizes: {', '.join(SIZES)}")
     n_customers, clicks_per_customer, orders_per_customer = SIZES[size]
@@ -97,7 +119,7 @@ def generate(out_dir: Path, *, size: str = "small", seed: int = 0) -> DemoSource
         shutil.rmtree(data)
     data.mkdir(parents=True)
 
-    pop = make_population(n_customers, r_pop)
+    pop = make_population(n_customers, r_pop, Clock(as_of))
 
     crm = crm_rows(pop, r_crm)
     crm_db = data / "crm.db"
@@ -158,6 +180,7 @@ def generate(out_dir: Path, *, size: str = "small", seed: int = 0) -> DemoSource
         clicks=n_clicks,
         tickets=tickets.num_rows,
         labels=labels.num_rows,
+        as_of=as_of,
     )
 
 
@@ -182,4 +205,4 @@ def _write_csv(table: pa.Table, path: Path) -> None:
     table.to_pandas().to_csv(path, index=False, lineterminator="\n")
 
 
-__all__ = ["SIZES", "DemoSources", "generate"]
+__all__ = ["SIZES", "DemoSources", "default_as_of", "generate"]

@@ -9,13 +9,16 @@ tickets, satisfaction) is drawn from it again with plenty of independent noise.
 A model that sees only the behaviour therefore recovers churn well, but not
 perfectly (ROC AUC roughly 0.8, not 0.5 and not 1.0).
 
-All times are int64 milliseconds since the Unix epoch, UTC, so that the
-activity window is fixed and output never depends on today's date.
+All times are int64 milliseconds since the Unix epoch, UTC.  The demo carries
+its own clock (``Clock``): activity fills the 181 days up to and including its
+``as_of`` day, so output depends on the seed and the as-of date, never on the
+day it runs, and a demo made today has fresh features online.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from datetime import date, timedelta
 
 import numpy as np
 import pyarrow as pa
@@ -32,9 +35,33 @@ def _ms(iso: str) -> int:
     return int(np.datetime64(iso, "ms").astype(np.int64))
 
 
-WINDOW_START_MS = _ms("2025-01-01T00:00:00")
-WINDOW_END_MS = _ms("2025-07-01T00:00:00")  # exclusive: activity ends 2025-06-30
-OBSERVED_UNTIL = "2025-06-30"
+WINDOW_DAYS = 181  # the activity window's length, whatever its end
+DEFAULT_AS_OF = date(2025, 6, 30)  # the clock of the library functions when none is given
+
+
+@dataclass(frozen=True)
+class Clock:
+    """The demo's calendar: activity from ``start_ms`` up to ``end_ms`` (exclusive, the day
+    after ``as_of``); labels observe customers at ``as_of``. Every date the generators use is
+    an offset from these, so moving ``as_of`` moves the whole story by whole days."""
+
+    as_of: date = DEFAULT_AS_OF
+
+    @property
+    def end_ms(self) -> int:
+        return _ms((self.as_of + timedelta(days=1)).isoformat())
+
+    @property
+    def start_ms(self) -> int:
+        return self.end_ms - WINDOW_DAYS * DAY_MS
+
+    @property
+    def observed_until(self) -> str:
+        return self.as_of.isoformat()
+
+    def day(self, offset: int) -> int:
+        """The window's start plus ``offset`` days (negative: before the window)."""
+        return self.start_ms + offset * DAY_MS
 
 REGIONS = np.array(["North", "South", "East", "West", "Central"])
 REGION_P = np.array([0.24, 0.22, 0.2, 0.2, 0.14])
@@ -72,7 +99,8 @@ class Population:
     signup_ms: np.ndarray  # int64 signup time
     intent: np.ndarray  # float, latent dissatisfaction incl. the churn decision
     engagement: np.ndarray  # float, churn-independent activity level
-    churned: np.ndarray  # bool, cancels within 30 days after OBSERVED_UNTIL
+    churned: np.ndarray  # bool, cancels within 30 days after the clock's as-of day
+    clock: Clock = field(default_factory=Clock)
 
     @property
     def n(self) -> int:
@@ -81,28 +109,30 @@ class Population:
     @property
     def active_start_ms(self) -> np.ndarray:
         """When the customer's activity inside the window can start."""
-        return np.maximum(self.signup_ms, WINDOW_START_MS)
+        return np.maximum(self.signup_ms, self.clock.start_ms)
 
     @property
     def active_fraction(self) -> np.ndarray:
         """Share of the activity window during which the customer existed."""
-        span = WINDOW_END_MS - WINDOW_START_MS
-        return (WINDOW_END_MS - self.active_start_ms) / span
+        span = self.clock.end_ms - self.clock.start_ms
+        return (self.clock.end_ms - self.active_start_ms) / span
 
 
-def make_population(n: int, rng: np.random.Generator) -> Population:
+def make_population(n: int, rng: np.random.Generator, clock: Clock | None = None
+                    ) -> Population:
     """Draw ``n`` customers with their latent churn risk and churn outcome."""
+    clock = clock or Clock()
     region = rng.choice(len(REGIONS), size=n, p=REGION_P)
     plan = rng.choice(len(PLANS), size=n, p=PLAN_P)
     recent = rng.random(n) < 0.2
-    old_lo, old_hi = _ms("2019-01-01"), _ms("2024-12-31")
-    new_lo, new_hi = WINDOW_START_MS, _ms("2025-05-31")
+    old_lo, old_hi = clock.day(-2192), clock.day(-1)  # six years before the window
+    new_lo, new_hi = clock.start_ms, clock.end_ms - 31 * DAY_MS
     lo = np.where(recent, new_lo, old_lo)
     hi = np.where(recent, new_hi, old_hi)
     signup_day = (lo + rng.random(n) * (hi - lo)) // DAY_MS
     signup_ms = signup_day * DAY_MS + rng.integers(7, 22, n) * HOUR_MS
     signup_ms += rng.integers(0, HOUR_MS, n)
-    tenure_days = (_ms(OBSERVED_UNTIL) - signup_ms) / DAY_MS
+    tenure_days = (_ms(clock.observed_until) - signup_ms) / DAY_MS
     new_customer = tenure_days < 365
 
     z = rng.standard_normal(n)
@@ -120,6 +150,7 @@ def make_population(n: int, rng: np.random.Generator) -> Population:
         intent=intent,
         engagement=engagement,
         churned=churned,
+        clock=clock,
     )
 
 
@@ -171,15 +202,16 @@ def crm_rows(pop: Population, rng: np.random.Generator) -> pa.Table:
     )
 
     updates = np.where(rng.random(n) < 0.25, rng.integers(1, 4, n), 0)
-    updates[pop.signup_ms > WINDOW_END_MS - 14 * DAY_MS] = 0
+    end = pop.clock.end_ms
+    updates[pop.signup_ms > end - 14 * DAY_MS] = 0
     reps = updates + 1
     c = np.repeat(np.arange(n), reps)
     rows = c.size
     version = np.arange(rows) - np.repeat(np.cumsum(reps) - reps, reps)
     final = version == updates[c]
 
-    lo = np.maximum(pop.signup_ms[c] + DAY_MS, _ms("2024-07-01"))
-    t = lo + (rng.random(rows) * (WINDOW_END_MS - DAY_MS - lo)).astype(np.int64)
+    lo = np.maximum(pop.signup_ms[c] + DAY_MS, pop.clock.day(-184))
+    t = lo + (rng.random(rows) * (end - DAY_MS - lo)).astype(np.int64)
     t = np.where(version == 0, pop.signup_ms[c] + rng.integers(0, HOUR_MS, rows), t)
     t = t[np.lexsort((t, c))]  # ascending within each customer's block
 
@@ -220,14 +252,14 @@ def labels_rows(pop: Population, rng: np.random.Generator) -> pa.Table:
     ~3% of customers have no label yet (it has not arrived).
     """
     keep = np.flatnonzero(rng.random(pop.n) >= 0.03)
-    observed = _ms(OBSERVED_UNTIL)
+    observed = _ms(pop.clock.observed_until)
     label_ms = observed + rng.integers(28, 57, keep.size) * DAY_MS
     return pa.table(
         {
             "customer_id": pa.array(pop.customer_id[keep], pa.int64()),
             "churned": pa.array(pop.churned[keep].astype(np.int64)),
             "label_time": fmt_date(label_ms),
-            "observed_until": pa.array([OBSERVED_UNTIL] * keep.size, pa.string()),
+            "observed_until": pa.array([pop.clock.observed_until] * keep.size, pa.string()),
         }
     )
 
@@ -243,13 +275,14 @@ def ticket_rows(pop: Population, rng: np.random.Generator) -> pa.Table:
     c = np.repeat(np.arange(pop.n), counts)
     m = c.size
     start = pop.active_start_ms[c]
-    opened = start + (rng.random(m) * (WINDOW_END_MS - HOUR_MS - start)).astype(np.int64)
+    end = pop.clock.end_ms
+    opened = start + (rng.random(m) * (end - HOUR_MS - start)).astype(np.int64)
     order = np.argsort(opened, kind="stable")  # ticket ids follow opening order
     opened, c = opened[order], c[order]
 
     duration = (rng.lognormal(np.log(18.0), 1.0, m) * HOUR_MS).astype(np.int64)
     closed = opened + duration
-    still_open = (closed >= WINDOW_END_MS) | (rng.random(m) < 0.03)
+    still_open = (closed >= end) | (rng.random(m) < 0.03)
     h = pop.intent[c]
     p_cancel = np.clip(0.06 * np.exp(0.9 * h), 0.0, 0.6)
     base = rng.choice(4, size=m, p=[0.35, 0.3, 0.2, 0.15])

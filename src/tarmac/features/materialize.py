@@ -65,11 +65,24 @@ class MaterializeResult:
     inputs: dict[str, int] = field(default_factory=dict)
     stats: dict[str, Any] = field(default_factory=dict)
     note: str = ""
+    stale: int = 0  # records written whose value is already older than the view's ttl
+    ttl: str | None = None
+
+    @property
+    def warning(self) -> str | None:
+        """Said when written values are already stale: served as null, a model scores nulls."""
+        if not self.stale:
+            return None
+        share = self.stale / self.entities if self.entities else 1.0
+        return (f"{self.stale:,} of {self.entities:,} values written to '{self.view}' "
+                f"({share:.0%}) are already older than its ttl ({self.ttl}): they are served "
+                "as null with status stale")
 
     def to_dict(self) -> dict[str, Any]:
         return {"view": self.view, "mode": self.mode, "rows": self.rows,
                 "entities": self.entities, "batches": self.batches,
-                "seconds": round(self.seconds, 3), "inputs": self.inputs, "note": self.note}
+                "seconds": round(self.seconds, 3), "inputs": self.inputs, "note": self.note,
+                "stale": self.stale, "ttl": self.ttl, "warning": self.warning}
 
 
 def materialize(store: FeatureStore, views: Sequence[str] | None = None, *,
@@ -212,7 +225,8 @@ class _Materializer:
         from tarmac.lake.sql import connect
 
         view = self.view
-        result = MaterializeResult(view.name, "resumed" if start else mode, inputs=target)
+        result = MaterializeResult(view.name, "resumed" if start else mode, inputs=target,
+                                   ttl=view.ttl_text)
         if files == []:  # nothing new to read: record the versions as done
             self._finish(run, result, {"done": target}, mode)
             return result
@@ -226,8 +240,11 @@ class _Materializer:
         started_at = now_us()
         try:
             con.execute(f"CREATE TEMP TABLE __latest AS {latest}")
-            total, rows = con.execute("SELECT count(*), coalesce(sum(__n), 0) FROM __latest"
-                                      ).fetchall()[0]
+            ttl_s = view.ttl_seconds  # values already older than the ttl, counted as written
+            cutoff = started_at - int(ttl_s * 1_000_000) if ttl_s is not None else None
+            stale = f"count(*) FILTER (WHERE __ev < {cutoff})" if cutoff is not None else "0"
+            total, rows, result.stale = con.execute(
+                f"SELECT count(*), coalesce(sum(__n), 0), {stale} FROM __latest").fetchall()[0]
             result.rows = int(rows)
             batches = (total + BATCH - 1) // BATCH
             result.batches = batches

@@ -589,13 +589,14 @@ class FeatureStore:
 
     # -- inspection --------------------------------------------------------------------------
 
-    def check(self, features: str | Sequence[str], *, sample: int = 100,
-              seed: int = 0) -> CheckReport:
-        """Sample entities and compare online values with the offline point-in-time values at
-        the same moment; every difference is reported."""
+    def check(self, features: str | Sequence[str], *, sample: int = 100, seed: int = 0,
+              model: str | None = None, max_drop: float = 0.25) -> CheckReport:
+        """Sample entities: each feature's online coverage (present, null, stale, missing)
+        against the training set's (``model``'s stored profile, else offline), and online values
+        against the offline point-in-time values at the same moment (see ``features.check``)."""
         from tarmac.features.check import check
 
-        return check(self, features, sample=sample, seed=seed)
+        return check(self, features, sample=sample, seed=seed, model=model, max_drop=max_drop)
 
     def close(self) -> None:
         if self._online is not None:

@@ -35,6 +35,7 @@ from tarmac.catalog import MAX_PAGE, Page, all_items, now_us
 from tarmac.catalog import models as mcat
 from tarmac.errors import PromotionRefused, UsageError
 from tarmac.features.definitions import suggest
+from tarmac.features.store import OnlineFeatures
 from tarmac.models import flavors
 from tarmac.models.artifacts import ArtifactStore
 from tarmac.models.definitions import ModelDefinition
@@ -46,6 +47,7 @@ if TYPE_CHECKING:
     from tarmac.project import Project
 
 CHAMPION = "champion"
+EMPTY = ("error", "null", "score")  # what predict does with rows that have no input value
 
 
 class LoadedModel:
@@ -83,14 +85,41 @@ class LoadedModel:
         """The trained object itself (an sklearn estimator, a function, ...)."""
         return self.predictor.obj
 
-    def predict(self, frame: pd.DataFrame | pa.Table | list[dict[str, Any]]) -> np.ndarray:
-        """Predictions (class labels or values), one per row; columns are matched by name."""
-        return self.predictor.predict(self.signature.frame(frame))
+    def predict(self, frame: pd.DataFrame | pa.Table | list[dict[str, Any]] | OnlineFeatures,
+                *, empty: str = "error") -> np.ndarray:
+        """Predictions (class labels or values), one per row; columns are matched by name and
+        checked against the signature's types. A row with no value for any input (an unknown
+        entity, stale features) is refused unless ``empty`` is "null" (its prediction is None)
+        or "score" (scored like any row)."""
+        return self._run(self.predictor.predict, frame, empty)
 
     def predict_scores(self, frame: pd.DataFrame | pa.Table | list[dict[str, Any]]
-                       ) -> np.ndarray | None:
-        """P(positive class) for a binary classifier, class probabilities for multiclass."""
-        return self.predictor.scores(self.signature.frame(frame))
+                       | OnlineFeatures, *, empty: str = "error") -> np.ndarray | None:
+        """P(positive class) for a binary classifier, class probabilities for multiclass
+        (``empty`` as for ``predict``; with "null" such rows score NaN)."""
+        return self._run(self.predictor.scores, frame, empty)
+
+    def _run(self, fn: Any, data: Any, empty: str) -> Any:
+        if empty not in EMPTY:
+            raise UsageError(f"empty={empty!r}: expected one of {', '.join(EMPTY)}")
+        frame = self.signature.frame(data)
+        mask = self.signature.empty_rows(frame) if empty != "score" else None
+        if mask is None or not mask.any():
+            return fn(frame)
+        if empty == "error":
+            self.signature.refuse_empty(mask, data, f"{self.name} v{self.version}")
+        keep = ~mask
+        got = fn(frame[keep]) if keep.any() else None
+        if got is None and keep.any():
+            return None
+        shape = (len(frame), *(got.shape[1:] if got is not None else ()))
+        if got is not None and got.ndim > 1 or fn == self.predictor.scores:
+            out = np.full(shape, np.nan)
+        else:
+            out = np.full(shape, None, dtype=object)
+        if got is not None:
+            out[keep] = got
+        return out
 
     def __repr__(self) -> str:
         tags = f" ({', '.join(self.aliases)})" if self.aliases else ""

@@ -264,6 +264,7 @@ def _fit_and_register(project: Project, definition: ModelDefinition, artifacts: 
                      artifacts.put(blob), artifacts.put(_parquet(test_frame)), len(blob),
                      (len(train_frame), len(test_frame)), fit_seconds)
     profile = _profile(train_frame, [Feature(f, feature_types[f]) for f in features])
+    warnings.extend(_empty_features(profile))
     faults.point("train.before_register", model=definition.name, run_id=train_run.id)
     fitted.version = _register(project, definition, train_run, seq, resolved, plan, fitted,
                                profile, warnings)
@@ -445,6 +446,14 @@ def _parquet(frame: pd.DataFrame) -> bytes:
     sink = io.BytesIO()
     pq.write_table(pa.Table.from_pandas(frame, preserve_index=False), sink)
     return sink.getvalue()
+
+
+def _empty_features(profile: dict[str, Any]) -> list[str]:
+    """Warnings for features without a single value in the training rows: the model learns
+    nothing from them, and it usually means stale or missing data (a ttl, a broken join)."""
+    return [f"feature '{name}' is null in all {s['count']:,} training rows: the model learns "
+            "nothing from it (stale or missing data? check its view's ttl and source)"
+            for name, s in profile.items() if s.get("count") and s.get("nulls") == s["count"]]
 
 
 def _profile(frame: pd.DataFrame, features: list[Feature]) -> dict[str, Any]:
