@@ -31,7 +31,7 @@ import pyarrow as pa
 
 from tarmac.catalog import features as fcat
 from tarmac.catalog import now_us
-from tarmac.errors import OnDemandError, TarmacError, UsageError
+from tarmac.errors import OnDemandError, TarmacError, UsageError, echo
 from tarmac.features import registry
 from tarmac.features.definitions import (
     SQL_TYPES,
@@ -190,6 +190,23 @@ class TrainingSet:
 # -- online reads ----------------------------------------------------------------------------
 
 
+@dataclass(frozen=True)
+class OnlineState:
+    """What the online store holds of the registered views (``FeatureStore.online_state``)."""
+
+    url: str
+    present: bool  # the store's data is there (False: a SQLite file deleted or replaced)
+    materialized: list[str]  # registered stored views with values online
+    missing: list[str]  # registered stored views with nothing online
+
+    @property
+    def ready(self) -> bool:
+        """Serving makes sense: the data is there, and some view is materialized when any is
+        registered (a newly registered view not yet materialized does not make the server
+        unready: its values answer 'missing')."""
+        return self.present and (bool(self.materialized) or not self.missing)
+
+
 @dataclass
 class OnlineFeatures:
     """Online values: per entity, each feature's value, status and event time."""
@@ -333,22 +350,29 @@ class FeatureStore:
             if service is None:
                 if ":" in features or defs.view(features) is not None:
                     return self.resolve([features], definitions=definitions)
-                raise UsageError(f"no feature service named '{features}'"
+                raise UsageError(f"no feature service named '{echo(features)}'"
                                  + suggest(features, [*defs.services, *defs.views]))
             selections, name = service.selections(), service.name
         else:
-            selections, name = [], ",".join(features)
-            for ref in features:
+            # A ref named twice (or 'view' next to 'view:feature') is asked once: the same
+            # feature is one output column, stored or on-demand alike.
+            refs = list(dict.fromkeys(features))
+            chosen: dict[str, dict[str, None]] = {}  # view -> its features, in order
+            for ref in refs:
                 view_name, _, feat = ref.partition(":")
                 view = defs.view(view_name)
                 if view is None:
-                    raise UsageError(f"no feature view named '{view_name}' (in '{ref}')"
+                    raise UsageError(f"no feature view named '{echo(view_name)}' (in "
+                                     f"'{echo(ref)}')"
                                      + suggest(view_name, [*defs.views, *defs.on_demand]))
                 names = (feat,) if feat else tuple(f.name for f in view.features)
                 for n in names:
                     view.feature(n)
-                selections.append(FeatureSelection(view, names))
-        registry.output_names(selections, f"features '{name}'")  # refuses colliding names
+                chosen.setdefault(view_name, {}).update(dict.fromkeys(names))
+            selections = [FeatureSelection(defs.view(v), tuple(ns))  # type: ignore[arg-type]
+                          for v, ns in chosen.items()]
+            name = ",".join(refs)
+        registry.output_names(selections, f"features '{echo(name)}'")  # refuses colliding names
         by_view: dict[str, list[tuple[str, str, str]]] = {}
         demand: list[DemandPart] = []
         for sel in selections:
@@ -499,9 +523,24 @@ class FeatureStore:
         if self._online is None:
             from tarmac.features.online import open_online_store
 
+            # create=False: reading never creates the store (a deleted SQLite file stays
+            # absent and online_state says so); materialize's first write creates it
             self._online = open_online_store(self.project.config.online_store,
-                                             namespace=self.project.name, root=self.project.root)
+                                             namespace=self.project.name,
+                                             root=self.project.root, create=False)
         return self._online
+
+    def online_state(self) -> OnlineState:
+        """Which registered stored views have materialized values in the online store (a
+        checkpoint or records) and which do not; ``present`` is False when the store's data
+        is gone (a SQLite file deleted or replaced). What a server's ``/ready`` reads."""
+        defs = self.registered()
+        online = self.online_store
+        present = online.present()
+        there = set(online.views()) if present else set()
+        names = sorted(defs.views)
+        return OnlineState(online.url, present, [v for v in names if v in there],
+                           [v for v in names if v not in there])
 
     def materialize(self, views: Sequence[str] | None = None, *, since: datetime | str | None
                     = None, full: bool = False,
