@@ -13,7 +13,6 @@ import shutil
 import warnings
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
 
 import pytest
 from typer.testing import CliRunner
@@ -27,7 +26,6 @@ from .test_features_api import build
 
 with warnings.catch_warnings():
     warnings.filterwarnings("ignore", message=".*httpx2")
-    from fastapi.testclient import TestClient
 
 DOUBLE = ["spend_ratio:ratio", "spend_ratio:ratio"]
 

@@ -132,9 +132,10 @@ def open_online_store(url: str, *, namespace: str, root: Path,
                       create: bool = True) -> OnlineStore:
     """The online store behind `url`: ``sqlite:///relative/or/absolute.db`` (relative to `root`;
     the parent folder is created) or ``redis://host:port/db``. ``create=False`` (readers): a
-    SQLite file that does not exist is created by the first write, never by a read. `namespace` (the project name)
-    prefixes Redis keys so two projects can share one Redis: ``tarmac:{namespace}:{view}:{key}``.
-    A SQLite file belongs to one project, so the namespace is not stored there."""
+    SQLite file that does not exist is created by the first write, never by a read.
+    `namespace` (the project name) prefixes Redis keys so two projects can share one Redis:
+    ``tarmac:{namespace}:{view}:{key}``. A SQLite file belongs to one project, so the
+    namespace is not stored there."""
     scheme = url_scheme(url)
     if scheme == "sqlite":
         rest = url.split("://", 1)[1].split("?", 1)[0]
