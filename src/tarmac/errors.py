@@ -94,7 +94,13 @@ class ContractError(TarmacError):
 
 class OnDemandError(UsageError):
     """An on-demand feature function failed, returned the wrong shape, or changed since
-    ``tarmac apply``: a problem of the definitions, not of the request that ran into it."""
+    ``tarmac apply``: a problem of the definitions, not of the request that ran into it.
+    ``view`` names the on-demand view: what a server tells its caller (the message, which
+    may quote the function's exception and feature values, goes to the server's log)."""
+
+    def __init__(self, message: str, *, view: str, hint: str | None = None) -> None:
+        super().__init__(message, hint=hint)
+        self.view = view
 
 
 class ConflictError(TarmacError):

@@ -214,7 +214,7 @@ class OnlineFeatures:
     features: list[str]
     entities: list[dict[str, Any]]
     rows: list[dict[str, Any]]  # feature -> value (None unless present)
-    status: list[dict[str, str]]  # feature -> present | missing | stale
+    status: list[dict[str, str]]  # feature -> present | missing | stale | invalid
     event_time: list[dict[str, str | None]]  # feature -> ISO time of the value (None if absent)
 
     def to_dict(self) -> dict[str, Any]:
@@ -675,12 +675,13 @@ def _call(part: DemandPart, frame: pd.DataFrame) -> dict[str, Any]:
         raise
     except Exception as exc:
         raise OnDemandError(f"on-demand view '{part.view.name}' raised {type(exc).__name__}: "
-                         f"{exc}") from exc
+                            f"{exc}", view=part.view.name) from exc
     columns = out if isinstance(out, Mapping) else {c: out[c] for c in out.columns}
     missing = [f for f, _, _ in part.features if f not in columns]
     if missing:
         raise OnDemandError(f"on-demand view '{part.view.name}' did not return "
-                         f"{', '.join(missing)} (it returned: {', '.join(map(str, columns))})")
+                            f"{', '.join(missing)} (it returned: "
+                            f"{echo(', '.join(map(str, columns)))})", view=part.view.name)
     return {f: columns[f] for f, _, _ in part.features}
 
 
@@ -708,10 +709,11 @@ def _with_on_demand(batch: pa.RecordBatch, demand: list[DemandPart]) -> pa.Recor
                 arr = pa.array(values[f], from_pandas=True).cast(TYPES[typ])
             except (pa.ArrowInvalid, pa.ArrowTypeError, pa.ArrowNotImplementedError) as exc:
                 raise OnDemandError(f"on-demand view '{part.view.name}' returned {f} values that "
-                                    f"are not {SQL_TYPES[typ]}: {exc}") from None
+                                    f"are not {SQL_TYPES[typ]}: {exc}",
+                                    view=part.view.name) from exc
             if len(arr) != batch.num_rows:
                 raise OnDemandError(f"on-demand view '{part.view.name}' returned {len(arr)} {f} "
-                                 f"values for {batch.num_rows} rows")
+                                    f"values for {batch.num_rows} rows", view=part.view.name)
             batch = batch.append_column(out, arr)
     return batch
 
@@ -751,9 +753,12 @@ def _online_on_demand(plan: _Plan, entities: Sequence[Mapping[str, Any]],
     for part in plan.resolved.demand:
         for _f, name, _typ in part.features:
             for i, v in enumerate(out.column(name).to_pylist()):
-                missing = v is None or (isinstance(v, float) and math.isnan(v))
-                rows[i][name] = None if missing else v
-                status[i][name] = "missing" if missing else "present"
+                if v is None:
+                    rows[i][name], status[i][name] = None, "missing"
+                elif type(v) is float and not math.isfinite(v):  # inf, -inf or NaN: no value
+                    rows[i][name], status[i][name] = None, "invalid"  # JSON has none for it
+                else:
+                    rows[i][name], status[i][name] = v, "present"
                 times[i][name] = None
 
 

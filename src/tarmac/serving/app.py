@@ -12,15 +12,18 @@ from __future__ import annotations
 
 import logging
 import os
+import time
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import orjson
 from fastapi import FastAPI, Request, Response
-from starlette.types import ASGIApp, Receive, Scope, Send
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from tarmac.errors import TarmacError
+from tarmac.serving._access import REQUEST_ID_HEADER, AccessLog, request_id
 from tarmac.serving.features_api import (
     MAX_BODY_BYTES,
     ErrorBody,
@@ -44,12 +47,17 @@ class TarmacApp(FastAPI):
     microseconds of CPU a one-entity ``POST /features`` takes in process). They are documented
     and served as ordinary routes too: the fast lane is closed, and the ordinary route
     answers, when the app has user middleware, a root path or OpenTelemetry on, so nothing
-    that wraps requests is ever bypassed."""
+    that wraps requests is ever bypassed.
 
-    def __init__(self, **kwargs: Any) -> None:
+    Every HTTP request, fast lane or not, gets a request id (``X-Request-ID`` in and out, in
+    ``scope["tarmac.request_id"]`` for the endpoints' log lines) and, when ``access_log`` is
+    set, one access log record queued after the answer is sent."""
+
+    def __init__(self, *, access_log: AccessLog | None = None, **kwargs: Any) -> None:
         super().__init__(**kwargs)
         self.fast_routes: dict[tuple[str, str], ASGIApp] = {}
         self._fast_lane: bool | None = None  # decided on the first request
+        self.access_log = access_log
 
     def add_fast_route(self, method: str, path: str, endpoint: ASGIApp) -> None:
         self.fast_routes[(method.upper(), path)] = endpoint
@@ -62,18 +70,42 @@ class TarmacApp(FastAPI):
         return self._fast_lane
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] == "http":
+        if scope["type"] != "http":
+            await super().__call__(scope, receive, send)
+            return
+        started = time.perf_counter()
+        rid = request_id(scope)
+        scope["tarmac.request_id"] = rid
+        id_header = (REQUEST_ID_HEADER, rid.encode())
+        status = 500  # if no answer starts (the client went away, a crash)
+
+        async def send_with_id(message: Message) -> None:
+            nonlocal status
+            if message["type"] == "http.response.start":
+                status = message["status"]
+                message = {**message, "headers": [*message.get("headers", ()), id_header]}
+            await send(message)
+
+        try:
             endpoint = self.fast_routes.get((scope["method"], scope["path"]))
             if endpoint is not None and self._fast_lane_open():
-                await endpoint(scope, receive, send)
-                return
-        await super().__call__(scope, receive, send)
+                await endpoint(scope, receive, send_with_id)
+            else:
+                await super().__call__(scope, receive, send_with_id)
+        finally:
+            if self.access_log is not None:
+                self.access_log.record(scope["method"], scope["path"], status,
+                                       (time.perf_counter() - started) * 1000, rid)
 
 
-def create_app(project: Project, *, owns_project: bool = False) -> FastAPI:
+def create_app(project: Project, *, owns_project: bool = False,
+               access_log: bool = False, log_file: Path | None = None) -> FastAPI:
     """A FastAPI app serving ``project``. It keeps one FeatureStore (``project.features``) for
-    its lifetime; ``owns_project``: close the project when the app shuts down."""
+    its lifetime; ``owns_project``: close the project when the app shuts down.
+    ``access_log``: one JSON line per request to ``log_file`` (else stderr), written by a
+    background thread while the app runs."""
     store = project.features
+    access = AccessLog(log_file) if access_log else None
 
     @asynccontextmanager
     async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
@@ -84,9 +116,13 @@ def create_app(project: Project, *, owns_project: bool = False) -> FastAPI:
             store.online_store.ping()
         except Exception as exc:  # reported by /ready, not raised
             log.warning("tarmac serve: not ready yet: %s", exc)
+        if access is not None:
+            access.start()
         try:
             yield
         finally:
+            if access is not None:
+                access.stop()
             if owns_project:
                 project.close()
 
@@ -96,6 +132,7 @@ def create_app(project: Project, *, owns_project: bool = False) -> FastAPI:
         version=_version(),
         lifespan=lifespan,
         max_body_size=MAX_BODY_BYTES,
+        access_log=access,
     )
     app.state.project = project
 
@@ -104,23 +141,28 @@ def create_app(project: Project, *, owns_project: bool = False) -> FastAPI:
         return Response(_OK, media_type=_JSON)
 
     @app.get("/ready", tags=["service"], summary="Readiness: the registry and online store "
-                                                 "answer", responses={503: {"model": ErrorBody}})
+                                                 "answer and the materialized values are there",
+             responses={503: {"model": ErrorBody, "description": "Not ready (Retry-After)."}})
     def ready() -> Response:  # a sync def: a slow ping must not stall the event loop
         try:
             defs = store.registered()
             online = store.online_store
             online.ping()
+            state = store.online_state()
         except TarmacError as exc:
-            return Response(orjson.dumps({"status": "unavailable", "detail": exc.message}),
-                            status_code=503, media_type=_JSON)
+            return _unready(exc.message)
         except Exception as exc:
             log.error("readiness check failed", exc_info=exc)
-            return Response(orjson.dumps({"status": "unavailable",
-                                          "detail": f"internal error: {type(exc).__name__}"}),
-                            status_code=503, media_type=_JSON)
+            return _unready(f"internal error: {type(exc).__name__}")
+        if not state.ready:
+            why = (f"online store {state.url} holds no materialized values (its file is "
+                   "missing or was replaced)" if not state.present else
+                   f"no registered feature view is materialized ({', '.join(state.missing)})")
+            return _unready(why, hint="run `tarmac features materialize`")
         return Response(orjson.dumps({"status": "ready", "online_store": online.url,
                                       "services": len(defs.services),
-                                      "views": len(defs.views) + len(defs.on_demand)}),
+                                      "views": len(defs.views) + len(defs.on_demand),
+                                      "not_materialized": state.missing}),
                         media_type=_JSON)
 
     features = FeatureEndpoints(store)
@@ -136,12 +178,26 @@ def create_app(project: Project, *, owns_project: bool = False) -> FastAPI:
     return app
 
 
+RETRY_AFTER_S = 5  # what a 503 of /ready asks load balancers and probes to wait
+
+
+def _unready(detail: str, *, hint: str | None = None) -> Response:
+    body: dict[str, Any] = {"status": "unavailable", "detail": detail}
+    if hint:
+        body["hint"] = hint
+    return Response(orjson.dumps(body), status_code=503, media_type=_JSON,
+                    headers={"Retry-After": str(RETRY_AFTER_S)})
+
+
 def app_from_env() -> FastAPI:
     """The app of the project in ``TARMAC_PROJECT`` (else the nearest folder with tarmac.yaml),
     for ``uvicorn --factory tarmac.serving.app:app_from_env``; it closes the project on exit."""
     import tarmac
 
-    return create_app(tarmac.open(os.environ.get("TARMAC_PROJECT") or None), owns_project=True)
+    log_file = os.environ.get("TARMAC_LOG_FILE")
+    return create_app(tarmac.open(os.environ.get("TARMAC_PROJECT") or None), owns_project=True,
+                      access_log=os.environ.get("TARMAC_ACCESS_LOG") == "1",
+                      log_file=Path(log_file) if log_file else None)
 
 
 def _version() -> str:

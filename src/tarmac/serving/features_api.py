@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable, Sequence
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 import orjson
 from fastapi import APIRouter, Request, Response
@@ -35,12 +35,16 @@ from tarmac.errors import (
     OnDemandError,
     TarmacError,
     UsageError,
+    echo,
 )
 from tarmac.features.store import FeatureStore
 
 log = logging.getLogger("tarmac.serving")
 
 MAX_ENTITIES = 1000  # per request: bigger batches belong to the offline path (training_set)
+MAX_REFS = 1000  # feature refs per request (duplicates count: they are asked once)
+MAX_NAME_CHARS = 200  # a service name or one ref, 'view:feature'
+INLINE_BODY_BYTES = 16 << 10  # bigger requests are answered on the threadpool, off the loop
 MAX_ERRORS = 50  # field errors listed in one 422 answer
 MAX_BODY_BYTES = 4 << 20  # 1000 entities of a few hundred bytes each fit easily
 _JSON = "application/json"
@@ -55,9 +59,12 @@ _TOO_LARGE = orjson.dumps({"detail": f"the body is larger than {MAX_BODY_BYTES >
 class FeaturesRequest(BaseModel):
     """A request for the online values of some entities' features."""
 
-    features: str | list[str] = Field(
+    features: (Annotated[str, Field(min_length=1, max_length=MAX_NAME_CHARS)]
+               | Annotated[list[Annotated[str, Field(min_length=1, max_length=MAX_NAME_CHARS)]],
+                           Field(min_length=1, max_length=MAX_REFS)]) = Field(
         description="A feature service name, or refs: 'view:feature' (one feature) or 'view' "
-                    "(all of its features).",
+                    f"(all of its features); at most {MAX_REFS} refs of {MAX_NAME_CHARS} "
+                    "characters, a ref given twice is served once.",
         examples=["churn", ["activity:sessions", "activity:spend"]])
     entities: list[dict[str, Any]] = Field(
         max_length=MAX_ENTITIES,
@@ -71,7 +78,9 @@ class FeatureResult(BaseModel):
 
     entity: dict[str, Any]
     values: dict[str, Any]
-    status: dict[str, Literal["present", "missing", "stale"]]
+    status: dict[str, Literal["present", "missing", "stale", "invalid"]] = Field(
+        description="present; missing (no value for this entity); stale (older than the "
+                    "view's ttl); invalid (an on-demand value that is not a finite number)")
     event_time: dict[str, str | None] = Field(
         description="ISO time of each value (null when missing or computed on demand)")
 
@@ -94,6 +103,8 @@ class ValidationErrorBody(BaseModel):
 class ErrorBody(BaseModel):
     detail: str
     hint: str | None = None
+    request_id: str | None = Field(None, description="The id the server's log names (also "
+                                                     "in the X-Request-ID header).")
 
 
 class ServiceInfo(BaseModel):
@@ -138,7 +149,9 @@ _ERRORS: dict[int | str, dict[str, Any]] = {
     422: {"model": ValidationErrorBody, "description": "The request is malformed; each error "
                                                        "names the field (loc)."},
     503: {"model": ErrorBody, "description": "The online store cannot be reached."},
-    500: {"model": ErrorBody, "description": "A bug: 'internal error: <type>' (trace logged)."},
+    500: {"model": ErrorBody, "description": "A bug ('internal error: <type>'), or an "
+                                             "on-demand view that failed (named, with the "
+                                             "request id; its error is in the server's log)."},
 }
 
 
@@ -202,10 +215,20 @@ class _Needs:
     """What every entity of one feature request must hold: (field, check, message, error type,
     why it is needed)."""
 
-    __slots__ = ("fields",)
+    __slots__ = ("demand", "fields")
 
-    def __init__(self, fields: list[_Field]) -> None:
+    def __init__(self, fields: list[_Field], demand: bool) -> None:
         self.fields = fields
+        self.demand = demand  # on-demand views run: user code, answered off the event loop
+
+
+class _Ask:
+    """A well-formed request, checked against what its features need: to be read."""
+
+    __slots__ = ("entities", "features", "needs")
+
+    def __init__(self, features: str | list[str], entities: list[Any], needs: _Needs) -> None:
+        self.features, self.entities, self.needs = features, entities, needs
 
 
 def _error(loc: list[str | int], msg: str, kind: str) -> dict[str, Any]:
@@ -226,9 +249,29 @@ def _fail(status: int, exc: TarmacError) -> Answer:
     return status, orjson.dumps(body)
 
 
-def _internal(exc: BaseException) -> Answer:
-    log.error("internal error serving features", exc_info=exc)
+def _internal(exc: BaseException, request_id: str = "-") -> Answer:
+    log.error("internal error serving features (request %s)", request_id, exc_info=exc)
     return 500, orjson.dumps({"detail": f"internal error: {type(exc).__name__}"})
+
+
+def _on_demand_failed(exc: OnDemandError, request_id: str) -> Answer:
+    """The caller learns which on-demand view failed and the request id; what failed (the
+    function's exception, which may quote feature values) goes to the server's log only."""
+    log.error("on-demand view %r failed (request %s): %s", exc.view, request_id, exc.message,
+              exc_info=exc.__cause__ or exc)
+    return 500, orjson.dumps({
+        "detail": f"on-demand view '{exc.view}' failed; the server's log has the error under "
+                  f"request id {request_id}",
+        "hint": "a problem of the feature definitions, not of this request",
+        "request_id": request_id})
+
+
+def _well_formed(features: Any) -> bool:
+    """The common case, checked fast: a service name or a list of refs within the limits."""
+    if type(features) is str:
+        return 0 < len(features) <= MAX_NAME_CHARS
+    return (type(features) is list and 0 < len(features) <= MAX_REFS
+            and all(type(r) is str and 0 < len(r) <= MAX_NAME_CHARS for r in features))
 
 
 def _check_features(features: Any) -> list[dict[str, Any]]:
@@ -238,15 +281,29 @@ def _check_features(features: Any) -> list[dict[str, Any]]:
     if type(features) is str:
         if not features:
             return [_error(["body", "features"], "must not be empty", "string_too_short")]
+        if len(features) > MAX_NAME_CHARS:
+            return [_error(["body", "features"], f"a name of {len(features):,} characters; at "
+                           f"most {MAX_NAME_CHARS}", "string_too_long")]
         return []
     if type(features) is not list:
         return [_error(["body", "features"], "must be a feature service name (string) or a "
                        "list of 'view:feature' refs", "features_type")]
     if not features:
         return [_error(["body", "features"], "must list at least one ref", "too_short")]
-    return [_error(["body", "features", i], "must be a non-empty string ('view:feature' or "
-                   "'view')", "string_type")
-            for i, ref in enumerate(features) if type(ref) is not str or not ref]
+    if len(features) > MAX_REFS:
+        return [_error(["body", "features"], f"too many refs: {len(features):,}; at most "
+                       f"{MAX_REFS} per request", "too_long")]
+    errors = []
+    for i, ref in enumerate(features):
+        if type(ref) is not str or not ref:
+            errors.append(_error(["body", "features", i], "must be a non-empty string "
+                                 "('view:feature' or 'view')", "string_type"))
+        elif len(ref) > MAX_NAME_CHARS:
+            errors.append(_error(["body", "features", i], f"a ref of {len(ref):,} characters; "
+                                 f"at most {MAX_NAME_CHARS}", "string_too_long"))
+        if len(errors) >= MAX_ERRORS:
+            break
+    return errors
 
 
 def _check_entities(entities: Any) -> list[dict[str, Any]]:
@@ -278,7 +335,7 @@ def _check_each(needs: _Needs, entities: list[Any]) -> list[dict[str, Any]]:
                                      f"field required: '{name}' ({role})", "missing"))
             elif not ok(value):
                 errors.append(_error(["body", "entities", i, name], f"'{name}' {msg}, got "
-                                     f"{orjson.dumps(value).decode()[:80]}", kind))
+                                     f"{echo(orjson.dumps(value).decode())}", kind))
         if len(errors) >= MAX_ERRORS:
             break
     return errors
@@ -326,22 +383,33 @@ class FeatureEndpoints:
                     seen.add(f.name)
                     fields.append((f.name, *_REQUEST_CHECKS.get(f.dtype, _REQUEST_DEFAULT),
                                    f"request value of on-demand view '{d.view.name}'"))
-        needs = _Needs(fields)
+        needs = _Needs(fields, bool(resolved.demand))
         if len(self._needs) >= 1024:  # many distinct ref lists: keep the cache bounded
             self._needs.clear()
         self._needs[key] = needs
         return needs
 
-    async def answer(self, body: bytes) -> Answer:
-        """The answer to a ``POST /features`` body: never raises."""
+    async def answer(self, body: bytes, request_id: str = "-") -> Answer:
+        """The answer to a ``POST /features`` body: never raises. Small requests of stored
+        views are answered on the event loop (a SQLite read takes microseconds, less than a
+        thread hop); a big body, on-demand views (user code) and a networked store go to the
+        threadpool, so ``/health`` and other requests never wait behind them."""
         try:
-            return await self._answer(body)
+            if len(body) > INLINE_BODY_BYTES:
+                return await run_in_threadpool(self._answer, body, request_id)
+            ask = self._prepare(body)
+            if type(ask) is not _Ask:
+                return ask  # type: ignore[return-value]
+            if self.inline and not ask.needs.demand:
+                return self._read(ask, request_id)
+            return await run_in_threadpool(self._read, ask, request_id)
         except Exception as exc:  # never a stack trace to the caller
-            return _internal(exc)
+            return _internal(exc, request_id)
 
     async def post(self, request: Request) -> Response:
         """The FastAPI endpoint (documented in OpenAPI; the app may take a faster path)."""
-        status, payload = await self.answer(await request.body())
+        status, payload = await self.answer(await request.body(),
+                                            request.scope.get("tarmac.request_id", "-"))
         return Response(payload, status_code=status, media_type=_JSON)
 
     async def asgi(self, scope: Scope, receive: Receive, send: Send) -> None:
@@ -362,14 +430,24 @@ class FeatureEndpoints:
                 chunks.append(chunk)
             if not message.get("more_body", False):
                 status, payload = await self.answer(
-                    chunks[0] if len(chunks) == 1 else b"".join(chunks))
+                    chunks[0] if len(chunks) == 1 else b"".join(chunks),
+                    scope.get("tarmac.request_id", "-"))
                 break
         await send({"type": "http.response.start", "status": status, "headers": [
             (b"content-type", b"application/json"),
             (b"content-length", str(len(payload)).encode())]})
         await send({"type": "http.response.body", "body": payload})
 
-    async def _answer(self, body: bytes) -> Answer:
+    def _answer(self, body: bytes, request_id: str) -> Answer:
+        """The whole answer, synchronously (on the threadpool)."""
+        try:
+            ask = self._prepare(body)
+            return self._read(ask, request_id) if type(ask) is _Ask else ask  # type: ignore
+        except Exception as exc:
+            return _internal(exc, request_id)
+
+    def _prepare(self, body: bytes) -> Answer | _Ask:
+        """Parse and check a body: an error answer, or what to read."""
         try:
             data = orjson.loads(body)
         except orjson.JSONDecodeError as exc:
@@ -382,8 +460,7 @@ class FeatureEndpoints:
         features = data.get("features", _MISSING)
         entities = data.get("entities", _MISSING)
         if not (type(entities) is list and len(entities) <= MAX_ENTITIES
-                and (type(features) is str and features or type(features) is list and features
-                     and all(type(r) is str and r for r in features))):
+                and _well_formed(features)):
             errors = _check_features(features) + _check_entities(entities)
             if errors:
                 return _invalid(errors)
@@ -396,13 +473,13 @@ class FeatureEndpoints:
         errors = _check_each(needs, entities)
         if errors:
             return _invalid(errors)
+        return _Ask(features, entities, needs)
+
+    def _read(self, ask: _Ask, request_id: str) -> Answer:
         try:
-            if self.inline:
-                result = self.store.online(features, entities)
-            else:
-                result = await run_in_threadpool(self.store.online, features, entities)
+            result = self.store.online(ask.features, ask.entities)
         except OnDemandError as exc:  # the definitions are at fault, not the request
-            return _fail(500, exc)
+            return _on_demand_failed(exc, request_id)
         except UsageError as exc:
             return _invalid([_error(["body", "entities"], exc.message, "value_error")])
         except (BackendUnavailableError, ConfigError) as exc:
@@ -471,5 +548,5 @@ def features_router(endpoints: FeatureEndpoints) -> APIRouter:
     return router
 
 
-__all__ = ["MAX_ENTITIES", "FeatureEndpoints", "FeaturesRequest", "FeaturesResponse",
-           "features_router"]
+__all__ = ["MAX_ENTITIES", "MAX_NAME_CHARS", "MAX_REFS", "FeatureEndpoints", "FeaturesRequest",
+           "FeaturesResponse", "features_router"]
