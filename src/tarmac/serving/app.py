@@ -23,7 +23,7 @@ from fastapi import FastAPI, Request, Response
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from tarmac.errors import TarmacError
-from tarmac.serving._access import REQUEST_ID_HEADER, AccessLog, request_id
+from tarmac.serving._access import REQUEST_ID_HEADER, AccessLog, RequestIds
 from tarmac.serving.features_api import (
     MAX_BODY_BYTES,
     ErrorBody,
@@ -58,6 +58,7 @@ class TarmacApp(FastAPI):
         self.fast_routes: dict[tuple[str, str], ASGIApp] = {}
         self._fast_lane: bool | None = None  # decided on the first request
         self.access_log = access_log
+        self.request_ids = RequestIds()
 
     def add_fast_route(self, method: str, path: str, endpoint: ASGIApp) -> None:
         self.fast_routes[(method.upper(), path)] = endpoint
@@ -74,7 +75,7 @@ class TarmacApp(FastAPI):
             await super().__call__(scope, receive, send)
             return
         started = time.perf_counter()
-        rid = request_id(scope)
+        rid = self.request_ids.of(scope)
         scope["tarmac.request_id"] = rid
         id_header = (REQUEST_ID_HEADER, rid.encode())
         status = 500  # if no answer starts (the client went away, a crash)
