@@ -40,6 +40,7 @@ from tarmac.errors import echo
 REQUEST_ID_HEADER = b"x-request-id"
 QUEUE_SIZE = 10_000  # records waiting for the writer thread; beyond it they are dropped
 BATCH = 1_000  # records per write at most
+PAUSE_S = 0.05  # the writer's pause between batches: lines appear at most this late
 _TOKEN = re.compile(r"[A-Za-z0-9._:-]{1,128}")
 
 log = logging.getLogger("tarmac.serving")
@@ -135,6 +136,8 @@ class AccessLog:
                                   len(lines))
                 if done:
                     return
+                if len(items) < BATCH:  # let records gather: one wake-up and write per
+                    time.sleep(PAUSE_S)  # batch, not per request
         finally:
             if out is not sys.stderr:
                 out.close()
