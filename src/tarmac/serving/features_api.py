@@ -38,6 +38,18 @@ from tarmac.errors import (
     echo,
 )
 from tarmac.features.store import FeatureStore
+from tarmac.serving._base import Concern, Ready
+from tarmac.serving._errors import (
+    ERROR_RESPONSES,
+    MAX_ERRORS,
+    Answer,
+    field_error,
+    from_error,
+    internal,
+    invalid,
+    respond,
+    too_large,
+)
 
 log = logging.getLogger("tarmac.serving")
 
@@ -45,12 +57,10 @@ MAX_ENTITIES = 1000  # per request: bigger batches belong to the offline path (t
 MAX_REFS = 1000  # feature refs per request (duplicates count: they are asked once)
 MAX_NAME_CHARS = 200  # a service name or one ref, 'view:feature'
 INLINE_BODY_BYTES = 16 << 10  # bigger requests are answered on the threadpool, off the loop
-MAX_ERRORS = 50  # field errors listed in one 422 answer
 MAX_BODY_BYTES = 4 << 20  # 1000 entities of a few hundred bytes each fit easily
 _JSON = "application/json"
 _MISSING = object()
-_TOO_LARGE = orjson.dumps({"detail": f"the body is larger than {MAX_BODY_BYTES >> 20} MiB; "
-                                     f"send at most {MAX_ENTITIES} entities per request"})
+_TOO_LARGE = too_large(MAX_BODY_BYTES, f"send at most {MAX_ENTITIES} entities per request")
 
 
 # -- the OpenAPI description (not used to parse requests) -----------------------------------
@@ -90,23 +100,6 @@ class FeaturesResponse(BaseModel):
     results: list[FeatureResult] = Field(description="One per entity, in the order asked.")
 
 
-class FieldError(BaseModel):
-    loc: list[str | int] = Field(examples=[["body", "entities", 0, "customer_id"]])
-    msg: str
-    type: str
-
-
-class ValidationErrorBody(BaseModel):
-    detail: list[FieldError]
-
-
-class ErrorBody(BaseModel):
-    detail: str
-    hint: str | None = None
-    request_id: str | None = Field(None, description="The id the server's log names (also "
-                                                     "in the X-Request-ID header).")
-
-
 class ServiceInfo(BaseModel):
     name: str
     description: str
@@ -144,15 +137,7 @@ def _request_schema() -> dict[str, Any]:
 
 
 _ERRORS: dict[int | str, dict[str, Any]] = {
-    404: {"model": ErrorBody, "description": "Unknown feature service, view or feature (the "
-                                             "detail suggests the closest name)."},
-    422: {"model": ValidationErrorBody, "description": "The request is malformed; each error "
-                                                       "names the field (loc)."},
-    503: {"model": ErrorBody, "description": "The online store cannot be reached."},
-    500: {"model": ErrorBody, "description": "A bug ('internal error: <type>'), or an "
-                                             "on-demand view that failed (named, with the "
-                                             "request id; its error is in the server's log)."},
-}
+    k: ERROR_RESPONSES[k] for k in (404, 413, 422, 503, 500)}
 
 
 # -- validation -----------------------------------------------------------------------------
@@ -231,27 +216,11 @@ class _Ask:
         self.features, self.entities, self.needs = features, entities, needs
 
 
-def _error(loc: list[str | int], msg: str, kind: str) -> dict[str, Any]:
-    return {"loc": loc, "msg": msg, "type": kind}
-
-
-Answer = tuple[int, bytes]  # (HTTP status, JSON body)
-
-
-def _invalid(errors: list[dict[str, Any]]) -> Answer:
-    return 422, orjson.dumps({"detail": errors[:MAX_ERRORS]})
-
-
-def _fail(status: int, exc: TarmacError) -> Answer:
-    body: dict[str, Any] = {"detail": exc.message}
-    if exc.hint:
-        body["hint"] = exc.hint
-    return status, orjson.dumps(body)
+_error, _invalid, _fail = field_error, invalid, from_error
 
 
 def _internal(exc: BaseException, request_id: str = "-") -> Answer:
-    log.error("internal error serving features (request %s)", request_id, exc_info=exc)
-    return 500, orjson.dumps({"detail": f"internal error: {type(exc).__name__}"})
+    return internal(exc, request_id, "serving features")
 
 
 def _on_demand_failed(exc: OnDemandError, request_id: str) -> Answer:
@@ -425,7 +394,7 @@ class FeatureEndpoints:
             if chunk:
                 size += len(chunk)
                 if size > MAX_BODY_BYTES:
-                    status, payload = 413, _TOO_LARGE
+                    status, payload = _TOO_LARGE
                     break
                 chunks.append(chunk)
             if not message.get("more_body", False):
@@ -538,8 +507,7 @@ def features_router(endpoints: FeatureEndpoints) -> APIRouter:
         try:
             return Response(orjson.dumps(endpoints.registered()), media_type=_JSON)
         except (BackendUnavailableError, ConfigError) as exc:
-            status, payload = _fail(503, exc)
-            return Response(payload, status_code=status, media_type=_JSON)
+            return respond(_fail(503, exc))
 
     router.add_api_route(
         "/features", list_registered, methods=["GET"], response_model=Registered,
@@ -548,5 +516,33 @@ def features_router(endpoints: FeatureEndpoints) -> APIRouter:
     return router
 
 
+def features_concern(store: FeatureStore) -> Concern:
+    """The features part of the app: its router, ``POST /features`` on the fast lane, a
+    warm-up (the registry cache and the online store's connection) and its readiness: the
+    registry can be read, the online store answers and holds the materialized values."""
+    endpoints = FeatureEndpoints(store)
+
+    def warm_up() -> None:
+        store.registered()
+        store.online_store.ping()
+
+    def ready() -> Ready:
+        defs = store.registered()
+        online = store.online_store
+        online.ping()
+        state = store.online_state()
+        if not state.ready:
+            why = (f"online store {state.url} holds no materialized values (its file is "
+                   "missing or was replaced)" if not state.present else
+                   f"no registered feature view is materialized ({', '.join(state.missing)})")
+            return Ready(False, why, "run `tarmac features materialize`")
+        return Ready(True, info={"online_store": online.url, "services": len(defs.services),
+                                 "views": len(defs.views) + len(defs.on_demand),
+                                 "not_materialized": state.missing})
+
+    return Concern("features", features_router(endpoints), ready,
+                   [("POST", "/features", endpoints.asgi)], warm_up)
+
+
 __all__ = ["MAX_ENTITIES", "MAX_NAME_CHARS", "MAX_REFS", "FeatureEndpoints", "FeaturesRequest",
-           "FeaturesResponse", "features_router"]
+           "FeaturesResponse", "features_concern", "features_router"]
