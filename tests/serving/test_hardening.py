@@ -341,3 +341,14 @@ def test_serve_access_log_options(project: Project, monkeypatch: pytest.MonkeyPa
                                      "--port", str(_free_port()), "--log-file", str(log_file)])
     assert os.environ["TARMAC_ACCESS_LOG"] == "1"
     assert os.environ["TARMAC_LOG_FILE"] == str(log_file.resolve())
+
+
+def test_bad_entities_are_clipped_in_the_sdk(project: Project) -> None:
+    from tarmac.errors import UsageError
+
+    with pytest.raises(UsageError) as caught:
+        project.features.online(["activity:sessions"], [{"customer_id": "9" * 50 + "x" * 10**5}])
+    assert len(str(caught.value)) < 300
+    with pytest.raises(UsageError) as caught:
+        project.features.online(["activity:sessions"], [{f"k{i}": 1 for i in range(10**4)}])
+    assert len(str(caught.value)) < 300

@@ -261,11 +261,12 @@ class _Plan:
 def _coercer(kind: str, key: str) -> Callable[[Any], Any]:
     def to_int(v: Any) -> Any:
         if isinstance(v, bool) or not isinstance(v, int | str):
-            raise UsageError(f"entity key '{key}' must be an integer, got {v!r}")
+            raise UsageError(f"entity key '{key}' must be an integer, got {echo(v)}")
         try:
             return int(v)
         except ValueError:
-            raise UsageError(f"entity key '{key}' must be an integer, got {v!r}") from None
+            raise UsageError(f"entity key '{key}' must be an integer, got {echo(repr(v))}"
+                             ) from None
 
     if kind == "int64":
         return to_int
@@ -591,7 +592,8 @@ class FeatureStore:
                     values = [c(entity[k]) for k, c in zip(v.keys, v.coerce, strict=True)]
                 except KeyError as exc:
                     raise UsageError(f"entity {i} has no '{exc.args[0]}' (needed by feature "
-                                     f"view '{v.name}'; it has: {', '.join(entity) or 'nothing'})"
+                                     f"view '{v.name}'; it has: "
+                                     f"{echo(', '.join(map(str, entity))) or 'nothing'})"
                                      ) from None
                 encoded.append(encode_key(values))
             requests.append((v.name, encoded))
@@ -743,7 +745,7 @@ def _online_on_demand(plan: _Plan, entities: Sequence[Mapping[str, Any]],
                 column = pa.array(values)
             except (pa.ArrowInvalid, pa.ArrowTypeError):
                 raise UsageError(f"request value '{req.name}' must be {req.dtype}, got "
-                                 f"{values[:3]!r}") from None
+                                 f"{echo(values[:3])}") from None
             fields.append(pa.field(req.name, column.type))
             columns.append(column)
     batch = pa.RecordBatch.from_arrays(

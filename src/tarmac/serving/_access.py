@@ -40,6 +40,7 @@ from tarmac.errors import echo
 REQUEST_ID_HEADER = b"x-request-id"
 QUEUE_SIZE = 10_000  # records waiting for the writer thread; beyond it they are dropped
 BATCH = 1_000  # records per write at most
+STOP_TIMEOUT_S = 5.0  # how long a shutdown waits for the writer
 PAUSE_S = 0.05  # the writer's pause between batches: lines appear at most this late
 _TOKEN = re.compile(r"[A-Za-z0-9._:-]{1,128}")
 
@@ -102,8 +103,11 @@ class AccessLog:
         """Write what is queued, stop the thread, close the output."""
         if self._thread is None:
             return
-        self._queue.put(_STOP)  # blocks only if full: the writer is draining it
-        self._thread.join()
+        try:  # the writer may be stuck on an output nobody reads: never hang the shutdown
+            self._queue.put(_STOP, timeout=STOP_TIMEOUT_S)
+        except queue.Full:
+            log.warning("access log: the writer is stuck; queued records are lost")
+        self._thread.join(STOP_TIMEOUT_S)
         self._thread = None
         if self.dropped:
             log.warning("access log: %d records dropped (the writer fell behind)", self.dropped)
