@@ -352,3 +352,17 @@ def test_bad_entities_are_clipped_in_the_sdk(project: Project) -> None:
     with pytest.raises(UsageError) as caught:
         project.features.online(["activity:sessions"], [{f"k{i}": 1 for i in range(10**4)}])
     assert len(str(caught.value)) < 300
+
+
+def test_openapi_states_the_limits(client: TestClient) -> None:
+    spec = client.get("/openapi.json").json()
+    schema = spec["paths"]["/features"]["post"]["requestBody"]["content"][
+        "application/json"]["schema"]
+    text, refs = schema["properties"]["features"]["anyOf"]
+    assert text["maxLength"] == MAX_NAME_CHARS
+    assert refs["maxItems"] == MAX_REFS and refs["items"]["maxLength"] == MAX_NAME_CHARS
+    assert schema["properties"]["entities"]["maxItems"] == MAX_ENTITIES
+    status = spec["components"]["schemas"]["FeatureResult"]["properties"]["status"]
+    assert "invalid" in status["additionalProperties"]["enum"]
+    ready = spec["paths"]["/ready"]["get"]["responses"]
+    assert "503" in ready
