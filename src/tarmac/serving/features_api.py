@@ -1,30 +1,33 @@
 """The feature endpoints: ``POST /features`` (online values) and ``GET /features`` (what is
-registered).
+registered), and ``features_concern``, what they contribute to the app (``_base``).
 
 The hot path parses the body with orjson and validates it by hand (no pydantic per request):
-the pydantic models below only describe the request and response in the OpenAPI schema. What a
-feature request needs of each entity (its join keys and their types, the request values of
-on-demand views) is resolved once per distinct ``features`` value and cached until the registry
-changes (``FeatureStore.registered`` tells, without querying the catalog more than every few
-seconds). ``FeatureEndpoints.asgi`` is the same ``POST /features`` as a bare ASGI app, which the
-app runs directly when nothing needs the framework's request cycle (see ``TarmacApp``); both
-give the same answers, built by ``FeatureEndpoints.answer``.
+the pydantic models of ``_feature_models`` describe the request and response in the OpenAPI
+schema, with the limits these checks enforce. What a feature request needs of each entity (its
+join keys and their types, the request values of on-demand views) is resolved once per
+distinct ``features`` value and cached until the registry changes (``FeatureStore.registered``
+tells, without querying the catalog more than every few seconds). ``FeatureEndpoints.asgi`` is
+the same ``POST /features`` as a bare ASGI app, which the app runs directly when nothing needs
+the framework's request cycle (see ``TarmacApp``); both give the same answers, built by
+``FeatureEndpoints.answer``. Small requests of stored views are answered on the event loop;
+big bodies, on-demand views and networked stores on the threadpool.
 
 Answers: 200 with ``OnlineFeatures.to_dict()``; 422 with field-level detail (``loc`` like
-``["body", "entities", 0, "customer_id"]``) for a malformed request; 404 naming the unknown
-service, view or feature with a "did you mean" suggestion; 503 when the online store (or the
-catalog) cannot be reached; 500 ``internal error: <type>`` for a bug, the trace in the log.
+``["body", "entities", 0, "customer_id"]``) for a malformed request or one over the limits; 404
+naming the unknown service, view or feature (clipped) with a "did you mean" suggestion; 413 for
+a body over 4 MiB; 503 when the online store (or the catalog) cannot be reached or holds
+nothing; 500 ``internal error: <type>`` for a bug, or naming the on-demand view that failed and
+the request id (its error goes to the log only).
 """
 
 from __future__ import annotations
 
 import logging
 from collections.abc import Callable, Sequence
-from typing import Annotated, Any, Literal
+from typing import Any
 
 import orjson
 from fastapi import APIRouter, Request, Response
-from pydantic import BaseModel, Field
 from starlette.concurrency import run_in_threadpool
 from starlette.types import Receive, Scope, Send
 
@@ -50,90 +53,23 @@ from tarmac.serving._errors import (
     respond,
     too_large,
 )
+from tarmac.serving._feature_models import (
+    MAX_ENTITIES,
+    MAX_NAME_CHARS,
+    MAX_REFS,
+    FeaturesRequest,
+    FeaturesResponse,
+    Registered,
+    request_schema,
+)
 
 log = logging.getLogger("tarmac.serving")
 
-MAX_ENTITIES = 1000  # per request: bigger batches belong to the offline path (training_set)
-MAX_REFS = 1000  # feature refs per request (duplicates count: they are asked once)
-MAX_NAME_CHARS = 200  # a service name or one ref, 'view:feature'
 INLINE_BODY_BYTES = 16 << 10  # bigger requests are answered on the threadpool, off the loop
 MAX_BODY_BYTES = 4 << 20  # 1000 entities of a few hundred bytes each fit easily
 _JSON = "application/json"
 _MISSING = object()
 _TOO_LARGE = too_large(MAX_BODY_BYTES, f"send at most {MAX_ENTITIES} entities per request")
-
-
-# -- the OpenAPI description (not used to parse requests) -----------------------------------
-
-
-class FeaturesRequest(BaseModel):
-    """A request for the online values of some entities' features."""
-
-    features: (Annotated[str, Field(min_length=1, max_length=MAX_NAME_CHARS)]
-               | Annotated[list[Annotated[str, Field(min_length=1, max_length=MAX_NAME_CHARS)]],
-                           Field(min_length=1, max_length=MAX_REFS)]) = Field(
-        description="A feature service name, or refs: 'view:feature' (one feature) or 'view' "
-                    f"(all of its features); at most {MAX_REFS} refs of {MAX_NAME_CHARS} "
-                    "characters, a ref given twice is served once.",
-        examples=["churn", ["activity:sessions", "activity:spend"]])
-    entities: list[dict[str, Any]] = Field(
-        max_length=MAX_ENTITIES,
-        description=f"One object per entity (at most {MAX_ENTITIES}): its join key values, and "
-                    "the request values on-demand features need.",
-        examples=[[{"customer_id": 42}]])
-
-
-class FeatureResult(BaseModel):
-    """One entity's features: value (null unless present), status and event time."""
-
-    entity: dict[str, Any]
-    values: dict[str, Any]
-    status: dict[str, Literal["present", "missing", "stale", "invalid"]] = Field(
-        description="present; missing (no value for this entity); stale (older than the "
-                    "view's ttl); invalid (an on-demand value that is not a finite number)")
-    event_time: dict[str, str | None] = Field(
-        description="ISO time of each value (null when missing or computed on demand)")
-
-
-class FeaturesResponse(BaseModel):
-    features: list[str] = Field(description="The feature names, in order.")
-    results: list[FeatureResult] = Field(description="One per entity, in the order asked.")
-
-
-class ServiceInfo(BaseModel):
-    name: str
-    description: str
-    features: list[str] = Field(description="The refs it serves, 'view:feature'.")
-    outputs: list[str] = Field(description="The feature names in answers, in order.")
-    join_keys: list[str] = Field(description="What each entity must give.")
-    request: list[str] = Field(description="Request values on-demand features need.")
-
-
-class FeatureInfo(BaseModel):
-    name: str
-    dtype: str
-    description: str
-
-
-class ViewInfo(BaseModel):
-    name: str
-    kind: Literal["view", "on_demand"]
-    description: str
-    join_keys: list[str]
-    ttl_seconds: float | None
-    features: list[FeatureInfo]
-    request: list[FeatureInfo]
-
-
-class Registered(BaseModel):
-    services: list[ServiceInfo]
-    views: list[ViewInfo]
-
-
-def _request_schema() -> dict[str, Any]:
-    schema = FeaturesRequest.model_json_schema()
-    assert "$defs" not in schema, "FeaturesRequest must stay flat (inlined in openapi_extra)"
-    return schema
 
 
 _ERRORS: dict[int | str, dict[str, Any]] = {
@@ -501,7 +437,7 @@ def features_router(endpoints: FeatureEndpoints) -> APIRouter:
                     f"At most {MAX_ENTITIES} entities per request.",
         responses=_ERRORS,
         openapi_extra={"requestBody": {"required": True, "content": {
-            _JSON: {"schema": _request_schema()}}}})
+            _JSON: {"schema": request_schema()}}}})
 
     def list_registered() -> Response:  # a sync def: it may read the catalog
         try:
