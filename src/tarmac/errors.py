@@ -6,6 +6,18 @@ and shows a traceback only when ``TARMAC_DEBUG=1``.
 
 from __future__ import annotations
 
+ECHO_CHARS = 80  # user input quoted back in a message is cut to this many characters
+
+
+def echo(value: object, limit: int = ECHO_CHARS) -> str:
+    """``value`` (user input: a name, a request field) as it may be quoted in a message: its
+    text (``repr`` unless a string), cut to ``limit`` characters and marked
+    ``…(N chars)`` when longer, so a 1 MB name never comes back whole in an error."""
+    text = value if isinstance(value, str) else repr(value)
+    if len(text) <= limit:
+        return text
+    return f"{text[:limit]}…({len(text):,} chars)"
+
 
 class TarmacError(Exception):
     """Base of all user-facing errors.
@@ -82,7 +94,13 @@ class ContractError(TarmacError):
 
 class OnDemandError(UsageError):
     """An on-demand feature function failed, returned the wrong shape, or changed since
-    ``tarmac apply``: a problem of the definitions, not of the request that ran into it."""
+    ``tarmac apply``: a problem of the definitions, not of the request that ran into it.
+    ``view`` names the on-demand view: what a server tells its caller (the message, which
+    may quote the function's exception and feature values, goes to the server's log)."""
+
+    def __init__(self, message: str, *, view: str, hint: str | None = None) -> None:
+        super().__init__(message, hint=hint)
+        self.view = view
 
 
 class ConflictError(TarmacError):

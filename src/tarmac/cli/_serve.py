@@ -5,8 +5,10 @@ from __future__ import annotations
 
 import os
 import socket
+from pathlib import Path
 
 import typer
+from rich.markup import escape
 
 from tarmac.cli import app, open_project
 from tarmac.cli._output import console, esc
@@ -39,10 +41,17 @@ def serve(
     workers: int = typer.Option(None, "--workers", "-w",
                                 help="Worker processes (default: one per CPU, 1 to 8; "
                                      "1 serves in this process)."),
+    access_log: bool = typer.Option(True, "--access-log/--no-access-log",
+                                    help="One JSON line per request (method, path, status, "
+                                         "latency ms, request id), written off the "
+                                         "request path."),
+    log_file: Path = typer.Option(None, "--log-file", dir_okay=False,
+                                  help="Append the access log to this file (default: stderr)."),
 ) -> None:
     """Serve the project over HTTP: POST /features for online feature values.
 
-    The OpenAPI docs are at /docs. Stop with Ctrl+C (workers finish their requests first).
+    The OpenAPI docs are at /docs; GET /health (alive) and GET /ready (the online store's
+    values are there) are for probes. Stop with Ctrl+C (workers finish their requests first).
     """
     import uvicorn
 
@@ -64,12 +73,19 @@ def serve(
                   f"{', all interfaces' if host in ('0.0.0.0', '::', '') else ''})\n"
                   f"  API docs: {esc(url)}/docs\n"
                   f"  [dim]Ctrl+C to stop[/dim]", soft_wrap=True)
+    if log_file is not None and access_log:
+        console.print(f"  access log: {escape(str(log_file))}", soft_wrap=True)
     options = uvicorn_options(host, port)
     if n == 1:
         from tarmac.serving import create_app
 
-        uvicorn.run(create_app(p), **options)
+        uvicorn.run(create_app(p, access_log=access_log, log_file=log_file), **options)
         return
     # Each worker process opens the project itself (app_from_env): pass it by absolute path.
     os.environ["TARMAC_PROJECT"] = str(p.root.resolve())
+    os.environ["TARMAC_ACCESS_LOG"] = "1" if access_log else "0"
+    if log_file is not None:
+        os.environ["TARMAC_LOG_FILE"] = str(log_file.resolve())
+    else:
+        os.environ.pop("TARMAC_LOG_FILE", None)
     uvicorn.run("tarmac.serving.app:app_from_env", factory=True, workers=n, **options)

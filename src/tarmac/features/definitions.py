@@ -33,7 +33,7 @@ from typing import Any
 
 import pyarrow as pa
 
-from tarmac.errors import UsageError
+from tarmac.errors import UsageError, echo
 from tarmac.humanize import parse_duration
 
 _NAME = re.compile(r"^[A-Za-z][A-Za-z0-9_]{0,62}$")  # '_' first is Tarmac's own (__tarmac_*)
@@ -148,7 +148,7 @@ class _Features:
         for f in self.features:
             if f.name == name:
                 return f
-        raise UsageError(f"{self._kind} '{self.name}' has no feature '{name}'"
+        raise UsageError(f"{self._kind} '{self.name}' has no feature '{echo(name)}'"
                          + suggest(name, [f.name for f in self.features]))
 
     def __getitem__(self, names: str | Sequence[str]) -> FeatureSelection:
@@ -383,7 +383,11 @@ def suggest(name: str, known: Iterable[str], *,
     import difflib
 
     names = sorted(set(known))
-    close = difflib.get_close_matches(name, names, n=1, cutoff=0.6)
+    # a name over 7/3 times as long as every known one is never close at a 0.6 cutoff (and
+    # difflib's time grows with its length): a 1 MB name costs nothing
+    longest = max(map(len, names), default=0)
+    close = (difflib.get_close_matches(name, names, n=1, cutoff=0.6)
+             if len(name) <= 3 * longest else [])
     if close:
         return f"; did you mean '{close[0]}'?"
     if not names:

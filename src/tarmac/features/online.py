@@ -32,11 +32,12 @@ import os
 import sqlite3
 import threading
 from abc import ABC, abstractmethod
+from contextlib import closing
 from itertools import repeat
 from pathlib import Path
 from types import TracebackType
 from typing import Any
-from urllib.parse import urlsplit
+from urllib.parse import quote, urlsplit
 
 from tarmac.config import open_backend, redact
 from tarmac.errors import BackendUnavailableError, ConfigError, UsageError
@@ -82,6 +83,11 @@ class OnlineStore(ABC):
     def views(self) -> list[str]:
         """Views that have records or a checkpoint, sorted."""
 
+    def present(self) -> bool:
+        """Whether the store's data is there (a SQLite file that exists and is the one this
+        store opened); a server's store is always present when it answers."""
+        return True
+
     @abstractmethod
     def ping(self) -> None:
         """Raise BackendUnavailableError if the store cannot be reached."""
@@ -122,12 +128,16 @@ def _check_view(view: str, url: str) -> None:
         )
 
 
-def open_online_store(url: str, *, namespace: str, root: Path) -> OnlineStore:
+def open_online_store(url: str, *, namespace: str, root: Path,
+                      create: bool = True) -> OnlineStore:
     """The online store behind `url`: ``sqlite:///relative/or/absolute.db`` (relative to `root`;
-    the parent folder is created) or ``redis://host:port/db``. `namespace` (the project name)
-    prefixes Redis keys so two projects can share one Redis: ``tarmac:{namespace}:{view}:{key}``.
-    A SQLite file belongs to one project, so the namespace is not stored there."""
-    store: OnlineStore = open_backend("online_store", url, namespace=namespace, root=root)
+    the parent folder is created) or ``redis://host:port/db``. ``create=False`` (readers): a
+    SQLite file that does not exist is created by the first write, never by a read.
+    `namespace` (the project name) prefixes Redis keys so two projects can share one Redis:
+    ``tarmac:{namespace}:{view}:{key}``. A SQLite file belongs to one project, so the
+    namespace is not stored there."""
+    store: OnlineStore = open_backend("online_store", url, namespace=namespace, root=root,
+                                      create=create)
     return store
 
 
@@ -175,7 +185,8 @@ class SqliteOnlineStore(OnlineStore):
     """The online store in one SQLite file (WAL): a connection per thread and per process."""
 
     @classmethod
-    def from_url(cls, url: str, *, namespace: str, root: Path) -> SqliteOnlineStore:
+    def from_url(cls, url: str, *, namespace: str, root: Path,
+                 create: bool = True) -> SqliteOnlineStore:
         """``sqlite:///relative.db`` (relative to ``root``) or ``sqlite:////absolute.db``; the
         namespace is not stored (a SQLite file belongs to one project)."""
         rest = url.split("://", 1)[1].split("?", 1)[0]
@@ -186,9 +197,9 @@ class SqliteOnlineStore(OnlineStore):
                 hint="the online store is shared by processes, so it must be a file",
             )
         path = Path(rest[1:])
-        return cls(path if path.is_absolute() else Path(root) / path)
+        return cls(path if path.is_absolute() else Path(root) / path, create=create)
 
-    def __init__(self, path: Path) -> None:
+    def __init__(self, path: Path, *, create: bool = True) -> None:
         self.path = Path(path)
         self.url = f"sqlite:///{self.path}"
         self._local = threading.local()
@@ -197,20 +208,53 @@ class SqliteOnlineStore(OnlineStore):
         self._pid = os.getpid()
         self._closed = False
         self._good_views: set[str] = set()  # view names read before, known to be valid
+        self._identity: tuple[int, int] | None = None  # (device, inode) of the file opened
+        if create:
+            self._create()
+
+    def _create(self) -> None:
+        """Create the file and its tables (a writer's first step; idempotent). Connections
+        never create the file: a deleted store is reported as absent, not silently
+        recreated empty."""
         try:
             self.path.parent.mkdir(parents=True, exist_ok=True)
-            conn = self._conn()
-            conn.execute("PRAGMA journal_mode=WAL")
-            conn.execute("BEGIN IMMEDIATE")
-            for statement in _SCHEMA:
-                conn.execute(statement)
-            conn.execute("COMMIT")
+            with closing(sqlite3.connect(self.path, timeout=30, isolation_level=None)) as conn:
+                conn.execute("PRAGMA journal_mode=WAL")
+                conn.execute("BEGIN IMMEDIATE")
+                for statement in _SCHEMA:
+                    conn.execute(statement)
+                conn.execute("COMMIT")
+            identity = self._stat()
+            if identity != self._identity:  # created anew: connections to a former file go
+                self._drop_connections()
+            self._identity = identity
         except (OSError, sqlite3.Error) as exc:
             self.close()
             raise BackendUnavailableError(
                 f"cannot open the online store {self.url} ({exc})",
                 hint="is the folder writable and the file a Tarmac online store?",
             ) from None
+
+    def _stat(self) -> tuple[int, int] | None:
+        try:
+            st = os.stat(self.path)
+        except OSError:
+            return None
+        return st.st_dev, st.st_ino
+
+    def present(self) -> bool:
+        identity = self._stat()
+        return identity is not None and (self._identity is None or identity == self._identity)
+
+    def _drop_connections(self) -> None:
+        self._local = threading.local()
+        with self._lock:
+            conns, self._conns = self._conns, {}
+        if os.getpid() != self._pid:
+            _INHERITED.extend(conns.values())
+            return
+        for conn in conns.values():
+            conn.close()
 
     def _conn(self) -> sqlite3.Connection:
         """This thread's connection in this process (the hot path: two attribute reads)."""
@@ -230,8 +274,18 @@ class SqliteOnlineStore(OnlineStore):
             self._conns = {}
             self._lock = threading.Lock()
             self._pid = pid
-        conn = sqlite3.connect(self.path, timeout=30, isolation_level=None,
-                               check_same_thread=False)
+        identity = self._stat()
+        if identity is None:
+            raise BackendUnavailableError(
+                f"online store {self.url} does not exist: nothing has been materialized "
+                "(or the file was deleted)", hint="run `tarmac features materialize`")
+        try:  # mode=rw: a connection never creates the file (only a writer's _create does)
+            conn = sqlite3.connect(f"file:{quote(str(self.path))}?mode=rw", uri=True,
+                                   timeout=30, isolation_level=None, check_same_thread=False)
+        except sqlite3.Error as exc:
+            raise self._unavailable(exc, " while opening") from None
+        if self._identity is None:
+            self._identity = identity
         conn.execute("PRAGMA synchronous=NORMAL")
         conn.execute("PRAGMA mmap_size=268435456")  # reads from the OS page cache, no syscalls
         threading.current_thread()  # registers a thread not started by `threading` as alive
@@ -249,6 +303,8 @@ class SqliteOnlineStore(OnlineStore):
         self._check_batch(view, keys, event_us, payloads)
         if not keys and checkpoint is None:
             return 0
+        if not self.present():  # a writer creates the store (again, if it was deleted)
+            self._create()
         conn = self._conn()
         try:
             conn.execute("BEGIN IMMEDIATE")
@@ -306,11 +362,15 @@ class SqliteOnlineStore(OnlineStore):
 
     def checkpoint(self, view: str) -> str | None:
         _check_view(view, self.url)
+        if not self.present():
+            return None
         row = self._query("SELECT value FROM feature_checkpoints WHERE view = ?", (view,))
         return None if row is None else str(row[0])
 
     def clear(self, view: str) -> None:
         _check_view(view, self.url)
+        if not self.present():
+            return  # nothing stored: nothing to clear
         conn = self._conn()
         try:
             conn.execute("BEGIN IMMEDIATE")
@@ -327,28 +387,27 @@ class SqliteOnlineStore(OnlineStore):
 
     def count(self, view: str) -> int:
         _check_view(view, self.url)
+        if not self.present():
+            return 0
         row = self._query("SELECT count(*) FROM feature_values WHERE view = ?", (view,))
         return int(row[0]) if row else 0
 
     def views(self) -> list[str]:
+        if not self.present():
+            return []
         try:
             return [row[0] for row in self._conn().execute(_VIEWS)]
         except sqlite3.Error as exc:
             raise self._unavailable(exc, " while listing views") from None
 
     def ping(self) -> None:
+        if not self.present():  # nothing to reach yet: whether data is there is present()'s
+            return
         self._query("SELECT 1", ())
 
     def close(self) -> None:
         self._closed = True
-        self._local = threading.local()
-        with self._lock:
-            conns, self._conns = self._conns, {}
-        if os.getpid() != self._pid:
-            _INHERITED.extend(conns.values())
-            return
-        for conn in conns.values():
-            conn.close()
+        self._drop_connections()
 
     def _check_read_view(self, view: str) -> None:
         _check_view(view, self.url)
@@ -447,8 +506,10 @@ class RedisOnlineStore(OnlineStore):
     of the same view. Standalone Redis only: a batch spans many hash slots, so no Cluster."""
 
     @classmethod
-    def from_url(cls, url: str, *, namespace: str, root: Path) -> RedisOnlineStore:
-        """``redis://[user:password@]host:port/db``; keys are prefixed by ``namespace``."""
+    def from_url(cls, url: str, *, namespace: str, root: Path,
+                 create: bool = True) -> RedisOnlineStore:
+        """``redis://[user:password@]host:port/db``; keys are prefixed by ``namespace``
+        (``create`` is for file stores: a Redis server has nothing to create)."""
         return cls(url, namespace=namespace)
 
     def __init__(self, url: str, *, namespace: str) -> None:

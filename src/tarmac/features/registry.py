@@ -451,7 +451,8 @@ def _unavailable(spec: dict[str, Any], changed: bool) -> OnDemandFeatureView:
 
     def refuse(*_args: Any) -> Any:
         raise OnDemandError(f"on-demand view '{spec['name']}' cannot run: {why}",
-                         hint="run `tarmac apply` to register the current definitions")
+                            view=spec["name"],
+                            hint="run `tarmac apply` to register the current definitions")
 
     inputs = []
     for ref in spec["inputs"]:

@@ -31,7 +31,7 @@ import pyarrow as pa
 
 from tarmac.catalog import features as fcat
 from tarmac.catalog import now_us
-from tarmac.errors import OnDemandError, TarmacError, UsageError
+from tarmac.errors import OnDemandError, TarmacError, UsageError, echo
 from tarmac.features import registry
 from tarmac.features.definitions import (
     SQL_TYPES,
@@ -190,6 +190,23 @@ class TrainingSet:
 # -- online reads ----------------------------------------------------------------------------
 
 
+@dataclass(frozen=True)
+class OnlineState:
+    """What the online store holds of the registered views (``FeatureStore.online_state``)."""
+
+    url: str
+    present: bool  # the store's data is there (False: a SQLite file deleted or replaced)
+    materialized: list[str]  # registered stored views with values online
+    missing: list[str]  # registered stored views with nothing online
+
+    @property
+    def ready(self) -> bool:
+        """Serving makes sense: the data is there, and some view is materialized when any is
+        registered (a newly registered view not yet materialized does not make the server
+        unready: its values answer 'missing')."""
+        return self.present and (bool(self.materialized) or not self.missing)
+
+
 @dataclass
 class OnlineFeatures:
     """Online values: per entity, each feature's value, status and event time."""
@@ -197,7 +214,7 @@ class OnlineFeatures:
     features: list[str]
     entities: list[dict[str, Any]]
     rows: list[dict[str, Any]]  # feature -> value (None unless present)
-    status: list[dict[str, str]]  # feature -> present | missing | stale
+    status: list[dict[str, str]]  # feature -> present | missing | stale | invalid
     event_time: list[dict[str, str | None]]  # feature -> ISO time of the value (None if absent)
 
     def to_dict(self) -> dict[str, Any]:
@@ -244,11 +261,12 @@ class _Plan:
 def _coercer(kind: str, key: str) -> Callable[[Any], Any]:
     def to_int(v: Any) -> Any:
         if isinstance(v, bool) or not isinstance(v, int | str):
-            raise UsageError(f"entity key '{key}' must be an integer, got {v!r}")
+            raise UsageError(f"entity key '{key}' must be an integer, got {echo(v)}")
         try:
             return int(v)
         except ValueError:
-            raise UsageError(f"entity key '{key}' must be an integer, got {v!r}") from None
+            raise UsageError(f"entity key '{key}' must be an integer, got {echo(repr(v))}"
+                             ) from None
 
     if kind == "int64":
         return to_int
@@ -333,22 +351,29 @@ class FeatureStore:
             if service is None:
                 if ":" in features or defs.view(features) is not None:
                     return self.resolve([features], definitions=definitions)
-                raise UsageError(f"no feature service named '{features}'"
+                raise UsageError(f"no feature service named '{echo(features)}'"
                                  + suggest(features, [*defs.services, *defs.views]))
             selections, name = service.selections(), service.name
         else:
-            selections, name = [], ",".join(features)
-            for ref in features:
+            # A ref named twice (or 'view' next to 'view:feature') is asked once: the same
+            # feature is one output column, stored or on-demand alike.
+            refs = list(dict.fromkeys(features))
+            chosen: dict[str, dict[str, None]] = {}  # view -> its features, in order
+            for ref in refs:
                 view_name, _, feat = ref.partition(":")
                 view = defs.view(view_name)
                 if view is None:
-                    raise UsageError(f"no feature view named '{view_name}' (in '{ref}')"
+                    raise UsageError(f"no feature view named '{echo(view_name)}' (in "
+                                     f"'{echo(ref)}')"
                                      + suggest(view_name, [*defs.views, *defs.on_demand]))
                 names = (feat,) if feat else tuple(f.name for f in view.features)
                 for n in names:
                     view.feature(n)
-                selections.append(FeatureSelection(view, names))
-        registry.output_names(selections, f"features '{name}'")  # refuses colliding names
+                chosen.setdefault(view_name, {}).update(dict.fromkeys(names))
+            selections = [FeatureSelection(defs.view(v), tuple(ns))  # type: ignore[arg-type]
+                          for v, ns in chosen.items()]
+            name = ",".join(refs)
+        registry.output_names(selections, f"features '{echo(name)}'")  # refuses colliding names
         by_view: dict[str, list[tuple[str, str, str]]] = {}
         demand: list[DemandPart] = []
         for sel in selections:
@@ -499,9 +524,24 @@ class FeatureStore:
         if self._online is None:
             from tarmac.features.online import open_online_store
 
+            # create=False: reading never creates the store (a deleted SQLite file stays
+            # absent and online_state says so); materialize's first write creates it
             self._online = open_online_store(self.project.config.online_store,
-                                             namespace=self.project.name, root=self.project.root)
+                                             namespace=self.project.name,
+                                             root=self.project.root, create=False)
         return self._online
+
+    def online_state(self) -> OnlineState:
+        """Which registered stored views have materialized values in the online store (a
+        checkpoint or records) and which do not; ``present`` is False when the store's data
+        is gone (a SQLite file deleted or replaced). What a server's ``/ready`` reads."""
+        defs = self.registered()
+        online = self.online_store
+        present = online.present()
+        there = set(online.views()) if present else set()
+        names = sorted(defs.views)
+        return OnlineState(online.url, present, [v for v in names if v in there],
+                           [v for v in names if v not in there])
 
     def materialize(self, views: Sequence[str] | None = None, *, since: datetime | str | None
                     = None, full: bool = False,
@@ -552,7 +592,8 @@ class FeatureStore:
                     values = [c(entity[k]) for k, c in zip(v.keys, v.coerce, strict=True)]
                 except KeyError as exc:
                     raise UsageError(f"entity {i} has no '{exc.args[0]}' (needed by feature "
-                                     f"view '{v.name}'; it has: {', '.join(entity) or 'nothing'})"
+                                     f"view '{v.name}'; it has: "
+                                     f"{echo(', '.join(map(str, entity))) or 'nothing'})"
                                      ) from None
                 encoded.append(encode_key(values))
             requests.append((v.name, encoded))
@@ -637,12 +678,13 @@ def _call(part: DemandPart, frame: pd.DataFrame) -> dict[str, Any]:
         raise
     except Exception as exc:
         raise OnDemandError(f"on-demand view '{part.view.name}' raised {type(exc).__name__}: "
-                         f"{exc}") from exc
+                            f"{exc}", view=part.view.name) from exc
     columns = out if isinstance(out, Mapping) else {c: out[c] for c in out.columns}
     missing = [f for f, _, _ in part.features if f not in columns]
     if missing:
         raise OnDemandError(f"on-demand view '{part.view.name}' did not return "
-                         f"{', '.join(missing)} (it returned: {', '.join(map(str, columns))})")
+                            f"{', '.join(missing)} (it returned: "
+                            f"{echo(', '.join(map(str, columns)))})", view=part.view.name)
     return {f: columns[f] for f, _, _ in part.features}
 
 
@@ -670,10 +712,11 @@ def _with_on_demand(batch: pa.RecordBatch, demand: list[DemandPart]) -> pa.Recor
                 arr = pa.array(values[f], from_pandas=True).cast(TYPES[typ])
             except (pa.ArrowInvalid, pa.ArrowTypeError, pa.ArrowNotImplementedError) as exc:
                 raise OnDemandError(f"on-demand view '{part.view.name}' returned {f} values that "
-                                    f"are not {SQL_TYPES[typ]}: {exc}") from None
+                                    f"are not {SQL_TYPES[typ]}: {exc}",
+                                    view=part.view.name) from exc
             if len(arr) != batch.num_rows:
                 raise OnDemandError(f"on-demand view '{part.view.name}' returned {len(arr)} {f} "
-                                 f"values for {batch.num_rows} rows")
+                                    f"values for {batch.num_rows} rows", view=part.view.name)
             batch = batch.append_column(out, arr)
     return batch
 
@@ -703,7 +746,7 @@ def _online_on_demand(plan: _Plan, entities: Sequence[Mapping[str, Any]],
                 column = pa.array(values)
             except (pa.ArrowInvalid, pa.ArrowTypeError):
                 raise UsageError(f"request value '{req.name}' must be {req.dtype}, got "
-                                 f"{values[:3]!r}") from None
+                                 f"{echo(values[:3])}") from None
             fields.append(pa.field(req.name, column.type))
             columns.append(column)
     batch = pa.RecordBatch.from_arrays(
@@ -713,9 +756,12 @@ def _online_on_demand(plan: _Plan, entities: Sequence[Mapping[str, Any]],
     for part in plan.resolved.demand:
         for _f, name, _typ in part.features:
             for i, v in enumerate(out.column(name).to_pylist()):
-                missing = v is None or (isinstance(v, float) and math.isnan(v))
-                rows[i][name] = None if missing else v
-                status[i][name] = "missing" if missing else "present"
+                if v is None:
+                    rows[i][name], status[i][name] = None, "missing"
+                elif type(v) is float and not math.isfinite(v):  # inf, -inf or NaN: no value
+                    rows[i][name], status[i][name] = None, "invalid"  # JSON has none for it
+                else:
+                    rows[i][name], status[i][name] = v, "present"
                 times[i][name] = None
 
 

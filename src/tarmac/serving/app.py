@@ -1,147 +1,55 @@
 """The app factory: ``create_app(project)`` serves a project's features (and, later, its
-models) over HTTP; ``app_from_env()`` opens the project named by ``TARMAC_PROJECT`` (what each
-uvicorn worker process calls, with ``factory=True``).
+models) over HTTP as one app built from a router per concern (``_base.build_app``);
+``app_from_env()`` opens the project named by ``TARMAC_PROJECT`` (what each uvicorn worker
+process calls, with ``factory=True``).
 
 Endpoints shared by every concern: ``GET /health`` (liveness: the process answers) and
-``GET /ready`` (readiness: the registry can be read and the online store answers a ping;
-503 otherwise). A bug never reaches the caller as a stack trace: it gets 500
-``{"detail": "internal error: <type>"}`` and the trace goes to the log.
+``GET /ready`` (readiness: each concern's own check, e.g. the registry can be read, the online
+store answers and holds the materialized values; 503 with ``Retry-After`` otherwise). A bug
+never reaches the caller as a stack trace: it gets 500 ``{"detail": "internal error: <type>"}``
+and the trace goes to the log under the request id.
 """
 
 from __future__ import annotations
 
-import logging
 import os
-from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
-from typing import TYPE_CHECKING, Any
+from pathlib import Path
+from typing import TYPE_CHECKING
 
-import orjson
-from fastapi import FastAPI, Request, Response
-from starlette.types import ASGIApp, Receive, Scope, Send
+from fastapi import FastAPI
 
-from tarmac.errors import TarmacError
-from tarmac.serving.features_api import (
-    MAX_BODY_BYTES,
-    ErrorBody,
-    FeatureEndpoints,
-    features_router,
-)
+from tarmac.serving._access import AccessLog
+from tarmac.serving._base import TarmacApp, build_app
+from tarmac.serving.features_api import MAX_BODY_BYTES, features_concern
 
 if TYPE_CHECKING:
     from tarmac.project import Project
 
-log = logging.getLogger("tarmac.serving")
 
-_JSON = "application/json"
-_OK = orjson.dumps({"status": "ok"})
-
-
-class TarmacApp(FastAPI):
-    """FastAPI with a fast lane: hot endpoints registered with ``add_fast_route`` are also
-    bare ASGI apps, run directly for their (method, path), skipping the framework's request
-    cycle (routing, dependency solving, telemetry and middleware layers: about 190 of the 240
-    microseconds of CPU a one-entity ``POST /features`` takes in process). They are documented
-    and served as ordinary routes too: the fast lane is closed, and the ordinary route
-    answers, when the app has user middleware, a root path or OpenTelemetry on, so nothing
-    that wraps requests is ever bypassed."""
-
-    def __init__(self, **kwargs: Any) -> None:
-        super().__init__(**kwargs)
-        self.fast_routes: dict[tuple[str, str], ASGIApp] = {}
-        self._fast_lane: bool | None = None  # decided on the first request
-
-    def add_fast_route(self, method: str, path: str, endpoint: ASGIApp) -> None:
-        self.fast_routes[(method.upper(), path)] = endpoint
-
-    def _fast_lane_open(self) -> bool:
-        if self._fast_lane is None:
-            telemetry = getattr(self, "_native_telemetry", None)
-            self._fast_lane = (not self.user_middleware and not self.root_path
-                               and not (telemetry is not None and telemetry.enabled()))
-        return self._fast_lane
-
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] == "http":
-            endpoint = self.fast_routes.get((scope["method"], scope["path"]))
-            if endpoint is not None and self._fast_lane_open():
-                await endpoint(scope, receive, send)
-                return
-        await super().__call__(scope, receive, send)
-
-
-def create_app(project: Project, *, owns_project: bool = False) -> FastAPI:
+def create_app(project: Project, *, owns_project: bool = False,
+               access_log: bool = False, log_file: Path | None = None) -> FastAPI:
     """A FastAPI app serving ``project``. It keeps one FeatureStore (``project.features``) for
-    its lifetime; ``owns_project``: close the project when the app shuts down."""
-    store = project.features
-
-    @asynccontextmanager
-    async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
-        # Warm up so the first request does not pay for it: the registry cache and the online
-        # store's connection. A failure is not fatal: /ready reports it, requests get 503.
-        try:
-            store.registered()
-            store.online_store.ping()
-        except Exception as exc:  # reported by /ready, not raised
-            log.warning("tarmac serve: not ready yet: %s", exc)
-        try:
-            yield
-        finally:
-            if owns_project:
-                project.close()
-
-    app = TarmacApp(
-        title=f"Tarmac: {project.name}",
+    its lifetime; ``owns_project``: close the project when the app shuts down.
+    ``access_log``: one JSON line per request to ``log_file`` (else stderr), written by a
+    background thread while the app runs."""
+    return build_app(
+        f"Tarmac: {project.name}", [features_concern(project.features)],
         description="Online features of the project (and, later, its models).",
-        version=_version(),
-        lifespan=lifespan,
-        max_body_size=MAX_BODY_BYTES,
-    )
-    app.state.project = project
-
-    @app.get("/health", tags=["service"], summary="Liveness: the process answers")
-    async def health() -> Response:
-        return Response(_OK, media_type=_JSON)
-
-    @app.get("/ready", tags=["service"], summary="Readiness: the registry and online store "
-                                                 "answer", responses={503: {"model": ErrorBody}})
-    def ready() -> Response:  # a sync def: a slow ping must not stall the event loop
-        try:
-            defs = store.registered()
-            online = store.online_store
-            online.ping()
-        except TarmacError as exc:
-            return Response(orjson.dumps({"status": "unavailable", "detail": exc.message}),
-                            status_code=503, media_type=_JSON)
-        except Exception as exc:
-            log.error("readiness check failed", exc_info=exc)
-            return Response(orjson.dumps({"status": "unavailable",
-                                          "detail": f"internal error: {type(exc).__name__}"}),
-                            status_code=503, media_type=_JSON)
-        return Response(orjson.dumps({"status": "ready", "online_store": online.url,
-                                      "services": len(defs.services),
-                                      "views": len(defs.views) + len(defs.on_demand)}),
-                        media_type=_JSON)
-
-    features = FeatureEndpoints(store)
-    app.include_router(features_router(features))
-    app.add_fast_route("POST", "/features", features.asgi)
-
-    @app.exception_handler(Exception)
-    async def internal_error(_request: Request, exc: Exception) -> Response:
-        log.error("internal error", exc_info=exc)
-        return Response(orjson.dumps({"detail": f"internal error: {type(exc).__name__}"}),
-                        status_code=500, media_type=_JSON)
-
-    return app
+        version=_version(), max_body_size=MAX_BODY_BYTES,
+        access_log=AccessLog(log_file) if access_log else None,
+        on_shutdown=project.close if owns_project else None)
 
 
 def app_from_env() -> FastAPI:
     """The app of the project in ``TARMAC_PROJECT`` (else the nearest folder with tarmac.yaml),
-    for ``uvicorn --factory tarmac.serving.app:app_from_env``; it closes the project on exit."""
+    for ``uvicorn --factory tarmac.serving.app:app_from_env``; it closes the project on exit.
+    ``TARMAC_ACCESS_LOG=1`` turns the access log on, to ``TARMAC_LOG_FILE`` if set."""
     import tarmac
 
-    return create_app(tarmac.open(os.environ.get("TARMAC_PROJECT") or None), owns_project=True)
+    log_file = os.environ.get("TARMAC_LOG_FILE")
+    return create_app(tarmac.open(os.environ.get("TARMAC_PROJECT") or None), owns_project=True,
+                      access_log=os.environ.get("TARMAC_ACCESS_LOG") == "1",
+                      log_file=Path(log_file) if log_file else None)
 
 
 def _version() -> str:

@@ -1,30 +1,33 @@
 """The feature endpoints: ``POST /features`` (online values) and ``GET /features`` (what is
-registered).
+registered), and ``features_concern``, what they contribute to the app (``_base``).
 
 The hot path parses the body with orjson and validates it by hand (no pydantic per request):
-the pydantic models below only describe the request and response in the OpenAPI schema. What a
-feature request needs of each entity (its join keys and their types, the request values of
-on-demand views) is resolved once per distinct ``features`` value and cached until the registry
-changes (``FeatureStore.registered`` tells, without querying the catalog more than every few
-seconds). ``FeatureEndpoints.asgi`` is the same ``POST /features`` as a bare ASGI app, which the
-app runs directly when nothing needs the framework's request cycle (see ``TarmacApp``); both
-give the same answers, built by ``FeatureEndpoints.answer``.
+the pydantic models of ``_feature_models`` describe the request and response in the OpenAPI
+schema, with the limits these checks enforce. What a feature request needs of each entity (its
+join keys and their types, the request values of on-demand views) is resolved once per
+distinct ``features`` value and cached until the registry changes (``FeatureStore.registered``
+tells, without querying the catalog more than every few seconds). ``FeatureEndpoints.asgi`` is
+the same ``POST /features`` as a bare ASGI app, which the app runs directly when nothing needs
+the framework's request cycle (see ``TarmacApp``); both give the same answers, built by
+``FeatureEndpoints.answer``. Small requests of stored views are answered on the event loop;
+big bodies, on-demand views and networked stores on the threadpool.
 
 Answers: 200 with ``OnlineFeatures.to_dict()``; 422 with field-level detail (``loc`` like
-``["body", "entities", 0, "customer_id"]``) for a malformed request; 404 naming the unknown
-service, view or feature with a "did you mean" suggestion; 503 when the online store (or the
-catalog) cannot be reached; 500 ``internal error: <type>`` for a bug, the trace in the log.
+``["body", "entities", 0, "customer_id"]``) for a malformed request or one over the limits; 404
+naming the unknown service, view or feature (clipped) with a "did you mean" suggestion; 413 for
+a body over 4 MiB; 503 when the online store (or the catalog) cannot be reached or holds
+nothing; 500 ``internal error: <type>`` for a bug, or naming the on-demand view that failed and
+the request id (its error goes to the log only).
 """
 
 from __future__ import annotations
 
 import logging
 from collections.abc import Callable, Sequence
-from typing import Any, Literal
+from typing import Any
 
 import orjson
 from fastapi import APIRouter, Request, Response
-from pydantic import BaseModel, Field
 from starlette.concurrency import run_in_threadpool
 from starlette.types import Receive, Scope, Send
 
@@ -35,111 +38,42 @@ from tarmac.errors import (
     OnDemandError,
     TarmacError,
     UsageError,
+    echo,
 )
 from tarmac.features.store import FeatureStore
+from tarmac.serving._base import Concern, Ready
+from tarmac.serving._errors import (
+    ERROR_RESPONSES,
+    MAX_ERRORS,
+    Answer,
+    field_error,
+    from_error,
+    internal,
+    invalid,
+    respond,
+    too_large,
+)
+from tarmac.serving._feature_models import (
+    MAX_ENTITIES,
+    MAX_NAME_CHARS,
+    MAX_REFS,
+    FeaturesRequest,
+    FeaturesResponse,
+    Registered,
+    request_schema,
+)
 
 log = logging.getLogger("tarmac.serving")
 
-MAX_ENTITIES = 1000  # per request: bigger batches belong to the offline path (training_set)
-MAX_ERRORS = 50  # field errors listed in one 422 answer
+INLINE_BODY_BYTES = 16 << 10  # bigger requests are answered on the threadpool, off the loop
 MAX_BODY_BYTES = 4 << 20  # 1000 entities of a few hundred bytes each fit easily
 _JSON = "application/json"
 _MISSING = object()
-_TOO_LARGE = orjson.dumps({"detail": f"the body is larger than {MAX_BODY_BYTES >> 20} MiB; "
-                                     f"send at most {MAX_ENTITIES} entities per request"})
-
-
-# -- the OpenAPI description (not used to parse requests) -----------------------------------
-
-
-class FeaturesRequest(BaseModel):
-    """A request for the online values of some entities' features."""
-
-    features: str | list[str] = Field(
-        description="A feature service name, or refs: 'view:feature' (one feature) or 'view' "
-                    "(all of its features).",
-        examples=["churn", ["activity:sessions", "activity:spend"]])
-    entities: list[dict[str, Any]] = Field(
-        max_length=MAX_ENTITIES,
-        description=f"One object per entity (at most {MAX_ENTITIES}): its join key values, and "
-                    "the request values on-demand features need.",
-        examples=[[{"customer_id": 42}]])
-
-
-class FeatureResult(BaseModel):
-    """One entity's features: value (null unless present), status and event time."""
-
-    entity: dict[str, Any]
-    values: dict[str, Any]
-    status: dict[str, Literal["present", "missing", "stale"]]
-    event_time: dict[str, str | None] = Field(
-        description="ISO time of each value (null when missing or computed on demand)")
-
-
-class FeaturesResponse(BaseModel):
-    features: list[str] = Field(description="The feature names, in order.")
-    results: list[FeatureResult] = Field(description="One per entity, in the order asked.")
-
-
-class FieldError(BaseModel):
-    loc: list[str | int] = Field(examples=[["body", "entities", 0, "customer_id"]])
-    msg: str
-    type: str
-
-
-class ValidationErrorBody(BaseModel):
-    detail: list[FieldError]
-
-
-class ErrorBody(BaseModel):
-    detail: str
-    hint: str | None = None
-
-
-class ServiceInfo(BaseModel):
-    name: str
-    description: str
-    features: list[str] = Field(description="The refs it serves, 'view:feature'.")
-    outputs: list[str] = Field(description="The feature names in answers, in order.")
-    join_keys: list[str] = Field(description="What each entity must give.")
-    request: list[str] = Field(description="Request values on-demand features need.")
-
-
-class FeatureInfo(BaseModel):
-    name: str
-    dtype: str
-    description: str
-
-
-class ViewInfo(BaseModel):
-    name: str
-    kind: Literal["view", "on_demand"]
-    description: str
-    join_keys: list[str]
-    ttl_seconds: float | None
-    features: list[FeatureInfo]
-    request: list[FeatureInfo]
-
-
-class Registered(BaseModel):
-    services: list[ServiceInfo]
-    views: list[ViewInfo]
-
-
-def _request_schema() -> dict[str, Any]:
-    schema = FeaturesRequest.model_json_schema()
-    assert "$defs" not in schema, "FeaturesRequest must stay flat (inlined in openapi_extra)"
-    return schema
+_TOO_LARGE = too_large(MAX_BODY_BYTES, f"send at most {MAX_ENTITIES} entities per request")
 
 
 _ERRORS: dict[int | str, dict[str, Any]] = {
-    404: {"model": ErrorBody, "description": "Unknown feature service, view or feature (the "
-                                             "detail suggests the closest name)."},
-    422: {"model": ValidationErrorBody, "description": "The request is malformed; each error "
-                                                       "names the field (loc)."},
-    503: {"model": ErrorBody, "description": "The online store cannot be reached."},
-    500: {"model": ErrorBody, "description": "A bug: 'internal error: <type>' (trace logged)."},
-}
+    k: ERROR_RESPONSES[k] for k in (404, 413, 422, 503, 500)}
 
 
 # -- validation -----------------------------------------------------------------------------
@@ -202,33 +136,47 @@ class _Needs:
     """What every entity of one feature request must hold: (field, check, message, error type,
     why it is needed)."""
 
-    __slots__ = ("fields",)
+    __slots__ = ("demand", "fields")
 
-    def __init__(self, fields: list[_Field]) -> None:
+    def __init__(self, fields: list[_Field], demand: bool) -> None:
         self.fields = fields
+        self.demand = demand  # on-demand views run: user code, answered off the event loop
 
 
-def _error(loc: list[str | int], msg: str, kind: str) -> dict[str, Any]:
-    return {"loc": loc, "msg": msg, "type": kind}
+class _Ask:
+    """A well-formed request, checked against what its features need: to be read."""
+
+    __slots__ = ("entities", "features", "needs")
+
+    def __init__(self, features: str | list[str], entities: list[Any], needs: _Needs) -> None:
+        self.features, self.entities, self.needs = features, entities, needs
 
 
-Answer = tuple[int, bytes]  # (HTTP status, JSON body)
+_error, _invalid, _fail = field_error, invalid, from_error
 
 
-def _invalid(errors: list[dict[str, Any]]) -> Answer:
-    return 422, orjson.dumps({"detail": errors[:MAX_ERRORS]})
+def _internal(exc: BaseException, request_id: str = "-") -> Answer:
+    return internal(exc, request_id, "serving features")
 
 
-def _fail(status: int, exc: TarmacError) -> Answer:
-    body: dict[str, Any] = {"detail": exc.message}
-    if exc.hint:
-        body["hint"] = exc.hint
-    return status, orjson.dumps(body)
+def _on_demand_failed(exc: OnDemandError, request_id: str) -> Answer:
+    """The caller learns which on-demand view failed and the request id; what failed (the
+    function's exception, which may quote feature values) goes to the server's log only."""
+    log.error("on-demand view %r failed (request %s): %s", exc.view, request_id, exc.message,
+              exc_info=exc.__cause__ or exc)
+    return 500, orjson.dumps({
+        "detail": f"on-demand view '{exc.view}' failed; the server's log has the error under "
+                  f"request id {request_id}",
+        "hint": "a problem of the feature definitions, not of this request",
+        "request_id": request_id})
 
 
-def _internal(exc: BaseException) -> Answer:
-    log.error("internal error serving features", exc_info=exc)
-    return 500, orjson.dumps({"detail": f"internal error: {type(exc).__name__}"})
+def _well_formed(features: Any) -> bool:
+    """The common case, checked fast: a service name or a list of refs within the limits."""
+    if type(features) is str:
+        return 0 < len(features) <= MAX_NAME_CHARS
+    return (type(features) is list and 0 < len(features) <= MAX_REFS
+            and all(type(r) is str and 0 < len(r) <= MAX_NAME_CHARS for r in features))
 
 
 def _check_features(features: Any) -> list[dict[str, Any]]:
@@ -238,15 +186,29 @@ def _check_features(features: Any) -> list[dict[str, Any]]:
     if type(features) is str:
         if not features:
             return [_error(["body", "features"], "must not be empty", "string_too_short")]
+        if len(features) > MAX_NAME_CHARS:
+            return [_error(["body", "features"], f"a name of {len(features):,} characters; at "
+                           f"most {MAX_NAME_CHARS}", "string_too_long")]
         return []
     if type(features) is not list:
         return [_error(["body", "features"], "must be a feature service name (string) or a "
                        "list of 'view:feature' refs", "features_type")]
     if not features:
         return [_error(["body", "features"], "must list at least one ref", "too_short")]
-    return [_error(["body", "features", i], "must be a non-empty string ('view:feature' or "
-                   "'view')", "string_type")
-            for i, ref in enumerate(features) if type(ref) is not str or not ref]
+    if len(features) > MAX_REFS:
+        return [_error(["body", "features"], f"too many refs: {len(features):,}; at most "
+                       f"{MAX_REFS} per request", "too_long")]
+    errors = []
+    for i, ref in enumerate(features):
+        if type(ref) is not str or not ref:
+            errors.append(_error(["body", "features", i], "must be a non-empty string "
+                                 "('view:feature' or 'view')", "string_type"))
+        elif len(ref) > MAX_NAME_CHARS:
+            errors.append(_error(["body", "features", i], f"a ref of {len(ref):,} characters; "
+                                 f"at most {MAX_NAME_CHARS}", "string_too_long"))
+        if len(errors) >= MAX_ERRORS:
+            break
+    return errors
 
 
 def _check_entities(entities: Any) -> list[dict[str, Any]]:
@@ -278,7 +240,7 @@ def _check_each(needs: _Needs, entities: list[Any]) -> list[dict[str, Any]]:
                                      f"field required: '{name}' ({role})", "missing"))
             elif not ok(value):
                 errors.append(_error(["body", "entities", i, name], f"'{name}' {msg}, got "
-                                     f"{orjson.dumps(value).decode()[:80]}", kind))
+                                     f"{echo(orjson.dumps(value).decode())}", kind))
         if len(errors) >= MAX_ERRORS:
             break
     return errors
@@ -326,22 +288,33 @@ class FeatureEndpoints:
                     seen.add(f.name)
                     fields.append((f.name, *_REQUEST_CHECKS.get(f.dtype, _REQUEST_DEFAULT),
                                    f"request value of on-demand view '{d.view.name}'"))
-        needs = _Needs(fields)
+        needs = _Needs(fields, bool(resolved.demand))
         if len(self._needs) >= 1024:  # many distinct ref lists: keep the cache bounded
             self._needs.clear()
         self._needs[key] = needs
         return needs
 
-    async def answer(self, body: bytes) -> Answer:
-        """The answer to a ``POST /features`` body: never raises."""
+    async def answer(self, body: bytes, request_id: str = "-") -> Answer:
+        """The answer to a ``POST /features`` body: never raises. Small requests of stored
+        views are answered on the event loop (a SQLite read takes microseconds, less than a
+        thread hop); a big body, on-demand views (user code) and a networked store go to the
+        threadpool, so ``/health`` and other requests never wait behind them."""
         try:
-            return await self._answer(body)
+            if len(body) > INLINE_BODY_BYTES:
+                return await run_in_threadpool(self._answer, body, request_id)
+            ask = self._prepare(body)
+            if type(ask) is not _Ask:
+                return ask  # type: ignore[return-value]
+            if self.inline and not ask.needs.demand:
+                return self._read(ask, request_id)
+            return await run_in_threadpool(self._read, ask, request_id)
         except Exception as exc:  # never a stack trace to the caller
-            return _internal(exc)
+            return _internal(exc, request_id)
 
     async def post(self, request: Request) -> Response:
         """The FastAPI endpoint (documented in OpenAPI; the app may take a faster path)."""
-        status, payload = await self.answer(await request.body())
+        status, payload = await self.answer(await request.body(),
+                                            request.scope.get("tarmac.request_id", "-"))
         return Response(payload, status_code=status, media_type=_JSON)
 
     async def asgi(self, scope: Scope, receive: Receive, send: Send) -> None:
@@ -357,19 +330,29 @@ class FeatureEndpoints:
             if chunk:
                 size += len(chunk)
                 if size > MAX_BODY_BYTES:
-                    status, payload = 413, _TOO_LARGE
+                    status, payload = _TOO_LARGE
                     break
                 chunks.append(chunk)
             if not message.get("more_body", False):
                 status, payload = await self.answer(
-                    chunks[0] if len(chunks) == 1 else b"".join(chunks))
+                    chunks[0] if len(chunks) == 1 else b"".join(chunks),
+                    scope.get("tarmac.request_id", "-"))
                 break
         await send({"type": "http.response.start", "status": status, "headers": [
             (b"content-type", b"application/json"),
             (b"content-length", str(len(payload)).encode())]})
         await send({"type": "http.response.body", "body": payload})
 
-    async def _answer(self, body: bytes) -> Answer:
+    def _answer(self, body: bytes, request_id: str) -> Answer:
+        """The whole answer, synchronously (on the threadpool)."""
+        try:
+            ask = self._prepare(body)
+            return self._read(ask, request_id) if type(ask) is _Ask else ask  # type: ignore
+        except Exception as exc:
+            return _internal(exc, request_id)
+
+    def _prepare(self, body: bytes) -> Answer | _Ask:
+        """Parse and check a body: an error answer, or what to read."""
         try:
             data = orjson.loads(body)
         except orjson.JSONDecodeError as exc:
@@ -382,8 +365,7 @@ class FeatureEndpoints:
         features = data.get("features", _MISSING)
         entities = data.get("entities", _MISSING)
         if not (type(entities) is list and len(entities) <= MAX_ENTITIES
-                and (type(features) is str and features or type(features) is list and features
-                     and all(type(r) is str and r for r in features))):
+                and _well_formed(features)):
             errors = _check_features(features) + _check_entities(entities)
             if errors:
                 return _invalid(errors)
@@ -396,13 +378,13 @@ class FeatureEndpoints:
         errors = _check_each(needs, entities)
         if errors:
             return _invalid(errors)
+        return _Ask(features, entities, needs)
+
+    def _read(self, ask: _Ask, request_id: str) -> Answer:
         try:
-            if self.inline:
-                result = self.store.online(features, entities)
-            else:
-                result = await run_in_threadpool(self.store.online, features, entities)
+            result = self.store.online(ask.features, ask.entities)
         except OnDemandError as exc:  # the definitions are at fault, not the request
-            return _fail(500, exc)
+            return _on_demand_failed(exc, request_id)
         except UsageError as exc:
             return _invalid([_error(["body", "entities"], exc.message, "value_error")])
         except (BackendUnavailableError, ConfigError) as exc:
@@ -455,14 +437,13 @@ def features_router(endpoints: FeatureEndpoints) -> APIRouter:
                     f"At most {MAX_ENTITIES} entities per request.",
         responses=_ERRORS,
         openapi_extra={"requestBody": {"required": True, "content": {
-            _JSON: {"schema": _request_schema()}}}})
+            _JSON: {"schema": request_schema()}}}})
 
     def list_registered() -> Response:  # a sync def: it may read the catalog
         try:
             return Response(orjson.dumps(endpoints.registered()), media_type=_JSON)
         except (BackendUnavailableError, ConfigError) as exc:
-            status, payload = _fail(503, exc)
-            return Response(payload, status_code=status, media_type=_JSON)
+            return respond(_fail(503, exc))
 
     router.add_api_route(
         "/features", list_registered, methods=["GET"], response_model=Registered,
@@ -471,5 +452,33 @@ def features_router(endpoints: FeatureEndpoints) -> APIRouter:
     return router
 
 
-__all__ = ["MAX_ENTITIES", "FeatureEndpoints", "FeaturesRequest", "FeaturesResponse",
-           "features_router"]
+def features_concern(store: FeatureStore) -> Concern:
+    """The features part of the app: its router, ``POST /features`` on the fast lane, a
+    warm-up (the registry cache and the online store's connection) and its readiness: the
+    registry can be read, the online store answers and holds the materialized values."""
+    endpoints = FeatureEndpoints(store)
+
+    def warm_up() -> None:
+        store.registered()
+        store.online_store.ping()
+
+    def ready() -> Ready:
+        defs = store.registered()
+        online = store.online_store
+        online.ping()
+        state = store.online_state()
+        if not state.ready:
+            why = (f"online store {state.url} holds no materialized values (its file is "
+                   "missing or was replaced)" if not state.present else
+                   f"no registered feature view is materialized ({', '.join(state.missing)})")
+            return Ready(False, why, "run `tarmac features materialize`")
+        return Ready(True, info={"online_store": online.url, "services": len(defs.services),
+                                 "views": len(defs.views) + len(defs.on_demand),
+                                 "not_materialized": state.missing})
+
+    return Concern("features", features_router(endpoints), ready,
+                   [("POST", "/features", endpoints.asgi)], warm_up)
+
+
+__all__ = ["MAX_ENTITIES", "MAX_NAME_CHARS", "MAX_REFS", "FeatureEndpoints", "FeaturesRequest",
+           "FeaturesResponse", "features_concern", "features_router"]

@@ -1,6 +1,7 @@
 """Running the app under uvicorn with tuned defaults, so nobody has to look for flags.
 
-uvloop and httptools, no access log (it costs more than a feature read), keep-alive longer than
+uvloop and httptools, no uvicorn access log (it costs more than a feature read; ``tarmac serve``
+writes its own, off the request path: ``_access``), keep-alive longer than
 a load balancer's idle timeout, one worker process per CPU (1 to 8). ``running`` serves a project
 from a background thread of this process (the demo and tests use it).
 """
