@@ -84,7 +84,7 @@ def test_adding_a_backend_is_one_class_and_one_row(tmp_path: Path,
 
     class MemoryStore:
         @classmethod
-        def from_url(cls, url: str, *, namespace: str, root: Path) -> Any:
+        def from_url(cls, url: str, *, namespace: str, root: Path, create: bool = True) -> Any:
             opened.append((url, namespace))
             return cls()
 

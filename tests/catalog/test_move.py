@@ -50,9 +50,8 @@ def filled(root: Path) -> Project:
     (root / "data").mkdir()
     (root / "data" / "events.csv").write_text("event_id,amount\n1,1.5\n2,oops\n3,3.0\n")
     with (root / "tarmac.yaml").open("a") as f:
-        f.write("  events: {type: file, path: data/events.csv, columns: {amount: float}}\n")
-    text = (root / "tarmac.yaml").read_text().replace("sources: {}\n", "sources:\n")
-    (root / "tarmac.yaml").write_text(text)
+        f.write("sources:\n"
+                "  events: {type: file, path: data/events.csv, columns: {amount: float}}\n")
     p.close()
     p = tarmac.open(root)
     [r] = p.ingest(["events"])
@@ -211,8 +210,10 @@ def test_an_empty_catalog_over_a_tarmac_lake_refuses_then_adopts(tmp_path: Path)
         assert r.status == "failed" and "the lake already holds load 1 of stream" in \
             (r.error or ""), r
         version = p.lake.version("events")
+        with (root / "data" / "events.csv").open("a") as f:  # new content: a new version
+            f.write("4,4.5\n")
         [r] = p.ingest(["events"], full_refresh=True)
-        assert r.status == "succeeded" and r.rows_loaded == 2 and r.version == version + 1, r
+        assert r.status == "succeeded" and r.rows_loaded == 3 and r.version == version + 1, r
         [r] = p.ingest(["events"])
         assert r.status == "succeeded", r
     code, out = cli(root, "catalog", "adopt")

@@ -177,7 +177,16 @@ def check(store: FeatureStore, features: str | Sequence[str], *, sample: int = 1
         features = [ref for ref in type(resolved)(  # stored ones, rather than invent requests
             resolved.name, resolved.parts, []).refs]
     offline = _offline(store, picked, features, at)
-    online = store.online(features, entity_rows, now=at)
+    from tarmac.features.store import OnlineFeatures
+
+    if store.online_store.present():
+        online = store.online(features, entity_rows, now=at)
+    else:  # never materialized (no online store yet): every value is missing online
+        names = [c for c in (offline[0] if offline else {})
+                 if c not in picked.column_names and c != "__check_at"]
+        online = OnlineFeatures(names, entity_rows, [dict.fromkeys(names) for _ in entity_rows],
+                                [dict.fromkeys(names, "missing") for _ in entity_rows],
+                                [dict.fromkeys(names) for _ in entity_rows])
     report = CheckReport(resolved.name, at, n, 0, max_drop=max_drop)
     for off, on_vals, on_status, ent in zip(offline, online.rows, online.status, entity_rows,
                                             strict=True):
