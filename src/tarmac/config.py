@@ -75,9 +75,9 @@ BACKENDS: dict[str, dict[str, Backend]] = {
                               "postgresql://user@host:5432/db"),
     },
     "online_store": {
-        "sqlite": Backend("SQLite file", "tarmac.features.online.SqliteOnlineStore",
+        "sqlite": Backend("SQLite file", "tarmac.features.online.sqlite.SqliteOnlineStore",
                           "sqlite:///path.db", in_process=True),
-        "redis": Backend("Redis", "tarmac.features.online.RedisOnlineStore",
+        "redis": Backend("Redis", "tarmac.features.online.redis.RedisOnlineStore",
                          "redis://host:port/db"),
     },
     "streams": {
