@@ -38,7 +38,7 @@ def _method(module: str, qualname: str) -> Callable[..., Any]:
     obj: Any = importlib.import_module(module)
     for part in qualname.split("."):
         obj = getattr(obj, part)
-    return obj  # type: ignore[no-any-return]
+    return obj
 
 
 def _examples(module: str, qualname: str, globs: dict[str, Any]) -> doctest.DocTest:
