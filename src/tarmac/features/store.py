@@ -420,6 +420,17 @@ class FeatureStore:
         a time-zone-aware timestamp column (found by itself when there is only one).
         ``semantics='knowledge'`` also hides values recorded after the row's time. ``as_of``
         pins lake tables to versions (time travel: a past training set, rebuilt exactly).
+
+        Example: the ``risk`` feature service's values as of each label's observation time.
+
+        >>> ts = p.features.training_set(
+        ...     "SELECT customer_id, observed, churned FROM labels ORDER BY customer_id LIMIT 3",
+        ...     "risk", label="churned")
+        >>> ts.features, ts.timestamp
+        (['a', 'b', 'region'], 'observed')
+        >>> frame = ts.to_arrow()
+        >>> frame.column_names, frame.num_rows
+        (['customer_id', 'observed', 'churned', 'a', 'b', 'region'], 3)
         """
         resolved = self.resolve(features, definitions=definitions)
         schema = _entity_schema(self, entities)
@@ -549,7 +560,15 @@ class FeatureStore:
                     ) -> list[MaterializeResult]:
         """Copy the latest value of every entity from the offline sources to the online store:
         incrementally (only data files added since the last run) unless ``full``; ``since``
-        limits it to rows with an event time at or after that time."""
+        limits it to rows with an event time at or after that time.
+
+        Example: the first run copies every entity, a rerun with no new data skips.
+
+        >>> [(r.view, r.mode, r.entities) for r in p.features.materialize()]
+        [('signals', 'full', 600)]
+        >>> [(r.view, r.mode, r.entities) for r in p.features.materialize()]
+        [('signals', 'skipped', 0)]
+        """
         from tarmac.features.materialize import materialize
 
         return materialize(self, views, since=since, full=full, progress=progress)
@@ -581,7 +600,17 @@ class FeatureStore:
     def online(self, features: str | Sequence[str], entities: Sequence[Mapping[str, Any]], *,
                now: datetime | None = None) -> OnlineFeatures:
         """The latest values of each entity's features; a value older than its view's ttl is
-        returned as null with status ``stale``, an unknown entity's as null with ``missing``."""
+        returned as null with status ``stale``, an unknown entity's as null with ``missing``.
+
+        Example, after ``materialize``:
+
+        >>> _ = p.features.materialize()
+        >>> got = p.features.online("risk", [{"customer_id": 1}, {"customer_id": 999_999}])
+        >>> got.features, got.rows[0]["region"]
+        (['a', 'b', 'region'], 'south')
+        >>> got.status[1]
+        {'a': 'missing', 'b': 'missing', 'region': 'missing'}
+        """
         plan = self._plan(features)
         now_at = now_us() if now is None else int(now.timestamp() * 1_000_000)
         requests = []

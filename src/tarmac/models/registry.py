@@ -182,7 +182,19 @@ class ModelRegistry:
 
     def train(self, name: str, *, params: dict[str, Any] | None = None,
               reproduce: str | None = None, step: Step | None = None) -> TrainResult:
-        """Train ``name`` (see ``tarmac train``); ``reproduce`` re-runs a recorded run id."""
+        """Train ``name`` (see ``tarmac train``); ``reproduce`` re-runs a recorded run id.
+
+        Example: each run registers a new version; ``params`` override the declared ones.
+
+        >>> result = p.models.train("risk")
+        >>> result.version, result.flavor, result.task, result.rows_train, result.rows_test
+        (1, 'sklearn', 'binary', 480, 120)
+        >>> result.metrics["roc_auc"] > 0.7
+        True
+        >>> again = p.models.train("risk", params={"C": 0.1})
+        >>> again.version, again.params
+        (2, {'C': 0.1, 'only': None})
+        """
         from tarmac.models.train import train
 
         found, module = self._declared()
@@ -307,7 +319,22 @@ class ModelRegistry:
 
     def validate(self, name: str, version: int | None = None) -> Report:
         """Run the gates declared for ``name`` on a version's holdout set (the latest version by
-        default), against the current champion; the report is stored and audited."""
+        default), against the current champion; the report is stored and audited.
+
+        Example: with no champion yet, the comparisons with it are skipped.
+
+        >>> version = p.models.train("risk").version
+        >>> report = p.models.validate("risk", version)
+        >>> report.status, report.exit_code
+        ('passed', 0)
+        >>> for gate in report.results:
+        ...     print(gate.status, "|", gate.name)
+        passed | roc_auc >= 0.7
+        skipped | no regression in roc_auc (tolerance 0.01)
+        passed | roc_auc >= 0.5 in every region
+        passed | no null predictions
+        skipped | signature compatible with champion
+        """
         from tarmac.gates import Champion, GateContext, run_gates
 
         definition = self.definition(name)
@@ -344,7 +371,23 @@ class ModelRegistry:
 
     def promote(self, name: str, version: int, *, alias: str = CHAMPION, force: bool = False,
                 reason: str | None = None) -> AliasChange:
-        """Point ``alias`` at ``version`` if its gates passed against the current champion."""
+        """Point ``alias`` at ``version`` if its gates passed against the current champion.
+
+        Example: a validated version is promoted; one never validated is refused.
+
+        >>> version = p.models.train("risk").version
+        >>> p.models.validate("risk", version).status
+        'passed'
+        >>> change = p.models.promote("risk", version)
+        >>> change.alias, change.from_version, change.to_version, change.changed
+        ('champion', None, 1, True)
+        >>> p.models.aliases("risk")
+        {'risk': {'champion': 1}}
+        >>> p.models.promote("risk", p.models.train("risk").version)
+        Traceback (most recent call last):
+        ...
+        tarmac.errors.PromotionRefused: not promoting risk v2 to champion: it has never been ...
+        """
         _check_alias(alias)
         if force and not (reason and reason.strip()):
             raise UsageError("a forced promotion needs a reason (it goes into the audit trail)",
