@@ -431,7 +431,7 @@ def load_probe() -> c.Probe:
     import tarmac.ingest.load as load
     from tarmac.ingest.contract import Contract
     from tarmac.lake import lake as lake_mod
-    from tarmac.lake._files import Stager, Stats
+    from tarmac.lake.staging import Stager, Stats
 
     probe = c.Probe()
     probe.patch(load._StreamLoad, "_read", "read_loop")

@@ -203,7 +203,7 @@ def test_history_counts_rows_of_every_write_path(project):
     schema = pa.schema([("id", pa.int64()), ("v", pa.string())])
     stager = p.lake.stage("h", "t1")
     stager.write(pa.table({"id": [6, 7, 8, 9], "v": list("fghi")}, schema=schema))
-    from tarmac.lake import action_to_dict
+    from tarmac.lake.staging import action_to_dict
     p.lake.commit_files("h", [action_to_dict(a) for a in stager.close()], schema,
                         operation="INGEST")
     stager = p.lake.stage("h", "t2")

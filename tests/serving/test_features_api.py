@@ -544,11 +544,43 @@ def test_serve_passes_tuned_settings_to_uvicorn(project: Project,
     assert len(calls) == 2  # uvicorn was not started
 
 
-def test_default_workers_is_the_cpu_count_capped() -> None:
+def test_default_workers_is_one_per_usable_cpu_within_1_to_8(
+        project: Project, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Without --workers, ``tarmac serve`` runs one worker per CPU this process may use, never
+    fewer than 1 nor more than 8; on one CPU it serves in this process."""
+    import uvicorn
+
     from tarmac.serving.server import default_workers
 
-    assert 1 <= default_workers() <= 8
-    assert default_workers() == max(1, min(8, len(os.sched_getaffinity(0))))
+    n = default_workers()  # on this machine, untouched
+    assert 1 <= n <= min(8, os.cpu_count() or 1)
+
+    calls: list[tuple[Any, dict[str, Any]]] = []
+    monkeypatch.setattr(uvicorn, "run", lambda app, **kw: calls.append((app, kw)))
+    monkeypatch.setenv("TARMAC_PROJECT", "elsewhere")  # restored afterwards
+    runner = CliRunner()
+
+    def serve_on(cpus: int) -> tuple[str, Any, dict[str, Any]]:
+        monkeypatch.setattr(os, "sched_getaffinity", lambda pid: set(range(cpus)),
+                            raising=False)
+        result = runner.invoke(cli_app, ["--project", str(project.root), "serve", "--port",
+                                         str(_free_port())])
+        assert result.exit_code == 0, result.output
+        return result.output, *calls[-1]
+
+    out, app, kw = serve_on(1)
+    assert "(1 worker)" in out and not isinstance(app, str)  # the app object, in-process
+    out, app, kw = serve_on(3)
+    assert "3 workers" in out and kw["workers"] == 3
+    out, app, kw = serve_on(64)
+    assert "8 workers" in out and kw["workers"] == 8  # capped
+
+    # no affinity API (not Linux): the CPU count, and 1 when even that is unknown
+    monkeypatch.delattr(os, "sched_getaffinity", raising=False)
+    monkeypatch.setattr(os, "cpu_count", lambda: 2)
+    assert default_workers() == 2
+    monkeypatch.setattr(os, "cpu_count", lambda: None)
+    assert default_workers() == 1
 
 
 def _free_port() -> int:

@@ -156,6 +156,8 @@ def _entities(pairs: list[str], keys: dict[str, str]) -> list[dict[str, Any]]:
     typed as their views declare them, so ``--json`` echoes ``42``, as the server would for a
     client that sent a number; request values are read as JSON literals where they are one
     (``19.99`` a number, ``true`` a boolean, ``null`` null), else as text."""
+    from tarmac.features.keys import parse_key
+
     out = []
     for pair in pairs:
         entity: dict[str, Any] = {}
@@ -166,10 +168,8 @@ def _entities(pairs: list[str], keys: dict[str, str]) -> list[dict[str, Any]]:
             name, text = key.strip(), value.strip()
             if name not in keys:
                 entity[name] = _literal(text)
-            elif keys[name] == "int64" and text.lstrip("-").isdigit():
-                entity[name] = int(text)
-            else:  # a string key, or a bad integer the feature store names in its error
-                entity[name] = text
+            else:  # typed by the one key rule; a bad integer stays text for the store to refuse
+                entity[name] = parse_key(keys[name], text)
         out.append(entity)
     return out
 

@@ -42,7 +42,7 @@ from tarmac.features.definitions import (
     SqlSource,
     suggest,
 )
-from tarmac.features.keys import encode_key
+from tarmac.features.keys import encode_key, key_coercer
 from tarmac.features.offline import (
     BATCH_ROWS,
     ROW,
@@ -256,21 +256,6 @@ class _Plan:
     views: list[_ViewRead]
     outputs: list[str]  # resolved.outputs, computed once
     hidden: frozenset[str] = frozenset()
-
-
-def _coercer(kind: str, key: str) -> Callable[[Any], Any]:
-    def to_int(v: Any) -> Any:
-        if isinstance(v, bool) or not isinstance(v, int | str):
-            raise UsageError(f"entity key '{key}' must be an integer, got {echo(v)}")
-        try:
-            return int(v)
-        except ValueError:
-            raise UsageError(f"entity key '{key}' must be an integer, got {echo(repr(v))}"
-                             ) from None
-
-    if kind == "int64":
-        return to_int
-    return lambda v: v
 
 
 def _iso(stamps: list[int]) -> list[str]:
@@ -587,7 +572,7 @@ class FeatureStore:
             kinds = getattr(part.view, "key_types", {})
             views.append(_ViewRead(
                 part.view.name, part.view.join_keys,
-                [_coercer(kinds.get(k, "string"), k) for k in part.view.join_keys],
+                [key_coercer(kinds.get(k), k) for k in part.view.join_keys],
                 part.ttl_us, tuple(f for f, _o, _t in part.features),
                 tuple(o for _f, o, _t in part.features), part.hidden))
         plan = _Plan(resolved, views, resolved.outputs,

@@ -32,7 +32,7 @@ import pyarrow.compute as pc
 from tarmac.errors import ContractError
 from tarmac.ingest.base import raw_json
 from tarmac.ingest.spec import TS, TYPES, ColumnSpec, SourceSpec
-from tarmac.lake import storable_type
+from tarmac.lake.types import storable_type
 
 #: the columns of a chunk's rejected rows (the loader adds source, table, run and time)
 REJECT_SCHEMA = pa.schema([("reason", pa.string()), ("column", pa.string()),

@@ -53,8 +53,8 @@ from tarmac.ingest.base import Chunk, Connector, FileMark, Stream
 from tarmac.ingest.connectors import open_connector
 from tarmac.ingest.contract import Contract, coerce
 from tarmac.ingest.spec import FileSource, SourceSpec, StreamSource, check_columns
-from tarmac.lake import Stager, action_to_dict, rows_in
 from tarmac.lake import quote_ident as _q
+from tarmac.lake.staging import Stager, action_to_dict, rows_in
 
 if TYPE_CHECKING:
     from tarmac.lake import Lake

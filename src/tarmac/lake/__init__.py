@@ -1,9 +1,11 @@
-"""Delta Lake tables with time travel, committed through the ledger, and SQL over them."""
+"""Delta Lake tables with time travel, committed through the ledger, and SQL over them.
 
-from tarmac.lake._arrow import storable_type
-from tarmac.lake._files import Stager, action_to_dict, rows_in
+Users touch ``Lake`` (as ``project.lake``), get back ``WriteResult``, and query with ``query`` /
+``quote_ident``. Other packages that stage files for an atomic commit use the public
+``tarmac.lake.staging`` module, and ``tarmac.lake.types`` for the types the lake stores.
+"""
+
 from tarmac.lake.lake import Lake, WriteResult
 from tarmac.lake.sql import query, quote_ident
 
-__all__ = ["Lake", "Stager", "WriteResult", "action_to_dict", "query", "quote_ident", "rows_in",
-           "storable_type"]
+__all__ = ["Lake", "WriteResult", "query", "quote_ident"]

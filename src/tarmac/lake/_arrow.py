@@ -17,13 +17,12 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from tarmac.errors import MergeKeyError, SchemaConflictError, UsageError
+from tarmac.lake.types import storable_schema
 
 ArrowData: TypeAlias = pa.Table | pa.RecordBatchReader
 OnDuplicate = Literal["error", "last", "first"]
 
 _INTS = [pa.int8(), pa.int16(), pa.int32(), pa.int64()]
-_UNSIGNED = {pa.uint8(): pa.int16(), pa.uint16(): pa.int32(), pa.uint32(): pa.int64(),
-             pa.uint64(): pa.int64()}
 
 
 def to_arrow(data: Any) -> ArrowData:
@@ -51,33 +50,6 @@ def to_arrow(data: Any) -> ArrowData:
         f"cannot write a {type(data).__name__}: expected a pandas DataFrame, a pyarrow Table, "
         "RecordBatch or RecordBatchReader, a list of dicts or a dict of lists"
     )
-
-
-def storable_type(t: pa.DataType) -> pa.DataType:
-    """The type Delta stores for an Arrow type (lossless)."""
-    if pa.types.is_timestamp(t) and t.unit != "us":
-        return pa.timestamp("us", tz=t.tz)
-    if t in _UNSIGNED:
-        return _UNSIGNED[t]
-    if pa.types.is_dictionary(t):
-        return storable_type(t.value_type)
-    if pa.types.is_string_view(t) or pa.types.is_large_string(t):
-        return pa.string()
-    if pa.types.is_large_binary(t) or pa.types.is_binary_view(t):
-        return pa.binary()
-    if pa.types.is_float16(t):
-        return pa.float32()
-    if pa.types.is_null(t):
-        return pa.string()
-    if pa.types.is_date64(t):
-        return pa.date32()
-    if pa.types.is_time(t):
-        return pa.string()
-    return t
-
-
-def storable_schema(schema: pa.Schema) -> pa.Schema:
-    return pa.schema([pa.field(f.name, storable_type(f.type), True) for f in schema])
 
 
 def _widens(old: pa.DataType, new: pa.DataType) -> bool:

@@ -31,7 +31,7 @@ from deltalake.transaction import AddAction, RemoveAction
 
 from tarmac.lake._arrow import conform_table
 from tarmac.lake._delta import plain
-from tarmac.lake._files import write_files
+from tarmac.lake.staging import write_files
 
 MAX_SOURCE_ROWS = 100_000
 BATCH_ROWS = 65_536

@@ -61,7 +61,7 @@ from tarmac.lake._delta import (
     rows_removed,
     snapshot,
 )
-from tarmac.lake._files import Stager, action_from_dict, rows_in, same_rows
+from tarmac.lake.staging import Stager, action_from_dict, rows_in, same_rows
 from tarmac.ledger import ActiveRun, Ledger
 
 WriteMode = Literal["append", "overwrite", "merge"]

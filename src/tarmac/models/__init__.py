@@ -2,8 +2,11 @@
 
 Declare a model in ``definitions.py`` with ``@model`` (its features, label, time split, gates and
 parameters); ``tarmac train`` fits and registers a version; ``tarmac validate`` runs its gates;
-``tarmac promote`` / ``rollback`` move its aliases. The SDK is ``project.models``.
+``tarmac promote`` / ``rollback`` move its aliases. The SDK is ``project.models`` (a
+``ModelRegistry``, which returns ``LoadedModel``); ``project.models.train`` returns ``TrainResult``.
 """
+
+from typing import TYPE_CHECKING, Any
 
 from tarmac.models.definitions import (
     Label,
@@ -15,5 +18,22 @@ from tarmac.models.definitions import (
     time_split,
 )
 
-__all__ = ["Label", "ModelDefinition", "TimeSplit", "TrainingData", "label", "model",
-           "time_split"]
+if TYPE_CHECKING:
+    from tarmac.models.registry import LoadedModel, ModelRegistry
+    from tarmac.models.train import TrainResult
+
+__all__ = ["Label", "LoadedModel", "ModelDefinition", "ModelRegistry", "TimeSplit",
+           "TrainResult", "TrainingData", "label", "model", "time_split"]
+
+# what the SDK hands back loads on first use: definitions.py imports this package, and must not
+# pay for DuckDB, Delta, the catalog or scikit-learn to declare a model
+_LAZY = {"LoadedModel": "tarmac.models.registry", "ModelRegistry": "tarmac.models.registry",
+         "TrainResult": "tarmac.models.train"}
+
+
+def __getattr__(name: str) -> Any:
+    if name in _LAZY:
+        import importlib
+
+        return getattr(importlib.import_module(_LAZY[name]), name)
+    raise AttributeError(f"module 'tarmac.models' has no attribute {name!r}")

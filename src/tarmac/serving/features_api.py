@@ -40,6 +40,7 @@ from tarmac.errors import (
     UsageError,
     echo,
 )
+from tarmac.features.keys import key_rule
 from tarmac.features.store import FeatureStore
 from tarmac.serving._base import Concern, Ready
 from tarmac.serving._errors import (
@@ -79,22 +80,6 @@ _ERRORS: dict[int | str, dict[str, Any]] = {
 # -- validation -----------------------------------------------------------------------------
 
 
-def _is_int(v: Any) -> bool:
-    if type(v) is int:
-        return True
-    if type(v) is str:
-        try:
-            int(v)
-        except ValueError:
-            return False
-        return True
-    return False
-
-
-def _is_key(v: Any) -> bool:
-    return type(v) in (str, int, float, bool)
-
-
 def _is_number(v: Any) -> bool:
     return v is None or type(v) in (int, float)
 
@@ -111,13 +96,8 @@ def _is_anything(v: Any) -> bool:
     return True
 
 
-# A join key must be a non-null scalar; integer keys an integer (or its decimal string, as the
-# store accepts). A request value may be null (the on-demand function decides), else of its type.
-_KEY_CHECKS: dict[str, tuple[Callable[[Any], bool], str, str]] = {
-    "int64": (_is_int, "must be an integer", "int_type"),
-    "int32": (_is_int, "must be an integer", "int_type"),
-}
-_KEY_DEFAULT = (_is_key, "must be a string or a number", "key_type")
+# A join key follows the one rule of tarmac.features.keys (the SDK and the CLI use it too). A
+# request value may be null (the on-demand function decides), else of its type.
 _REQUEST_CHECKS: dict[str, tuple[Callable[[Any], bool], str, str]] = {
     "int64": (_is_number, "must be a number", "number_type"),
     "int32": (_is_number, "must be a number", "number_type"),
@@ -280,7 +260,8 @@ class FeatureEndpoints:
             for k in part.view.join_keys:
                 if k not in seen:
                     seen.add(k)
-                    fields.append((k, *_KEY_CHECKS.get(types.get(k, ""), _KEY_DEFAULT),
+                    rule = key_rule(types.get(k))
+                    fields.append((k, rule.check, rule.expected, rule.error_type,
                                    f"join key of feature view '{part.view.name}'"))
         for d in resolved.demand:
             for f in d.view.request:

@@ -4,6 +4,11 @@ A file written here is invisible to every reader until a Delta commit adds it, s
 prepare all of a load's files first and then make them visible in one atomic commit (or, if the
 process dies first, leave files no version references, which vacuum removes). Used by the
 bounded-memory merge and by staged loads (``Lake.stage`` / ``Lake.commit_files``).
+
+This module is the lake's public staging seam for other packages (ingestion's atomic loads now,
+stream sinks next): ``Stager`` writes the files, ``action_to_dict`` turns what it wrote into the
+JSON-able entries a commit plan stores and ``Lake.commit_files`` takes, and ``rows_in`` counts
+an entry's rows. Users of the SDK never need it, so ``tarmac.lake`` does not export it.
 """
 
 from __future__ import annotations
@@ -20,6 +25,8 @@ import pyarrow.parquet as pq
 from deltalake.transaction import AddAction
 
 from tarmac.lake._arrow import conform_table
+
+__all__ = ["Stager", "action_to_dict", "rows_in"]
 
 FILE_ROWS = 4_000_000  # rows per data file before a staged write starts the next
 
