@@ -116,3 +116,13 @@ def test_materialize_says_how_many_values_are_already_stale(fs_project: Project)
         out.split())
     fresh = fs_project.features.materialize(["activity"], full=True)[0]
     assert fresh.stale == 2 and fresh.entities == 3
+
+
+def test_a_source_with_no_entities_is_not_consistent(fs_project: Project) -> None:
+    """Nothing compared is not a pass: an emptied source used to report 'consistent'."""
+    empty = fs_project.lake.read("profile").slice(0, 0)
+    fs_project.lake.write("profile", empty, mode="overwrite")
+    code, out = run(fs_project, "features", "check", "profile", "--json")
+    report = json.loads(out)
+    assert code == 1 and report["entities"] == 0 and report["compared"] == 0
+    assert report["problems"] == ["nothing to compare: the features' source holds no entity keys"]

@@ -91,6 +91,10 @@ class CheckReport:
     def problems(self) -> list[str]:
         """Why the check fails, one line each (empty when it passes)."""
         out = []
+        if not self.compared and not self.mismatches:  # nothing checked is not "consistent"
+            out.append("nothing to compare: " + (
+                f"none of the {self.entities:,} sampled entities has a stored feature"
+                if self.entities else "the features' source holds no entity keys"))
         if self.empty:
             out.append(f"online is empty: none of the {self.entities:,} sampled entities has a "
                        f"value for any feature (stale or never materialized)")
