@@ -6,8 +6,9 @@ Declare in ``definitions.py`` with ``Entity``, ``FeatureView``, ``on_demand`` an
 ``FeatureStore``, which returns ``TrainingSet`` and ``OnlineFeatures``).
 """
 
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
+from tarmac._lazy import lazy_exports
 from tarmac.features.definitions import (
     Bool,
     Entity,
@@ -38,9 +39,4 @@ _LAZY = {"FeatureStore": "tarmac.features.store", "OnlineFeatures": "tarmac.feat
          "TrainingSet": "tarmac.features.store"}
 
 
-def __getattr__(name: str) -> Any:
-    if name in _LAZY:
-        import importlib
-
-        return getattr(importlib.import_module(_LAZY[name]), name)
-    raise AttributeError(f"module 'tarmac.features' has no attribute {name!r}")
+__getattr__ = lazy_exports(__name__, _LAZY)

@@ -6,8 +6,9 @@ parameters); ``tarmac train`` fits and registers a version; ``tarmac validate`` 
 ``ModelRegistry``, which returns ``LoadedModel``); ``project.models.train`` returns ``TrainResult``.
 """
 
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
+from tarmac._lazy import lazy_exports
 from tarmac.models.definitions import (
     Label,
     ModelDefinition,
@@ -31,9 +32,4 @@ _LAZY = {"LoadedModel": "tarmac.models.registry", "ModelRegistry": "tarmac.model
          "TrainResult": "tarmac.models.train"}
 
 
-def __getattr__(name: str) -> Any:
-    if name in _LAZY:
-        import importlib
-
-        return getattr(importlib.import_module(_LAZY[name]), name)
-    raise AttributeError(f"module 'tarmac.models' has no attribute {name!r}")
+__getattr__ = lazy_exports(__name__, _LAZY)
