@@ -18,16 +18,21 @@ from pathlib import Path
 
 from tarmac.catalog.records import all_items
 from tarmac.catalog.store import Catalog
-from tarmac.config import redact
+from tarmac.config import backend, redact
 from tarmac.errors import ConfigError
 
 RUN_KEY = "tarmac.run_id"  # the commit metadata every Tarmac write carries (see lake/lake.py)
 _SHOWN = 10
 
 
+def _local(root: str) -> bool:
+    """A lake in a folder on this machine: the backend registry says, as for ``Lake.is_local``."""
+    return backend("lake", root).in_process
+
+
 def lake_tables(root: str) -> list[str]:
     """Names of the Delta tables directly under the lake root (folders with a ``_delta_log``)."""
-    if "://" in root and not root.startswith("file://"):
+    if not _local(root):
         return _remote_tables(root)
     base = Path(root.removeprefix("file://"))
     try:
@@ -72,7 +77,7 @@ def commit_runs(root: str, name: str) -> list[str]:
 
 def _edge_commits(root: str, name: str) -> list[str]:
     """The text of the newest and the oldest JSON commit of a table's log."""
-    if "://" in root and not root.startswith("file://"):
+    if not _local(root):
         from pyarrow import fs
 
         try:
