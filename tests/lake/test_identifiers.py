@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import pyarrow as pa
 
-from tarmac.lake import quote_ident
+from tarmac.lake import literal_list, quote_ident
 from tarmac.project import Project
 
 
@@ -13,6 +13,7 @@ def test_quote_ident_doubles_embedded_quotes() -> None:
     assert quote_ident("plain") == '"plain"'
     assert quote_ident('we"ird') == '"we""ird"'
     assert quote_ident('"; DROP TABLE t; --') == '"""; DROP TABLE t; --"'
+    assert literal_list(["a.parquet", "o'k.parquet"]) == "'a.parquet', 'o''k.parquet'"
 
 
 def test_read_with_columns_and_filter_quotes_awkward_names(project: Project) -> None:

@@ -37,6 +37,7 @@ from tarmac.features.definitions import SQL_TYPES, Feature, FeatureView, SqlSour
 from tarmac.features.keys import key_sql
 from tarmac.features.offline import fine_times, q, tiebreak_columns, tiebreak_sql, time_sql
 from tarmac.ingest.base import rebatch  # exact batch sizes: resuming counts on them
+from tarmac.lake import literal_list
 
 if TYPE_CHECKING:
     from tarmac.features.store import FeatureStore
@@ -195,7 +196,7 @@ class _Materializer:
         how many source rows the entity had: one pass over the source, counts included."""
         v = self.view
         if files is not None:
-            listing = ", ".join("'" + f.replace("'", "''") + "'" for f in files)
+            listing = literal_list(files)
             relation = f"read_parquet([{listing}], union_by_name = true)"
         elif isinstance(v.source, SqlSource):
             relation = f"({v.source.query})"

@@ -15,6 +15,7 @@ import re
 import duckdb
 
 from tarmac.errors import SqlError
+from tarmac.lake._quote import literal_list
 
 # statement types that only read; EXPLAIN is checked on what it explains (ANALYZE runs it)
 _READS = {"SELECT"}
@@ -70,6 +71,6 @@ def sandbox(con: duckdb.DuckDBPyConnection, root: str | None) -> None:
         path = root.removeprefix("file://")
         for folder in dict.fromkeys((os.path.abspath(path), os.path.realpath(path))):
             dirs.append(folder.rstrip(os.sep) + os.sep)
-    listing = ", ".join("'" + d.replace("'", "''") + "'" for d in dirs)
+    listing = literal_list(dirs)
     con.execute(f"SET GLOBAL allowed_directories = [{listing}]")
     con.execute("SET GLOBAL enable_external_access = false")

@@ -194,7 +194,8 @@ class Lake:
         600
         """
         if isinstance(filter, str):
-            from tarmac.lake.sql import query, quote_ident
+            from tarmac.lake._quote import quote_ident
+            from tarmac.lake.sql import query
 
             cols = ", ".join(quote_ident(c) for c in columns) if columns else "*"
             when = version if version is not None else as_of

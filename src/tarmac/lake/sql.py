@@ -24,6 +24,7 @@ from deltalake import DeltaTable
 
 from tarmac.errors import SqlError, UsageError
 from tarmac.lake._delta import plain
+from tarmac.lake._quote import literal_list, quote_ident
 from tarmac.lake._readonly import check_read_only, sandbox
 from tarmac.lake.lake import Lake, is_table_name
 
@@ -105,12 +106,6 @@ def referenced_tables(lake: Lake, sql: str) -> set[str]:
         return identifiers & set(lake.tables())
 
 
-def quote_ident(name: str) -> str:
-    """``name`` as a DuckDB/PostgreSQL identifier, embedded quotes doubled: the one quoting
-    helper every module that builds SQL text uses (``quote_ident('a"b') == '"a""b"'``)."""
-    return '"' + name.replace('"', '""') + '"'
-
-
 def _bind(con: duckdb.DuckDBPyConnection, lake: Lake, name: str, dt: DeltaTable) -> None:
     quoted = quote_ident(name)
     if lake._missing(dt):  # say which file of which version, not DuckDB's internal SQL
@@ -122,7 +117,7 @@ def _bind(con: duckdb.DuckDBPyConnection, lake: Lake, name: str, dt: DeltaTable)
         con.execute(f'CREATE TEMP VIEW {quoted} AS SELECT * FROM "__empty_{name}"')
         return
     if lake.is_local and plain(dt):
-        listing = ", ".join("'" + f.replace("'", "''") + "'" for f in files)
+        listing = literal_list(files)
         source = f"read_parquet([{listing}], union_by_name = true)"
         # a column in the Delta schema that no file has yet (added by an empty write) is NULL
         present = {row[0] for row in con.execute(f"DESCRIBE SELECT * FROM {source}").fetchall()}

@@ -25,6 +25,7 @@ import pyarrow.parquet as pq
 from deltalake.transaction import AddAction
 
 from tarmac.lake._arrow import conform_table
+from tarmac.lake._quote import literal_list, quote_ident
 
 __all__ = ["Stager", "action_to_dict", "rows_in"]
 
@@ -169,8 +170,8 @@ def same_rows(current: list[str], staged: list[str], columns: list[str]) -> bool
     def fingerprint(con: duckdb.DuckDBPyConnection, files: list[str]) -> tuple[int, int]:
         if not files:
             return 0, 0
-        listing = ", ".join("'" + f.replace("'", "''") + "'" for f in files)
-        row = ", ".join(f'"{c}" := "{c}"' for c in (c.replace('"', '""') for c in columns))
+        listing = literal_list(files)
+        row = ", ".join(f"{quote_ident(c)} := {quote_ident(c)}" for c in columns)
         found = con.execute(f"SELECT count(*), coalesce(sum(hash(struct_pack({row}))::HUGEINT), "
                             f"0) FROM read_parquet([{listing}], union_by_name = true)").fetchone()
         assert found is not None
