@@ -546,17 +546,15 @@ class _StreamLoad:
                 null_cursor = bool(spec.cursor and spec.load_mode == "merge" and con.execute(
                     f"SELECT 1 FROM read_parquet('{glob}', union_by_name = true) WHERE "
                     f"{_q(spec.cursor or '')} IS NULL LIMIT 1").fetchall())
+                staged = [d[0] for d in con.execute(
+                    f"SELECT * FROM read_parquet('{glob}', union_by_name = true) LIMIT 0"
+                ).description] if null_cursor or exact else []
                 same: list[str] = []
                 if null_cursor:
-                    staged = [d[0] for d in con.execute(
-                        f"SELECT * FROM read_parquet('{glob}', union_by_name = true) LIMIT 0"
-                    ).description]
                     same = [c for c in staged if c in existing.schema.names and c not in cols]
                     cols += same
                 if exact:
-                    cols = [row[0] for row in con.execute(
-                        f"DESCRIBE SELECT * FROM read_parquet('{glob}', union_by_name = true)"
-                    ).fetchall()]
+                    cols = staged
                 if all(c in existing.schema.names for c in cols):
                     # only the table's rows whose first key falls in the incoming keys' range:
                     # file and row-group statistics skip the rest (new ids skip almost all)
@@ -654,9 +652,7 @@ class _StreamLoad:
                 r.status, r.duplicates, r.rows_loaded = "unchanged", \
                     r.duplicates + r.rows_loaded, 0
         if unchanged:  # the staged copies were never committed: nobody will reference them
-            root = Path(lake.uri(plan["table"]).removeprefix("file://"))
-            for f in plan["data_files"]:
-                (root / f["path"]).unlink(missing_ok=True)
+            lake.discard_staged(plan["table"], plan["data_files"])
         shutil.rmtree(plan.get("staging") or "", ignore_errors=True)
         _kill_point("committed")
 

@@ -595,6 +595,16 @@ class Lake:
     def _local_path(self, name: str) -> str:
         return self.uri(name).removeprefix("file://")
 
+    def discard_staged(self, name: str, files: list[dict[str, Any]]) -> None:
+        """Delete staged data files of table ``name`` that no commit references (a load that
+        turned out unchanged). Object stores keep them until ``vacuum`` removes untracked files."""
+        if not self.is_local:
+            return
+        root = self._local_path(name)
+        for f in files:
+            with contextlib.suppress(FileNotFoundError):
+                os.remove(os.path.join(root, f["path"]))
+
     def latest(self, name: str) -> DeltaTable | None:
         """The table at its newest version (None if there is no such table)."""
         dt = self._latest.get(name)
