@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import contextlib
+import json
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -12,6 +14,11 @@ from deltalake import DeltaTable
 
 from tarmac.errors import UsageError
 from tarmac.humanize import parse_duration
+
+# the commit metadata every Tarmac write carries (read back by history and the lake check)
+RUN_KEY, ACTOR_KEY = "tarmac.run_id", "tarmac.actor"
+OPERATION_KEY, TOKEN_KEY = "tarmac.operation", "tarmac.write_id"
+METRICS_KEY = "tarmac.metrics"  # our row counts, on commits whose Delta metrics lack them
 
 
 class RowCounter:
@@ -106,3 +113,36 @@ def hours(retain: str | timedelta) -> int:
             raise UsageError(f"invalid retention {retain!r}: expected e.g. '7d', '24h' or "
                              "'0h'") from None
     return int(retain.total_seconds() // 3600)
+
+
+def history(dt: DeltaTable, limit: int | None = None) -> list[dict[str, Any]]:
+    """The table's versions newest first: time, operation, rows added/removed, run id, actor."""
+    out = []
+    for h in dt.history(limit):
+        # Delta's own metrics, overlaid with ours: staged-file commits have none, and
+        # delta-rs does not count the rows an overwrite removes
+        metrics = {**(h.get("operationMetrics") or {}), **_metrics(h.get(METRICS_KEY))}
+        out.append({
+            "version": h["version"],
+            "time": datetime.fromtimestamp(h["timestamp"] / 1000, UTC),
+            "operation": h.get(OPERATION_KEY) or h.get("operation"),
+            "rows_added": rows_added(metrics),
+            "rows_removed": rows_removed(metrics),
+            "run_id": h.get(RUN_KEY),
+            "actor": h.get(ACTOR_KEY),
+            "parameters": h.get("operationParameters") or {},
+        })
+    return out
+
+
+def _metrics(value: Any) -> dict[str, Any]:
+    """``tarmac.metrics`` as read back from a commit (a dict, or JSON text if a writer
+    stored it as a string)."""
+    if isinstance(value, dict):
+        return value
+    if isinstance(value, str):
+        with contextlib.suppress(ValueError):
+            parsed = json.loads(value)
+            if isinstance(parsed, dict):
+                return parsed
+    return {}

@@ -14,31 +14,26 @@ Example::
 from __future__ import annotations
 
 import contextlib
-import json
 import os
 import random
 import re
 import time
 import uuid
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 from typing import Any, Literal
 
 import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.dataset as pads
 import pyarrow.fs as pafs
-from deltalake import CommitProperties, DeltaTable, Schema, Transaction, write_deltalake
+from deltalake import CommitProperties, DeltaTable, write_deltalake
 from deltalake.exceptions import CommitFailedError, DeltaError, TableNotFoundError
-from deltalake.transaction import AddAction, RemoveAction, create_table_with_add_actions
 
-from tarmac import faults
-from tarmac.catalog import Column, DatasetVersion, all_items, now_us
-from tarmac.catalog import store as cat
+from tarmac.catalog import all_items
 from tarmac.config import backend
 from tarmac.errors import (
     DataFileMissingError,
-    SchemaConflictError,
     UsageError,
     VersionNotFoundError,
     WriteConflictError,
@@ -46,30 +41,29 @@ from tarmac.errors import (
 from tarmac.errors import (
     TableNotFoundError as NoSuchTable,
 )
-from tarmac.lake import _small_merge
+from tarmac.lake import _annotate, _maintenance, _markers, _record, _small_merge
 from tarmac.lake._arrow import OnDuplicate, conform, merge_source, plan_schema, to_arrow
+from tarmac.lake._commit_files import commit_staged
 from tarmac.lake._delta import (
+    ACTOR_KEY,
+    METRICS_KEY,
+    OPERATION_KEY,
+    RUN_KEY,
+    TOKEN_KEY,
     RowCounter,
     Snapshot,
     first_commit_time,
-    first_line,
-    hours,
+    history,
     parse_time,
-    plain,
     row_count,
-    rows_added,
-    rows_removed,
     snapshot,
 )
-from tarmac.lake.staging import Stager, action_from_dict, rows_in, same_rows
+from tarmac.lake._markers import Txn, Txns
+from tarmac.lake.staging import Stager
 from tarmac.ledger import ActiveRun, Ledger
 
 WriteMode = Literal["append", "overwrite", "merge"]
-Txn = tuple[str, int]  # (application id, version): Delta's idempotent-write marker
 NAME = re.compile(r"^[a-z_][a-z0-9_]{0,62}$")
-RUN_KEY, ACTOR_KEY = "tarmac.run_id", "tarmac.actor"
-OPERATION_KEY, TOKEN_KEY = "tarmac.operation", "tarmac.write_id"
-METRICS_KEY = "tarmac.metrics"  # our row counts, on commits whose Delta metrics lack them
 MAX_ATTEMPTS = 5
 
 
@@ -243,22 +237,7 @@ class Lake:
 
     def history(self, name: str, *, limit: int | None = None) -> list[dict[str, Any]]:
         """Versions newest first: time, operation, rows added/removed, run id, actor."""
-        out = []
-        for h in self.table(name).history(limit):
-            # Delta's own metrics, overlaid with ours: staged-file commits have none, and
-            # delta-rs does not count the rows an overwrite removes
-            metrics = {**(h.get("operationMetrics") or {}), **_metrics(h.get(METRICS_KEY))}
-            out.append({
-                "version": h["version"],
-                "time": datetime.fromtimestamp(h["timestamp"] / 1000, UTC),
-                "operation": h.get(OPERATION_KEY) or h.get("operation"),
-                "rows_added": rows_added(metrics),
-                "rows_removed": rows_removed(metrics),
-                "run_id": h.get(RUN_KEY),
-                "actor": h.get(ACTOR_KEY),
-                "parameters": h.get("operationParameters") or {},
-            })
-        return out
+        return history(self.table(name), limit)
 
     def version(self, name: str) -> int:
         return self.table(name).version()
@@ -268,7 +247,7 @@ class Lake:
     def write(self, name: str, data: Any, *, mode: WriteMode = "append",
               keys: list[str] | None = None, on_duplicate: OnDuplicate = "error",
               replace_schema: bool = False, description: str | None = None,
-              txn: Txn | None = None) -> WriteResult:
+              txn: Txns = None) -> WriteResult:
         """Append, overwrite, or merge (upsert by ``keys``) data into a table.
 
         New nullable columns merge into the schema; an incompatible type change is refused
@@ -277,7 +256,9 @@ class Lake:
         With ``txn=(app_id, version)`` the write is idempotent: if the table already holds a
         commit of that application at that version or later, nothing is written and the
         result says so (``operation == "SKIPPED"``): a rerun after a crash cannot apply the
-        same load twice.
+        same load twice. ``txn`` may also be a list of markers, one per partition, all carried
+        by the one commit: skipped if every marker is applied, refused with
+        ``WriteConflictError`` if only some are (see ``applied``).
 
         Example (``p`` is an open project): create a table, then upsert into it by key.
 
@@ -297,15 +278,16 @@ class Lake:
                              "or 'first'")
         if mode != "merge" and keys:
             raise UsageError(f"keys are only used by mode='merge', not mode={mode!r}")
+        txns = _markers.markers(txn)
         source = to_arrow(data)
         uri = self.uri(name)
-        if self.applied(name, txn):
+        if _markers.check(name, self.latest(name), txns):
             return self._skipped(name)
         with self.ledger.ensure_run(f"lake.{mode}", params={"table": name}) as run:
             for attempt in range(1, MAX_ATTEMPTS + 1):
                 try:
                     return self._write_once(name, uri, source, mode, keys, on_duplicate,
-                                            replace_schema, description, run, txn)
+                                            replace_schema, description, run, txns)
                 except CommitFailedError as exc:
                     if isinstance(source, pa.RecordBatchReader) or attempt == MAX_ATTEMPTS:
                         raise WriteConflictError(
@@ -317,7 +299,8 @@ class Lake:
 
     def _write_once(self, name: str, uri: str, source: Any, mode: WriteMode,
                     keys: list[str] | None, on_duplicate: OnDuplicate, replace_schema: bool,
-                    description: str | None, run: ActiveRun, txn: Txn | None) -> WriteResult:
+                    description: str | None, run: ActiveRun,
+                    txns: tuple[Txn, ...]) -> WriteResult:
         existing = self.latest(name)
         current = pa.schema(existing.schema().to_arrow()) if existing else None
         target, new_cols = plan_schema(name, current, source.schema,
@@ -326,12 +309,13 @@ class Lake:
         if mode == "merge":
             data = merge_source(name, data, keys, on_duplicate, target)
             if existing is not None:
-                return self._merge(name, existing, data, keys or [], target, new_cols, run, txn)
+                return self._merge(name, existing, data, keys or [], target, new_cols, run,
+                                   txns)
         removed = row_count(existing) if (existing is not None and mode == "overwrite") else 0
         known: dict[str, int] = {"num_deleted_rows": removed}
         if isinstance(data, pa.Table):  # a stream is counted by delta-rs's own metrics
             known["num_added_rows"] = data.num_rows
-        props = self._props(run, txn, metrics=known)
+        props = self._props(run, txns, metrics=known)
         counter = RowCounter()
         schema_mode: Literal["merge", "overwrite"] | None = "overwrite" if (
             replace_schema and mode == "overwrite") else ("merge" if new_cols else None)
@@ -347,7 +331,7 @@ class Lake:
 
     def _merge(self, name: str, existing: DeltaTable, data: pa.Table, keys: list[str],
                target: pa.Schema, new_cols: list[str], run: ActiveRun,
-               txn: Txn | None = None) -> WriteResult:
+               txns: tuple[Txn, ...] = ()) -> WriteResult:
         """Upsert into an existing table: the bounded-memory path when it applies, else
         delta-rs MERGE."""
         if _small_merge.eligible(existing, keys, data, new_columns=new_cols,
@@ -356,7 +340,7 @@ class Lake:
             before = existing.version()
             metrics = _small_merge.merge(existing, self._local_path(name), data, keys[0], target,
                                          self._metadata(run, operation="MERGE", token=token),
-                                         _transactions(txn))
+                                         _markers.transactions(txns))
             committed = self._committed(name, existing, before, token)
             return self._record(name, snapshot(committed), "MERGE", metrics, run, new_cols)
         predicate = " AND ".join(f't."{k}" = s."{k}"' for k in keys)
@@ -364,66 +348,38 @@ class Lake:
         # filter from its keys and skip target files (5x faster, 4x less memory measured)
         metrics = (existing.merge(data, predicate=predicate, source_alias="s", target_alias="t",
                                   merge_schema=bool(new_cols), streamed_exec=False,
-                                  commit_properties=self._props(run, txn))
+                                  commit_properties=self._props(run, txns))
                    .when_matched_update_all().when_not_matched_insert_all().execute())
         return self._record(name, snapshot(existing), "MERGE", metrics, run, new_cols)
 
     def delete(self, name: str, predicate: str) -> WriteResult:
         """Delete the rows matching a SQL predicate, e.g. ``"region = 'North'"``."""
-        if not predicate or not predicate.strip():
-            raise UsageError("delete needs a predicate; to empty a table, overwrite it")
-        dt = self.table(name)
-        with self.ledger.ensure_run("lake.delete", params={"table": name}) as run:
-            before = dt.version()
-            try:
-                metrics = dt.delete(predicate, commit_properties=self._props(run))
-            except DeltaError as exc:
-                raise UsageError(f"cannot delete from '{name}' where {predicate}: "
-                                 f"{first_line(exc)}") from None
-            if dt.version() == before:  # nothing matched: no new version
-                return WriteResult(name, before, "DELETE", 0, 0, 0, run.id)
-            return self._record(name, snapshot(dt), "DELETE", metrics, run, [])
+        return _maintenance.delete(self, name, predicate)
 
     def compact(self, name: str, *, z_order: list[str] | None = None) -> dict[str, Any]:
         """Rewrite small files into large ones (optionally Z-ordered); data is unchanged."""
-        dt = self.table(name)
-        with self.ledger.ensure_run("lake.compact", params={"table": name}) as run:
-            before = dt.version()
-            props = self._props(run)
-            metrics = (dt.optimize.z_order(z_order, commit_properties=props) if z_order
-                       else dt.optimize.compact(commit_properties=props))
-            if dt.version() != before:
-                self._record(name, snapshot(dt), "OPTIMIZE", {}, run, [],
-                             extra={"files_added": metrics.get("numFilesAdded", 0),
-                                    "files_removed": metrics.get("numFilesRemoved", 0)})
-            return metrics
+        return _maintenance.compact(self, name, z_order)
 
     def vacuum(self, name: str, *, retain: str | timedelta = "7d",
                dry_run: bool = False) -> list[str]:
         """Delete files no version newer than ``retain`` needs; time travel past it ends."""
-        retain_hours = hours(retain)
-        dt = self.table(name)
-        if dry_run:
-            return dt.vacuum(retention_hours=retain_hours, dry_run=True,
-                             enforce_retention_duration=False)
-        with self.ledger.ensure_run("lake.vacuum", params={"table": name}) as run:
-            before = dt.version()
-            removed = dt.vacuum(retention_hours=retain_hours, dry_run=False,
-                                enforce_retention_duration=False,
-                                commit_properties=self._props(run))
-            extra = {"retain_hours": retain_hours, "files_removed": len(removed)}
-            if dt.version() != before:
-                self._record(name, snapshot(dt), "VACUUM", {}, run, [], extra=extra)
-            else:
-                self.ledger.commit("lake.vacuum", name, extra, run=run)
-            return removed
+        return _maintenance.vacuum(self, name, retain, dry_run)
 
-    def applied(self, name: str, txn: Txn | None) -> bool:
-        """True if ``name`` already holds the commit ``txn`` marks (or a later one)."""
-        if txn is None:
-            return False
-        done = self.transaction_version(name, txn[0])
-        return done is not None and done >= txn[1]
+    def applied(self, name: str, txn: Txns) -> bool:
+        """True if ``name`` already holds the commit ``txn`` marks (or a later one).
+
+        ``txn`` is one ``(app_id, version)`` marker or a list of them (one per partition of a
+        stream, all in one commit): True only if EVERY marker is at or past its version. If
+        only some are, this is False, and ``write`` / ``commit_files`` refuse such a commit
+        with ``WriteConflictError`` instead of writing it: part of its work is in the table
+        already (writing would duplicate it) and part is not (skipping would lose it).
+
+        Example::
+
+            lake.applied("clicks", [("sink/clicks/0", 41), ("sink/clicks/1", 17)])
+        """
+        txns = _markers.markers(txn)
+        return bool(txns) and all(_markers.done(self.latest(name), txns))
 
     def transaction_version(self, name: str, app_id: str) -> int | None:
         """The newest application-transaction version ``app_id`` committed to ``name`` (None if
@@ -445,116 +401,32 @@ class Lake:
         return Stager(self._local_path(name), tag)
 
     def commit_files(self, name: str, files: list[dict[str, Any]], schema: pa.Schema, *,
-                     mode: Literal["append", "overwrite"] = "append", txn: Txn | None = None,
+                     mode: Literal["append", "overwrite"] = "append", txn: Txns = None,
                      operation: str = "WRITE", description: str | None = None,
                      extra: dict[str, Any] | None = None) -> WriteResult:
         """Make staged files visible in one atomic commit (creating the table if needed).
 
         ``schema`` is the schema the rows meet; new columns are added to the table first. With
-        ``txn`` the commit is idempotent (see ``write``). An overwrite whose rows and schema
+        ``txn`` (one marker or a list) the commit is idempotent (see ``write`` and
+        ``applied``). An overwrite whose rows and schema
         equal the current version's commits nothing: no new version, so whoever reads the
         table next (a training run) sees the same data version; the result's operation is
         ``"UNCHANGED"``, an audit record ``lake.unchanged`` says so, and the staged files stay
         uncommitted for the caller to delete.
         """
-        if self.applied(name, txn):
+        txns = _markers.markers(txn)
+        if _markers.check(name, self.latest(name), txns):
             return self._skipped(name)
-        uri = self.uri(name)
-        actions = [action_from_dict(f) for f in files]
-        rows = sum(rows_in(f) for f in files)
-        with self.ledger.ensure_run(f"lake.{mode}", params={"table": name}) as run:
-            existing = self.latest(name)
-            if existing is not None and mode == "overwrite" and \
-                    self._unchanged(name, existing, files, rows, schema):
-                version = existing.version()
-                self.ledger.commit("lake.unchanged", name,
-                                   {"version": version, "operation": operation, "rows": rows,
-                                    **(extra or {})}, run=run)
-                return WriteResult(name, version, "UNCHANGED", 0, 0, 0, run.id)
-            token = str(uuid.uuid4())
-            if existing is None:
-                props = self._props(run, txn, operation=operation, token=token,
-                                    metrics={"num_added_rows": rows, "num_deleted_rows": 0})
-                create_table_with_add_actions(uri, Schema.from_arrow(schema), actions,
-                                              mode="append", name=name, description=description,
-                                              commit_properties=props,
-                                              storage_options=self.storage_options)
-                committed = DeltaTable(uri, version=0, storage_options=self.storage_options)
-                new_cols: list[str] = []
-                removed = 0
-            else:
-                current = pa.schema(existing.schema().to_arrow())
-                try:
-                    target, new_cols = plan_schema(name, current, schema)
-                except SchemaConflictError:
-                    if mode != "overwrite":
-                        raise
-                    # a full reload under a changed contract: the table takes the new schema
-                    # (an empty overwrite first; the data commit below carries the txn marker,
-                    # so a crash in between is finished by the rerun)
-                    cleared = {"num_added_rows": 0, "num_deleted_rows": row_count(existing)}
-                    write_deltalake(existing, schema.empty_table(), mode="overwrite",
-                                    schema_mode="overwrite",
-                                    commit_properties=self._props(run, metrics=cleared),
-                                    storage_options=self.storage_options)
-                    target, new_cols, mode = schema, [], "append"
-                if new_cols:
-                    existing.alter.add_columns(
-                        [f for f in Schema.from_arrow(target).fields if f.name in new_cols])
-                removed = row_count(existing) if mode == "overwrite" else 0
-                props = self._props(run, txn, operation=operation, token=token,
-                                    metrics={"num_added_rows": rows,
-                                             "num_deleted_rows": removed})
-                before = existing.version()
-                changes: list[AddAction | RemoveAction] = list(actions)
-                existing.create_write_transaction(changes, mode=mode, schema=target,
-                                                  commit_properties=props)
-                committed = self._committed(name, existing, before, token)
-            metrics = {"num_added_rows": rows, "num_deleted_rows": removed}
-            return self._record(name, snapshot(committed), operation, metrics, run, new_cols,
-                                extra=extra)
-
-    def _unchanged(self, name: str, existing: DeltaTable, files: list[dict[str, Any]],
-                   rows: int, schema: pa.Schema) -> bool:
-        """True if the staged ``files`` hold exactly the current version's rows and schema."""
-        current = pa.schema(existing.schema().to_arrow())
-        if {f.name: f.type for f in current} != {f.name: f.type for f in schema} or \
-                not self.is_local or not plain(existing) or row_count(existing) != rows:
-            return False
-        root = self._local_path(name)
-        return same_rows([u.removeprefix("file://") for u in existing.file_uris()],
-                         [f"{root}/{f['path']}" for f in files], sorted(schema.names))
+        return commit_staged(self, name, files, schema, mode=mode, txns=txns,
+                             operation=operation, description=description, extra=extra)
 
     def annotate(self, name: str, *, owner: str | None = None, description: str | None = None,
                  tags: list[str] | None = None,
                  column_tags: dict[str, list[str]] | None = None) -> None:
         """Set a table's owner, description, tags or per-column tags (e.g. ``{"email": ["pii"]}``);
         a governed change, audited like a write. Tags given replace the old ones."""
-        info = self.ledger.catalog.get_dataset(name)
-        if info is None:
-            raise self.missing(name)
-        columns = {c.name: c for c in info.columns}
-        unknown = sorted(set(column_tags or {}) - set(columns))
-        if unknown:
-            raise UsageError(f"table '{name}' has no column(s) {', '.join(unknown)}; columns: "
-                             f"{', '.join(columns)}")
-        values: dict[str, Any] = {}
-        if owner is not None:
-            values["owner"] = owner
-        if description is not None:
-            values["description"] = description
-        if tags is not None:
-            values["tags"] = tags
-        if column_tags:
-            values["columns"] = [Column(c.name, c.type, c.nullable,
-                                        tuple(sorted(set(column_tags.get(c.name, c.tags)))))
-                                 for c in info.columns]
-        if not values:
-            raise UsageError("annotate needs at least one of owner, description, tags, column_tags")
-        details = {k: v for k, v in (("owner", owner), ("description", description),
-                                     ("tags", tags), ("column_tags", column_tags)) if v is not None}
-        self.ledger.commit("dataset.annotate", name, details,
-                           change=lambda conn: cat.upsert_dataset(conn, name=name, values=values))
+        _annotate.annotate(self, name, owner=owner, description=description, tags=tags,
+                           column_tags=column_tags)
 
     # -- internals ---------------------------------------------------------------------------
 
@@ -573,12 +445,12 @@ class Lake:
             meta[METRICS_KEY] = metrics
         return meta
 
-    def _props(self, run: ActiveRun, txn: Txn | None = None, *,
+    def _props(self, run: ActiveRun, txns: tuple[Txn, ...] = (), *,
                operation: str | None = None, token: str | None = None,
                metrics: dict[str, int] | None = None) -> CommitProperties:
         return CommitProperties(custom_metadata=self._metadata(run, operation=operation,
                                                                token=token, metrics=metrics),
-                                app_transactions=_transactions(txn))
+                                app_transactions=_markers.transactions(txns))
 
     def _committed(self, name: str, dt: DeltaTable, before: int, token: str) -> DeltaTable:
         """The table at the version our token-marked commit made (the object that committed
@@ -636,48 +508,7 @@ class Lake:
         Delta's history numbers entries from the loaded snapshot, so under concurrent writers
         it can name the wrong commit.
         """
-        faults.point("lake.before_record", table=name, version=snap.version)
-        uri, version = self.uri(name), snap.version
-        result = WriteResult(
-            table=name, version=version, operation=operation, rows_added=rows_added(metrics),
-            rows_updated=int(metrics.get("num_target_rows_updated", 0) or 0),
-            rows_deleted=rows_removed(metrics), run_id=run.id, new_columns=tuple(new_cols))
-        now = now_us()
-        values = {
-            "uri": uri, "owner": self.default_owner or run.actor, "version": version,
-            "rows": snap.rows, "bytes": snap.bytes, "files": snap.files, "created_at": now,
-            "updated_at": now, "last_run_id": run.id, "last_actor": run.actor,
-            "columns": [Column(f.name, str(f.type), f.nullable) for f in snap.schema],
-        }
-        details: dict[str, Any] = {"version": version, "operation": operation,
-                                   "rows_added": result.rows_added,
-                                   "rows_updated": result.rows_updated,
-                                   "rows_deleted": result.rows_deleted, **(extra or {})}
-        if new_cols:
-            details["new_columns"] = new_cols
-        self.ledger.commit(
-            f"lake.{operation.lower()}", name, details, run=run,
-            output=DatasetVersion(name, version),
-            change=lambda conn: cat.upsert_dataset(conn, name=name, values=values,
-                                                   keep_owner=True, keep_column_tags=True))
-        return result
-
-
-def _metrics(value: Any) -> dict[str, Any]:
-    """``tarmac.metrics`` as read back from a commit (a dict, or JSON text if a writer
-    stored it as a string)."""
-    if isinstance(value, dict):
-        return value
-    if isinstance(value, str):
-        with contextlib.suppress(ValueError):
-            parsed = json.loads(value)
-            if isinstance(parsed, dict):
-                return parsed
-    return {}
-
-
-def _transactions(txn: Txn | None) -> list[Transaction] | None:
-    return [Transaction(txn[0], txn[1], int(time.time() * 1000))] if txn else None
+        return _record.record(self, name, snap, operation, metrics, run, new_cols, extra=extra)
 
 
 def is_table_name(name: str) -> bool:
