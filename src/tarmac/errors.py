@@ -136,3 +136,9 @@ class DataFileMissingError(TarmacError):
             hint="restore the file from a backup, or reload the table from its source "
                  "(`tarmac ingest SOURCE --full-refresh`); `tarmac doctor` checks every table")
         self.table, self.version, self.files = table, version, files
+
+
+class CommitPlanError(TarmacError):
+    """A saved commit plan cannot be read back (not JSON, a field missing or of the wrong type,
+    an unknown format): names where the plan is stored and what is wrong with it. Nothing was
+    committed from it."""

@@ -31,6 +31,11 @@ POINTS: dict[str, str] = {
                           "audit are recorded (context: table, version)",
     "train.before_register": "after a model is fitted and its artifacts stored, before the "
                              "version is registered (context: model, run_id)",
+    "commit.after_step": "after one table's step of a commit plan (its Delta commit, or the "
+                         "skip of one already made), before the next step and the catalog "
+                         "transaction (context: plan, table, result)",
+    "commit.after_catalog": "after a commit plan's catalog transaction (offsets, counts, audit), "
+                            "before its staged leftovers are cleaned up (context: plan)",
     "promote.after_checks": "after a promotion has read the alias and checked the gates, before "
                             "it moves the alias (context: model, version, alias)",
 }

@@ -25,18 +25,14 @@ run once. Every load checks ``read == loaded + quarantined + duplicates`` before
 
 from __future__ import annotations
 
-import base64
-import contextlib
 import os
-import queue
 import shutil
 import signal
-import threading
 import time
 import uuid
-from collections.abc import Callable, Iterable, Iterator
-from dataclasses import asdict, dataclass, field
-from datetime import UTC, date, datetime, timedelta
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -49,72 +45,26 @@ from tarmac.catalog import sources as state_store
 from tarmac.catalog.sources import Load, SourceState
 from tarmac.errors import ConfigError, SourceError, TarmacError, UsageError
 from tarmac.ingest import quarantine
-from tarmac.ingest.base import Chunk, Connector, FileMark, Stream
+from tarmac.ingest._cursor import cursor_state as _cursor_state
+from tarmac.ingest._cursor import scalar as _scalar
+from tarmac.ingest._cursor import since as _since
+from tarmac.ingest._dedup import dedup, fresh_rejects, reconcile, repeats
+from tarmac.ingest._read_ahead import read_ahead
+from tarmac.ingest.base import Connector, FileMark, Stream
 from tarmac.ingest.connectors import open_connector
 from tarmac.ingest.contract import Contract, coerce
+from tarmac.ingest.results import IngestResults, LoadProgress, LoadResult
 from tarmac.ingest.spec import FileSource, SourceSpec, StreamSource, check_columns
-from tarmac.lake import quote_ident as _q
-from tarmac.lake.staging import Stager, action_to_dict, rows_in
+from tarmac.lake import CommitOutcome, CommitPlan, Committer, TableCommit
+from tarmac.lake.staging import Stager, action_to_dict
 
 if TYPE_CHECKING:
-    from tarmac.lake import Lake
+    from sqlalchemy import Connection
+
+    from tarmac.lake import Lake, WriteResult
     from tarmac.project import Project
 
-DEDUP_MEMORY = "1GB"  # DuckDB's memory for deduplication; beyond it, it spills to disk
 Progress = Callable[["LoadProgress"], None]
-
-
-@dataclass
-class LoadProgress:
-    """Where a stream's load is, for progress bars."""
-
-    source: str
-    stream: str
-    phase: str  # reading | deduplicating | committing | done | failed
-    rows_read: int
-    bytes_read: int
-
-
-@dataclass
-class LoadResult:
-    """What one load of one stream did. ``read == loaded + quarantined + duplicates``."""
-
-    source: str
-    stream: str
-    table: str
-    status: str  # succeeded | unchanged (a full refresh of the same rows) | failed | skipped
-    run_id: str | None = None
-    load_id: str | None = None
-    mode: str = ""
-    rows_read: int = 0
-    rows_loaded: int = 0
-    rows_quarantined: int = 0
-    duplicates: int = 0
-    bytes_read: int = 0
-    seconds: float = 0.0
-    files: int = 0
-    version: int | None = None
-    cursor_before: Any = None
-    cursor_after: Any = None
-    drift: list[str] = field(default_factory=list)
-    recovered: list[str] = field(default_factory=list)  # staged loads this run finished
-    error: str | None = None
-
-    def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
-
-
-class IngestResults(list[LoadResult]):
-    """The results of one ``ingest`` call, one per stream (failed ones included)."""
-
-    @property
-    def failed(self) -> list[LoadResult]:
-        return [r for r in self if r.status == "failed"]
-
-    def raise_for_errors(self) -> None:
-        """Raise ``SourceError`` naming every failed source (for scripts that must stop)."""
-        if self.failed:
-            raise SourceError("; ".join(f"{r.source}: {r.error}" for r in self.failed))
 
 
 def ingest(project: Project, names: Iterable[str] | None = None, *, full_refresh: bool = False,
@@ -243,7 +193,7 @@ class _StreamLoad:
             raise
         _kill_point("staged")
         with self.catalog.write() as conn:
-            state_store.set_load(conn, self.load_id, status="staged", plan=plan,
+            state_store.set_load(conn, self.load_id, status="staged", plan=plan.to_dict(),
                                  stats=self._stats(), seq=seq)
         _kill_point("planned")
         r.status = "succeeded"
@@ -290,7 +240,9 @@ class _StreamLoad:
                 self.run_id, 0, "running", now_us(), None))
         for load in pending:
             assert load.plan is not None
-            self._apply(load.plan, load_id=load.id)
+            where = (f"the staged plan of load {load.id} (source '{load.source}', stream "
+                     f"'{load.stream}') in the catalog")
+            self._apply(CommitPlan.from_dict(load.plan, where=where))
             self.result.recovered.append(load.id)
         return state_store.get_state(self.catalog, self.stream.source, self.stream.name)
 
@@ -400,7 +352,7 @@ class _StreamLoad:
     # -- planning -----------------------------------------------------------------------------
 
     def _plan(self, staged: _Staged, contract: Contract, state: SourceState | None,
-              seq: int) -> dict[str, Any]:
+              seq: int) -> CommitPlan:
         r = self.result
         spec = self.spec
         mode = "overwrite" if (self.full_refresh or spec.load_mode == "full_refresh") \
@@ -409,7 +361,7 @@ class _StreamLoad:
         if self._data is not None:
             self._data.close()
             written = self._data.rows
-            if spec.primary_key and written and _repeats(self._data.glob, spec.primary_key,
+            if spec.primary_key and written and repeats(self._data.glob, spec.primary_key,
                                                          self.staging):
                 # a first (or full) load with a key is committed as staged unless a key repeats
                 self._progress("deduplicating")
@@ -430,48 +382,30 @@ class _StreamLoad:
                     self._restage(final, self.load_id)
         data_files = [action_to_dict(a) for a in (self._data.close() if self._data else [])]
         q_files = self._new_rejects()
-        self._reconcile(data_files, merge_file, q_files)
+        reconcile(r, self.stream.source, data_files, merge_file, q_files)
         cursor = _cursor_state(staged.newest, state, self.full_refresh)
         r.cursor_after = cursor["value"] if cursor else None
         schema = contract.schema()
-        return {
-            "load_id": self.load_id, "source": self.stream.source, "stream": self.stream.name,
-            "table": self.stream.table, "seq": seq, "mode": mode, "merge_file": merge_file,
-            "keys": spec.primary_key, "data_files": data_files, "quarantine_files": q_files,
-            "schema": base64.b64encode(schema.serialize().to_pybytes()).decode(),
+        source, table = self.stream.source, self.stream.table
+        extra = {"source": source, "load_id": self.load_id}
+        rejects = TableCommit(quarantine.TABLE, quarantine.SCHEMA, tuple(q_files),
+                              operation="INGEST", extra=extra,
+                              description="records loads rejected, with the reason")
+        data = TableCommit(table, schema, mode="merge", merge_file=merge_file,
+                           keys=tuple(spec.primary_key)) if merge_file else \
+            TableCommit(table, schema, tuple(data_files), mode=mode, operation="INGEST",
+                        description=spec.description, extra=extra)
+        payload = {
+            "source": source, "stream": self.stream.name, "table": table, "seq": seq,
             "cursor": cursor, "contract": contract.to_json(),
             "files": [[f.path, f.size, f.mtime_ns] for f in staged.files],
             "reset_files": self.full_refresh,
             "rows_total": (state.rows_total if state and not self.full_refresh else 0),
-            "stats": self._stats(), "staging": str(self.staging),
-            "description": self.spec.description, "owner": self.spec.owner,
-            "tags": list(self.spec.tags),
-            "column_tags": {c: list(col.tags) for c, col in self.spec.columns.items()
-                            if col.tags},
+            "stats": self._stats(), "owner": spec.owner, "tags": list(spec.tags),
+            "column_tags": {c: list(col.tags) for c, col in spec.columns.items() if col.tags},
         }
-
-    def _reconcile(self, data_files: list[dict[str, Any]], merge_file: str | None,
-                   q_files: list[dict[str, Any]]) -> None:
-        """``read == loaded + quarantined + duplicates``, with loaded and quarantined counted
-        in the files about to be committed (not in the counters kept while reading): a row
-        that vanished anywhere on the way fails the load, naming how many."""
-        r = self.result
-        loaded = sum(rows_in(f) for f in data_files) + (
-            pq.ParquetFile(merge_file).metadata.num_rows if merge_file else 0)
-        quarantined = sum(rows_in(f) for f in q_files)
-        where = f"source '{self.stream.source}'"
-        if (loaded, quarantined) != (r.rows_loaded, r.rows_quarantined):
-            raise TarmacError(
-                f"{where}: row accounting does not add up: the load counted {r.rows_loaded:,} "
-                f"loaded and {r.rows_quarantined:,} quarantined, but its files hold {loaded:,} "
-                f"and {quarantined:,}; nothing was committed")
-        missing = r.rows_read - (loaded + quarantined + r.duplicates)
-        if missing:
-            raise TarmacError(
-                f"{where}: row accounting does not add up: {abs(missing):,} row(s) "
-                f"{'unaccounted for' if missing > 0 else 'counted twice'} (read "
-                f"{r.rows_read:,} != loaded {loaded:,} + quarantined {quarantined:,} + "
-                f"duplicates {r.duplicates:,}); nothing was committed")
+        return CommitPlan(self.load_id, ((self.app_id, seq),), (rejects, data), "ingest.load",
+                          source, payload=payload, cleanup=(str(self.staging),))
 
     def _restage(self, final: Path | None, tag: str) -> None:
         """The deduplicated rows as the table's uncommitted data files."""
@@ -482,28 +416,13 @@ class _StreamLoad:
 
     def _new_rejects(self) -> list[dict[str, Any]]:
         """The staged quarantine files, without records this source already has in quarantine
-        (a source that re-serves a bad row every run, like a table without a cursor, does not
-        fill the quarantine with copies: the repeats count as duplicates)."""
+        (the repeats count as duplicates)."""
         r = self.result
         assert self._quarantine is not None
         actions = [action_to_dict(a) for a in self._quarantine.close()]
         if not actions or not self.lake.exists(quarantine.TABLE):
             return actions
-        dt = self.lake.latest(quarantine.TABLE)
-        assert dt is not None
-        con = _duckdb(self.staging)
-        try:
-            known = self.lake.dataset(dt).scanner(
-                columns=["table", "reason", "record"],
-                filter=pc.field("source") == self.stream.source).to_reader()
-            con.register("__known", known)
-            fresh = con.sql(
-                f"SELECT * FROM read_parquet('{self._quarantine.glob}') s WHERE NOT EXISTS ("
-                "SELECT 1 FROM "
-                "__known k WHERE k.\"table\" = s.\"table\" AND k.reason = s.reason AND "
-                "k.record = s.record)").to_arrow_table()
-        finally:
-            con.close()
+        fresh = fresh_rejects(self.lake, self.stream.source, self.staging, self._quarantine.glob)
         staged = self._quarantine.rows
         if fresh.num_rows == staged:
             return actions
@@ -515,148 +434,60 @@ class _StreamLoad:
         return [action_to_dict(a) for a in self._quarantine.close()]
 
     def _dedup(self, glob: str, staged_rows: int, *, against_table: bool) -> Path | None:
-        """The staged rows, one per key (latest by cursor, then last read), minus rows the
-        table already holds; written to one Parquet file by DuckDB, out of core."""
-        r = self.result
-        spec = self.spec
-        keys = ", ".join(_q(k) for k in spec.primary_key)
-        # staged files are numbered in read order, rows in order within each file
-        order = (f"{_q(spec.cursor)} DESC NULLS LAST, " if spec.cursor else "") + \
-            "filename DESC, file_row_number DESC"
-        out = self.staging / "deduplicated.parquet"
-        self.staging.mkdir(parents=True, exist_ok=True)
-        con = _duckdb(self.staging)
-        try:
-            query = (f"SELECT * EXCLUDE (__rn, filename, file_row_number) FROM (SELECT *, "
-                     f"row_number() OVER (PARTITION BY {keys} ORDER BY {order}) AS __rn FROM "
-                     f"read_parquet('{glob}', union_by_name = true, filename = true, "
-                     "file_row_number = true)) d WHERE __rn = 1")
-            # rows the table holds already: in append mode any row with the key; in merge mode
-            # a row at the same or a newer cursor; without a cursor, a merge skips the rows the
-            # table holds exactly as they are (a source re-served whole, like an API without a
-            # cursor, does not make an identical new version every load)
-            exact = spec.load_mode == "merge" and not spec.cursor
-            if against_table and (spec.load_mode == "append" or spec.cursor or exact):
-                dt = self.lake.latest(self.stream.table)
-                assert dt is not None
-                cols = list(spec.primary_key) + ([spec.cursor] if spec.cursor else [])
-                existing = self.lake.dataset(dt)
-                # rows without a cursor value are re-read every load: one the table holds
-                # unchanged is a duplicate, a changed one an update
-                null_cursor = bool(spec.cursor and spec.load_mode == "merge" and con.execute(
-                    f"SELECT 1 FROM read_parquet('{glob}', union_by_name = true) WHERE "
-                    f"{_q(spec.cursor or '')} IS NULL LIMIT 1").fetchall())
-                staged = [d[0] for d in con.execute(
-                    f"SELECT * FROM read_parquet('{glob}', union_by_name = true) LIMIT 0"
-                ).description] if null_cursor or exact else []
-                same: list[str] = []
-                if null_cursor:
-                    same = [c for c in staged if c in existing.schema.names and c not in cols]
-                    cols += same
-                if exact:
-                    cols = staged
-                if all(c in existing.schema.names for c in cols):
-                    # only the table's rows whose first key falls in the incoming keys' range:
-                    # file and row-group statistics skip the rest (new ids skip almost all)
-                    first = spec.primary_key[0]
-                    lo, hi = con.execute(
-                        f"SELECT min({_q(first)}), max({_q(first)}) FROM read_parquet('{glob}', "
-                        "union_by_name = true)").fetchall()[0]
-                    where = None
-                    if lo is not None:
-                        t = existing.schema.field(first).type
-                        where = (pc.field(first) >= pa.scalar(lo).cast(t)) & \
-                            (pc.field(first) <= pa.scalar(hi).cast(t))
-                    con.register("__target",
-                                 existing.scanner(columns=cols, filter=where).to_reader())
-                    match = " AND ".join(f"t.{_q(k)} = d.{_q(k)}" for k in spec.primary_key)
-                    if spec.cursor and spec.load_mode == "merge":
-                        c = _q(spec.cursor)
-                        unchanged = " AND ".join(
-                            [f"t.{c} IS NULL", f"d.{c} IS NULL"] +
-                            [f"t.{_q(x)} IS NOT DISTINCT FROM d.{_q(x)}" for x in same])
-                        match += f" AND (t.{c} >= d.{c} OR ({unchanged}))"
-                    if exact:
-                        match += "".join(f" AND t.{_q(c)} IS NOT DISTINCT FROM d.{_q(c)}"
-                                         for c in cols if c not in spec.primary_key)
-                    query = (f"SELECT * FROM ({query}) d WHERE NOT EXISTS "
-                             f"(SELECT 1 FROM __target t WHERE {match})")
-            con.execute(f"COPY ({query}) TO '{out}' (FORMAT parquet)")
-        finally:
-            con.close()
-        final = pq.ParquetFile(out).metadata.num_rows
-        r.duplicates += staged_rows - final
-        r.rows_loaded += final
-        return out if final else None
+        """Deduplicate the staged rows (see ``_dedup.dedup``), counting what was dropped."""
+        out, final = dedup(self.lake, self.spec, self.stream.table, self.staging, glob,
+                           against_table=against_table)
+        self.result.duplicates += staged_rows - final
+        self.result.rows_loaded += final
+        return out
 
     # -- committing ---------------------------------------------------------------------------
 
-    def _apply(self, plan: dict[str, Any], *, load_id: str | None = None) -> None:
-        """Apply a staged plan; every step is skipped if it already happened (idempotent)."""
+    def _apply(self, plan: CommitPlan) -> None:
+        """Apply a staged plan through the lake's committer: every step already made (a
+        recovered plan of a killed process) is recognised by its marker and skipped."""
         self._progress("committing")
-        lake = self.lake
-        txn = (self.app_id, int(plan["seq"]))  # a recovered plan is of this same stream
-        load_id = load_id or plan["load_id"]
-        extra = {"source": plan["source"], "load_id": load_id}
-        if plan["quarantine_files"]:
-            lake.commit_files(quarantine.TABLE, plan["quarantine_files"], quarantine.SCHEMA,
-                              txn=txn, operation="INGEST", extra=extra,
-                              description="records loads rejected, with the reason")
-        _kill_point("quarantine_committed")
-        schema = pa.ipc.read_schema(pa.py_buffer(base64.b64decode(plan["schema"])))
-        version = None
-        unchanged = False  # a full refresh that re-issued the same rows: no new version
-        if plan["merge_file"]:
-            result = lake.write(plan["table"], pq.read_table(plan["merge_file"]), mode="merge",
-                                keys=plan["keys"], txn=txn, on_duplicate="last")
-            version = result.version
-        elif plan["data_files"] or plan["mode"] == "overwrite":
-            result = lake.commit_files(plan["table"], plan["data_files"], schema,
-                                       mode="overwrite" if plan["mode"] == "overwrite"
-                                       else "append", txn=txn, operation="INGEST", extra=extra,
-                                       description=plan.get("description"))
-            version = result.version
-            unchanged = result.operation == "UNCHANGED"
-        elif lake.exists(plan["table"]):
-            version = lake.version(plan["table"])
-        self._annotate(plan)
-        _kill_point("data_committed")
-        stats = plan["stats"]
-        state = SourceState(plan["source"], plan["stream"], plan["table"], int(plan["seq"]),
-                            plan["cursor"], plan["contract"],
-                            int(plan["rows_total"]) + int(stats.get("rows_loaded", 0)),
+        p = plan.payload
+        table, stats = p["table"], p["stats"]
+        state = SourceState(p["source"], p["stream"], table, int(p["seq"]), p["cursor"],
+                            p["contract"], int(p["rows_total"]) + int(stats.get("rows_loaded", 0)),
                             self.run_id, now_us())
-        files = [(str(p), int(size), int(mtime)) for p, size, mtime in plan["files"]]
+        files = [(str(path), int(size), int(mtime)) for path, size, mtime in p["files"]]
 
-        def change(conn: Any) -> None:
-            state_store.save_state(conn, state, files,
-                                   reset_files=bool(plan["reset_files"]))
-            state_store.set_load(conn, load_id, status="committed", ended=True,
-                                 stats={**stats, "version": version})
+        def after_step(step: TableCommit, _result: WriteResult | None) -> None:
+            if step is plan.commits[0]:
+                _kill_point("quarantine_committed")
+            else:
+                self._annotate(p)
+                _kill_point("data_committed")
 
-        details = {"table": plan["table"], "stream": plan["stream"], "load_id": load_id,
-                   "seq": plan["seq"], "version": version, "unchanged": unchanged,
+        def change(conn: Connection, outcome: CommitOutcome) -> None:
+            state_store.save_state(conn, state, files, reset_files=bool(p["reset_files"]))
+            state_store.set_load(conn, plan.id, status="committed", ended=True,
+                                 stats={**stats, "version": outcome.versions[table]})
+
+        def details(outcome: CommitOutcome) -> dict[str, Any]:
+            out = {"table": table, "stream": p["stream"], "load_id": plan.id, "seq": p["seq"],
+                   "version": outcome.versions[table], "unchanged": outcome.unchanged(table),
                    **{k: stats.get(k) for k in ("rows_read", "rows_loaded", "rows_quarantined",
                                                 "duplicates")},
-                   "cursor": (plan["cursor"] or {}).get("value")}
-        if unchanged:
-            details["duplicates"] = int(details["duplicates"] or 0) + \
-                int(details["rows_loaded"] or 0)
-            details["rows_loaded"] = 0
-        self.project.ledger.commit("ingest.load", plan["source"], details, change=change,
-                                   run=self.project.ledger.current_run)
-        if load_id == self.load_id:
-            self.result.version = version
-            if unchanged:  # every row read is already in the table: none loaded again
+                   "cursor": (p["cursor"] or {}).get("value")}
+            if out["unchanged"]:
+                out["duplicates"] = int(out["duplicates"] or 0) + int(out["rows_loaded"] or 0)
+                out["rows_loaded"] = 0
+            return out
+
+        outcome = Committer(self.lake).apply(plan, change=change, details=details,
+                                             after_step=after_step)
+        if plan.id == self.load_id:
+            self.result.version = outcome.versions[table]
+            if outcome.unchanged(table):  # every row read is already in the table
                 r = self.result
                 r.status, r.duplicates, r.rows_loaded = "unchanged", \
                     r.duplicates + r.rows_loaded, 0
-        if unchanged:  # the staged copies were never committed: nobody will reference them
-            lake.discard_staged(plan["table"], plan["data_files"])
-        shutil.rmtree(plan.get("staging") or "", ignore_errors=True)
         _kill_point("committed")
 
-    def _annotate(self, plan: dict[str, Any]) -> None:
+    def _annotate(self, plan: dict[str, Any]) -> None:  # the plan's payload
         """Put the declaration's owner, table tags and column tags (``pii``...) on the table in
         the catalog, when they are not there yet (an audited change, like any other)."""
         tags, col_tags = set(plan.get("tags") or []), plan.get("column_tags") or {}
@@ -694,127 +525,3 @@ class _StreamLoad:
 class _Staged:
     files: list[FileMark]
     newest: Any
-
-
-def _duckdb(staging: Path) -> Any:
-    """A private DuckDB for deduplication: spills to the load's staging folder, stays quiet."""
-    import duckdb
-
-    con = duckdb.connect()
-    con.execute(f"SET temp_directory = '{staging / 'spill'}'")
-    con.execute("SET preserve_insertion_order = false")
-    con.execute("SET enable_progress_bar = false")
-    con.execute(f"SET memory_limit = '{DEDUP_MEMORY}'")
-    return con
-
-
-def _repeats(glob: str, keys: list[str], staging: Path) -> bool:
-    """True if some key occurs more than once in the staged files (a cheap aggregate: the
-    full deduplication runs only when it is needed)."""
-    cols = ", ".join(_q(k) for k in keys)
-    con = _duckdb(staging)
-    try:
-        return bool(con.execute(f"SELECT 1 FROM read_parquet('{glob}', union_by_name = true) "
-                                f"GROUP BY {cols} HAVING count(*) > 1 LIMIT 1").fetchall())
-    finally:
-        con.close()
-
-
-def read_ahead(chunks: Iterator[Chunk], depth: int = 2) -> Iterator[Chunk]:
-    """Read the next chunks on a background thread while this one is checked and written, so
-    parsing (or the network, or the database) and Parquet writing overlap on two cores. Errors
-    reach the caller; if the caller stops, the reader stops."""
-    box: queue.Queue[Any] = queue.Queue(maxsize=depth)
-    stop = threading.Event()
-    end = object()
-
-    def produce() -> None:
-        try:
-            for chunk in chunks:
-                while not stop.is_set():
-                    try:
-                        box.put(chunk, timeout=0.1)
-                        break
-                    except queue.Full:
-                        continue
-                if stop.is_set():
-                    return
-            box.put(end)
-        except BaseException as exc:  # noqa: BLE001 - handed to the consumer, raised there
-            box.put(_Failed(exc))
-
-    reader = threading.Thread(target=produce, name="tarmac-read-ahead", daemon=True)
-    reader.start()
-    try:
-        while True:
-            item = box.get()
-            if item is end:
-                return
-            if isinstance(item, _Failed):
-                raise item.error
-            yield item
-    finally:
-        stop.set()
-        while reader.is_alive():
-            with contextlib.suppress(queue.Empty):
-                box.get(timeout=0.1)
-        closer = getattr(chunks, "close", None)
-        if closer is not None:
-            closer()  # the reader is done: release its connection or file now
-
-
-@dataclass
-class _Failed:
-    error: BaseException
-
-
-def _since(state: SourceState | None, spec: SourceSpec) -> Any:
-    """The lowest cursor value to read: the high-water mark minus the lookback window."""
-    if state is None or not state.cursor or not spec.cursor:
-        return None
-    value = _from_json(state.cursor)
-    back = spec.lookback_value()
-    if back is None:
-        return value
-    if isinstance(value, datetime) and isinstance(back, timedelta):
-        return value - back
-    if isinstance(value, date) and isinstance(back, timedelta):
-        return value - timedelta(days=back.days)
-    if isinstance(value, int | float) and isinstance(back, int | float):
-        return value - back
-    raise UsageError(
-        f"lookback {spec.lookback!r} cannot be applied to cursor '{spec.cursor}', whose values "
-        f"are {state.cursor.get('type')} ({value!r})",
-        hint=f"declare its type, e.g. columns: {{{spec.cursor}: timestamp}}, or use a numeric "
-             "lookback for a numeric cursor")
-
-
-def _cursor_state(newest: Any, state: SourceState | None, reset: bool) -> dict[str, Any] | None:
-    """The new high-water mark: the newest cursor value loaded, never moving backwards."""
-    before = _from_json(state.cursor) if (state and state.cursor and not reset) else None
-    value = newest if before is None or (newest is not None and newest > before) else before
-    if value is None:
-        return None
-    if isinstance(value, datetime):
-        return {"value": value.isoformat(), "type": "timestamp"}
-    if isinstance(value, date):
-        return {"value": value.isoformat(), "type": "date"}
-    if isinstance(value, bool) or not isinstance(value, int | float):
-        return {"value": str(value), "type": "string"}
-    return {"value": value, "type": "int" if isinstance(value, int) else "float"}
-
-
-def _from_json(cursor: dict[str, Any]) -> Any:
-    value, kind = cursor["value"], cursor.get("type")
-    if kind == "timestamp":
-        return datetime.fromisoformat(value)
-    if kind == "date":
-        return date.fromisoformat(value)
-    return value
-
-
-def _scalar(value: Any, t: pa.DataType) -> pa.Scalar:
-    if pa.types.is_timestamp(t) and isinstance(value, datetime):
-        return pa.scalar(value if value.tzinfo else value.replace(tzinfo=UTC), t)
-    return pa.scalar(value).cast(t)
-
