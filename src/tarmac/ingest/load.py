@@ -56,6 +56,7 @@ from tarmac.ingest.contract import Contract, coerce
 from tarmac.ingest.results import IngestResults, LoadProgress, LoadResult
 from tarmac.ingest.spec import FileSource, SourceSpec, StreamSource, check_columns
 from tarmac.lake import CommitOutcome, CommitPlan, Committer, TableCommit
+from tarmac.lake.commit import CommitMode
 from tarmac.lake.staging import Stager, action_to_dict
 
 if TYPE_CHECKING:
@@ -355,8 +356,8 @@ class _StreamLoad:
               seq: int) -> CommitPlan:
         r = self.result
         spec = self.spec
-        mode = "overwrite" if (self.full_refresh or spec.load_mode == "full_refresh") \
-            else "append"
+        mode: CommitMode = "overwrite" if (self.full_refresh or
+                                           spec.load_mode == "full_refresh") else "append"
         merge_file = None
         if self._data is not None:
             self._data.close()
