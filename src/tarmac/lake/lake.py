@@ -18,7 +18,6 @@ import os
 import random
 import re
 import time
-import uuid
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any, Literal
@@ -27,7 +26,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.dataset as pads
 import pyarrow.fs as pafs
-from deltalake import CommitProperties, DeltaTable, write_deltalake
+from deltalake import CommitProperties, DeltaTable
 from deltalake.exceptions import CommitFailedError, DeltaError, TableNotFoundError
 
 from tarmac.catalog import all_items
@@ -41,8 +40,8 @@ from tarmac.errors import (
 from tarmac.errors import (
     TableNotFoundError as NoSuchTable,
 )
-from tarmac.lake import _annotate, _maintenance, _markers, _record, _small_merge
-from tarmac.lake._arrow import OnDuplicate, conform, merge_source, plan_schema, to_arrow
+from tarmac.lake import _annotate, _maintenance, _markers, _record, _write
+from tarmac.lake._arrow import OnDuplicate, to_arrow
 from tarmac.lake._commit_files import commit_staged
 from tarmac.lake._delta import (
     ACTOR_KEY,
@@ -50,13 +49,10 @@ from tarmac.lake._delta import (
     OPERATION_KEY,
     RUN_KEY,
     TOKEN_KEY,
-    RowCounter,
     Snapshot,
     first_commit_time,
     history,
     parse_time,
-    row_count,
-    snapshot,
 )
 from tarmac.lake._markers import Txn, Txns
 from tarmac.lake.staging import Stager
@@ -286,8 +282,9 @@ class Lake:
         with self.ledger.ensure_run(f"lake.{mode}", params={"table": name}) as run:
             for attempt in range(1, MAX_ATTEMPTS + 1):
                 try:
-                    return self._write_once(name, uri, source, mode, keys, on_duplicate,
-                                            replace_schema, description, run, txns)
+                    return _write.write_once(self, name, uri, source, mode, keys,
+                                             on_duplicate, replace_schema, description, run,
+                                             txns)
                 except CommitFailedError as exc:
                     if isinstance(source, pa.RecordBatchReader) or attempt == MAX_ATTEMPTS:
                         raise WriteConflictError(
@@ -296,61 +293,6 @@ class Lake:
                             "this write", hint="retry the write") from None
                     time.sleep(random.uniform(0.05, 0.2) * attempt)
         raise AssertionError("unreachable")  # pragma: no cover
-
-    def _write_once(self, name: str, uri: str, source: Any, mode: WriteMode,
-                    keys: list[str] | None, on_duplicate: OnDuplicate, replace_schema: bool,
-                    description: str | None, run: ActiveRun,
-                    txns: tuple[Txn, ...]) -> WriteResult:
-        existing = self.latest(name)
-        current = pa.schema(existing.schema().to_arrow()) if existing else None
-        target, new_cols = plan_schema(name, current, source.schema,
-                                       replace=replace_schema and mode == "overwrite")
-        data = conform(source, target)
-        if mode == "merge":
-            data = merge_source(name, data, keys, on_duplicate, target)
-            if existing is not None:
-                return self._merge(name, existing, data, keys or [], target, new_cols, run,
-                                   txns)
-        removed = row_count(existing) if (existing is not None and mode == "overwrite") else 0
-        known: dict[str, int] = {"num_deleted_rows": removed}
-        if isinstance(data, pa.Table):  # a stream is counted by delta-rs's own metrics
-            known["num_added_rows"] = data.num_rows
-        props = self._props(run, txns, metrics=known)
-        counter = RowCounter()
-        schema_mode: Literal["merge", "overwrite"] | None = "overwrite" if (
-            replace_schema and mode == "overwrite") else ("merge" if new_cols else None)
-        write_deltalake(existing if existing is not None else uri, counter.wrap(data),
-                        mode="overwrite" if mode == "overwrite" else "append",
-                        schema_mode=schema_mode, name=name, description=description,
-                        commit_properties=props, storage_options=self.storage_options)
-        # a new table is created by our commit (a concurrent creator makes ours fail and retry)
-        committed = existing if existing is not None else DeltaTable(
-            uri, version=0, storage_options=self.storage_options)
-        metrics = {"num_added_rows": counter.rows, "num_deleted_rows": removed}
-        return self._record(name, snapshot(committed), "WRITE", metrics, run, new_cols)
-
-    def _merge(self, name: str, existing: DeltaTable, data: pa.Table, keys: list[str],
-               target: pa.Schema, new_cols: list[str], run: ActiveRun,
-               txns: tuple[Txn, ...] = ()) -> WriteResult:
-        """Upsert into an existing table: the bounded-memory path when it applies, else
-        delta-rs MERGE."""
-        if _small_merge.eligible(existing, keys, data, new_columns=new_cols,
-                                 local=self.is_local):
-            token = str(uuid.uuid4())
-            before = existing.version()
-            metrics = _small_merge.merge(existing, self._local_path(name), data, keys[0], target,
-                                         self._metadata(run, operation="MERGE", token=token),
-                                         _markers.transactions(txns))
-            committed = self._committed(name, existing, before, token)
-            return self._record(name, snapshot(committed), "MERGE", metrics, run, new_cols)
-        predicate = " AND ".join(f't."{k}" = s."{k}"' for k in keys)
-        # the source is in memory already; streamed_exec=False lets delta-rs derive an early
-        # filter from its keys and skip target files (5x faster, 4x less memory measured)
-        metrics = (existing.merge(data, predicate=predicate, source_alias="s", target_alias="t",
-                                  merge_schema=bool(new_cols), streamed_exec=False,
-                                  commit_properties=self._props(run, txns))
-                   .when_matched_update_all().when_not_matched_insert_all().execute())
-        return self._record(name, snapshot(existing), "MERGE", metrics, run, new_cols)
 
     def delete(self, name: str, predicate: str) -> WriteResult:
         """Delete the rows matching a SQL predicate, e.g. ``"region = 'North'"``."""
