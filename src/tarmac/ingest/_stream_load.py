@@ -52,6 +52,7 @@ from tarmac.ingest._cursor import scalar as _scalar
 from tarmac.ingest._cursor import since as _since
 from tarmac.ingest._dedup import dedup, fresh_rejects, reconcile, repeats
 from tarmac.ingest._read_ahead import read_ahead
+from tarmac.ingest._saved_plan import read_plan
 from tarmac.ingest.base import Connector, FileMark, Stream
 from tarmac.ingest.contract import Contract, coerce
 from tarmac.ingest.results import LoadProgress, LoadResult
@@ -178,7 +179,7 @@ class _StreamLoad:
             assert load.plan is not None
             where = (f"the staged plan of load {load.id} (source '{load.source}', stream "
                      f"'{load.stream}') in the catalog")
-            self._apply(CommitPlan.from_dict(load.plan, where=where))
+            self._apply(read_plan(load.plan, where=where))
             self.result.recovered.append(load.id)
         return state_store.get_state(self.catalog, self.stream.source, self.stream.name)
 
