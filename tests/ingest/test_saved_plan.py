@@ -45,8 +45,8 @@ def _rewrite(root: Path, edit: Any) -> list[str]:
     return [load.id for load in staged]
 
 
-def test_a_load_staged_by_an_older_version_is_finished(tmp_path: Path,
-                                                       reference: dict[str, Any]) -> None:
+def test_a_load_staged_by_an_older_version_is_finished(
+        tmp_path: Path, reference: dict[str, Any]) -> None:  # noqa: F811 - the fixture
     root = _staged(tmp_path)
     assert _rewrite(root, _legacy)
     with tarmac.open(root) as p:
