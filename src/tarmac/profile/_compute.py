@@ -61,7 +61,7 @@ def kind_of(duck_type: str) -> Kind:
 def profile(data: Data, *, con: duckdb.DuckDBPyConnection | None = None,
             columns: Sequence[str] | None = None, against: TableProfile | None = None,
             bins: int = BINS, top_k: int = TOP_K, exact_distinct: bool = False,
-            types: dict[str, str] | None = None) -> TableProfile:
+            types: dict[str, str] | None = None, basic: bool = False) -> TableProfile:
     """Profile ``data``: an Arrow table or reader, a DuckDB relation, or SQL text run on ``con``.
 
     ``columns`` limits the columns (default: all). ``against`` is a reference profile of the
@@ -70,7 +70,8 @@ def profile(data: Data, *, con: duckdb.DuckDBPyConnection | None = None,
     ``top_k`` size a reference's histogram and category list. ``exact_distinct`` counts
     distinct values exactly (``count(DISTINCT)``, more memory) instead of DuckDB's
     ``approx_count_distinct`` estimate. ``types`` overrides the recorded type name per column
-    (e.g. a feature's declared dtype).
+    (e.g. a feature's declared dtype). ``basic`` computes counts, nulls and distinct only (one
+    cheap pass, what the survey shows).
 
     >>> import pyarrow as pa
     >>> p = profile(pa.table({"x": [1.0, 2.0, None]}))
@@ -101,7 +102,7 @@ def profile(data: Data, *, con: duckdb.DuckDBPyConnection | None = None,
                          "reader, a DuckDB relation, or SQL text with con=")
     try:
         return _profile_relation(rel, columns, against, bins, top_k, exact_distinct,
-                                 types or {})
+                                 types or {}, basic)
     finally:
         if own and con is not None:
             con.close()
@@ -126,7 +127,8 @@ def profile_table(lake: Lake, name: str, *, version: int | None = None,
 
 def _profile_relation(rel: duckdb.DuckDBPyRelation, columns: Sequence[str] | None,
                       against: TableProfile | None, bins: int, top_k: int,
-                      exact_distinct: bool, types: dict[str, str]) -> TableProfile:
+                      exact_distinct: bool, types: dict[str, str],
+                      basic: bool = False) -> TableProfile:
     names = list(rel.columns)
     duck_types = dict(zip(names, (str(t) for t in rel.types), strict=True))
     if columns is not None:
@@ -139,15 +141,15 @@ def _profile_relation(rel: duckdb.DuckDBPyRelation, columns: Sequence[str] | Non
     refs: dict[str, ColumnStats] = {}
     if against is not None:
         refs = {c.name: c for c in against.columns if c.name in kinds}
-    base = _base(rel, names, kinds, duck_types, exact_distinct, refs)
+    base = _base(rel, names, kinds, duck_types, exact_distinct, refs, basic)
     rows = int(base.pop("__rows"))
-    hist = _histograms(rel, kinds, base, refs, bins)
+    hist = {} if basic else _histograms(rel, kinds, base, refs, bins)
     out = []
     for n in names:
         s = base[n]
         kind = kinds[n]
         top = None
-        if kind in ("categorical", "boolean") and rows:
+        if kind in ("categorical", "boolean") and rows and not basic:
             top = _top(rel, n, top_k, s["count"] - s["nulls"], refs.get(n))
         out.append(ColumnStats(
             name=n, type=types.get(n, duck_types[n]), kind=kind, count=rows, nulls=s["nulls"],
@@ -159,7 +161,7 @@ def _profile_relation(rel: duckdb.DuckDBPyRelation, columns: Sequence[str] | Non
 
 def _base(rel: duckdb.DuckDBPyRelation, names: list[str], kinds: dict[str, Kind],
           duck_types: dict[str, str], exact_distinct: bool,
-          refs: dict[str, ColumnStats]) -> dict[str, Any]:
+          refs: dict[str, ColumnStats], basic: bool) -> dict[str, Any]:
     """One aggregate query: counts, nulls, distinct, min/max, moments and quantiles."""
     exprs: list[str] = ["count(*)"]
     slots: list[tuple[str, str]] = []  # (column, statistic) per expression after count(*)
@@ -175,7 +177,7 @@ def _base(rel: duckdb.DuckDBPyRelation, names: list[str], kinds: dict[str, Kind]
             continue
         add(n, "distinct", f"count(DISTINCT {col})" if exact_distinct
             else f"approx_count_distinct({col})")
-        if kind == "other":
+        if kind == "other" or basic:
             continue
         value = col
         if kind == "numeric" and duck_types[n] in _FLOATS:
@@ -211,7 +213,7 @@ def _base(rel: duckdb.DuckDBPyRelation, names: list[str], kinds: dict[str, Kind]
     for n in names:
         s = out[n]
         s["count"] = row[0]
-        if "finite_min" not in s and kinds[n] == "numeric":
+        if "finite_min" not in s and kinds[n] == "numeric" and not basic:
             s["finite_min"], s["finite_max"] = s.get("min"), s.get("max")
     return out
 
