@@ -11,7 +11,7 @@ from __future__ import annotations
 import math
 import re
 from collections.abc import Sequence
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypeAlias
 
 import duckdb
 import pyarrow as pa
@@ -39,7 +39,8 @@ _TEMPORAL = re.compile(r"^(DATE|TIMESTAMP.*)$")
 _TEXT = ("VARCHAR",)
 _NESTED = re.compile(r"(\[\d*\]$|^(STRUCT|MAP|UNION)\()")
 
-Data = pa.Table | pa.RecordBatchReader | duckdb.DuckDBPyRelation | str
+#: what ``profile`` accepts
+Data: TypeAlias = pa.Table | pa.RecordBatchReader | duckdb.DuckDBPyRelation | str
 
 
 def kind_of(duck_type: str) -> Kind:
@@ -197,15 +198,14 @@ def _base(rel: duckdb.DuckDBPyRelation, names: list[str], kinds: dict[str, Kind]
             listed = ", ".join(repr(float(p)) for p in probs)
             add(n, "quantiles", f"quantile_cont(CAST({value} AS DOUBLE), [{listed}])")
             slots[-1] = (n, "quantiles:" + ",".join(repr(float(p)) for p in probs))
-    row = rel.query("__profiled", f"SELECT {', '.join(exprs)} FROM __profiled").fetchall()[0]
-    assert row is not None
+    row = _fetch(rel, f"SELECT {', '.join(exprs)} FROM __profiled")[0]
     out: dict[str, Any] = {"__rows": row[0]}
     for (column, stat), value in zip(slots, row[1:], strict=True):
         s = out.setdefault(column, {})
         if stat.startswith("quantiles:"):
-            probs = [float(p) for p in stat.split(":", 1)[1].split(",")]
+            at = [float(p) for p in stat.split(":", 1)[1].split(",")]
             s["quantiles"] = (None if value is None else
-                              {p: _clean(v) for p, v in zip(probs, value, strict=True)})
+                              {p: _clean(v) for p, v in zip(at, value, strict=True)})
         elif stat in ("min", "max") and kinds[column] == "boolean":
             s[stat] = None if value is None else bool(value)
         else:
@@ -216,6 +216,13 @@ def _base(rel: duckdb.DuckDBPyRelation, names: list[str], kinds: dict[str, Kind]
         if "finite_min" not in s and kinds[n] == "numeric" and not basic:
             s["finite_min"], s["finite_max"] = s.get("min"), s.get("max")
     return out
+
+
+def _fetch(rel: duckdb.DuckDBPyRelation, sql: str) -> list[Any]:
+    """Rows of ``sql`` run over ``rel`` (named ``__profiled`` in it)."""
+    result = rel.query("__profiled", sql)
+    assert result is not None  # a SELECT always yields a relation
+    return result.fetchall()
 
 
 def _clean(v: Any) -> float | None:
@@ -254,8 +261,7 @@ def _histograms(rel: duckdb.DuckDBPyRelation, kinds: dict[str, Kind], base: dict
         exprs.append(f"count_if({x} = '-inf'::DOUBLE)")
         exprs.extend(f"count_if({finite} AND {x} < {_lit(e)})" for e in edges)
         exprs.append(f"count_if({finite} AND {x} <= {_lit(edges[-1])})")
-    row = rel.query("__profiled", f"SELECT {', '.join(exprs)} FROM __profiled").fetchall()[0]
-    assert row is not None
+    row = _fetch(rel, f"SELECT {', '.join(exprs)} FROM __profiled")[0]
     out: dict[str, Histogram] = {}
     i = 0
     for n, edges in plans.items():
@@ -285,9 +291,8 @@ def _top(rel: duckdb.DuckDBPyRelation, name: str, k: int, valued: int,
         values = [v for v, _n in ref.top.values]
         if values:
             listed = ", ".join(_value_sql(v) for v in values)
-            found = dict(rel.query("__profiled", f"SELECT {col}, count(*) FROM __profiled "
-                                                 f"WHERE {col} IN ({listed}) GROUP BY 1"
-                                   ).fetchall())
+            found = dict(_fetch(rel, f"SELECT {col}, count(*) FROM __profiled "
+                                     f"WHERE {col} IN ({listed}) GROUP BY 1"))
         else:
             found = {}
         pairs = tuple((v, int(found.get(v, 0))) for v in values)
@@ -295,9 +300,8 @@ def _top(rel: duckdb.DuckDBPyRelation, name: str, k: int, valued: int,
         if ref.top.complete:
             return TopK(pairs, 0, True, outside)
         return TopK(pairs, outside, False, None)
-    rows = rel.query("__profiled", f"SELECT {col}, count(*) AS n FROM __profiled WHERE {col} "
-                                   f"IS NOT NULL GROUP BY 1 ORDER BY n DESC, 1 LIMIT {k + 1}"
-                     ).fetchall()
+    rows = _fetch(rel, f"SELECT {col}, count(*) AS n FROM __profiled WHERE {col} IS NOT NULL "
+                       f"GROUP BY 1 ORDER BY n DESC, 1 LIMIT {k + 1}")
     complete = len(rows) <= k
     pairs = tuple((v, int(n)) for v, n in rows[:k])
     return TopK(pairs, valued - sum(n for _v, n in pairs), complete)

@@ -60,7 +60,7 @@ def _value_out(v: Scalar) -> Any:
 
 def _value_in(v: Any, kind: Kind, where: str) -> Scalar:
     if not isinstance(v, str):
-        return v  # type: ignore[no-any-return]
+        return v
     if kind == "numeric":
         if v in _NON_FINITE:
             return _NON_FINITE[v]
