@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import math
 import re
+import uuid
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any, TypeAlias
 
@@ -65,6 +66,9 @@ def profile(data: Data, *, con: duckdb.DuckDBPyConnection | None = None,
             types: dict[str, str] | None = None, basic: bool = False) -> TableProfile:
     """Profile ``data``: an Arrow table or reader, a DuckDB relation, or SQL text run on ``con``.
 
+    A ``RecordBatchReader`` is read once, into a DuckDB table on ``con`` (DuckDB spills it to
+    disk when it outgrows memory), because the statistics take more than one pass.
+
     ``columns`` limits the columns (default: all). ``against`` is a reference profile of the
     same columns: the histograms then reuse its edges, its quantile probabilities and its
     categories, so the two profiles compare bin by bin (see ``docs/profile.md``). ``bins`` and
@@ -84,6 +88,7 @@ def profile(data: Data, *, con: duckdb.DuckDBPyConnection | None = None,
     if top_k < 1:
         raise UsageError(f"top_k must be at least 1 (got {top_k})")
     own = con is None
+    temp: str | None = None
     if isinstance(data, str):
         if con is None:
             raise UsageError("profiling SQL text needs the DuckDB connection it runs on (con=)")
@@ -98,6 +103,10 @@ def profile(data: Data, *, con: duckdb.DuckDBPyConnection | None = None,
         if own:
             con.execute("SET TimeZone = 'UTC'")
         rel = con.from_arrow(data)
+        if isinstance(data, pa.RecordBatchReader):  # readable once; the profile scans thrice
+            temp = f"__profile_input_{uuid.uuid4().hex}"
+            rel.create(temp)
+            rel = con.table(temp)
     else:
         raise UsageError(f"cannot profile a {type(data).__name__}: pass an Arrow table or "
                          "reader, a DuckDB relation, or SQL text with con=")
@@ -107,6 +116,8 @@ def profile(data: Data, *, con: duckdb.DuckDBPyConnection | None = None,
     finally:
         if own and con is not None:
             con.close()
+        elif temp is not None and con is not None:
+            con.execute(f"DROP TABLE IF EXISTS {quote_ident(temp)}")
 
 
 def profile_table(lake: Lake, name: str, *, version: int | None = None,
