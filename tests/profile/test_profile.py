@@ -254,3 +254,24 @@ def test_public_names() -> None:
     assert {"profile", "profile_table", "TableProfile", "ColumnStats", "Histogram", "TopK",
             "QUANTILES", "BINS", "TOP_K"} <= set(tp.__all__)
     assert not [n for n in tp.__all__ if n.startswith("_")]
+
+
+def test_arrow_types_duckdb_cannot_scan_are_cast_to_near_ones() -> None:
+    p = profile(pa.table({
+        "half": pa.array([1, 2, None], pa.float16()),
+        "wide": pa.array([Decimal("1.5"), None, Decimal("2.5")], pa.decimal256(50, 2)),
+        "fits": pa.array([Decimal("1.5"), None, None], pa.decimal256(20, 2)),
+        "clock": pa.array([1, 2, 3], pa.time64("us")), "blob": [b"a", b"b", None]}))
+    assert (p["half"].kind, p["half"].mean, p["half"].nulls) == ("numeric", 1.5, 1)
+    assert (p["wide"].type, p["wide"].max) == ("DOUBLE", 2.5)
+    assert p["fits"].min == Decimal("1.50")
+    assert (p["clock"].kind, p["clock"].distinct, p["blob"].kind) == ("other", 3, "other")
+
+
+def test_profile_docstring_example_runs() -> None:
+    import doctest
+
+    from tarmac.profile import _compute
+
+    result = doctest.testmod(_compute, optionflags=doctest.ELLIPSIS)
+    assert result.attempted and not result.failed

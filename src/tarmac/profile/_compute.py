@@ -102,7 +102,7 @@ def profile(data: Data, *, con: duckdb.DuckDBPyConnection | None = None,
         con = con or duckdb.connect()
         if own:
             con.execute("SET TimeZone = 'UTC'")
-        rel = con.from_arrow(data)
+        rel = con.from_arrow(_scannable(data) if isinstance(data, pa.Table) else data)
         if isinstance(data, pa.RecordBatchReader):  # readable once; the profile scans thrice
             temp = f"__profile_input_{uuid.uuid4().hex}"
             rel.create(temp)
@@ -118,6 +118,19 @@ def profile(data: Data, *, con: duckdb.DuckDBPyConnection | None = None,
             con.close()
         elif temp is not None and con is not None:
             con.execute(f"DROP TABLE IF EXISTS {quote_ident(temp)}")
+
+
+def _scannable(table: pa.Table) -> pa.Table:
+    """``table`` with the Arrow types DuckDB cannot scan cast to near ones: half floats to
+    float32, 256-bit decimals to 128-bit ones when they fit, else to float64."""
+    for i, f in enumerate(table.schema):
+        t = f.type
+        if pa.types.is_float16(t):
+            table = table.set_column(i, f.name, table.column(i).cast(pa.float32()))
+        elif pa.types.is_decimal256(t):
+            to = pa.decimal128(t.precision, t.scale) if t.precision <= 38 else pa.float64()
+            table = table.set_column(i, f.name, table.column(i).cast(to))
+    return table
 
 
 def profile_table(lake: Lake, name: str, *, version: int | None = None,

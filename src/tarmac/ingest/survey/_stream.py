@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from datetime import UTC, datetime, timedelta
 
+import duckdb
 import pyarrow as pa
 import pyarrow.compute as pc
 
@@ -12,7 +13,7 @@ from tarmac.ingest.base import Sample
 from tarmac.ingest.spec import SourceSpec
 from tarmac.ingest.survey._freshness import DEFAULT_STALE_AFTER, freshness
 from tarmac.ingest.survey._report import ColumnProfile, KeyProfile, StreamProfile
-from tarmac.profile import profile
+from tarmac.profile import ColumnStats, profile
 from tarmac.profile.pii import PII_THRESHOLD, detect_pii
 
 
@@ -51,12 +52,27 @@ def _column_profiles(table: pa.Table, *, estimated: bool) -> list[ColumnProfile]
     only: the survey shows no distributions). Columns are profiled by position, so a sample
     with repeated column names (a CSV header) keeps one profile per column."""
     n = table.num_rows
-    stats = profile(table.rename_columns([f"c{i}" for i in range(table.num_columns)]),
-                    basic=True, exact_distinct=True)
-    return [ColumnProfile(name=name, type=str(field.type),
-                          null_rate=round(s.nulls / n, 6) if n else 0.0, nulls=s.nulls,
-                          distinct=(s.distinct if n else 0), estimated=estimated)
-            for name, field, s in zip(table.column_names, table.schema, stats, strict=True)]
+    positional = table.rename_columns([f"c{i}" for i in range(table.num_columns)])
+    try:
+        stats: list[ColumnStats | None] = list(profile(positional, basic=True,
+                                                       exact_distinct=True))
+    except duckdb.Error:  # a type DuckDB cannot read: profile what it can, column by column
+        stats = [_one(positional.select([i])) for i in range(table.num_columns)]
+    out = []
+    for i, (name, s) in enumerate(zip(table.column_names, stats, strict=True)):
+        nulls = s.nulls if s is not None else table.column(i).null_count
+        distinct = s.distinct if s is not None else None
+        out.append(ColumnProfile(name=name, type=str(table.schema.field(i).type),
+                                 null_rate=round(nulls / n, 6) if n else 0.0, nulls=nulls,
+                                 distinct=distinct if n else 0, estimated=estimated))
+    return out
+
+
+def _one(column: pa.Table) -> ColumnStats | None:
+    try:
+        return profile(column, basic=True, exact_distinct=True).columns[0]
+    except duckdb.Error:
+        return None  # counted from Arrow: nulls only, like nested values
 
 
 def key_profile(table: pa.Table, key: Sequence[str], *, estimated: bool = False) -> KeyProfile:
