@@ -94,7 +94,7 @@ def test_all_null_empty_and_single_value_columns() -> None:
     f = nulls["f"]
     assert (f.count, f.nulls, f.null_rate, f.mean, f.min, f.histogram) == (2, 2, 1.0, None,
                                                                            None, None)
-    assert nulls["n"].kind == "other" and nulls["n"].nulls == 2
+    assert (nulls["n"].kind, nulls["n"].nulls, nulls["n"].distinct) == ("other", 2, None)
     s = nulls["s"].top
     assert s is not None and s.values == () and s.other == 0
     empty = profile(pa.table({"x": pa.array([], pa.int64()), "s": pa.array([], pa.string())}))
@@ -248,6 +248,20 @@ def test_bad_stored_profiles_name_the_field() -> None:
         TableProfile.from_dict([])  # type: ignore[arg-type]
     with pytest.raises(KeyError, match="no column 'z' in the profile; columns: x"):
         profile(pa.table({"x": [1]}))["z"]
+
+
+def test_counts_only_mode_gives_the_same_figures_from_arrow_and_duckdb() -> None:
+    table = pa.table({"s": ["a", "b", None, "a"], "x": [1.5, 1.5, 2.0, None],
+                      "l": [[1], None, [2], [2]], "n": pa.nulls(4)})
+    con = duckdb.connect()
+    try:
+        from_duckdb = profile(con.from_arrow(table), basic=True, exact_distinct=True)
+    finally:
+        con.close()
+    from_arrow = profile(table, basic=True, exact_distinct=True)
+    assert from_arrow == from_duckdb
+    assert [(c.nulls, c.distinct) for c in from_arrow] == [(1, 2), (1, 2), (1, None), (4, None)]
+    assert from_arrow["x"].mean is None and from_arrow["s"].top is None  # counts only
 
 
 def test_public_names() -> None:

@@ -8,6 +8,7 @@ Arrow data, SQL, or the files of a lake table, so memory does not grow with the 
 
 from __future__ import annotations
 
+import contextlib
 import math
 import re
 import uuid
@@ -16,6 +17,7 @@ from typing import TYPE_CHECKING, Any, TypeAlias
 
 import duckdb
 import pyarrow as pa
+import pyarrow.compute as pc
 
 from tarmac.errors import UsageError
 from tarmac.lake._quote import quote_ident, quote_literal
@@ -38,6 +40,7 @@ _NUMERIC = re.compile(r"^(TINYINT|SMALLINT|INTEGER|BIGINT|HUGEINT|UTINYINT|USMAL
 _FLOATS = ("FLOAT", "DOUBLE")
 _TEMPORAL = re.compile(r"^(DATE|TIMESTAMP.*)$")
 _TEXT = ("VARCHAR",)
+_NULL_TYPE = '"NULL"'  # Arrow's null type: a column that is null by type
 _NESTED = re.compile(r"(\[\d*\]$|^(STRUCT|MAP|UNION)\()")
 
 #: what ``profile`` accepts
@@ -89,6 +92,7 @@ def profile(data: Data, *, con: duckdb.DuckDBPyConnection | None = None,
         raise UsageError(f"top_k must be at least 1 (got {top_k})")
     own = con is None
     temp: str | None = None
+    arrow: pa.Table | None = None
     if isinstance(data, str):
         if con is None:
             raise UsageError("profiling SQL text needs the DuckDB connection it runs on (con=)")
@@ -102,7 +106,9 @@ def profile(data: Data, *, con: duckdb.DuckDBPyConnection | None = None,
         con = con or duckdb.connect()
         if own:
             con.execute("SET TimeZone = 'UTC'")
-        rel = con.from_arrow(_scannable(data) if isinstance(data, pa.Table) else data)
+        if isinstance(data, pa.Table):
+            data = arrow = _scannable(data)
+        rel = con.from_arrow(data)
         if isinstance(data, pa.RecordBatchReader):  # readable once; the profile scans thrice
             temp = f"__profile_input_{uuid.uuid4().hex}"
             rel.create(temp)
@@ -112,7 +118,7 @@ def profile(data: Data, *, con: duckdb.DuckDBPyConnection | None = None,
                          "reader, a DuckDB relation, or SQL text with con=")
     try:
         return _profile_relation(rel, columns, against, bins, top_k, exact_distinct,
-                                 types or {}, basic)
+                                 types or {}, basic, arrow)
     finally:
         if own and con is not None:
             con.close()
@@ -153,7 +159,7 @@ def profile_table(lake: Lake, name: str, *, version: int | None = None,
 def _profile_relation(rel: duckdb.DuckDBPyRelation, columns: Sequence[str] | None,
                       against: TableProfile | None, bins: int, top_k: int,
                       exact_distinct: bool, types: dict[str, str],
-                      basic: bool = False) -> TableProfile:
+                      basic: bool = False, arrow: pa.Table | None = None) -> TableProfile:
     names = list(rel.columns)
     duck_types = dict(zip(names, (str(t) for t in rel.types), strict=True))
     if columns is not None:
@@ -166,7 +172,10 @@ def _profile_relation(rel: duckdb.DuckDBPyRelation, columns: Sequence[str] | Non
     refs: dict[str, ColumnStats] = {}
     if against is not None:
         refs = {c.name: c for c in against.columns if c.name in kinds}
-    base = _base(rel, names, kinds, duck_types, exact_distinct, refs, basic)
+    if basic and exact_distinct and arrow is not None and arrow.column_names == list(rel.columns):
+        base = _basic_arrow(arrow, names, kinds)
+    else:
+        base = _base(rel, names, kinds, duck_types, exact_distinct, refs, basic)
     rows = int(base.pop("__rows"))
     hist = {} if basic else _histograms(rel, kinds, base, refs, bins)
     out = []
@@ -198,7 +207,7 @@ def _base(rel: duckdb.DuckDBPyRelation, names: list[str], kinds: dict[str, Kind]
     for n in names:
         col, kind = quote_ident(n), kinds[n]
         add(n, "nulls", f"count(*) - count({col})")
-        if kind == "nested":
+        if kind == "nested" or duck_types[n] == _NULL_TYPE:  # no values to tell apart
             continue
         add(n, "distinct", f"count(DISTINCT {col})" if exact_distinct
             else f"approx_count_distinct({col})")
@@ -239,6 +248,22 @@ def _base(rel: duckdb.DuckDBPyRelation, names: list[str], kinds: dict[str, Kind]
         s["count"] = row[0]
         if "finite_min" not in s and kinds[n] == "numeric" and not basic:
             s["finite_min"], s["finite_max"] = s.get("min"), s.get("max")
+    return out
+
+
+def _basic_arrow(table: pa.Table, names: list[str], kinds: dict[str, Kind]) -> dict[str, Any]:
+    """Counts, nulls and exact distinct straight from Arrow's kernels: for an Arrow table in
+    memory, the same figures as ``_base`` in ``basic`` mode without copying it into DuckDB."""
+    out: dict[str, Any] = {"__rows": table.num_rows}
+    for n in names:
+        col = table.column(n)
+        s: dict[str, Any] = {"count": table.num_rows, "nulls": col.null_count}
+        if kinds[n] != "nested":
+            # a type without a distinct kernel (the null type) stays unknown, as in ``_base``
+            with contextlib.suppress(pa.ArrowNotImplementedError, pa.ArrowInvalid,
+                                     pa.ArrowTypeError):
+                s["distinct"] = pc.count_distinct(col, mode="only_valid").as_py()
+        out[n] = s
     return out
 
 

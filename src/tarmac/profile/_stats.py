@@ -141,7 +141,7 @@ class ColumnStats:
     """The statistics of one column; which fields are set depends on ``kind``.
 
     * every kind: ``count`` (rows), ``nulls``; ``distinct`` (an estimate unless
-      ``distinct_exact``; None for nested values);
+      ``distinct_exact``; None for nested values and for columns of Arrow's null type);
     * numeric: ``min``/``max`` (NaN excluded), ``mean``, ``std`` (sample), ``quantiles`` at
       ``QUANTILES`` (NaN excluded), ``histogram`` of finite values, ``nans``;
     * boolean: ``min``/``max``, ``mean`` (share of true), ``std``, ``top`` (true/false);
