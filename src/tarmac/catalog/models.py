@@ -10,7 +10,7 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import Connection, func, insert, select, update
 from sqlalchemy.exc import IntegrityError
@@ -18,6 +18,9 @@ from sqlalchemy.exc import IntegrityError
 from tarmac.catalog import _tables as t
 from tarmac.catalog._paging import paginate
 from tarmac.catalog.records import Page, now_us, to_datetime
+
+if TYPE_CHECKING:
+    from tarmac.profile import TableProfile
 from tarmac.catalog.store import Catalog
 from tarmac.errors import ConflictError, UsageError
 
@@ -90,6 +93,14 @@ class ModelVersion:
     profile: dict[str, Any] = field(default_factory=dict)
     description: str | None = None
     tags: dict[str, str] = field(default_factory=dict)
+
+    @property
+    def reference_profile(self) -> TableProfile:
+        """``profile`` typed: the ``tarmac.profile`` statistics of the training features, the
+        reference a monitor profiles live traffic ``against``."""
+        from tarmac.profile import TableProfile
+
+        return TableProfile.from_dict(self.profile)
 
     def to_dict(self) -> dict[str, Any]:
         return {"model": self.model, "version": self.version, "run_id": self.run_id,

@@ -38,12 +38,12 @@ from tarmac.features.keys import key_sql
 from tarmac.features.offline import fine_times, q, tiebreak_columns, tiebreak_sql, time_sql
 from tarmac.ingest.base import rebatch  # exact batch sizes: resuming counts on them
 from tarmac.lake import literal_list
+from tarmac.profile import TableProfile, profile
 
 if TYPE_CHECKING:
     from tarmac.features.store import FeatureStore
 
 BATCH = 10_000
-QUANTILES = (0.01, 0.05, 0.25, 0.5, 0.75, 0.95, 0.99)
 
 
 @dataclass(frozen=True)
@@ -78,6 +78,11 @@ class MaterializeResult:
         return (f"{self.stale:,} of {self.entities:,} values written to '{self.view}' "
                 f"({share:.0%}) are already older than its ttl ({self.ttl}): they are served "
                 "as null with status stale")
+
+    @property
+    def profile(self) -> TableProfile:
+        """``stats`` typed: the ``tarmac.profile`` statistics of the written features."""
+        return TableProfile.from_dict(self.stats)
 
     def to_dict(self) -> dict[str, Any]:
         return {"view": self.view, "mode": self.mode, "rows": self.rows,
@@ -307,35 +312,15 @@ class _Materializer:
 
 def feature_stats(con: duckdb.DuckDBPyConnection, relation: str,
                   features: Iterable[Feature]) -> dict[str, Any]:
-    """Per feature: count, nulls, and mean/std/min/max/quantiles (numbers) or distinct and top
-    categories (text). The monitors compare live traffic against these."""
-    stats: dict[str, Any] = {}
-    for f in features:
-        col = q(f.name)
-        if f.dtype in ("int64", "int32", "float64", "float32", "bool"):
-            num = f"CAST({col} AS DOUBLE)"
-            quants = ", ".join(f"quantile_cont({num}, {p})" for p in QUANTILES)
-            row = con.execute(
-                f"SELECT count(*), count(*) - count({col}), avg({num}), stddev_samp({num}), "
-                f"min({num}), max({num}), {quants} FROM {relation}").fetchall()[0]
-            stats[f.name] = {"type": f.dtype, "count": row[0], "nulls": row[1], "mean": row[2],
-                             "std": row[3], "min": row[4], "max": row[5],
-                             "quantiles": {str(p): v for p, v in zip(QUANTILES, row[6:],
-                                                                     strict=True)}}
-        elif f.dtype == "timestamp":
-            row = con.execute(f"SELECT count(*), count(*) - count({col}), CAST(min({col}) AS "
-                              f"VARCHAR), CAST(max({col}) AS VARCHAR) FROM {relation}"
-                              ).fetchall()[0]
-            stats[f.name] = {"type": f.dtype, "count": row[0], "nulls": row[1], "min": row[2],
-                             "max": row[3]}
-        else:
-            row = con.execute(f"SELECT count(*), count(*) - count({col}), "
-                              f"approx_count_distinct({col}) FROM {relation}").fetchall()[0]
-            top = con.execute(f"SELECT {col}, count(*) AS n FROM {relation} WHERE {col} IS NOT "
-                              f"NULL GROUP BY 1 ORDER BY n DESC, 1 LIMIT 10").fetchall()
-            stats[f.name] = {"type": f.dtype, "count": row[0], "nulls": row[1],
-                             "distinct": row[2], "top": [[v, n] for v, n in top]}
-    return stats
+    """Per feature, its ``tarmac.profile`` column statistics in their stored JSON form: count,
+    nulls, distinct, and mean/std/min/max/quantiles/histogram (numbers) or the top categories
+    (text, booleans). The monitors compare live traffic against these."""
+    features = list(features)
+    if not features:
+        return {}
+    cols = ", ".join(q(f.name) for f in features)
+    return profile(f"SELECT {cols} FROM {relation}", con=con,
+                   types={f.name: f.dtype for f in features}).to_dict()
 
 
 __all__ = ["MaterializeProgress", "MaterializeResult", "feature_stats", "materialize"]

@@ -457,18 +457,12 @@ def _empty_features(profile: dict[str, Any]) -> list[str]:
 
 
 def _profile(frame: pd.DataFrame, features: list[Feature]) -> dict[str, Any]:
-    """The reference profile of the training features (what the monitors compare against)."""
-    import duckdb
+    """The reference profile of the training features (what the monitors compare against),
+    in the stored form of ``tarmac.profile.TableProfile.to_dict()``."""
+    from tarmac.profile import profile
 
-    from tarmac.features.materialize import feature_stats
-
-    con = duckdb.connect()
-    try:
-        con.register("__train", pa.Table.from_pandas(frame[[f.name for f in features]],
-                                                      preserve_index=False))
-        return feature_stats(con, "__train", features)
-    finally:
-        con.close()
+    table = pa.Table.from_pandas(frame[[f.name for f in features]], preserve_index=False)
+    return profile(table, types={f.name: f.dtype for f in features}).to_dict()
 
 
 # -- the catalog side --------------------------------------------------------------------------
