@@ -21,9 +21,9 @@ from collections.abc import Callable, Iterable
 from datetime import datetime
 from functools import cached_property
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
-from tarmac.catalog import Catalog
+from tarmac.catalog import Catalog, Dataset
 from tarmac.config import CONFIG_FILE, ProjectConfig, load_config, open_backend, redact
 from tarmac.errors import ConfigError, UsageError
 from tarmac.ledger import Ledger
@@ -124,6 +124,30 @@ class Project:
         return {"project": c.name, "root": str(self.root), "lake": redact(c.lake),
                 "catalog": redact(c.catalog), "online_store": redact(c.online_store),
                 "streams": redact(c.streams), "compute": redact(c.compute)}
+
+    def datasets(self) -> list[Dataset]:
+        """Every lake table the catalog knows, by name: version, rows, size, last write and
+        who made it, owner and tags (``tarmac tables`` and the console list these).
+
+        Example: ``[d.name for d in p.datasets()]``
+        """
+        from tarmac.catalog import all_items
+
+        return list(all_items(lambda c: self.catalog.list_datasets(limit=1000, cursor=c)))
+
+    def dataset(self, name: str) -> Dataset | None:
+        """What the catalog records of one lake table (``None`` if it knows no such table)."""
+        return self.catalog.get_dataset(name)
+
+    def info(self) -> dict[str, Any]:
+        """The project at a glance (``tarmac info``): the backends in use (secrets masked),
+        the catalog's schema revision, how many tables, runs and audit records it holds, and
+        the audit chain's head as ``SEQ:HASH``."""
+        head = self.ledger.audit(limit=1).items
+        return {**self.describe(), "catalog_revision": self.catalog.revision(),
+                "tables": self.catalog.count("datasets"), "runs": self.catalog.count("runs"),
+                "audit_records": self.catalog.count("audit_log"),
+                "audit_head": f"{head[0].seq}:{head[0].hash}" if head else None}
 
     def close(self) -> None:
         """Release the online store, the SQL engine and the catalog's connections (safe to

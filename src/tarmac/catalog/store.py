@@ -205,6 +205,12 @@ class Catalog:
                     yield AuditRecord(*row)
                 after = rows[-1].seq
 
+    def revision(self) -> str | None:
+        """The Alembic revision the catalog's schema is at (``None`` before any migration)."""
+        from tarmac.catalog._engine import current_revision
+
+        return current_revision(self.engine)
+
     def count(self, table: str) -> int:
         """Rows in one catalog table (for reports and tests)."""
         tbl = t.metadata.tables[table]

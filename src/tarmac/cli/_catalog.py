@@ -35,17 +35,14 @@ def copy(
     something else is refused and nothing is written."""
     from pathlib import Path
 
-    from tarmac.catalog.copy import copy_catalog, destination_url
-    from tarmac.config import CONFIG_FILE, interpolate, load_config
-    from tarmac.project import find_root
+    from tarmac.admin import copy_catalog
+    from tarmac.config import interpolate
 
     given = Path("the command line")
-    if source is None:
-        root = find_root((ctx.find_root().obj or {}).get("project"))
-        source = load_config(root / CONFIG_FILE).catalog
-    else:
-        source = destination_url(interpolate(source, path="--from", file=given))
-    result = copy_catalog(source, destination_url(interpolate(to, path="--to", file=given)),
+    result = copy_catalog(interpolate(to, path="--to", file=given),
+                          source=None if source is None else
+                          interpolate(source, path="--from", file=given),
+                          project=(ctx.find_root().obj or {}).get("project"),
                           dry_run=dry_run, batch_size=batch_size)
     if as_json:
         print_json(result.to_dict())
@@ -90,23 +87,11 @@ def adopt(
 def claim(ctx: typer.Context) -> None:
     """Hand the catalog to this project's current name (after renaming the project in
     tarmac.yaml); recorded in the audit trail with the old name."""
-    from tarmac.catalog import Catalog
-    from tarmac.catalog import store as cat
-    from tarmac.config import CONFIG_FILE, load_config
-    from tarmac.ledger import Ledger
-    from tarmac.project import find_root
+    from tarmac.admin import claim_catalog
 
-    config = load_config(find_root((ctx.find_root().obj or {}).get("project")) / CONFIG_FILE)
-    catalog = Catalog(config.catalog)
-    try:
-        old = catalog.project_name()
-        if old == config.name:
-            console.print(f"the catalog already belongs to '{config.name}'")
-            return
-        Ledger(catalog, namespace=config.name).commit(
-            "catalog.claim", config.name, {"from": old},
-            change=lambda conn: cat.set_project(conn, config.name))
-        console.print(f"[green]ok[/green]: the catalog now belongs to '{config.name}'"
-                      + (f" (was '{old}')" if old else ""))
-    finally:
-        catalog.close()
+    old, new = claim_catalog((ctx.find_root().obj or {}).get("project"))
+    if old == new:
+        console.print(f"the catalog already belongs to '{new}'")
+        return
+    console.print(f"[green]ok[/green]: the catalog now belongs to '{new}'"
+                  + (f" (was '{old}')" if old else ""))

@@ -42,11 +42,9 @@ def doctor(ctx: typer.Context, as_json: bool = typer.Option(
         False, "--json", help="Print a JSON array of checks.")) -> None:
     """Check the lake and the catalog: every file of every current version is there, the
     catalog's versions are the lake's, the audit chain is intact. Exit 1 naming problems."""
-    from tarmac.catalog import all_items
-
     p = open_project(ctx)
     checks: list[dict[str, Any]] = []
-    for d in all_items(lambda c: p.catalog.list_datasets(limit=1000, cursor=c)):
+    for d in p.datasets():
         problems = table_health(p, d.name, d.version)
         checks.append({"check": f"table {d.name}", "ok": not problems,
                        "detail": health_label(problems) if problems else

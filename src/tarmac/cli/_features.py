@@ -8,7 +8,7 @@ import typer
 from rich.markup import escape
 
 from tarmac.cli import app, open_project
-from tarmac.cli._output import console, emit, err_console, esc, print_json
+from tarmac.cli._output import console, emit, err_console, esc, print_json, utc
 from tarmac.errors import UsageError
 
 JSON = typer.Option(False, "--json", help="Print JSON instead of tables.")
@@ -65,11 +65,9 @@ def list_features(ctx: typer.Context, as_json: bool = JSON) -> None:
     """Registered feature views and services, with what each holds."""
     p = open_project(ctx)
     defs = p.features.registered()
-    from tarmac.catalog import features as fcat
-
     rows: list[dict[str, Any]] = []
     for name, v in sorted(defs.views.items()):
-        last = fcat.last_materialization(p.catalog, name)
+        last = p.features.last_materialization(name)
         rows.append({"kind": "view", "name": name, "entities": ",".join(e.name for e in
                                                                         v.entities),
                      "features": len(v.features), "ttl": v.ttl_text,
@@ -296,7 +294,5 @@ def _source(view: Any) -> str:
 
 
 def _time(us: int) -> str:
-    from tarmac.catalog import to_datetime
-
-    when = to_datetime(us)
+    when = utc(us)
     return when.strftime("%Y-%m-%d %H:%M:%S") if when else "-"

@@ -41,9 +41,7 @@ def lineage(
         version = int(pinned) if pinned.isdigit() else None
         if "@" in table and version is None:
             raise UsageError(f"'{table}': expected NAME@VERSION with a whole number")
-        if not (p.catalog.runs_touching(name, "output", limit=1, version=version, exact=True)
-                or p.catalog.runs_touching(name, "input", limit=1, version=version,
-                                           exact=True)):
+        if not p.ledger.has_lineage(name, version=version):
             raise UsageError(f"no recorded lineage for '{table}'",
                              hint="models are named model:NAME[@VERSION], training sets "
                                   "training_set:NAME[@RUN]")

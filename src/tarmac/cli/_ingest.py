@@ -82,35 +82,9 @@ def _label(event: Any) -> str:
 @app.command()
 def sources(ctx: typer.Context, as_json: bool = JSON) -> None:
     """Declared sources: type, location, target table, mode, last load, cursor, rows, status."""
-    from tarmac.catalog import MAX_PAGE, all_items, to_datetime
-    from tarmac.catalog import sources as state_store
+    from tarmac.ingest.status import source_status
 
-    p = open_project(ctx)
-    specs = p.sources
-    pages = all_items(lambda c: state_store.list_states(p.catalog, limit=MAX_PAGE, cursor=c))
-    states = {(s.source, s.stream): s for s in pages}
-    last: dict[str, Any] = {}
-    for recent in state_store.loads(p.catalog, limit=1000):
-        last.setdefault(recent.source, recent)
-    rows: list[dict[str, Any]] = []
-    for name, spec in specs.items():
-        mine = [s for (src, _), s in states.items() if src == name]
-        load = last.get(name)
-        base = {"source": name, "type": spec.type, "location": spec.location(),
-                "mode": spec.load_mode if spec.type != "stream" else "stream",
-                "primary_key": spec.primary_key, "cursor_column": spec.cursor,
-                "status": load.status if load else ("declared" if spec.type != "stream"
-                                                    else "streams"),
-                "last_load": to_datetime(load.started_at) if load else None,
-                "error": load.error if load else None}
-        if not mine:
-            rows.append(base | {"table": spec.table or "-", "rows": None, "cursor": None,
-                                "loads": 0})
-        for s in mine:
-            table = p.catalog.get_dataset(s.table)
-            rows.append(base | {"table": s.table, "rows": table.rows if table else None,
-                                "loads": s.seq, "rows_loaded_total": s.rows_total,
-                                "cursor": s.cursor["value"] if s.cursor else None})
+    rows = source_status(open_project(ctx))
     if as_json:
         print_json(rows)
         return

@@ -17,11 +17,10 @@ JSON = typer.Option(False, "--json", help="Print a JSON array of objects instead
 def tables(ctx: typer.Context, as_json: bool = JSON) -> None:
     """Lake tables: name, version, rows, size, last write, owner, tags, health (every data
     file of the current version present; `tarmac doctor` checks more)."""
-    from tarmac.catalog import all_items
     from tarmac.cli._doctor import health_label, table_health
 
     p = open_project(ctx)
-    datasets = all_items(lambda c: p.catalog.list_datasets(limit=1000, cursor=c))
+    datasets = p.datasets()
     rows = [(d.to_dict() if as_json else
              d.to_dict() | {"size": size(d.bytes), "last_write": age(d.updated_at)})
             | {"health": health_label(table_health(p, d.name, d.version))} for d in datasets]

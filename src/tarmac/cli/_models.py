@@ -7,9 +7,18 @@ from typing import Any
 import typer
 from rich.table import Table
 
-from tarmac.catalog import to_datetime
 from tarmac.cli import app, open_project
-from tarmac.cli._output import age, console, emit, err_console, error_line, esc, human, print_json
+from tarmac.cli._output import (
+    age,
+    console,
+    emit,
+    err_console,
+    error_line,
+    esc,
+    human,
+    print_json,
+    utc,
+)
 from tarmac.errors import UsageError
 
 JSON = typer.Option(False, "--json", help="Print JSON instead of tables.")
@@ -84,7 +93,7 @@ def models_list(ctx: typer.Context, as_json: bool = JSON) -> None:
                      "aliases": ", ".join(f"{a} v{v}" for a, v in aliases.get(name, {}).items()),
                      "flavor": record.flavor, "task": record.task,
                      "metrics": _metric_text(record.metrics, 3),
-                     "updated": age(to_datetime(record.created_at))})  # type: ignore[arg-type]
+                     "updated": age(utc(record.created_at))})  # type: ignore[arg-type]
     emit(rows, [("model", "model"), ("versions", "versions"), ("latest", "latest"),
                 ("aliases", "aliases"), ("flavor", "flavor"), ("task", "task"),
                 ("metrics", "metrics (champion, else latest)"), ("updated", "latest trained")],
@@ -130,7 +139,7 @@ def models_show(
                 f" [dim]vs v{c.champion}[/dim]" if c.champion else " [dim]no champion[/dim]")
         table.add_row(f"v{v.version}", esc(", ".join(by_version.get(v.version, [])) or "-"),
                       status, *(human(v.metrics.get(m)) for m in metric_names), esc(v.flavor),
-                      v.run_id[:8], age(to_datetime(v.created_at)))  # type: ignore[arg-type]
+                      v.run_id[:8], age(utc(v.created_at)))  # type: ignore[arg-type]
     console.print(table)
     latest = versions[0]
     console.print(f"[bold]v{latest.version}[/bold] signature: inputs " + esc(
@@ -144,7 +153,7 @@ def models_show(
             console.print(f"  {h.action} {esc(h.alias)}: "
                           f"{'v' + str(h.from_version) if h.from_version else '(none)'} -> "
                           f"v{h.to_version}{forced} by {esc(h.actor)}, "
-                          f"{age(to_datetime(h.at))}{why}")  # type: ignore[arg-type]
+                          f"{age(utc(h.at))}{why}")  # type: ignore[arg-type]
 
 
 @models_app.command("annotate")

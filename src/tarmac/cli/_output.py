@@ -93,6 +93,11 @@ def human(value: Any) -> str:
     return str(value)
 
 
+def utc(us: int | None) -> datetime | None:
+    """A catalog time (UTC microseconds since the epoch) as an aware datetime (``None`` stays)."""
+    return None if us is None else datetime.fromtimestamp(us / 1_000_000, UTC)
+
+
 def age(when: datetime) -> str:
     """'3m ago', '2h ago', '5d ago'."""
     delta = datetime.now(UTC) - (when if when.tzinfo else when.replace(tzinfo=UTC))

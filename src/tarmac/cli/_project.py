@@ -170,15 +170,9 @@ def demo_api(
 def info(ctx: typer.Context, as_json: bool = typer.Option(False, "--json",
                                                            help="Print a JSON object.")) -> None:
     """The project: backends (secrets masked), catalog revision, tables, runs, audit head."""
-    from tarmac.catalog._engine import current_revision
     from tarmac.cli import open_project
 
-    p = open_project(ctx)
-    head = p.ledger.audit(limit=1).items
-    facts = {**p.describe(), "catalog_revision": current_revision(p.catalog.engine),
-             "tables": p.catalog.count("datasets"), "runs": p.catalog.count("runs"),
-             "audit_records": p.catalog.count("audit_log"),
-             "audit_head": f"{head[0].seq}:{head[0].hash}" if head else None}
+    facts = open_project(ctx).info()
     if as_json:
         print_json(facts)
         return

@@ -1,11 +1,16 @@
 """``p.features``: the feature store of a project, offline and online.
 
-Offline, ``training_set`` joins features onto an entity frame point-in-time-correctly (see
-``offline``). Online, ``online`` reads the latest materialized values of entities, marks each
-value present, missing or stale (older than the view's ttl: served as null, never as present),
-and computes on-demand features with the same function the training set used. The online path
-never queries the catalog per request: registered definitions are cached and re-read only when
-the registry changes (checked at most every ``REFRESH_S`` seconds).
+``FeatureStore`` is a thin facade: it keeps the project's registered definitions (cached, and
+re-read only when the registry changes, checked at most every ``REFRESH_S`` seconds, so the
+online path never queries the catalog per request) and hands each job to the module that does
+it:
+
+* ``_resolve``: a service name or ``view:feature`` refs -> stored views, columns, on-demand views;
+* ``_training``: point-in-time-correct training sets (``TrainingSet``);
+* ``_online_read``: the online read path (``OnlineFeatures``, each value present, missing,
+  stale or invalid), what ``POST /features`` and model serving read through ``online``;
+* ``_on_demand``: on-demand functions, one code path offline and online;
+* ``materialize``, ``check``, ``registry``: materialization, online/offline checks, ``apply``.
 
 Example::
 
@@ -17,254 +22,33 @@ Example::
 
 from __future__ import annotations
 
-import math
 import threading
 import time
-from collections.abc import Callable, Iterator, Mapping, Sequence
-from dataclasses import dataclass, field
+from collections.abc import Callable, Mapping, Sequence
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
-import numpy as np
-import orjson
-import pyarrow as pa
-
 from tarmac.catalog import features as fcat
-from tarmac.catalog import now_us
-from tarmac.errors import OnDemandError, TarmacError, UsageError, echo
+from tarmac.errors import UsageError
 from tarmac.features import registry
-from tarmac.features.definitions import (
-    SQL_TYPES,
-    TYPES,
-    FeatureSelection,
-    FeatureView,
-    OnDemandFeatureView,
-    SqlSource,
-    suggest,
-)
-from tarmac.features.keys import encode_key, key_coercer
-from tarmac.features.offline import (
-    BATCH_ROWS,
-    ROW,
-    Semantics,
-    ViewQuery,
-    check_entity_schema,
-    fine_times,
-    indexed,
-    prepare_connection,
-    q,
-    retrieval_sql,
-    tiebreak_columns,
-)
+from tarmac.features._online_read import OnlineFeatures, OnlineReader, OnlineState
+from tarmac.features._resolve import DemandPart, Resolved, ViewPart, resolve
+from tarmac.features._training import EntityFrame, TrainingSet
+from tarmac.features._training import training_set as _training_set
+from tarmac.features.definitions import OnDemandFeatureView
+from tarmac.features.offline import Semantics
 
 if TYPE_CHECKING:
-    import pandas as pd
-
+    from tarmac.features.check import CheckReport
     from tarmac.features.materialize import MaterializeProgress, MaterializeResult
     from tarmac.features.online import OnlineStore
     from tarmac.project import Project
 
+__all__ = ["DemandPart", "EntityFrame", "FeatureRefs", "FeatureStore", "OnlineFeatures",
+           "OnlineState", "Resolved", "TrainingSet", "ViewPart"]
+
 REFRESH_S = 5.0
-MAX_PLANS = 1024  # cached online read plans, one per distinct service or ref list
-EntityFrame = Any  # pandas.DataFrame | pa.Table | pa.RecordBatchReader | SQL text over the lake
-
-
-# -- what a request for features resolves to ------------------------------------------------
-
-
-@dataclass(frozen=True)
-class ViewPart:
-    """The features one stored view contributes: (feature, output name, feature type)."""
-
-    view: FeatureView
-    features: list[tuple[str, str, str]]
-    hidden: frozenset[str] = frozenset()  # outputs only an on-demand view needs
-
-    @property
-    def ttl_us(self) -> int | None:
-        s = self.view.ttl_seconds
-        return None if s is None else int(s * 1_000_000)
-
-
-@dataclass(frozen=True)
-class DemandPart:
-    """An on-demand view: its input outputs, request columns and the outputs it makes."""
-
-    view: OnDemandFeatureView
-    inputs: dict[str, str]  # feature name the function sees -> output column holding it
-    features: list[tuple[str, str, str]]  # (feature, output name, feature type)
-
-
-@dataclass(frozen=True)
-class Resolved:
-    """A service or list of refs resolved against the registry."""
-
-    name: str
-    parts: list[ViewPart]
-    demand: list[DemandPart]
-
-    @property
-    def outputs(self) -> list[str]:
-        """The feature columns the caller sees, in order."""
-        out = [o for p in self.parts for _, o, _ in p.features if o not in p.hidden]
-        return out + [o for d in self.demand for _, o, _ in d.features]
-
-    @property
-    def refs(self) -> dict[str, str]:
-        """``view:feature`` -> type, for what the caller sees (recorded as consumed)."""
-        refs = {f"{p.view.name}:{f}": t for p in self.parts for f, o, t in p.features
-                if o not in p.hidden}
-        refs.update({f"{d.view.name}:{f}": t for d in self.demand for f, _, t in d.features})
-        return refs
-
-    @property
-    def request_fields(self) -> list[str]:
-        return [f.name for d in self.demand for f in d.view.request]
-
-    @property
-    def join_keys(self) -> list[str]:
-        keys: list[str] = []
-        for p in self.parts:
-            keys.extend(k for k in p.view.join_keys if k not in keys)
-        return keys
-
-
-# -- training sets ---------------------------------------------------------------------------
-
-
-class TrainingSet:
-    """A point-in-time-correct training frame, computed when first read (streamed by DuckDB)."""
-
-    def __init__(self, store: FeatureStore, resolved: Resolved, entities: EntityFrame,
-                 entity_schema: pa.Schema, *, timestamp: str, label: str | None,
-                 semantics: Semantics, as_of: Mapping[str, int] | None = None) -> None:
-        self._store = store
-        self.as_of = dict(as_of or {})
-        self.resolved = resolved
-        self._entities = entities
-        self.entity_schema = entity_schema
-        self.timestamp = timestamp
-        self.label = label
-        self.semantics = semantics
-        self.inputs: dict[str, int] = {}  # lake table -> version read (once computed)
-        self._table: pa.Table | None = None
-
-    @property
-    def features(self) -> list[str]:
-        return self.resolved.outputs
-
-    def batches(self) -> pa.RecordBatchReader:
-        """Stream the rows (a second call recomputes; ``to_arrow`` keeps the result)."""
-        return self._store._retrieve(self)
-
-    def to_arrow(self) -> pa.Table:
-        if self._table is None:
-            self._table = self.batches().read_all()
-        return self._table
-
-    def to_pandas(self) -> pd.DataFrame:
-        return self.to_arrow().to_pandas()
-
-    def save(self, name: str, *, description: str | None = None) -> int:
-        """Store it as a lake table (lineage: source tables -> this table) and record that it
-        consumes its features, so ``tarmac apply`` will not silently break it. Returns the
-        table version written."""
-        project = self._store.project
-        params = {"features": self.resolved.name, "semantics": self.semantics,
-                  "timestamp": self.timestamp, "label": self.label}
-        with project.ledger.run(f"features.training_set:{name}", params=params) as run:
-            data = self._table if self._table is not None else self.batches()
-            for table, version in self.inputs.items():  # computed before the run, maybe
-                run.add_input(table, version)
-            result = project.lake.write(
-                name, data, mode="overwrite", replace_schema=True,
-                description=description or f"training set: {self.resolved.name} "
-                                           f"({self.semantics} time) as of {self.timestamp}")
-        refs = self.resolved.refs
-        project.ledger.commit(
-            "features.consume", f"training_set:{name}", {"refs": sorted(refs)},
-            change=lambda conn: fcat.set_consumer(conn, f"training_set:{name}", refs))
-        return result.version
-
-
-# -- online reads ----------------------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class OnlineState:
-    """What the online store holds of the registered views (``FeatureStore.online_state``)."""
-
-    url: str
-    present: bool  # the store's data is there (False: a SQLite file deleted or replaced)
-    materialized: list[str]  # registered stored views with values online
-    missing: list[str]  # registered stored views with nothing online
-
-    @property
-    def ready(self) -> bool:
-        """Serving makes sense: the data is there, and some view is materialized when any is
-        registered (a newly registered view not yet materialized does not make the server
-        unready: its values answer 'missing')."""
-        return self.present and (bool(self.materialized) or not self.missing)
-
-
-@dataclass
-class OnlineFeatures:
-    """Online values: per entity, each feature's value, status and event time."""
-
-    features: list[str]
-    entities: list[dict[str, Any]]
-    rows: list[dict[str, Any]]  # feature -> value (None unless present)
-    status: list[dict[str, str]]  # feature -> present | missing | stale | invalid
-    event_time: list[dict[str, str | None]]  # feature -> ISO time of the value (None if absent)
-
-    def to_dict(self) -> dict[str, Any]:
-        """The JSON shape ``POST /features`` answers with."""
-        return {"features": self.features, "results": [
-            {"entity": ent, "values": vals, "status": st, "event_time": et}
-            for ent, vals, st, et in zip(self.entities, self.rows, self.status, self.event_time,
-                                         strict=True)]}
-
-
-@dataclass(frozen=True)
-class _ViewRead:
-    """How to read one view online, precomputed: keys, ttl, and the dicts every answer for an
-    entity starts from (copied with ``dict.update``, not rebuilt feature by feature)."""
-
-    name: str
-    keys: list[str]
-    coerce: list[Callable[[Any], Any]]
-    ttl_us: int | None
-    features: tuple[str, ...]
-    outputs: tuple[str, ...]
-    hidden: frozenset[str]
-    nulls: dict[str, None] = field(init=False)
-    missing: dict[str, str] = field(init=False)
-    stale: dict[str, str] = field(init=False)
-    present: dict[str, str] = field(init=False)
-
-    def __post_init__(self) -> None:
-        object.__setattr__(self, "nulls", dict.fromkeys(self.outputs))
-        for st in ("missing", "stale", "present"):
-            object.__setattr__(self, st, dict.fromkeys(self.outputs, st))
-
-
-@dataclass
-class _Plan:
-    """Everything an online read of one feature request needs, precomputed once."""
-
-    resolved: Resolved
-    views: list[_ViewRead]
-    outputs: list[str]  # resolved.outputs, computed once
-    hidden: frozenset[str] = frozenset()
-
-
-def _iso(stamps: list[int]) -> list[str]:
-    """UTC microsecond stamps as ISO 8601 text (``2026-01-31T12:00:00Z``), vectorized."""
-    text = np.array(stamps, dtype="datetime64[us]").astype(str)
-    return [t[:-7] + "Z" if t.endswith(".000000") else t + "Z" for t in text.tolist()]
-
-
-# -- the store -------------------------------------------------------------------------------
+FeatureRefs = str | Sequence[str]  # a service name, or refs: "view:feature" or "view" (all)
 
 
 class FeatureStore:
@@ -276,13 +60,14 @@ class FeatureStore:
         self._defs: registry.Definitions | None = None
         self._stamp: tuple[int, int] | None = None
         self._checked_at = 0.0
-        self._plans: dict[Any, _Plan] = {}
+        self._reader = OnlineReader()
         self._online: OnlineStore | None = None
 
     # -- definitions --------------------------------------------------------------------------
 
     @property
     def definitions_path(self) -> Any:
+        """The project's ``definitions.py``."""
         return self.project.root / registry.DEFINITIONS_FILE
 
     def declared(self) -> registry.Definitions:
@@ -290,6 +75,7 @@ class FeatureStore:
         return registry.load(self.definitions_path)
 
     def plan(self) -> registry.Plan:
+        """What ``apply`` would change (``tarmac apply --dry-run``)."""
         return registry.plan(self.project, self.declared())
 
     def apply(self, *, force: bool = False, dry_run: bool = False,
@@ -318,83 +104,28 @@ class FeatureStore:
                         live = {}       # its on-demand views refuse to run, the rest serve
                 self._defs = registry.from_specs(current, live)
                 self._stamp = stamp
-                self._plans = {}
             self._checked_at = now
         return self._defs
 
     def _invalidate(self) -> None:
-        self._defs, self._stamp, self._checked_at, self._plans = None, None, 0.0, {}
+        self._defs, self._stamp, self._checked_at = None, None, 0.0
 
-    def resolve(self, features: str | Sequence[str], *,
+    def resolve(self, features: FeatureRefs, *,
                 definitions: registry.Definitions | None = None) -> Resolved:
-        """A service name, or refs (``view:feature`` or ``view`` for all of its features);
-        ``definitions`` resolves against other definitions than the registered ones (a
-        reproduction uses the versions its run recorded)."""
-        defs = definitions or self.registered()
-        if isinstance(features, str):
-            service = defs.services.get(features)
-            if service is None:
-                if ":" in features or defs.view(features) is not None:
-                    return self.resolve([features], definitions=definitions)
-                raise UsageError(f"no feature service named '{echo(features)}'"
-                                 + suggest(features, [*defs.services, *defs.views]))
-            selections, name = service.selections(), service.name
-        else:
-            # A ref named twice (or 'view' next to 'view:feature') is asked once: the same
-            # feature is one output column, stored or on-demand alike.
-            refs = list(dict.fromkeys(features))
-            chosen: dict[str, dict[str, None]] = {}  # view -> its features, in order
-            for ref in refs:
-                view_name, _, feat = ref.partition(":")
-                view = defs.view(view_name)
-                if view is None:
-                    raise UsageError(f"no feature view named '{echo(view_name)}' (in "
-                                     f"'{echo(ref)}')"
-                                     + suggest(view_name, [*defs.views, *defs.on_demand]))
-                names = (feat,) if feat else tuple(f.name for f in view.features)
-                for n in names:
-                    view.feature(n)
-                chosen.setdefault(view_name, {}).update(dict.fromkeys(names))
-            selections = [FeatureSelection(defs.view(v), tuple(ns))  # type: ignore[arg-type]
-                          for v, ns in chosen.items()]
-            name = ",".join(refs)
-        registry.output_names(selections, f"features '{echo(name)}'")  # refuses colliding names
-        by_view: dict[str, list[tuple[str, str, str]]] = {}
-        demand: list[DemandPart] = []
-        for sel in selections:
-            if isinstance(sel.view, OnDemandFeatureView):
-                feats = [(n, sel.output(n), sel.view.feature(n).dtype) for n in sel.names]
-                demand.append(DemandPart(sel.view, {}, feats))
-                continue
-            view = defs.views[sel.view.name]
-            by_view.setdefault(view.name, []).extend(
-                (n, sel.output(n), view.feature(n).dtype) for n in sel.names)
-        hidden: dict[str, set[str]] = {}
-        for i, part in enumerate(demand):
-            inputs: dict[str, str] = {}
-            for ref in part.view.input_refs:
-                view_name, feat = ref.split(":")
-                taken = [o for f, o, _ in by_view.get(view_name, []) if f == feat]
-                if taken:
-                    inputs[feat] = taken[0]
-                    continue
-                hidden_name = f"__{view_name}__{feat}"
-                view = defs.views.get(view_name)
-                if view is None:
-                    raise UsageError(f"on-demand view '{part.view.name}' reads '{ref}', which "
-                                     "is not registered", hint="run `tarmac apply`")
-                by_view.setdefault(view_name, []).append(
-                    (feat, hidden_name, view.feature(feat).dtype))
-                hidden.setdefault(view_name, set()).add(hidden_name)
-                inputs[feat] = hidden_name
-            demand[i] = DemandPart(part.view, inputs, part.features)
-        parts = [ViewPart(defs.views[v], feats, frozenset(hidden.get(v, ())))
-                 for v, feats in by_view.items()]
-        return Resolved(name, parts, demand)
+        """A service name, or refs (``view:feature`` or ``view`` for all of its features), as
+        the stored views and columns and the on-demand views they mean; ``definitions``
+        resolves against other definitions than the registered ones (a reproduction uses the
+        versions its run recorded)."""
+        return resolve(definitions or self.registered(), features)
+
+    def last_materialization(self, view: str) -> fcat.Materialization | None:
+        """The latest materialization run of a stored view (``None`` if it never ran): its
+        mode, counts and when it ended. What ``tarmac features list`` shows as freshness."""
+        return fcat.last_materialization(self.project.catalog, view)
 
     # -- offline -----------------------------------------------------------------------------
 
-    def training_set(self, entities: EntityFrame, features: str | Sequence[str], *,
+    def training_set(self, entities: EntityFrame, features: FeatureRefs, *,
                      timestamp: str | None = None, label: str | None = None,
                      semantics: Semantics = "event",
                      as_of: Mapping[str, int] | None = None,
@@ -418,105 +149,14 @@ class FeatureStore:
         (['customer_id', 'observed', 'churned', 'a', 'b', 'region'], 3)
         """
         resolved = self.resolve(features, definitions=definitions)
-        schema = _entity_schema(self, entities)
-        if timestamp is None:
-            stamps = [f.name for f in schema if pa.types.is_timestamp(f.type)]
-            if len(stamps) != 1:
-                raise UsageError(
-                    "say which column of the entity frame is its timestamp: "
-                    + ("it has none" if not stamps else f"it has {', '.join(stamps)}"),
-                    hint="training_set(..., timestamp='label_time')")
-            timestamp = stamps[0]
-        check_entity_schema(schema, timestamp, resolved.join_keys)
-        if label is not None and label not in schema.names:
-            raise UsageError(f"the label column '{label}' is not in the entity frame (its "
-                             f"columns: {', '.join(schema.names)})")
-        clash = sorted(set(resolved.outputs) & set(schema.names))
-        if clash:
-            raise UsageError(f"the entity frame already has column(s) {', '.join(clash)}, "
-                             "which are also feature names",
-                             hint="rename them, or select the features with a prefix")
-        for part in resolved.parts:
-            self._check_keys(part.view, schema)
-        missing = [f for f in resolved.request_fields if f not in schema.names]
-        if missing:
-            raise UsageError(f"on-demand features need request column(s) {', '.join(missing)} "
-                             "in the entity frame")
-        return TrainingSet(self, resolved, entities, schema, timestamp=timestamp, label=label,
-                           semantics=semantics, as_of=as_of)
-
-    def _check_keys(self, view: FeatureView, schema: pa.Schema) -> None:
-        kinds = getattr(view, "key_types", {})
-        for key in view.join_keys:
-            got = schema.field(key).type
-            want = kinds.get(key)
-            numeric = pa.types.is_integer(got)
-            if (want == "int64" and not numeric) or (want == "string" and numeric):
-                raise UsageError(f"entity frame column '{key}' holds {got} but feature view "
-                                 f"'{view.name}' keys it by {want}",
-                                 hint=f"cast the column, e.g. df['{key}'].astype(...)")
-
-    def _retrieve(self, ts: TrainingSet) -> pa.RecordBatchReader:
-        from tarmac.lake.sql import _sql_error, connect
-
-        views = []
-        for part in ts.resolved.parts:  # the source may have changed since apply
-            v = part.view
-            schema = registry.source_schema(self.project, v)
-            registry.check_source(v, schema)
-            relation = (f"({v.source.query})" if isinstance(v.source, SqlSource)
-                        else q(v.source))
-            views.append(ViewQuery(v.name, relation, v.join_keys, v.timestamp, v.created,
-                                   part.ttl_us,
-                                   [(f, o, SQL_TYPES[t]) for f, o, t in part.features],
-                                   fine=fine_times(schema, v.timestamp, v.created),
-                                   tiebreak=tiebreak_columns(v)))
-        entity = "__entity"
-        sql = retrieval_sql(entity, ts.entity_schema.names, ts.timestamp, views, ts.semantics,
-                            fine=fine_times(ts.entity_schema, ts.timestamp))
-        binding = sql  # what connect() binds: the views' lake tables, and the entity query's
-        if isinstance(ts._entities, str):
-            binding = sql.replace(entity, f"({ts._entities})", 1)
-        ts.inputs = {}  # the version of each lake table read, as bound
-        con = connect(self.project.lake, binding, bound=ts.inputs, as_of=ts.as_of or None)
-        try:
-            prepare_connection(con)
-            if isinstance(ts._entities, str):  # SQL: numbered by DuckDB, in its own order
-                con.execute(f"CREATE TEMP TABLE {entity} AS SELECT *, row_number() OVER () - 1 "
-                            f"AS {ROW} FROM ({ts._entities})")
-            else:
-                con.register(entity, indexed(_entity_reader(ts._entities)))
-            reader = con.sql(sql).to_arrow_reader(BATCH_ROWS)
-        except Exception as exc:
-            con.close()
-            if isinstance(exc, UsageError):
-                raise
-            raise _sql_error(self.project.lake, exc) from None
-        hidden = {h for p in ts.resolved.parts for h in p.hidden}
-        keep = [n for n in reader.schema.names if n not in hidden]
-        demand = ts.resolved.demand
-
-        def batches() -> Iterator[pa.RecordBatch]:
-            try:
-                for batch in reader:
-                    if demand:
-                        batch = _with_on_demand(batch, demand)
-                    yield batch.select(keep + [o for d in demand for _, o, _ in d.features])
-            finally:
-                con.close()
-
-        schema = reader.schema
-        for d in demand:
-            for _, out, typ in d.features:
-                schema = schema.append(pa.field(out, TYPES[typ]))
-        out_schema = pa.schema([schema.field(n) for n in
-                                keep + [o for d in demand for _, o, _ in d.features]])
-        return pa.RecordBatchReader.from_batches(out_schema, batches())
+        return _training_set(self.project, resolved, entities, timestamp=timestamp,
+                             label=label, semantics=semantics, as_of=as_of)
 
     # -- materialization ---------------------------------------------------------------------
 
     @property
     def online_store(self) -> OnlineStore:
+        """The online store of the project (opened on first use, kept until ``close``)."""
         if self._online is None:
             from tarmac.features.online import open_online_store
 
@@ -560,32 +200,16 @@ class FeatureStore:
 
     # -- online ------------------------------------------------------------------------------
 
-    def _plan(self, features: str | Sequence[str]) -> _Plan:
-        key = features if isinstance(features, str) else tuple(features)
-        self.registered()  # refresh the cache (and drop old plans) if the registry changed
-        found = self._plans.get(key)
-        if found is not None:
-            return found
-        resolved = self.resolve(features)
-        views = []
-        for part in resolved.parts:
-            kinds = getattr(part.view, "key_types", {})
-            views.append(_ViewRead(
-                part.view.name, part.view.join_keys,
-                [key_coercer(kinds.get(k), k) for k in part.view.join_keys],
-                part.ttl_us, tuple(f for f, _o, _t in part.features),
-                tuple(o for _f, o, _t in part.features), part.hidden))
-        plan = _Plan(resolved, views, resolved.outputs,
-                     frozenset(h for v in views for h in v.hidden))
-        if len(self._plans) >= MAX_PLANS:  # many distinct ref lists (a server): stay bounded
-            self._plans.clear()
-        self._plans[key] = plan
-        return plan
-
-    def online(self, features: str | Sequence[str], entities: Sequence[Mapping[str, Any]], *,
+    def online(self, features: FeatureRefs, entities: Sequence[Mapping[str, Any]], *,
                now: datetime | None = None) -> OnlineFeatures:
         """The latest values of each entity's features; a value older than its view's ttl is
         returned as null with status ``stale``, an unknown entity's as null with ``missing``.
+
+        ``features`` is a service name or a list of refs; each entity maps the join keys the
+        features need (and the request values of on-demand views) to values. One batched read
+        of the online store per call, from a plan cached per distinct ``features``: model
+        serving calls this per request. Unknown names and missing keys raise ``UsageError``;
+        a failing on-demand function raises ``OnDemandError``.
 
         Example, after ``materialize``:
 
@@ -596,55 +220,13 @@ class FeatureStore:
         >>> got.status[1]
         {'a': 'missing', 'b': 'missing', 'region': 'missing'}
         """
-        plan = self._plan(features)
-        now_at = now_us() if now is None else int(now.timestamp() * 1_000_000)
-        requests = []
-        for v in plan.views:
-            encoded = []
-            for i, entity in enumerate(entities):
-                try:
-                    values = [c(entity[k]) for k, c in zip(v.keys, v.coerce, strict=True)]
-                except KeyError as exc:
-                    raise UsageError(f"entity {i} has no '{exc.args[0]}' (needed by feature "
-                                     f"view '{v.name}'; it has: "
-                                     f"{echo(', '.join(map(str, entity))) or 'nothing'})"
-                                     ) from None
-                encoded.append(encode_key(values))
-            requests.append((v.name, encoded))
-        found = self.online_store.read(requests)
-        rows: list[dict[str, Any]] = [{} for _ in entities]
-        status: list[dict[str, str]] = [{} for _ in entities]
-        times: list[dict[str, str | None]] = [{} for _ in entities]
-        for v, records in zip(plan.views, found, strict=True):
-            stamps = iter(_iso([r[0] for r in records if r is not None]))
-            nulls = v.nulls
-            for i, record in enumerate(records):
-                if record is None:
-                    rows[i].update(nulls)
-                    status[i].update(v.missing)
-                    times[i].update(nulls)
-                    continue
-                event_us, payload = record
-                times[i].update(dict.fromkeys(v.outputs, next(stamps)))
-                if v.ttl_us is not None and now_at - event_us > v.ttl_us:
-                    rows[i].update(nulls)
-                    status[i].update(v.stale)
-                    continue
-                got = orjson.loads(payload)
-                rows[i].update(zip(v.outputs, map(got.get, v.features), strict=True))
-                status[i].update(v.present)
-        if plan.resolved.demand:
-            _online_on_demand(plan, entities, rows, status, times)
-        if plan.hidden:
-            for d in (rows, status, times):
-                for r in d:
-                    for h in plan.hidden:
-                        r.pop(h, None)
-        return OnlineFeatures(plan.outputs, [dict(e) for e in entities], rows, status, times)
+        plan = self._reader.plan(self.registered(), features)
+        return self._reader.read(self.online_store, plan, entities,
+                                 None if now is None else int(now.timestamp() * 1_000_000))
 
     # -- inspection --------------------------------------------------------------------------
 
-    def check(self, features: str | Sequence[str], *, sample: int = 100, seed: int = 0,
+    def check(self, features: FeatureRefs, *, sample: int = 100, seed: int = 0,
               model: str | None = None, max_drop: float = 0.25) -> CheckReport:
         """Sample entities: each feature's online coverage (present, null, stale, missing)
         against the training set's (``model``'s stored profile, else offline), and online values
@@ -654,130 +236,8 @@ class FeatureStore:
         return check(self, features, sample=sample, seed=seed, model=model, max_drop=max_drop)
 
     def close(self) -> None:
+        """Close the online store's connection (reopened on next use)."""
         if self._online is not None:
             self._online.close()
             self._online = None
 
-
-# -- helpers ---------------------------------------------------------------------------------
-
-
-def _entity_schema(store: FeatureStore, entities: EntityFrame) -> pa.Schema:
-    if isinstance(entities, str):
-        from tarmac.lake.sql import query
-
-        return query(store.project.lake, f"SELECT * FROM ({entities}) LIMIT 0").schema
-    if isinstance(entities, pa.Table | pa.RecordBatchReader):
-        return entities.schema
-    import pandas as pd
-
-    if isinstance(entities, pd.DataFrame):
-        return pa.Schema.from_pandas(entities, preserve_index=False)
-    raise UsageError(f"the entity frame must be a pandas or Arrow frame or SQL text, got "
-                     f"{type(entities).__name__}")
-
-
-def _entity_reader(entities: pa.Table | pa.RecordBatchReader | pd.DataFrame,
-                   ) -> pa.Table | pa.RecordBatchReader:
-    if isinstance(entities, pa.Table | pa.RecordBatchReader):
-        return entities
-    return pa.Table.from_pandas(entities, preserve_index=False)
-
-
-def _call(part: DemandPart, frame: pd.DataFrame) -> dict[str, Any]:
-    """Run an on-demand function on a frame; check it returned each declared feature."""
-    try:
-        out = part.view.function(frame)
-    except TarmacError:
-        raise
-    except Exception as exc:
-        raise OnDemandError(f"on-demand view '{part.view.name}' raised {type(exc).__name__}: "
-                            f"{exc}", view=part.view.name) from exc
-    columns = out if isinstance(out, Mapping) else {c: out[c] for c in out.columns}
-    missing = [f for f, _, _ in part.features if f not in columns]
-    if missing:
-        raise OnDemandError(f"on-demand view '{part.view.name}' did not return "
-                            f"{', '.join(missing)} (it returned: "
-                            f"{echo(', '.join(map(str, columns)))})", view=part.view.name)
-    return {f: columns[f] for f, _, _ in part.features}
-
-
-def _with_on_demand(batch: pa.RecordBatch, demand: list[DemandPart]) -> pa.RecordBatch:
-    """Append on-demand features to a batch: the one code path, offline and online. The
-    function sees a pandas frame of its input features (named as in their views) and its
-    request values, each cast to its declared type."""
-    for part in demand:
-        arrays, names = [], []
-        for feat, col in part.inputs.items():
-            arrays.append(batch.column(col))
-            names.append(feat)
-        for req in part.view.request:
-            try:
-                arrays.append(batch.column(req.name).cast(TYPES[req.dtype]))
-            except (pa.ArrowInvalid, pa.ArrowNotImplementedError):
-                raise UsageError(f"request value '{req.name}' of on-demand view "
-                                 f"'{part.view.name}' must be {req.dtype}, got "
-                                 f"{batch.column(req.name).type}") from None
-            names.append(req.name)
-        frame = pa.RecordBatch.from_arrays(arrays, names=names).to_pandas()
-        values = _call(part, frame)
-        for f, out, typ in part.features:
-            try:
-                arr = pa.array(values[f], from_pandas=True).cast(TYPES[typ])
-            except (pa.ArrowInvalid, pa.ArrowTypeError, pa.ArrowNotImplementedError) as exc:
-                raise OnDemandError(f"on-demand view '{part.view.name}' returned {f} values that "
-                                    f"are not {SQL_TYPES[typ]}: {exc}",
-                                    view=part.view.name) from exc
-            if len(arr) != batch.num_rows:
-                raise OnDemandError(f"on-demand view '{part.view.name}' returned {len(arr)} {f} "
-                                    f"values for {batch.num_rows} rows", view=part.view.name)
-            batch = batch.append_column(out, arr)
-    return batch
-
-
-def _online_on_demand(plan: _Plan, entities: Sequence[Mapping[str, Any]],
-                      rows: list[dict[str, Any]], status: list[dict[str, str]],
-                      times: list[dict[str, str | None]]) -> None:
-    """The online code path of on-demand features: the values fetched are put in a batch of
-    the same schema the training set has, and go through the same function."""
-    types = {out: TYPES[typ] for p in plan.resolved.parts for _, out, typ in p.features}
-    fields, columns = [], []
-    for part in plan.resolved.demand:
-        for col in part.inputs.values():
-            if col not in types:
-                continue
-            fields.append(pa.field(col, types.pop(col)))
-            columns.append([r.get(col) for r in rows])
-        for req in part.view.request:
-            if any(f.name == req.name for f in fields):
-                continue
-            try:
-                values = [e[req.name] for e in entities]
-            except KeyError:
-                raise UsageError(f"on-demand view '{part.view.name}' needs request value "
-                                 f"'{req.name}' for every entity") from None
-            try:
-                column = pa.array(values)
-            except (pa.ArrowInvalid, pa.ArrowTypeError):
-                raise UsageError(f"request value '{req.name}' must be {req.dtype}, got "
-                                 f"{echo(values[:3])}") from None
-            fields.append(pa.field(req.name, column.type))
-            columns.append(column)
-    batch = pa.RecordBatch.from_arrays(
-        [c if isinstance(c, pa.Array) else pa.array(c, type=f.type)
-         for c, f in zip(columns, fields, strict=True)], schema=pa.schema(fields))
-    out = _with_on_demand(batch, plan.resolved.demand)
-    for part in plan.resolved.demand:
-        for _f, name, _typ in part.features:
-            for i, v in enumerate(out.column(name).to_pylist()):
-                if v is None:
-                    rows[i][name], status[i][name] = None, "missing"
-                elif type(v) is float and not math.isfinite(v):  # inf, -inf or NaN: no value
-                    rows[i][name], status[i][name] = None, "invalid"  # JSON has none for it
-                else:
-                    rows[i][name], status[i][name] = v, "present"
-                times[i][name] = None
-
-
-# late import for the annotation only
-from tarmac.features.check import CheckReport  # noqa: E402

@@ -38,7 +38,7 @@ def query(lake: Lake, sql: str, *, as_of: AsOf | None = None) -> pa.Table:
         result = con.sql(sql)
         return result.to_arrow_table() if result is not None else pa.table({})
     except duckdb.Error as exc:
-        raise _sql_error(lake, exc) from None
+        raise sql_error(lake, exc) from None
     finally:
         con.close()
 
@@ -74,7 +74,7 @@ def connect(lake: Lake, sql: str, *, as_of: AsOf | None = None,
             _bind(con, lake, name, dt)
     except duckdb.Error as exc:
         con.close()
-        raise _sql_error(lake, exc) from None
+        raise sql_error(lake, exc) from None
     except BaseException:
         con.close()
         raise
@@ -99,7 +99,7 @@ def referenced_tables(lake: Lake, sql: str) -> set[str]:
     try:
         return {name.lower() for name in duckdb.get_table_names(sql)}
     except duckdb.ParserException as exc:
-        raise _sql_error(lake, exc) from None
+        raise sql_error(lake, exc) from None
     except duckdb.Error:
         words = set(re.findall(r'"([^"]+)"|([A-Za-z_][A-Za-z0-9_]*)', sql))
         identifiers = {(quoted or bare).lower() for quoted, bare in words}
@@ -134,7 +134,10 @@ def _bind(con: duckdb.DuckDBPyConnection, lake: Lake, name: str, dt: DeltaTable)
         con.register(name, lake.dataset(dt))
 
 
-def _sql_error(lake: Lake, exc: Exception) -> SqlError:
+def sql_error(lake: Lake, exc: Exception) -> SqlError:
+    """A DuckDB error as a ``SqlError`` a user can act on: the lake's tables for an unknown
+    name, the retention window for a vacuumed version. Callers that run their own SQL over
+    ``connect`` (the training set) raise it the same way ``query`` does."""
     message = str(exc).strip()
     tables = ", ".join(lake.tables()) or "none yet"
     if isinstance(exc, duckdb.CatalogException) or "does not exist" in message:

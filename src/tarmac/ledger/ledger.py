@@ -307,6 +307,17 @@ class Ledger:
         """The runs and table versions upstream (or downstream) of a table, as a tree."""
         return lineage(self.catalog, table, direction=direction, depth=depth)
 
+    def has_lineage(self, name: str, *, version: int | None = None) -> bool:
+        """Whether any run read or wrote ``name`` (``version``: that version exactly), e.g.
+        ``model:churn`` at version 3 or ``training_set:risk``. What ``tarmac lineage`` checks
+        before drawing a model's or a training set's tree.
+
+        Example: ``p.ledger.has_lineage("model:churn", version=2)``
+        """
+        return any(self.catalog.runs_touching(name, role, limit=1, version=version,
+                                              exact=version is not None)
+                   for role in ("output", "input"))
+
     def openlineage(self, table: str | None = None) -> list[dict[str, Any]]:
         """OpenLineage run events for the runs that read or wrote ``table`` (all if None)."""
         if table is None:
