@@ -324,3 +324,30 @@ def test_prediction_ids_are_unique_and_time_ordered() -> None:
     assert len(set(ids)) == len(ids) and all(len(i) == 32 for i in ids)
     assert ids[0][:12] <= ids[-1][:12]
     assert os.getpid()  # ids carry no pid: uniqueness comes from 74 random bits
+
+
+def test_settings_come_from_the_project_file(tmp_path: Path) -> None:
+    from conftest import make_project
+
+    root = tmp_path / "cfg"
+    p = make_project(root)
+    p.close()
+    with open(root / "tarmac.yaml", "a") as fh:
+        fh.write("serving:\n  prediction_log: {fsync: always, max_pending_mb: 2, "
+                 "flush_every_s: 0.5}\n")
+    import tarmac
+
+    with tarmac.open(root) as p:
+        log = PredictionLog.from_config(p, flush_every_s=9)
+        assert (log.fsync, log.max_pending_bytes, log.flush_every_s) == \
+            ("always", 2 * 1024 * 1024, 9)
+
+
+def test_bad_setting_in_the_project_file_names_the_key(tmp_path: Path) -> None:
+    from tarmac.config import load_config
+    from tarmac.errors import ConfigError
+
+    (tmp_path / "tarmac.yaml").write_text(
+        "name: t\nserving:\n  prediction_log: {fsync: sometimes}\n")
+    with pytest.raises(ConfigError, match="serving.prediction_log.fsync"):
+        load_config(tmp_path / "tarmac.yaml")

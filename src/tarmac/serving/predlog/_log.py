@@ -13,7 +13,7 @@ import time
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 from tarmac import faults
 from tarmac.errors import TarmacError, UsageError
@@ -128,6 +128,17 @@ class PredictionLog:
         self._last_error: str | None = None
         self._write_error: str | None = None
         self._refusing = False  # the last append was refused for backpressure
+
+    @classmethod
+    def from_config(cls, project: Project, **overrides: Any) -> PredictionLog:
+        """The log as the project file's ``serving.prediction_log`` sets it up (``overrides``
+        win), e.g. ``serving: {prediction_log: {fsync: always, max_pending_mb: 64}}``."""
+        cfg = project.config.serving.prediction_log
+        settings: dict[str, Any] = {
+            "fsync": cfg.fsync, "sync_every_ms": cfg.sync_every_ms,
+            "max_pending_bytes": int(cfg.max_pending_mb * 1024 * 1024),
+            "flush_every_s": cfg.flush_every_s}
+        return cls(project, **(settings | overrides))
 
     # -- lifecycle ---------------------------------------------------------------------------
 
@@ -423,10 +434,13 @@ class PredictionLog:
             return
         try:
             self.directory.mkdir(parents=True, exist_ok=True)
-            family = seg.new_family()
-            lock = seg.FamilyLock(self.directory, family)
-            if not lock.acquire():  # pragma: no cover - a fresh random name
-                raise LogUnavailable(f"segment family {family} is locked by another process")
+            for _ in range(5):  # a fresh name can only be lost to a recoverer's cleanup race
+                family = seg.new_family()
+                lock = seg.FamilyLock(self.directory, family)
+                if lock.acquire():
+                    break
+            else:  # pragma: no cover
+                raise LogUnavailable(f"could not claim a segment family in {self.directory}")
         except OSError as exc:
             raise LogUnavailable(f"cannot open the prediction log in {self.directory}: "
                                  f"{exc.strerror or exc}", retry_after=5.0) from None

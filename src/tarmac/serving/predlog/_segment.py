@@ -131,6 +131,15 @@ class FamilyLock:
         except BaseException:
             os.close(fd)
             raise
+        # the file may have been unlinked (by a recoverer cleaning up) between our open and
+        # our flock: a lock on a name nobody can find again guards nothing
+        try:
+            same = os.stat(self.path).st_ino == os.fstat(fd).st_ino
+        except FileNotFoundError:
+            same = False
+        if not same:
+            os.close(fd)
+            return False
         self.fd = fd
         return True
 
