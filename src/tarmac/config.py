@@ -341,7 +341,7 @@ class ServingConfig(BaseModel):
 
     model_config = ConfigDict(extra="forbid", frozen=True)
 
-    prediction_log: PredictionLogConfig = Field(default_factory=PredictionLogConfig)
+    prediction_log: PredictionLogConfig = Field(default_factory=lambda: PredictionLogConfig())
 
 
 ProjectConfig.model_rebuild()
