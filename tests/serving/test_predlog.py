@@ -99,8 +99,11 @@ def test_shadow_rows_are_flagged(project: Project, log: PredictionLog) -> None:
     assert rows["shadow"]["shadow"] is True and rows["canary"]["shadow"] is False
 
 
-def test_one_audit_record_per_flush_with_count_hash_and_lineage(project: Project,
-                                                                log: PredictionLog) -> None:
+def test_one_audit_record_per_flush_with_count_hash_and_lineage(any_project: Project) -> None:
+    """On SQLite and on PostgreSQL catalogs."""
+    project = any_project
+    log = PredictionLog(project, flush_every_s=3600)
+    log.start()
     before = len(project.ledger.audit(limit=1000).items)
     batch = [rec(i, version=3 + i % 2) for i in range(50)]
     log.append(batch)
@@ -116,6 +119,7 @@ def test_one_audit_record_per_flush_with_count_hash_and_lineage(project: Project
     assert inputs == {("model:churn", 3), ("model:churn", 4)}
     down = project.ledger.lineage("model:churn@3", direction="downstream").to_dict()
     assert down["children"][0]["children"][0]["name"] == "predictions"
+    log.close()
 
 
 def test_read_predictions_filters_and_orders(project: Project, log: PredictionLog) -> None:

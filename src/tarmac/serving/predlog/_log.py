@@ -406,7 +406,8 @@ class PredictionLog:
 
     def _run(self) -> None:
         """The background flusher: fsync every ``sync_every_ms`` ("batch"), flush every
-        ``flush_every_s`` (sooner under pressure), adopt dead processes' segments."""
+        ``flush_every_s`` (sooner under pressure), adopt dead processes' segments. It never
+        dies of an error: each one is kept in ``last_error`` and the step retried later."""
         last_flush = last_recover = time.monotonic()
         tick = min(self.sync_every_s, self.flush_every_s)
         while True:
@@ -415,19 +416,19 @@ class PredictionLog:
             self._wake.clear()
             if self._closed:
                 return
-            if self.fsync == "batch":
-                self.sync()
             now = time.monotonic()
-            if pressed or now - last_flush >= self.flush_every_s:
-                last_flush = now
-                with contextlib.suppress(Exception):  # recorded in last_error; retried
+            try:
+                if self.fsync == "batch":
+                    self.sync()
+                if pressed or now - last_flush >= self.flush_every_s:
+                    last_flush = now
                     self.flush()
-            if now - last_recover >= max(5.0, self.flush_every_s):
-                last_recover = now
-                try:
+                if now - last_recover >= max(5.0, self.flush_every_s):
+                    last_recover = now
                     self.recover()
-                except Exception as exc:
-                    self._last_error = f"recovery: {type(exc).__name__}: {exc}"
+            except Exception as exc:  # flush() already noted its own error
+                if not (self._last_error or "").startswith("flush:"):
+                    self._last_error = f"{type(exc).__name__}: {exc}"
 
     def _open_family(self) -> None:
         if self._family is not None:
