@@ -389,3 +389,35 @@ def test_a_record_of_an_unknown_format_is_named() -> None:
     payload[0] = 9
     with pytest.raises(ValueError, match="format 9"):
         split(bytes(payload))
+
+
+def test_concurrent_appenders_and_flusher_reconcile(project: Project) -> None:
+    """Request threads append while the flusher commits: every record lands once and the
+    counters add up at every moment."""
+    import threading
+
+    log = PredictionLog(project, flush_every_s=0.02, segment_bytes=20_000)
+    log.start()
+    ids: list[str] = []
+    unbalanced: list[Any] = []
+    lock = threading.Lock()
+
+    def worker() -> None:
+        for i in range(150):
+            batch = [rec(i) for _ in range(1 + i % 3)]
+            log.append(batch)
+            with lock:
+                ids.extend(r.id for r in batch)
+            s = log.stats()
+            if s.appended != s.flushed + s.pending_rows:
+                unbalanced.append(s)
+
+    threads = [threading.Thread(target=worker) for _ in range(4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    log.close()
+    assert not unbalanced and log.stats().last_error is None
+    got = table_ids(project)
+    assert sorted(got) == sorted(ids) and len(set(got)) == len(got)
