@@ -421,3 +421,29 @@ def test_concurrent_appenders_and_flusher_reconcile(project: Project) -> None:
     assert not unbalanced and log.stats().last_error is None
     got = table_ids(project)
     assert sorted(got) == sorted(ids) and len(set(got)) == len(got)
+
+
+def test_recovery_that_fails_at_start_is_retried(project: Project) -> None:
+    """The lake is down when the server starts: start() still succeeds (appends work), the
+    error is reported, and the dead process's records land once the lake is back."""
+    from tarmac.serving.predlog._record import encode
+
+    directory = project.root / ".tarmac" / "predictions"
+    directory.mkdir(parents=True)
+    family = "deadhost-77-00c0ffee"
+    (directory / f"{family}.lock").touch()
+    records = [rec(i) for i in range(3)]
+    (directory / seg.segment_name(family, 1)).write_bytes(
+        b"".join(seg.frame(encode(r)) for r in records))
+
+    def lake_down(**_ctx: Any) -> None:
+        raise OSError("lake unreachable")
+
+    log = PredictionLog(project, flush_every_s=3600)
+    with faults.inject("predlog.before_commit", lake_down):
+        log.start()
+    assert "lake unreachable" in (log.stats().last_error or "")
+    log.append([rec(5)])
+    assert log.recover() == 3
+    log.close()
+    assert len(table_ids(project)) == 4
