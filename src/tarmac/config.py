@@ -18,7 +18,7 @@ import os
 import re
 from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 from urllib.parse import urlsplit, urlunsplit
 
 import yaml
@@ -147,6 +147,7 @@ class ProjectConfig(BaseModel):
     artifacts: str = "./.tarmac/artifacts"  # model files, by SHA-256 (a shared path for a team)
     owner: str | None = None
     sources: dict[str, dict[str, Any]] = Field(default_factory=dict)
+    serving: ServingConfig = Field(default_factory=lambda: ServingConfig())
 
     @field_validator("lake", "catalog", "online_store", "streams", "compute")
     @classmethod
@@ -321,3 +322,28 @@ def _absolute(config: ProjectConfig, root: Path) -> ProjectConfig:
             if rel and rel != ":memory:":
                 updates[key] = f"sqlite:///{(root / rel).resolve()}"
     return config.model_copy(update=updates)
+
+
+class PredictionLogConfig(BaseModel):
+    """``serving.prediction_log``: how the prediction log makes records durable
+    (docs/prediction-log.md)."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    fsync: Literal["batch", "always", "never"] = "batch"
+    # "batch": the longest an appended record waits for its fsync
+    sync_every_ms: float = Field(default=50.0, gt=0)
+    # unflushed records the log holds before appends are refused (503)
+    max_pending_mb: float = Field(default=256.0, gt=0)
+    # how often the background flusher commits to the predictions table
+    flush_every_s: float = Field(default=1.0, gt=0)
+
+class ServingConfig(BaseModel):
+    """``serving:``: the model server's settings."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    prediction_log: PredictionLogConfig = Field(default_factory=lambda: PredictionLogConfig())
+
+
+ProjectConfig.model_rebuild()

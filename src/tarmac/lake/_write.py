@@ -23,7 +23,7 @@ if TYPE_CHECKING:
 def write_once(lake: Lake, name: str, uri: str, source: Any, mode: WriteMode,
                 keys: list[str] | None, on_duplicate: OnDuplicate, replace_schema: bool,
                 description: str | None, run: ActiveRun,
-                txns: tuple[Txn, ...]) -> WriteResult:
+                txns: tuple[Txn, ...], extra: dict[str, Any] | None = None) -> WriteResult:
     """One attempt at a write (``Lake.write`` retries it on a commit conflict)."""
     existing = lake.latest(name)
     current = pa.schema(existing.schema().to_arrow()) if existing else None
@@ -33,7 +33,8 @@ def write_once(lake: Lake, name: str, uri: str, source: Any, mode: WriteMode,
     if mode == "merge":
         data = merge_source(name, data, keys, on_duplicate, target)
         if existing is not None:
-            return merge(lake, name, existing, data, keys or [], target, new_cols, run, txns)
+            return merge(lake, name, existing, data, keys or [], target, new_cols, run, txns,
+                         extra)
     removed = row_count(existing) if (existing is not None and mode == "overwrite") else 0
     known: dict[str, int] = {"num_deleted_rows": removed}
     if isinstance(data, pa.Table):  # a stream is counted by delta-rs's own metrics
@@ -50,12 +51,13 @@ def write_once(lake: Lake, name: str, uri: str, source: Any, mode: WriteMode,
     committed = existing if existing is not None else DeltaTable(
         uri, version=0, storage_options=lake.storage_options)
     metrics = {"num_added_rows": counter.rows, "num_deleted_rows": removed}
-    return lake._record(name, snapshot(committed), "WRITE", metrics, run, new_cols)
+    return lake._record(name, snapshot(committed), "WRITE", metrics, run, new_cols,
+                        extra=extra)
 
 
 def merge(lake: Lake, name: str, existing: DeltaTable, data: pa.Table, keys: list[str],
           target: pa.Schema, new_cols: list[str], run: ActiveRun,
-          txns: tuple[Txn, ...] = ()) -> WriteResult:
+          txns: tuple[Txn, ...] = (), extra: dict[str, Any] | None = None) -> WriteResult:
     """Upsert into an existing table: the bounded-memory path when it applies, else
     delta-rs MERGE."""
     if _small_merge.eligible(existing, keys, data, new_columns=new_cols,
@@ -66,7 +68,8 @@ def merge(lake: Lake, name: str, existing: DeltaTable, data: pa.Table, keys: lis
                                      lake._metadata(run, operation="MERGE", token=token),
                                      _markers.transactions(txns))
         committed = lake._committed(name, existing, before, token)
-        return lake._record(name, snapshot(committed), "MERGE", metrics, run, new_cols)
+        return lake._record(name, snapshot(committed), "MERGE", metrics, run, new_cols,
+                        extra=extra)
     predicate = " AND ".join(f't."{k}" = s."{k}"' for k in keys)
     # the source is in memory already; streamed_exec=False lets delta-rs derive an early
     # filter from its keys and skip target files (5x faster, 4x less memory measured)
@@ -74,4 +77,5 @@ def merge(lake: Lake, name: str, existing: DeltaTable, data: pa.Table, keys: lis
                               merge_schema=bool(new_cols), streamed_exec=False,
                               commit_properties=lake._props(run, txns))
                .when_matched_update_all().when_not_matched_insert_all().execute())
-    return lake._record(name, snapshot(existing), "MERGE", metrics, run, new_cols)
+    return lake._record(name, snapshot(existing), "MERGE", metrics, run, new_cols,
+                        extra=extra)

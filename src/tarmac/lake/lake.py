@@ -243,7 +243,7 @@ class Lake:
     def write(self, name: str, data: Any, *, mode: WriteMode = "append",
               keys: list[str] | None = None, on_duplicate: OnDuplicate = "error",
               replace_schema: bool = False, description: str | None = None,
-              txn: Txns = None) -> WriteResult:
+              txn: Txns = None, extra: dict[str, Any] | None = None) -> WriteResult:
         """Append, overwrite, or merge (upsert by ``keys``) data into a table.
 
         New nullable columns merge into the schema; an incompatible type change is refused
@@ -254,7 +254,8 @@ class Lake:
         result says so (``operation == "SKIPPED"``): a rerun after a crash cannot apply the
         same load twice. ``txn`` may also be a list of markers, one per partition, all carried
         by the one commit: skipped if every marker is applied, refused with
-        ``WriteConflictError`` if only some are (see ``applied``).
+        ``WriteConflictError`` if only some are (see ``applied``). ``extra`` goes into the
+        write's audit record (a flush's count and id hash, say).
 
         Example (``p`` is an open project): create a table, then upsert into it by key.
 
@@ -284,7 +285,7 @@ class Lake:
                 try:
                     return _write.write_once(self, name, uri, source, mode, keys,
                                              on_duplicate, replace_schema, description, run,
-                                             txns)
+                                             txns, extra)
                 except CommitFailedError as exc:
                     if isinstance(source, pa.RecordBatchReader) or attempt == MAX_ATTEMPTS:
                         raise WriteConflictError(
