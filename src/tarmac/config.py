@@ -18,7 +18,7 @@ import os
 import re
 from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 from urllib.parse import urlsplit, urlunsplit
 
 import yaml
@@ -147,6 +147,7 @@ class ProjectConfig(BaseModel):
     artifacts: str = "./.tarmac/artifacts"  # model files, by SHA-256 (a shared path for a team)
     owner: str | None = None
     sources: dict[str, dict[str, Any]] = Field(default_factory=dict)
+    serving: ServingConfig = Field(default_factory=lambda: ServingConfig())
 
     @field_validator("lake", "catalog", "online_store", "streams", "compute")
     @classmethod
@@ -321,3 +322,26 @@ def _absolute(config: ProjectConfig, root: Path) -> ProjectConfig:
             if rel and rel != ":memory:":
                 updates[key] = f"sqlite:///{(root / rel).resolve()}"
     return config.model_copy(update=updates)
+
+
+class PredictionLogConfig(BaseModel):
+    """``serving.prediction_log``: how the prediction log makes records durable
+    (docs/prediction-log.md)."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    fsync: Literal["batch", "always", "never"] = "batch"
+    sync_every_ms: float = Field(50.0, gt=0)     # "batch": the longest a record waits for fsync
+    max_pending_mb: float = Field(256.0, gt=0)   # unflushed records before appends are refused
+    flush_every_s: float = Field(1.0, gt=0)      # how often the flusher commits to the table
+
+
+class ServingConfig(BaseModel):
+    """``serving:``: the model server's settings."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    prediction_log: PredictionLogConfig = Field(default_factory=lambda: PredictionLogConfig())
+
+
+ProjectConfig.model_rebuild()

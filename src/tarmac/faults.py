@@ -33,6 +33,12 @@ POINTS: dict[str, str] = {
                              "version is registered (context: model, run_id)",
     "promote.after_checks": "after a promotion has read the alias and checked the gates, before "
                             "it moves the alias (context: model, version, alias)",
+    "predlog.write": "before a prediction-log append writes its frames to the segment file "
+                     "(context: path, size); raise OSError(ENOSPC) here to simulate a full disk",
+    "predlog.before_commit": "before a prediction-log flush commits a segment's records to the "
+                             "predictions table (context: segment, rows)",
+    "predlog.after_commit": "after a prediction-log flush's Delta commit, before the log notes it "
+                            "or deletes the segment (context: segment, version)",
 }
 
 Hook = Callable[..., Any]
