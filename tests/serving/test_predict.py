@@ -216,6 +216,9 @@ def test_a_model_that_raises_is_500_naming_endpoint_and_version(
             assert r.json()["request_id"] in detail and "4242" not in r.text
             assert "a is out of range" in caplog.text  # the error is in the server's log
             assert post(client, {"rows": [GOOD]}).status_code == 200  # still serving
+        # the app stopped: its log flushed; the failed rows are there as errors
+        figures = p.serving.status("risk")[0].traffic["v1 champion"]
+        assert (figures["requests"], figures["predictions"], figures["errors"]) == (2, 3, 2)
     finally:
         p.close()
 
@@ -244,3 +247,40 @@ def test_ready_says_which_versions_serve(client: TestClient) -> None:
     listed = client.get("/v1/endpoints").json()["endpoints"]
     assert listed == [{"name": "risk", "champion": 1, "canary": None, "percent": None,
                        "shadow": None, "serving": {"champion": 1}}]
+
+
+# -- the prediction log -----------------------------------------------------------------------
+
+
+def test_every_answered_prediction_is_logged_before_the_answer(served: Project) -> None:
+    from tarmac.serving.predlog import read_predictions
+
+    answer = served.serving.predict("risk", entities=[{"customer_id": 1}, {"customer_id": 2}],
+                                    rows=[{"a": 0.5}, {}], request_id="req-7")
+    ids = [x["id"] for x in answer["predictions"]]
+    engine = served.serving.engine
+    assert engine.log.stats()["appended"] == 2  # in the segment before predict returned
+    engine.log.flush()
+    logged = read_predictions(served, "risk").to_pylist()
+    assert sorted(r["id"] for r in logged) == sorted(ids)
+    first = next(r for r in logged if r["id"] == ids[0])
+    assert first["request_id"] == "req-7" and first["role"] == "champion"
+    assert first["version"] == 1
+    assert orjson.loads(first["request"]) == {"customer_id": 1, "a": 0.5}
+    status = served.serving.status("risk")[0]
+    assert status.answered == 2 and status.logged == 2 and status.pending == 0
+    assert status.traffic["v1 champion"]["requests"] == 1
+
+
+def test_a_log_that_refuses_records_is_503_and_nothing_is_answered(
+        served: Project, monkeypatch: pytest.MonkeyPatch) -> None:
+    from tarmac.serving.predlog import LogBackpressure, PredictionLog
+
+    def refuse(self: Any, records: Any) -> None:
+        raise LogBackpressure("4 MiB of predictions wait for the flusher", retry_after=2)
+
+    monkeypatch.setattr(PredictionLog, "append", refuse)
+    with TestClient(create_app(served)) as client:
+        r = post(client, {"entities": [{"customer_id": 1}]})
+    assert r.status_code == 503 and r.headers["retry-after"] == "2"
+    assert "prediction log" in r.json()["detail"] and "predictions" not in r.json()

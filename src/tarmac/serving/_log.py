@@ -4,12 +4,13 @@ The predict path builds one plain record per prediction (the fields of ``Predict
 hands them here; ``PredictionLog.append`` makes them durable before the answer is sent. An
 append the log refuses (backpressure: its spill bound is reached; its segment cannot be written)
 raises ``LogUnavailable``, which the caller answers with 503: a prediction is never answered
-without its record. When the predlog package is not installed in this build, predictions are
-answered unlogged and ``/ready`` says ``prediction_log: "not installed"``.
+without its record. The log is set up from the project file (``PredictionLog.from_config``: fsync
+policy, spill bound, flush interval; docs/prediction-log.md).
 """
 
 from __future__ import annotations
 
+import dataclasses
 import importlib
 import logging
 import uuid
@@ -31,7 +32,13 @@ except ImportError:  # built without the prediction log
 
 
 class LogUnavailable(TarmacError):
-    """The prediction log cannot take records now (backpressure, disk): answer 503."""
+    """The prediction log cannot take records now (backpressure, disk): answer 503 with
+    ``Retry-After: retry_after``."""
+
+    def __init__(self, message: str, *, hint: str | None = None,
+                 retry_after: float = 1.0) -> None:
+        super().__init__(message, hint=hint)
+        self.retry_after = retry_after
 
 
 def available() -> bool:
@@ -58,8 +65,9 @@ class Log:
 
     def start(self) -> None:
         if _predlog is not None and self._log is None:
-            self._log = _predlog.PredictionLog(self.project)
-            self._log.start()
+            opened = _predlog.PredictionLog.from_config(self.project)
+            opened.start()
+            self._log = opened
 
     def append(self, records: Sequence[dict[str, Any]]) -> None:
         """Make ``records`` durable (raises ``LogUnavailable`` when the log refuses them)."""
@@ -69,16 +77,19 @@ class Log:
             self.start()
         try:
             self._log.append([_predlog.PredictionRecord(**r) for r in records])
-        except TarmacError as exc:
-            raise LogUnavailable(exc.message, hint=exc.hint) from exc
+        except _predlog.PredictionLogError as exc:
+            raise LogUnavailable(exc.message, hint=exc.hint,
+                                 retry_after=exc.retry_after) from exc
         except OSError as exc:
             raise LogUnavailable(f"the prediction log cannot be written: {exc}") from exc
 
     def stats(self) -> dict[str, Any]:
+        """The log's counters (``LogStats`` as a dict: appended, flushed, pending_rows,
+        flush_lag_s, writable, last_error ...); empty when not started."""
         if self._log is None:
             return {}
         try:
-            return dict(self._log.stats())
+            return dataclasses.asdict(self._log.stats())
         except Exception as exc:
             log.warning("prediction log stats failed: %s", exc)
             return {}

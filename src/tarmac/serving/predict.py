@@ -69,12 +69,13 @@ def _invalid(errors: list[dict[str, Any]]) -> Outcome:
     return Outcome(422, {"detail": errors[:50]})
 
 
-def _fail(status: int, detail: str, hint: str | None = None, **extra: Any) -> Outcome:
+def _fail(status: int, detail: str, hint: str | None = None, *, retry_after: float = 5,
+          **extra: Any) -> Outcome:
     body: dict[str, Any] = {"detail": detail}
     if hint:
         body["hint"] = hint
     body.update(extra)
-    headers = {"Retry-After": "5"} if status == 503 else None
+    headers = {"Retry-After": str(max(1, math.ceil(retry_after)))} if status == 503 else None
     return Outcome(status, body, headers)
 
 
@@ -131,7 +132,7 @@ class Predictions:
             outcome, version = self._answer(name, data, request_id, started)
         except _log.LogUnavailable as exc:
             outcome = _fail(503, f"the prediction log cannot take records: {exc.message}",
-                            exc.hint, request_id=request_id)
+                            exc.hint, retry_after=exc.retry_after, request_id=request_id)
         except (BackendUnavailableError, ConfigError) as exc:
             outcome = _fail(503, exc.message, exc.hint, request_id=request_id)
         except Exception as exc:  # a bug: the trace to the log, the type to the caller
@@ -173,7 +174,7 @@ class Predictions:
         for i, (model, role) in enumerate(picks):
             groups.setdefault(model.version, (model, role, []))[2].append(i)
         scored: list[_Scored | None] = [None] * n
-        for model, _role, idx in groups.values():
+        for model, role, idx in groups.values():
             try:
                 for i, s in zip(idx, self._score(model, idx, entities, rows), strict=True):
                     scored[i] = s
@@ -186,6 +187,7 @@ class Predictions:
             except ModelFailed as exc:
                 log.error("model %s v%s failed on request %s", name, exc.model.version, rid,
                           exc_info=exc.cause)
+                self._log_failure(name, exc, role, idx, entities, rows, rid, started)
                 return _fail(500, f"endpoint '{name}': model {name} v{exc.model.version} failed "
                                   "on this request; the server's log has the error under "
                                   f"request id {rid}", request_id=rid), exc.model.version
@@ -214,6 +216,22 @@ class Predictions:
         version = route.champion.version if len(groups) == 1 and \
             route.champion.version in groups else next(iter(groups))
         return Outcome(200, {"predictions": predictions, "request_id": rid}), version
+
+    def _log_failure(self, name: str, exc: ModelFailed, role: str, idx: list[int],
+                     entities: list[Any] | None, rows: list[Any] | None, rid: str,
+                     started: float) -> None:
+        """Failed rows go to the log too, with the error's type (its text, which may quote
+        data, stays in the server's log): ``deploy status`` counts them as errors."""
+        now, ms = datetime.now(UTC), (time.perf_counter() - started) * 1000
+        blank = _Scored({}, {}, {})
+        records = [{**_record(_log.new_id(), rid, now, name, exc.model.version, role, blank,
+                              _request(entities, rows, i), ms),
+                    "error": f"model failed: {type(exc.cause).__name__}"} for i in idx]
+        try:
+            self.log.append(records)
+        except _log.LogUnavailable as err:
+            log.warning("prediction log: failed rows of request %s not logged: %s", rid,
+                        err.message)
 
     # -- steps --------------------------------------------------------------------------------
 

@@ -144,12 +144,9 @@ def _collect(endpoints: ModelEndpoints) -> Any:
             for role, version in route.versions().items():
                 m.served.labels(name, role).set(version)
         stats = endpoints.predictions.log.stats()
-        if "pending" in stats:
-            m.log_pending.set(float(stats["pending"]))
-        for key in ("flush_lag_s", "flush_lag_seconds", "lag_s"):
-            if key in stats and stats[key] is not None:
-                m.log_lag.set(float(stats[key]))
-                break
+        if stats:
+            m.log_pending.set(float(stats["pending_rows"]))
+            m.log_lag.set(float(stats["flush_lag_s"]))
     return collect
 
 
@@ -213,13 +210,13 @@ def models_concern(predictions: Predictions) -> Concern:
                          "see the server's log; `tarmac models show NAME`",
                          info=described)
         log_ = predictions.log
-        if log_.installed and log_._log is None:
-            try:
-                log_.start()
-            except Exception as exc:
-                return Ready(False, f"the prediction log cannot be opened: {exc}")
-        info = {**described,
-                "prediction_log": "ok" if log_.installed else "not installed"}
+        log_.start()  # raises (not ready) when its folder cannot be claimed
+        stats = log_.stats()
+        if stats and not stats["writable"]:
+            return Ready(False, f"the prediction log cannot write: {stats['last_error']}",
+                         "free disk space or fix the folder's permissions", info=described)
+        info = {**described, "prediction_log": {
+            k: stats.get(k) for k in ("appended", "flushed", "pending_rows", "flush_lag_s")}}
         return Ready(True, info=info)
 
     return Concern("models", models_router(endpoints), ready, (), warm_up,

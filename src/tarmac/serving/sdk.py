@@ -46,12 +46,21 @@ class EndpointStatus:
     updated_at: Any = None
     traffic: dict[str, dict[str, Any]] = field(default_factory=dict)  # "v3 champion" -> figures
     traffic_note: str | None = None
+    logged: int | None = None  # predictions in the predictions table (all time)
+    pending: int | None = None  # answered, still in some server's log segment
+
+    @property
+    def answered(self) -> int | None:
+        """Every prediction answered: logged + pending (the log's reconciliation)."""
+        return None if self.logged is None or self.pending is None else \
+            self.logged + self.pending
 
     def to_dict(self) -> dict[str, Any]:
         return {"endpoint": self.endpoint, "champion": self.champion, "canary": self.canary,
                 "percent": self.percent, "shadow": self.shadow,
                 "updated_at": self.updated_at, "traffic": self.traffic,
-                "traffic_note": self.traffic_note}
+                "traffic_note": self.traffic_note, "answered": self.answered,
+                "logged": self.logged, "pending": self.pending}
 
 
 class Serving:
@@ -113,8 +122,10 @@ class Serving:
         return list(dcat.deployment_history(self.project.catalog, name, limit=limit))
 
     def status(self, name: str | None = None, *, since: str = "1h") -> list[EndpointStatus]:
-        """Each endpoint (or one): champion, canary and percent, shadow, and its traffic over
-        ``since`` read from the prediction log (requests, errors, p99 latency per version)."""
+        """Each endpoint (or one): champion, canary and percent, shadow; its traffic over
+        ``since`` computed from the prediction log's table (requests, errors, p99 latency per
+        version and role: what the servers flushed, so up to a flush interval behind); and
+        the log's reconciliation: answered = logged + pending (still in segments)."""
         catalog = self.project.catalog
         names = sorted(mcat.model_names(catalog))
         if name is not None:
@@ -123,20 +134,30 @@ class Serving:
         champions = {a.model: a.version for a in all_items(
             lambda c: mcat.aliases(catalog, name, limit=MAX_PAGE, cursor=c))
             if a.alias == "champion"}
+        totals = self._totals()
         out = []
         for n in names:
             d = dcat.get_deployment(catalog, n)
             st = EndpointStatus(n, champions.get(n), d.canary_version, d.canary_percent,
                                 d.shadow_version, d.to_dict()["updated_at"])
             st.traffic, st.traffic_note = self._traffic(n, since)
+            if totals is not None:
+                got = totals.endpoints.get(n)
+                st.logged, st.pending = (got.logged, got.pending) if got else (0, 0)
             out.append(st)
         return out
+
+    def _totals(self) -> Any:
+        from tarmac.serving.predlog import log_totals
+
+        try:
+            return log_totals(self.project)
+        except TarmacError:
+            return None
 
     def _traffic(self, name: str, since: str) -> tuple[dict[str, dict[str, Any]], str | None]:
         from tarmac.serving import _log
 
-        if not _log.available():
-            return {}, "the prediction log is not installed: no traffic figures"
         try:
             table = _log.read(self.project, name, since=since)
         except TarmacError as exc:
