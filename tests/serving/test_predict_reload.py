@@ -145,3 +145,63 @@ def test_health_answers_while_models_work_and_in_flight_is_bounded(
         assert answers == [200, 200]
     finally:
         p.close()
+
+
+@pytest.mark.slow
+def test_every_worker_process_picks_a_promotion_up(served: Project) -> None:
+    """``tarmac serve --workers 2``: each process polls for itself; after a promotion, requests
+    on fresh connections (spread over both workers) all get the new version within 5 s."""
+    import os
+    import signal
+    import socket
+    import subprocess
+    import sys
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    tarmac_bin = Path(sys.executable).parent / "tarmac"
+    command = ([str(tarmac_bin)] if tarmac_bin.exists()
+               else [sys.executable, "-c", "from tarmac.cli import main; main()"])
+    env = {k: v for k, v in os.environ.items() if k != "TARMAC_PROJECT"}
+    proc = subprocess.Popen(
+        [*command, "--project", str(served.root), "serve", "--workers", "2", "--port",
+         str(port), "--no-access-log"], stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+        env=env, text=True, start_new_session=True)
+    url = f"http://127.0.0.1:{port}"
+
+    def models(n: int) -> set[str]:
+        seen: set[str] = set()
+        for _ in range(n):  # a new connection each time: the kernel spreads them
+            r = httpx.post(f"{url}{URL}", json=BODY, timeout=10)
+            assert r.status_code == 200, r.text
+            seen |= {p["model"] for p in r.json()["predictions"]}
+        return seen
+
+    try:
+        deadline = time.monotonic() + 90
+        while True:
+            assert proc.poll() is None, proc.stdout.read() if proc.stdout else ""
+            try:
+                if httpx.get(f"{url}/ready", timeout=2).status_code == 200:
+                    break
+            except httpx.TransportError:
+                pass
+            assert time.monotonic() < deadline, "the server did not come up in 90 s"
+            time.sleep(0.2)
+        assert models(10) == {"risk@1"}
+        served.models.promote("risk", 2)
+        changed = time.monotonic()
+        while True:
+            batch_started = time.monotonic()
+            if models(20) == {"risk@2"}:
+                break
+            assert batch_started - changed < 5, "some worker still serves v1 after 5 s"
+        assert batch_started - changed < 5
+        proc.send_signal(signal.SIGINT)
+        output, _ = proc.communicate(timeout=30)
+        assert "Traceback" not in output, output
+    finally:
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait()
