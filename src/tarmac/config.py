@@ -331,10 +331,12 @@ class PredictionLogConfig(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
     fsync: Literal["batch", "always", "never"] = "batch"
-    sync_every_ms: float = Field(50.0, gt=0)     # "batch": the longest a record waits for fsync
-    max_pending_mb: float = Field(256.0, gt=0)   # unflushed records before appends are refused
-    flush_every_s: float = Field(1.0, gt=0)      # how often the flusher commits to the table
-
+    # "batch": the longest an appended record waits for its fsync
+    sync_every_ms: float = Field(default=50.0, gt=0)
+    # unflushed records the log holds before appends are refused (503)
+    max_pending_mb: float = Field(default=256.0, gt=0)
+    # how often the background flusher commits to the predictions table
+    flush_every_s: float = Field(default=1.0, gt=0)
 
 class ServingConfig(BaseModel):
     """``serving:``: the model server's settings."""

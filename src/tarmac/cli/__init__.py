@@ -89,6 +89,7 @@ from tarmac.cli import (  # noqa: E402,F401
     _ingest,
     _lake,
     _models,
+    _predictions,
     _project,
     _serve,
     _survey,

@@ -9,7 +9,6 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-import orjson
 import pyarrow as pa
 import pyarrow.compute as pc
 
@@ -17,7 +16,7 @@ from tarmac.errors import UsageError
 from tarmac.humanize import parse_duration
 from tarmac.serving.predlog import _segment as seg
 from tarmac.serving.predlog._commit import TABLE
-from tarmac.serving.predlog._record import SCHEMA
+from tarmac.serving.predlog._record import SCHEMA, scalars
 
 if TYPE_CHECKING:
     from tarmac.project import Project
@@ -133,7 +132,7 @@ def log_totals(project: Project, *, directory: Path | None = None,
             app = seg.app_id(seg.segment_id(path))
             done = (markers.transaction_version(app) or 0) if markers is not None else 0
             for payload in frames.payloads[done:]:
-                pending[str(orjson.loads(payload)[3])] += 1
+                pending[str(scalars(payload)[3])] += 1
     names = sorted(set(logged) | set(pending))
     return LogTotals(
         logged=sum(logged.values()), pending=sum(pending.values()), segments=files,

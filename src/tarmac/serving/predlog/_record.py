@@ -1,16 +1,16 @@
 """One prediction as the log keeps it: the record, its id, its bytes in a segment, its row in
 the ``predictions`` table.
 
-A record is encoded once, at append time, as a compact orjson array (positional fields, the
-time as integer microseconds): the hot path does one ``orjson.dumps`` per record and no
-dictionary building. The flusher decodes a segment's payloads back into Arrow columns, the
-nested values (features, request...) as JSON text so that the table's schema never changes
-with a model's inputs.
+A record is encoded once, at append time, by orjson: its scalar fields as one compact array
+(the time as integer microseconds) and each nested value (features, request...) as its own JSON
+document. The table keeps the nested values as JSON text, so its schema never changes with a
+model's inputs, and the flusher copies that text out of the payload without parsing it.
 """
 
 from __future__ import annotations
 
 import os
+import struct
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -19,6 +19,7 @@ from typing import Any
 
 import orjson
 import pyarrow as pa
+import pyarrow.compute as pc
 
 ROLES = ("champion", "canary", "shadow")
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
@@ -109,38 +110,74 @@ def _fallback(value: Any) -> Any:
     return str(value)
 
 
+_FORMAT = 1
+_LENGTHS = struct.Struct("<B6I")  # format, then the byte length of each of the six parts
+
+
 def encode(record: PredictionRecord) -> bytes:
-    """The record as the payload of one segment frame."""
+    """The record as the payload of one segment frame: a format byte, six lengths, then six
+    JSON documents: the scalar fields as one array, and the features, their times, their
+    status, the request and the label each as its own document, so a flush takes those
+    columns' JSON text as byte slices instead of parsing and re-serializing them."""
     if record.role not in ROLES:
         raise ValueError(f"prediction {record.id}: role {record.role!r} is not one of "
                          f"{', '.join(ROLES)}")
-    return orjson.dumps(
-        [record.id, record.request_id, _micros(record.time), record.endpoint, record.model,
-         int(record.version), record.role, record.features, record.feature_times,
-         record.feature_status, record.request, record.score, record.label,
-         float(record.latency_ms), record.error],
-        default=_fallback, option=_OPTS)
+    dumps = orjson.dumps
+    parts = (
+        dumps([record.id, record.request_id, _micros(record.time), record.endpoint,
+               record.model, int(record.version), record.role, record.score,
+               float(record.latency_ms), record.error], default=_fallback, option=_OPTS),
+        dumps(record.features, default=_fallback, option=_OPTS),
+        dumps(record.feature_times, default=_fallback, option=_OPTS),
+        dumps(record.feature_status, default=_fallback, option=_OPTS),
+        dumps(record.request, default=_fallback, option=_OPTS),
+        dumps(record.label, default=_fallback, option=_OPTS),
+    )
+    return _LENGTHS.pack(_FORMAT, *map(len, parts)) + b"".join(parts)
 
 
-def payload_id(payload: bytes) -> str:
-    """The prediction id of an encoded record (its first field), without decoding the rest."""
-    return str(orjson.loads(payload)[0])
+def split(payload: bytes) -> list[bytes]:
+    """A payload's six parts (see ``encode``)."""
+    fmt, *lengths = _LENGTHS.unpack_from(payload)
+    if fmt != _FORMAT:
+        raise ValueError(f"prediction log record format {fmt} is not known to this version "
+                         f"of Tarmac (it writes format {_FORMAT})")
+    parts, pos = [], _LENGTHS.size
+    for n in lengths:
+        parts.append(payload[pos:pos + n])
+        pos += n
+    return parts
+
+
+def scalars(payload: bytes) -> list[Any]:
+    """The scalar fields of a payload: id, request_id, time (us), endpoint, model, version,
+    role, score, latency_ms, error."""
+    fmt, n = payload[0], _LENGTHS.unpack_from(payload)[1]
+    if fmt != _FORMAT:
+        split(payload)  # raises the format error
+    return list(orjson.loads(payload[_LENGTHS.size:_LENGTHS.size + n]))
 
 
 def to_table(payloads: Sequence[bytes]) -> pa.Table:
-    """Decode payloads into rows of ``SCHEMA`` (nested values as JSON text)."""
-    rows = [orjson.loads(p) for p in payloads]
-    dumps = orjson.dumps
+    """Decode payloads into rows of ``SCHEMA``: the scalar parts in one ``orjson.loads`` of
+    them all, the nested parts as the JSON text they already are."""
+    parts = [split(p) for p in payloads]
+    meta = orjson.loads(b"[" + b",".join([p[0] for p in parts]) + b"]")
+    cols = list(zip(*meta, strict=True)) if meta else [()] * 10
 
-    def json_col(i: int) -> list[str | None]:
-        return [None if r[i] is None else dumps(r[i]).decode() for r in rows]
+    def json_col(i: int) -> pa.Array:
+        raw = [None if p[i] == b"null" else p[i] for p in parts]
+        return pa.array(raw, type=pa.binary()).cast(pa.string())
 
-    cols: list[Any] = [
-        [r[0] for r in rows], [r[1] for r in rows], [r[2] for r in rows],
-        [r[3] for r in rows], [r[4] for r in rows], [r[5] for r in rows],
-        [r[6] for r in rows], [r[6] == "shadow" for r in rows],
-        json_col(7), json_col(8), json_col(9), json_col(10),
-        [r[11] for r in rows], json_col(12), [r[13] for r in rows], [r[14] for r in rows],
-    ]
-    arrays = [pa.array(c, type=f.type) for c, f in zip(cols, SCHEMA, strict=True)]
-    return pa.Table.from_arrays(arrays, schema=SCHEMA)
+    role = pa.array(cols[6], type=pa.string())
+    arrays = {
+        "id": pa.array(cols[0], pa.string()), "request_id": pa.array(cols[1], pa.string()),
+        "time": pa.array(cols[2], pa.timestamp("us", tz="UTC")),
+        "endpoint": pa.array(cols[3], pa.string()), "model": pa.array(cols[4], pa.string()),
+        "version": pa.array(cols[5], pa.int64()), "role": role,
+        "shadow": pc.equal(role, "shadow"),
+        "features": json_col(1), "feature_times": json_col(2), "feature_status": json_col(3),
+        "request": json_col(4), "score": pa.array(cols[7], pa.float64()), "label": json_col(5),
+        "latency_ms": pa.array(cols[8], pa.float64()), "error": pa.array(cols[9], pa.string()),
+    }
+    return pa.Table.from_arrays([arrays[f.name] for f in SCHEMA], schema=SCHEMA)

@@ -3,7 +3,8 @@
 A segment is an append-only file of frames. A frame is an 8-byte header, the payload's length
 and its CRC-32 (both unsigned 32-bit little-endian), then the payload. A crash in the middle of
 a ``write`` leaves at most one torn frame at the end of the newest segment; reading stops at the
-first frame whose header or CRC does not check out, and recovery truncates the file there.
+first frame whose header or CRC does not check out (or whose length is 0: a power loss can
+leave a tail of zeros, whose CRC would match), and recovery truncates the file there.
 
 Files live in one folder (``<project>/.tarmac/predictions/`` by default). Each process writing
 the log is a *family*: ``<host>-<pid>-<random>.lock``, which the process holds an exclusive
@@ -56,7 +57,7 @@ def parse(data: bytes | memoryview) -> Frames:
     while pos + hsize <= size:
         length, crc = unpack(view, pos)
         start, stop = pos + hsize, pos + hsize + length
-        if length > MAX_PAYLOAD or stop > size:
+        if length == 0 or length > MAX_PAYLOAD or stop > size:  # zeros: a power-loss tail
             break
         payload = view[start:stop]
         if crc32(payload) != crc:
