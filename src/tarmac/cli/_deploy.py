@@ -15,7 +15,6 @@ from __future__ import annotations
 
 from typing import Any
 
-import click
 import typer
 from typer.core import TyperGroup
 
@@ -32,7 +31,7 @@ _CHANGE_FLAGS = ("--canary", "--percent", "--shadow", "--stop-shadow", "--promot
 class _DeployGroup(TyperGroup):
     """Routes ``deploy NAME ...`` to the hidden ``change`` command, subcommands as usual."""
 
-    def parse_args(self, ctx: click.Context, args: list[str]) -> list[str]:
+    def parse_args(self, ctx: Any, args: list[str]) -> list[str]:
         if args and not args[0].startswith("-"):
             first = args[0]
             flags = [a.split("=")[0] for a in args[1:]]
@@ -45,7 +44,7 @@ class _DeployGroup(TyperGroup):
                 args = [CHANGE, *args]
         return super().parse_args(ctx, args)
 
-    def format_usage(self, ctx: click.Context, formatter: click.HelpFormatter) -> None:
+    def format_usage(self, ctx: Any, formatter: Any) -> None:
         formatter.write_usage(ctx.command_path, "NAME --canary V --percent P | --shadow V | "
                                                 "--promote-canary | --abort | --stop-shadow; "
                                                 "or: status [NAME]")
