@@ -44,7 +44,11 @@ def test_a_canary_gets_its_share_sticky_by_entity(served: Project) -> None:
     share = Counter(x["model"] for x in first)
     assert abs(share["risk@2"] / len(ENTITIES) - 0.30) < 0.07
     # the same customer gets the same version again, in another process's routes too
-    again = Predictions(p).answer("risk", {"entities": ENTITIES}, "other").body["predictions"]
+    other = Predictions(p)
+    try:
+        again = other.answer("risk", {"entities": ENTITIES}, "other").body["predictions"]
+    finally:
+        other.close()
     assert [x["model"] for x in again] == [x["model"] for x in first]
     # rows without entity key: all rows of one request go the same way (request id hash)
     rows = [{"a": 0.1, "b": 0.2, "region": "east"}] * 20

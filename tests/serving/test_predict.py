@@ -262,6 +262,7 @@ def test_every_answered_prediction_is_logged_before_the_answer(served: Project) 
     assert engine.log.stats()["appended"] == 2  # in the segment before predict returned
     engine.log.flush()
     logged = read_predictions(served, "risk").to_pylist()
+    assert served.serving.predictions("risk", since="1h").num_rows == 2
     assert sorted(r["id"] for r in logged) == sorted(ids)
     first = next(r for r in logged if r["id"] == ids[0])
     assert first["request_id"] == "req-7" and first["role"] == "champion"
@@ -272,12 +273,14 @@ def test_every_answered_prediction_is_logged_before_the_answer(served: Project) 
     assert status.traffic["v1 champion"]["requests"] == 1
 
 
+@pytest.mark.parametrize("error", ["LogBackpressure", "LogUnavailable"])
 def test_a_log_that_refuses_records_is_503_and_nothing_is_answered(
-        served: Project, monkeypatch: pytest.MonkeyPatch) -> None:
-    from tarmac.serving.predlog import LogBackpressure, PredictionLog
+        served: Project, monkeypatch: pytest.MonkeyPatch, error: str) -> None:
+    from tarmac.serving import predlog
+    from tarmac.serving.predlog import PredictionLog
 
-    def refuse(self: Any, records: Any) -> None:
-        raise LogBackpressure("4 MiB of predictions wait for the flusher", retry_after=2)
+    def refuse(self: Any, records: Any) -> None:  # backpressure, or a full disk
+        raise getattr(predlog, error)("the log cannot take them", retry_after=2)
 
     monkeypatch.setattr(PredictionLog, "append", refuse)
     with TestClient(create_app(served)) as client:
