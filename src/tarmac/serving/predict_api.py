@@ -100,17 +100,22 @@ class ModelEndpoints:
                                  hint="Content-Type: application/json"),
                             status_code=415, media_type=JSON)
         raw = await request.body()  # over the app's max_body_size: 413 before this returns
+        # parsing and scoring both run on the threadpool: a 4 MiB body or a slow model never
+        # holds the event loop
+        status, payload, headers = await run_in_threadpool(self._answer, name, raw, rid)
+        return Response(payload, status_code=status, media_type=JSON, headers=headers)
+
+    def _answer(self, name: str, raw: bytes, rid: str
+                ) -> tuple[int, bytes, dict[str, str] | None]:
         try:
             data = orjson.loads(raw)
         except orjson.JSONDecodeError as exc:
             what = ("the body is empty" if not raw.strip() else
                     f"the body is not JSON ({exc}); NaN and Infinity are not JSON numbers")
-            return Response(orjson.dumps({"detail": [field_error(["body"], what,
-                                                                 "json_invalid")]}),
-                            status_code=422, media_type=JSON)
-        outcome = await run_in_threadpool(self.predictions.answer, name, data, rid)
-        return Response(outcome.json(), status_code=outcome.status, media_type=JSON,
-                        headers=outcome.headers)
+            return 422, orjson.dumps({"detail": [field_error(["body"], what,
+                                                             "json_invalid")]}), None
+        outcome = self.predictions.answer(name, data, rid)
+        return outcome.status, outcome.json(), outcome.headers
 
     def endpoints(self) -> dict[str, Any]:
         """The endpoints: champion, canary with its percent, shadow, load failures."""
