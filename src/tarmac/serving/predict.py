@@ -28,7 +28,6 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
-import numpy as np
 import orjson
 import pandas as pd
 
@@ -37,6 +36,7 @@ from tarmac.serving import _log
 from tarmac.serving._errors import close_names, field_error
 from tarmac.serving._metrics import Metrics
 from tarmac.serving._routes import Route, Routes
+from tarmac.serving._scoring import run_model
 from tarmac.serving.features_api import FeatureEndpoints, _check_each
 
 if TYPE_CHECKING:
@@ -325,7 +325,7 @@ class Predictions:
         names = model.signature.input_names
         frame = pd.DataFrame([[s.values.get(k) for k in names] for s in out], columns=names)
         try:
-            scores, labels = _run(model, frame)
+            scores, labels = run_model(model, frame)
         except Exception as exc:
             raise ModelFailed(model, exc) from exc
         for s, score, label in zip(out, scores, labels, strict=True):
@@ -425,53 +425,6 @@ def _shape(data: dict[str, Any]) -> tuple[list[Any] | None, list[Any] | None,
                                       f"{len(entities)} entities: with both, row i completes "
                                       "entity i (give as many)", "length_mismatch"))
     return entities, rows, errors
-
-
-def _run(model: LoadedModel, frame: pd.DataFrame) -> tuple[list[Any], list[Any]]:
-    """Scores and labels of each row (None for a row with no input value at all)."""
-    task = model.task
-    if task == "regression":
-        values = model.predict(frame, empty="null")
-        return [_scalar(v) for v in values], [None] * len(frame)
-    scores = model.predict_scores(frame, empty="null")
-    if scores is None:  # a classifier without probabilities
-        labels = model.predict(frame, empty="null")
-        return [None] * len(frame), [_scalar(v) for v in labels]
-    classes = model.predictor.classes or [0, 1]
-    if task == "binary":
-        inclusive = model.flavor == "python_function"
-        out_s: list[Any] = []
-        out_l: list[Any] = []
-        for s in np.asarray(scores, dtype=float).tolist():
-            if math.isnan(s):
-                out_s.append(None)
-                out_l.append(None)
-            else:
-                out_s.append(s)
-                out_l.append(_scalar(classes[-1] if (s >= 0.5 if inclusive else s > 0.5)
-                                     else classes[0]))
-        return out_s, out_l
-    proba = np.asarray(scores, dtype=float)
-    out_s, out_l = [], []
-    for p in proba:
-        if np.isnan(p).all():
-            out_s.append(None)
-            out_l.append(None)
-        else:
-            k = int(np.nanargmax(p))
-            out_s.append(float(p[k]))
-            out_l.append(_scalar(classes[k]))
-    return out_s, out_l
-
-
-def _scalar(v: Any) -> Any:
-    if v is None:
-        return None
-    if hasattr(v, "item"):
-        v = v.item()
-    if type(v) is float and not math.isfinite(v):
-        return None
-    return v
 
 
 def _request(entities: Sequence[Any] | None, rows: Sequence[Any] | None, i: int
