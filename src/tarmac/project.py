@@ -1,8 +1,8 @@
 """Open a project: read ``tarmac.yaml`` and wire the backends its URLs name.
 
 ``Project`` is the SDK's front door and exposes one namespace per concern (``p.lake``,
-``p.ledger``, ``p.catalog``, ``p.features``, ``p.models``) plus ``p.sql`` and ``p.ingest``. The
-CLI is a thin layer over it.
+``p.ledger``, ``p.catalog``, ``p.features``, ``p.models``, ``p.serving``) plus ``p.sql``
+and ``p.ingest``. The CLI is a thin layer over it.
 
 Example::
 
@@ -36,6 +36,7 @@ if TYPE_CHECKING:
     from tarmac.ingest.spec import SourceSpec
     from tarmac.lake import Lake
     from tarmac.models.registry import ModelRegistry
+    from tarmac.serving.sdk import Serving
 
 _SCAFFOLD = Path(__file__).parent / "scaffold"
 
@@ -82,6 +83,13 @@ class Project:
         from tarmac.models.registry import ModelRegistry
 
         return ModelRegistry(self)
+
+    @cached_property
+    def serving(self) -> Serving:
+        """Serving: predictions (the HTTP path, in process), deployments, their status."""
+        from tarmac.serving.sdk import Serving
+
+        return Serving(self)
 
     @property
     def name(self) -> str:
@@ -154,6 +162,8 @@ class Project:
         call twice). Open projects are closed at exit too, so a script that forgets cannot
         leave engine threads running into interpreter teardown."""
         _OPEN.discard(self)
+        if "serving" in self.__dict__:
+            self.serving.close()
         if "features" in self.__dict__:
             self.features.close()
         if "lake" in self.__dict__:  # opened lazily: only if something used it

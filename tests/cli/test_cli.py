@@ -9,6 +9,7 @@ import pytest
 import sqlalchemy as sa
 from typer.testing import CliRunner
 
+from tarmac.catalog._engine import HEAD_REVISION
 from tarmac.cli import app
 from tarmac.project import Project
 
@@ -155,7 +156,7 @@ def test_info_masks_secrets(tmp_path: Path, pg_url: str, monkeypatch: pytest.Mon
     code, out = run(tmp_path / "p", "info", "--json")
     facts = json.loads(out)
     assert code == 0 and "s3cr3t" not in out and ":***@" in facts["catalog"]
-    assert facts["catalog_revision"] == "0006" and facts["tables"] == 0
+    assert facts["catalog_revision"] == HEAD_REVISION and facts["tables"] == 0
     code, out = run(tmp_path / "p", "info")
     assert code == 0 and "s3cr3t" not in out and "catalog revision" in out
 

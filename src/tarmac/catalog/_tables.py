@@ -9,6 +9,7 @@ from __future__ import annotations
 from sqlalchemy import (
     BigInteger,
     Column,
+    Float,
     ForeignKey,
     Index,
     Integer,
@@ -276,6 +277,35 @@ validations = Table(
     Column("seconds", BigInteger, nullable=False),  # microseconds
     Column("actor", String(128), nullable=False),
     Index("ix_validations_version", "model", "version", "at"),
+)
+
+# -- deployments: what serves each endpoint beside its champion (see catalog/deployments.py) ---
+
+deployments = Table(
+    "deployments",
+    metadata,
+    Column("endpoint", String(128), primary_key=True),  # the model name
+    Column("canary_version", Integer, nullable=True),
+    Column("canary_percent", Float, nullable=True),  # 0 to 100, of entities (sticky by key)
+    Column("shadow_version", Integer, nullable=True),
+    Column("generation", Integer, nullable=False),  # bumped on every change: compare-and-swap
+    Column("updated_at", BigInteger, nullable=False),
+    Column("actor", String(128), nullable=False),
+)
+
+deployment_history = Table(
+    "deployment_history",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("endpoint", String(128), nullable=False),
+    Column("action", String(32), nullable=False),  # canary | shadow | promote_canary | abort ...
+    Column("canary_version", Integer, nullable=True),  # the deployment after the change
+    Column("canary_percent", Float, nullable=True),
+    Column("shadow_version", Integer, nullable=True),
+    Column("reason", Text, nullable=True),
+    Column("at", BigInteger, nullable=False),
+    Column("actor", String(128), nullable=False),
+    Index("ix_deployment_history", "endpoint", "id"),
 )
 
 gate_results = Table(

@@ -82,6 +82,7 @@ def open_project(ctx: typer.Context, *, check_lake: bool = True) -> Any:
 # importing the command modules registers their commands
 from tarmac.cli import (  # noqa: E402,F401
     _catalog,
+    _deploy,
     _doctor,
     _features,
     _governance,

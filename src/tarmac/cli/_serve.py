@@ -1,4 +1,4 @@
-"""``tarmac serve``: the project's HTTP server (features now, models later) under uvicorn,
+"""``tarmac serve``: the project's HTTP server (features and models, one app) under uvicorn,
 with the tuned defaults of ``tarmac.serving.server``. ``--workers 1`` serves in this process."""
 
 from __future__ import annotations
@@ -48,10 +48,12 @@ def serve(
     log_file: Path = typer.Option(None, "--log-file", dir_okay=False,
                                   help="Append the access log to this file (default: stderr)."),
 ) -> None:
-    """Serve the project over HTTP: POST /features for online feature values.
+    """Serve the project over HTTP: POST /features for online feature values and
+    POST /v1/predict/NAME for predictions of each model's endpoint (champion, canary, shadow).
 
     The OpenAPI docs are at /docs; GET /health (alive) and GET /ready (the online store's
-    values are there) are for probes. Stop with Ctrl+C (workers finish their requests first).
+    values are there, every champion is loaded, the prediction log writes) are for probes;
+    GET /metrics for Prometheus. Stop with Ctrl+C (workers finish their requests first).
     """
     import uvicorn
 

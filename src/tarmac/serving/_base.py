@@ -53,6 +53,7 @@ class Concern:
     ready: Callable[[], Ready]  # sync: run on the threadpool (it may touch a backend)
     fast_routes: Sequence[tuple[str, str, ASGIApp]] = ()  # (method, path, bare ASGI app)
     warm_up: Callable[[], None] | None = None  # at start-up; a failure only logs
+    shutdown: Callable[[], None] | None = None  # when the app stops (threads, logs)
 
 
 class TarmacApp(FastAPI):
@@ -134,6 +135,13 @@ def build_app(title: str, concerns: Sequence[Concern], *, description: str = "",
         try:
             yield
         finally:
+            for concern in concerns:
+                if concern.shutdown is not None:
+                    try:
+                        concern.shutdown()
+                    except Exception as exc:  # the others still stop
+                        log.error("tarmac serve: stopping %s failed", concern.name,
+                                  exc_info=exc)
             if access_log is not None:
                 access_log.stop()
             if on_shutdown is not None:

@@ -1,0 +1,118 @@
+"""The one seam between the predict path and the prediction log (``tarmac.serving.predlog``).
+
+The predict path builds one plain record per prediction (the fields of ``PredictionRecord``) and
+hands them here; ``PredictionLog.append`` makes them durable before the answer is sent. An
+append the log refuses (backpressure: its spill bound is reached; its segment cannot be written)
+raises ``LogUnavailable``, which the caller answers with 503: a prediction is never answered
+without its record. The log is set up from the project file (``PredictionLog.from_config``: fsync
+policy, spill bound, flush interval; docs/prediction-log.md).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import importlib
+import logging
+import uuid
+from collections.abc import Sequence
+from typing import TYPE_CHECKING, Any
+
+from tarmac.errors import TarmacError
+
+if TYPE_CHECKING:
+    from tarmac.project import Project
+
+log = logging.getLogger("tarmac.serving")
+
+_predlog: Any
+try:
+    _predlog = importlib.import_module("tarmac.serving.predlog")
+except ImportError:  # built without the prediction log
+    _predlog = None
+
+
+class LogUnavailable(TarmacError):
+    """The prediction log cannot take records now (backpressure, disk): answer 503 with
+    ``Retry-After: retry_after``."""
+
+    def __init__(self, message: str, *, hint: str | None = None,
+                 retry_after: float = 1.0) -> None:
+        super().__init__(message, hint=hint)
+        self.retry_after = retry_after
+
+
+def available() -> bool:
+    return _predlog is not None
+
+
+def new_id() -> str:
+    """A new prediction id (the log's own scheme when installed)."""
+    if _predlog is not None:
+        return str(_predlog.new_prediction_id())
+    return uuid.uuid4().hex
+
+
+class Log:
+    """The prediction log of one process, or nothing when it is not installed."""
+
+    def __init__(self, project: Project) -> None:
+        self.project = project
+        self._log: Any = None
+
+    @property
+    def installed(self) -> bool:
+        return _predlog is not None
+
+    def start(self) -> None:
+        if _predlog is not None and self._log is None:
+            opened = _predlog.PredictionLog.from_config(self.project)
+            opened.start()
+            self._log = opened
+
+    def append(self, records: Sequence[dict[str, Any]]) -> None:
+        """Make ``records`` durable (raises ``LogUnavailable`` when the log refuses them)."""
+        if _predlog is None or not records:
+            return
+        if self._log is None:
+            self.start()
+        try:
+            self._log.append([_predlog.PredictionRecord(**r) for r in records])
+        except _predlog.PredictionLogError as exc:
+            raise LogUnavailable(exc.message, hint=exc.hint,
+                                 retry_after=exc.retry_after) from exc
+        except OSError as exc:
+            raise LogUnavailable(f"the prediction log cannot be written: {exc}") from exc
+
+    def stats(self) -> dict[str, Any]:
+        """The log's counters (``LogStats`` as a dict: appended, flushed, pending_rows,
+        flush_lag_s, writable, last_error ...); empty when not started."""
+        if self._log is None:
+            return {}
+        try:
+            return dataclasses.asdict(self._log.stats())
+        except Exception as exc:
+            log.warning("prediction log stats failed: %s", exc)
+            return {}
+
+    def flush(self) -> None:
+        if self._log is not None:
+            self._log.flush()
+
+    def close(self) -> None:
+        log_, self._log = self._log, None
+        if log_ is not None:
+            log_.close()
+
+
+def read(project: Project, endpoint: str, *, since: Any = None, limit: int | None = None
+         ) -> Any:
+    """The logged predictions of ``endpoint`` (the predlog package's ``read_predictions``)."""
+    if _predlog is None:
+        raise TarmacError("the prediction log is not installed in this build")
+    kwargs: dict[str, Any] = {"since": since}
+    if limit is not None:
+        kwargs["limit"] = limit
+    return _predlog.read_predictions(project, endpoint, **kwargs)
+
+
+__all__ = ["Log", "LogUnavailable", "available", "new_id", "read"]
