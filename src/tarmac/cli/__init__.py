@@ -87,8 +87,10 @@ from tarmac.cli import (  # noqa: E402,F401
     _governance,
     _ingest,
     _lake,
+    _model_import,
     _models,
     _project,
+    _score,
     _serve,
     _survey,
 )
