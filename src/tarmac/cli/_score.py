@@ -41,8 +41,14 @@ def score(
     Example: tarmac score churn --input "SELECT customer_id, observed FROM labels" --output
     churn_scores
     """
-    from rich.progress import (BarColumn, MofNCompleteColumn, Progress, TextColumn,
-                               TimeElapsedColumn, TimeRemainingColumn)
+    from rich.progress import (
+        BarColumn,
+        MofNCompleteColumn,
+        Progress,
+        TextColumn,
+        TimeElapsedColumn,
+        TimeRemainingColumn,
+    )
 
     if mode not in ("overwrite", "append"):
         raise typer.BadParameter(f"{mode!r}: expected overwrite or append", param_hint="--mode")

@@ -33,6 +33,7 @@ import os
 import tempfile
 import zipfile
 from collections.abc import Sequence
+from functools import partial
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -327,7 +328,7 @@ def _register(registry: ModelRegistry, name: str, found: _Imported, signature: S
                     "model.register", f"model:{name}",
                     {"version": version, "flavor": found.flavor, "artifact": artifact,
                      "imported": found.source},
-                    change=lambda conn, r=record: mcat.insert_version(conn, r), run=run,
+                    change=partial(mcat.insert_version, mv=record), run=run,
                     output=DatasetVersion(f"model:{name}", version))
                 return record
             except IntegrityError:

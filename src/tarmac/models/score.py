@@ -32,6 +32,7 @@ from __future__ import annotations
 
 import time
 import uuid
+import warnings
 from collections.abc import Callable, Iterator
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
@@ -41,7 +42,6 @@ import duckdb
 import numpy as np
 import pyarrow as pa
 
-from tarmac.catalog import DatasetVersion
 from tarmac.errors import SqlError, TarmacError, UsageError
 from tarmac.features.definitions import TYPES
 from tarmac.lake import quote_ident
@@ -189,7 +189,10 @@ def _run_sql(project: Any, sql: str, fn: Callable[[duckdb.DuckDBPyConnection], A
     (their text names the line and column of the SQL) become a ``SqlError``."""
     from tarmac.lake.sql import connect
 
-    con = connect(project.lake, sql)
+    try:
+        con = connect(project.lake, sql)
+    except SqlError as exc:  # a parse error or an unknown table, found while binding
+        raise SqlError(f"the input SQL failed: {exc.message}", hint=exc.hint) from None
     try:
         return fn(con)
     except duckdb.Error as exc:
@@ -210,8 +213,16 @@ def _count(project: Any, sql: str) -> int:
 
 
 def _schema_of(project: Any, sql: str) -> pa.Schema:
-    return _run_sql(project, sql, lambda c: c.sql(
-        f"SELECT * FROM ({sql}) AS __input LIMIT 0").to_arrow_table().schema)
+    def schema(con: duckdb.DuckDBPyConnection) -> pa.Schema:
+        # execute, not sql: DuckDB's binder errors then carry the line and a caret under the
+        # token; its warning about an extra copy does not matter for zero rows
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", UserWarning)
+            table: pa.Table = con.execute(
+                f"SELECT * FROM ({sql}) AS __input LIMIT 0").to_arrow_table()
+            return table.schema
+
+    return _run_sql(project, sql, schema)
 
 
 def _plan(project: Any, model: LoadedModel, sql: str, timestamp: str | None,
@@ -402,7 +413,7 @@ def _score_batch(model: LoadedModel, plan: _Plan, batch: pa.RecordBatch, schema:
     columns["scored_at"] = pa.array(np.full(n, np.datetime64(scored_at.replace(tzinfo=None),
                                                              "us")), pa.timestamp("us", tz="UTC"))
     columns["reject_reason"] = (pa.nulls(n, pa.string()) if not rejected else
-                                pa.array(np.where(empty, EMPTY_REASON, None), pa.string()))
+                                pa.array([EMPTY_REASON if e else None for e in empty], pa.string()))
     return pa.Table.from_arrays([columns[f.name] for f in schema], schema=schema)
 
 
