@@ -292,9 +292,16 @@ class ModelRegistry:
         return flavors.Predictor(obj, record.flavor, record.task, record.spec.get("classes"))
 
     def score(self, name: str, input: str, output: str, **options: Any) -> ScoreResult:
-        """Batch-score SQL or a lake table into a lake table (see ``tarmac.models.score``).
+        """Batch-score SQL or a lake table into a lake table, in one commit (options and
+        behaviour: ``tarmac.models.score``). The champion scores unless ``version=`` or
+        ``alias=`` says otherwise; features are joined as of the input's timestamp.
 
-        >>> p.models.score("risk", "SELECT customer_id, observed FROM labels", "risk_scores")
+        >>> _ = p.models.promote("risk", p.models.train("risk").version, force=True, reason="go")
+        >>> result = p.models.score("risk", "SELECT customer_id, observed FROM labels", "scored")
+        >>> result.rows_in, result.rows_scored, result.rows_rejected, result.output_version
+        (600, 600, 0, 0)
+        >>> p.lake.read("scored").column_names
+        ['customer_id', 'observed', 'score', 'label', 'model', 'version', 'scored_at', ...]
         """
         from tarmac.models.score import score
 

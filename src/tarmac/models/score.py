@@ -263,7 +263,7 @@ def _plan(project: Any, model: LoadedModel, sql: str, timestamp: str | None,
     if timestamp is None and len(stamps) > 1:
         raise UsageError(f"the input has several timestamp columns ({', '.join(stamps)}): say "
                          "which one the features are taken as of",
-                         hint="timestamp='observed' (--timestamp observed)")
+                         hint=f"timestamp='{stamps[0]}' (--timestamp {stamps[0]})")
     timestamp = timestamp or (stamps[0] if stamps else None)
     carried = [c for c in names if c not in wanted]
     if timestamp is None:  # the features as they are now: every row as of the scoring time
