@@ -51,9 +51,8 @@ def test_bad_input_exits_2_with_one_clear_line(mproject: Project) -> None:
     code, out = run(p, "score", "risk", "-i", "labels", "-o", "out", "-v", "1",
                     "--mode", "merge")
     assert code == 2 and "expected overwrite or append" in out
-    code, out = run(p, "score", "risk", "-i", "SELECT customer_id, observed FROM labels WHERE false", "-o", "out",
-                    "-v", "1")
+    empty = "SELECT customer_id, observed FROM labels WHERE false"
+    code, out = run(p, "score", "risk", "-i", empty, "-o", "out", "-v", "1")
     assert code == 2 and "the input has no rows" in out and "--allow-empty" in out
-    code, out = run(p, "score", "risk", "-i", "SELECT customer_id, observed FROM labels WHERE false", "-o", "out",
-                    "-v", "1", "--allow-empty")
+    code, out = run(p, "score", "risk", "-i", empty, "-o", "out", "-v", "1", "--allow-empty")
     assert code == 0 and "scored 0 of 0 rows" in out and "warning: the input has no rows" in out
