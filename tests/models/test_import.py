@@ -209,6 +209,15 @@ def test_an_mlmodel_without_a_python_function_flavor(mproject: Project, tmp_path
 
 def test_an_unknown_models_uri(mproject: Project, tmp_path: Path, monkeypatch: Any) -> None:
     need("mlflow")
+    import mlflow.tracking
+
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
+    monkeypatch.setattr(mlflow.tracking, "is_tracking_uri_set", lambda: False)
+    with pytest.raises(UsageError, match="MLFLOW_TRACKING_URI is not set"):
+        mproject.models.import_model("models:/ghost/3", "churn", signature="a,b")
+    assert not (tmp_path / "mlflow.db").exists()  # no tracking store made up on the way
+    monkeypatch.undo()
     monkeypatch.chdir(tmp_path)
     monkeypatch.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{tmp_path / 'empty.db'}")
     with pytest.raises(UsageError, match="MLflow could not resolve models:/ghost/3"):

@@ -193,6 +193,9 @@ def test_an_input_missing_a_signature_column(champion: Project) -> None:
     with pytest.raises(UsageError, match=r"lacks column 'b', an input of risk v1, and the "
                                          r"entity key\(s\) customer_id"):
         p.models.score("risk", sql, "out")
+    with pytest.raises(UsageError, match=r"has some inputs of risk v1 \(a\) but lacks b, "
+                                         r"region: give every one of them, or none"):
+        p.models.score("risk", "SELECT customer_id, a FROM signals", "out")
     with pytest.raises(UsageError, match="input column 'a' is float64, but row 0 holds 'x'"):
         p.models.score("risk", "SELECT 'x' AS a, 1.0 AS b, 'north' AS region", "out")
 

@@ -159,6 +159,13 @@ def _download(uri: str, into: str) -> str:
         raise UsageError(f"resolving {uri} needs the mlflow package, which is not installed",
                          hint="pip install 'tarmac[mlflow]' and set MLFLOW_TRACKING_URI; or "
                               "import the model's directory instead") from None
+    from mlflow.tracking import is_tracking_uri_set
+
+    if not is_tracking_uri_set():  # MLflow would make a new, empty ./mlflow.db and look there
+        raise UsageError(f"resolving {uri} needs to know where the MLflow tracking server "
+                         "is: MLFLOW_TRACKING_URI is not set",
+                         hint="export MLFLOW_TRACKING_URI=http://mlflow:5000 (or sqlite:///"
+                              "path/to/mlflow.db)")
     try:
         return str(mlflow.artifacts.download_artifacts(artifact_uri=uri, dst_path=into))
     except Exception as exc:

@@ -259,6 +259,13 @@ def _plan(project: Any, model: LoadedModel, sql: str, timestamp: str | None,
             f"{', '.join(lacking)} to fetch its features; its columns: {', '.join(names)}",
             hint=f"select the key column(s) {', '.join(keys)} (and a timestamp column for "
                  "point-in-time features), or every signature column")
+    partial = [c for c in wanted if c in names]
+    if partial:
+        raise UsageError(
+            f"the input has some inputs of {who} ({', '.join(partial)}) but lacks "
+            f"{', '.join(missing)}: give every one of them, or none (then the feature store "
+            f"fetches them by {', '.join(keys)})",
+            hint=f"drop {', '.join(partial)} from the SELECT, or add {', '.join(missing)}")
     stamps = [f.name for f in schema if pa.types.is_timestamp(f.type)]
     if timestamp is None and len(stamps) > 1:
         raise UsageError(f"the input has several timestamp columns ({', '.join(stamps)}): say "
