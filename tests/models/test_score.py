@@ -234,3 +234,33 @@ def test_scores_do_not_depend_on_the_batch_size(champion: Project) -> None:
     big, small = _scores_by_id(p, "big"), _scores_by_id(p, "small")
     assert big.keys() == small.keys()
     assert np.allclose([big[k] for k in big], [small[k] for k in big])
+
+
+def test_scoring_and_importing_on_each_catalog(mproject_any: Project, tmp_path: Path) -> None:
+    """The same run, lineage and registration on SQLite and on PostgreSQL."""
+    p = mproject_any
+    p.models.train("risk")
+    p.models.promote("risk", 1, force=True, reason="catalog test")
+    result = p.models.score("risk", PIT, "risk_scores")
+    assert (result.rows_in, result.rows_scored, result.output_version) == (600, 600, 0)
+    audit = [r for r in p.ledger.audit() if r.action == "model.score"]
+    assert len(audit) == 1 and json.loads(audit[0].details)["rows_scored"] == 600
+    import cloudpickle
+
+    folder = tmp_path / "mlflow_model"
+    folder.mkdir()
+    (folder / "model.pkl").write_bytes(cloudpickle.dumps(p.models.get("risk").estimator))
+    (folder / "MLmodel").write_text(
+        "flavors:\n  python_function:\n    loader_module: mlflow.sklearn\n"
+        "    model_path: model.pkl\n  sklearn:\n    pickled_model: model.pkl\n"
+        "    serialization_format: cloudpickle\n")
+    record = p.models.import_model(folder, "risk", signature="a,b,region:string")
+    assert record.version == 2 and record.flavor == "sklearn"
+    with pytest.raises(UsageError, match=r"lacks column\(s\) a, b, region, input\(s\) of risk v2 "
+                                         r"\(it takes a, b, region\); the input's columns: "
+                                         r"customer_id, observed"):
+        p.models.score("risk", PIT, "imported_scores", version=2)  # no feature service
+    again = p.models.score("risk", AS_IS, "imported_scores", version=2)
+    assert again.rows_scored == 600 and again.features == "input"
+    assert _scores_by_id(p, "imported_scores") == pytest.approx(
+        _scores_by_id(p, "risk_scores"))  # the same estimator, the same point-in-time values

@@ -247,10 +247,8 @@ def _plan(project: Any, model: LoadedModel, sql: str, timestamp: str | None,
     keys = list(model.record.spec.get("keys") or [])
     if not service or not isinstance(service, str | list) or not keys:
         raise UsageError(
-            f"the input lacks column {missing[0]!r}"
-            + (f" (and {len(missing) - 1} more: {', '.join(missing[1:])})" if missing[1:] else "")
-            + f", an input of {who} (it takes {', '.join(wanted)}); its columns: "
-              f"{', '.join(names)}",
+            f"the input lacks column(s) {', '.join(missing)}, input(s) of {who} (it takes "
+            f"{', '.join(wanted)}); the input's columns: {', '.join(names)}",
             hint="select every signature column (`tarmac models show " + model.name + "`)")
     lacking = [k for k in keys if k not in names]
     if lacking:
@@ -415,10 +413,9 @@ def _score_batch(model: LoadedModel, plan: _Plan, batch: pa.RecordBatch, schema:
     columns["score"] = pa.array(score, pa.float64(), from_pandas=True)
     if label_type is not None:
         columns["label"] = label if label is not None else pa.nulls(n, label_type)
-    columns["model"] = pa.array([model.name] * n, pa.string())
-    columns["version"] = pa.array(np.full(n, model.version, dtype=np.int64))
-    columns["scored_at"] = pa.array(np.full(n, np.datetime64(scored_at.replace(tzinfo=None),
-                                                             "us")), pa.timestamp("us", tz="UTC"))
+    columns["model"] = pa.repeat(pa.scalar(model.name, pa.string()), n)
+    columns["version"] = pa.repeat(pa.scalar(model.version, pa.int64()), n)
+    columns["scored_at"] = pa.repeat(pa.scalar(scored_at, pa.timestamp("us", tz="UTC")), n)
     columns["reject_reason"] = (pa.nulls(n, pa.string()) if not rejected else
                                 pa.array([EMPTY_REASON if e else None for e in empty], pa.string()))
     return pa.Table.from_arrays([columns[f.name] for f in schema], schema=schema)
