@@ -39,8 +39,11 @@ def _scores_by_id(p: Project, table: str) -> dict[int, float]:
 
 def test_scores_point_in_time_features_into_one_commit(champion: Project) -> None:
     p = champion
-    result = p.models.score("risk", PIT, "risk_scores", batch_rows=50)
+    seen: list[tuple[int, int]] = []
+    result = p.models.score("risk", PIT, "risk_scores", batch_rows=50,
+                            progress=lambda done, total: seen.append((done, total)))
     assert (result.rows_in, result.rows_scored, result.rows_rejected) == (600, 600, 0)
+    assert seen == [(n, 600) for n in range(50, 601, 50)]  # streamed, batch by batch
     assert result.version == 1 and result.output_version == 0 and result.warnings == []
     assert result.features == "feature store: risk as of 'observed'"
     out = p.lake.read("risk_scores")
@@ -245,15 +248,7 @@ def test_scoring_and_importing_on_each_catalog(mproject_any: Project, tmp_path: 
     assert (result.rows_in, result.rows_scored, result.output_version) == (600, 600, 0)
     audit = [r for r in p.ledger.audit() if r.action == "model.score"]
     assert len(audit) == 1 and json.loads(audit[0].details)["rows_scored"] == 600
-    import cloudpickle
-
-    folder = tmp_path / "mlflow_model"
-    folder.mkdir()
-    (folder / "model.pkl").write_bytes(cloudpickle.dumps(p.models.get("risk").estimator))
-    (folder / "MLmodel").write_text(
-        "flavors:\n  python_function:\n    loader_module: mlflow.sklearn\n"
-        "    model_path: model.pkl\n  sklearn:\n    pickled_model: model.pkl\n"
-        "    serialization_format: cloudpickle\n")
+    folder = _mlflow_dir(tmp_path / "mlflow_model", p.models.get("risk").estimator)
     record = p.models.import_model(folder, "risk", signature="a,b,region:string")
     assert record.version == 2 and record.flavor == "sklearn"
     with pytest.raises(UsageError, match=r"lacks column\(s\) a, b, region, input\(s\) of risk v2 "
@@ -264,3 +259,44 @@ def test_scoring_and_importing_on_each_catalog(mproject_any: Project, tmp_path: 
     assert again.rows_scored == 600 and again.features == "input"
     assert _scores_by_id(p, "imported_scores") == pytest.approx(
         _scores_by_id(p, "risk_scores"))  # the same estimator, the same point-in-time values
+
+
+def _mlflow_dir(folder: Path, estimator: Any) -> Path:
+    """An MLflow model directory written by hand (the format, without needing mlflow)."""
+    import cloudpickle
+
+    folder.mkdir()
+    (folder / "model.pkl").write_bytes(cloudpickle.dumps(estimator))
+    (folder / "MLmodel").write_text(
+        "flavors:\n  python_function:\n    loader_module: mlflow.sklearn\n"
+        "    model_path: model.pkl\n  sklearn:\n    pickled_model: model.pkl\n"
+        "    serialization_format: cloudpickle\n")
+    return folder
+
+
+def test_multiclass_and_regression_outputs(mproject: Project, tmp_path: Path) -> None:
+    from sklearn.linear_model import LinearRegression, LogisticRegression
+
+    p = mproject
+    frame = p.sql(AS_IS).to_pandas()
+    x = frame[["a", "b"]]
+    tiers = np.where(frame["a"] > 0.5, "gold", np.where(frame["a"] < -0.5, "bronze", "silver"))
+    clf = LogisticRegression().fit(x, tiers)
+    reg = LinearRegression().fit(x, 2 * frame["a"] - frame["b"])
+    p.models.import_model(_mlflow_dir(tmp_path / "tier", clf), "tier", signature="a,b")
+    p.models.import_model(_mlflow_dir(tmp_path / "value", reg), "value", signature="a,b")
+
+    tier = p.models.score("tier", AS_IS, "tiers", version=1)
+    assert tier.rows_scored == 600
+    out = p.lake.read("tiers").to_pandas().sort_values("customer_id").reset_index(drop=True)
+    ordered = frame.sort_values("customer_id").reset_index(drop=True)
+    proba = clf.predict_proba(ordered[["a", "b"]])
+    assert (out["label"] == clf.predict(ordered[["a", "b"]])).all()  # strings, not indexes
+    assert np.allclose(out["score"], proba.max(axis=1))
+
+    value = p.models.score("value", AS_IS, "values", version=1)
+    assert value.rows_scored == 600
+    out = p.lake.read("values")
+    assert "label" not in out.column_names  # a regression has a value, no label
+    got = out.to_pandas().sort_values("customer_id")
+    assert np.allclose(got["score"], reg.predict(ordered[["a", "b"]]))
