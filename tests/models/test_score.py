@@ -184,6 +184,16 @@ def test_sql_that_fails_names_the_position(champion: Project) -> None:
         champion.models.score("risk", "SELECT nope FROM labels", "out")
 
 
+def test_sql_that_fails_while_it_streams(champion: Project) -> None:
+    p = champion
+    p.models.score("risk", AS_IS, "out")
+    sql = AS_IS.replace("s.a,", "CASE WHEN l.customer_id < 590 THEN s.a "
+                                "ELSE error('bad row ' || l.customer_id) END AS a,")
+    with pytest.raises(SqlError, match="the input SQL failed: .*bad row 59"):
+        p.models.score("risk", sql, "out", batch_rows=10)
+    assert p.lake.version("out") == 0  # nothing committed
+
+
 @pytest.mark.parametrize("name", ["Scores", "1scores", "scores-today", "a" * 64, ""])
 def test_an_invalid_output_table_name(champion: Project, name: str) -> None:
     with pytest.raises(UsageError, match="invalid output table name"):

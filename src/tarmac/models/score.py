@@ -303,26 +303,21 @@ def _input_schema(project: Any, model: LoadedModel, plan: _Plan) -> pa.Schema:
 
 def _reader(project: Any, model: LoadedModel, plan: _Plan,
             batch_rows: int) -> Iterator[pa.RecordBatch]:
-    """The input's rows with the model's inputs, batch by batch."""
-    if plan.feature_service is not None:
-        ts = _training_set(project, plan)
-        try:
-            reader = ts.batches()
-        except duckdb.Error as exc:
-            raise _sql_error(exc) from None
-        yield from _rebatch(reader, batch_rows)
-        return
-    from tarmac.lake.sql import connect
-
-    con = connect(project.lake, plan.sql)
+    """The input's rows with the model's inputs, batch by batch; a query that fails while it
+    streams (a cast that breaks on row 3 million) is a ``SqlError`` like one that fails at once."""
     try:
+        if plan.feature_service is not None:
+            yield from _rebatch(_training_set(project, plan).batches(), batch_rows)
+            return
+        from tarmac.lake.sql import connect
+
+        con = connect(project.lake, plan.sql)
         try:
-            reader = con.sql(plan.sql).to_arrow_reader(batch_rows)
-        except duckdb.Error as exc:
-            raise _sql_error(exc) from None
-        yield from reader
-    finally:
-        con.close()
+            yield from con.sql(plan.sql).to_arrow_reader(batch_rows)
+        finally:
+            con.close()
+    except (duckdb.Error, pa.ArrowInvalid) as exc:
+        raise _sql_error(exc) from None
 
 
 def _rebatch(reader: pa.RecordBatchReader, rows: int) -> Iterator[pa.RecordBatch]:
