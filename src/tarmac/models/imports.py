@@ -30,6 +30,7 @@ from __future__ import annotations
 import io
 import json
 import os
+import re
 import tempfile
 import zipfile
 from collections.abc import Sequence
@@ -54,6 +55,7 @@ if TYPE_CHECKING:
     from tarmac.models.registry import ModelRegistry
 
 TASKS = ("binary", "multiclass", "regression")
+MODEL_NAME = re.compile(r"^[A-Za-z][A-Za-z0-9_]{0,62}$")  # as @model(name=...) takes
 # MLflow column types -> Tarmac value types
 MLFLOW_TYPES = {"double": "float64", "float": "float32", "long": "int64", "integer": "int32",
                 "boolean": "bool", "string": "string", "datetime": "timestamp"}
@@ -82,9 +84,9 @@ def import_model(registry: ModelRegistry, source: str | os.PathLike[str], name: 
                  description: str | None = None) -> mcat.ModelVersion:
     """Register ``source`` (an MLflow model directory, a ``models:/`` URI or an ``.onnx``
     file) as the next version of ``name``; returns the registered version."""
-    from tarmac.features.definitions import _check_name
-
-    _check_name("model", name)
+    if not isinstance(name, str) or not MODEL_NAME.match(name):
+        raise UsageError(f"model name {name!r} is not valid: use letters, digits and '_', "
+                         "starting with a letter (at most 63 characters)")
     if task is not None and task not in TASKS:
         raise UsageError(f"task {task!r}: expected one of {', '.join(TASKS)}")
     given = parse_signature(signature) if signature is not None else None

@@ -290,15 +290,16 @@ def _training_set(project: Any, plan: _Plan) -> Any:
 
 
 def _input_schema(project: Any, model: LoadedModel, plan: _Plan) -> pa.Schema:
-    if plan.feature_service is None:
-        return _schema_of(project, plan.sql)
-    ts = _training_set(project, plan)
-    lost = [c for c in model.signature.input_names if c not in ts.features]
-    if lost:
-        raise UsageError(f"the feature service {plan.feature_service!r} no longer gives "
-                         f"{', '.join(lost)}, an input of {model.name} v{model.version}",
-                         hint="score with an input that carries the column(s), or retrain")
-    return ts.entity_schema
+    """The schema of the rows read (checked here, inside the run, against the features the
+    feature service gives today: a view may have changed since the version was trained)."""
+    if plan.feature_service is not None:
+        features = _training_set(project, plan).features
+        lost = [c for c in model.signature.input_names if c not in features]
+        if lost:
+            raise UsageError(f"the feature service {plan.feature_service!r} no longer gives "
+                             f"{', '.join(lost)}, an input of {model.name} v{model.version}",
+                             hint="score with an input that carries the column(s), or retrain")
+    return _schema_of(project, plan.sql)
 
 
 def _reader(project: Any, model: LoadedModel, plan: _Plan,
