@@ -447,7 +447,8 @@ class Lake:
     def commit_files(self, name: str, files: list[dict[str, Any]], schema: pa.Schema, *,
                      mode: Literal["append", "overwrite"] = "append", txn: Txn | None = None,
                      operation: str = "WRITE", description: str | None = None,
-                     extra: dict[str, Any] | None = None) -> WriteResult:
+                     extra: dict[str, Any] | None = None,
+                     compare: bool = True) -> WriteResult:
         """Make staged files visible in one atomic commit (creating the table if needed).
 
         ``schema`` is the schema the rows meet; new columns are added to the table first. With
@@ -455,7 +456,8 @@ class Lake:
         equal the current version's commits nothing: no new version, so whoever reads the
         table next (a training run) sees the same data version; the result's operation is
         ``"UNCHANGED"``, an audit record ``lake.unchanged`` says so, and the staged files stay
-        uncommitted for the caller to delete.
+        uncommitted for the caller to delete. ``compare=False`` skips that comparison (a scan
+        of both versions) for writers whose rows always differ (batch scores carry their time).
         """
         if self.applied(name, txn):
             return self._skipped(name)
@@ -464,7 +466,7 @@ class Lake:
         rows = sum(rows_in(f) for f in files)
         with self.ledger.ensure_run(f"lake.{mode}", params={"table": name}) as run:
             existing = self.latest(name)
-            if existing is not None and mode == "overwrite" and \
+            if existing is not None and mode == "overwrite" and compare and \
                     self._unchanged(name, existing, files, rows, schema):
                 version = existing.version()
                 self.ledger.commit("lake.unchanged", name,

@@ -152,10 +152,10 @@ def score(registry: ModelRegistry, name: str, input: str, output: str, *,
         details = {"model": f"{name}@{model.version}", "rows_in": counts.rows_in,
                    "rows_scored": counts.scored, "rows_rejected": counts.rejected_rows,
                    "rejected": counts.rejected}
+        # every row carries scored_at: an overwrite can never equal the current version
         written = lake.commit_files(output, files, schema, mode=mode, operation="SCORE",
-                                    description=f"scores of {name}", extra=details)
-        if written.operation == "UNCHANGED":
-            lake.discard_staged(output, files)
+                                    description=f"scores of {name}", extra=details,
+                                    compare=False)
         project.ledger.commit("model.score", f"model:{name}@{model.version}",
                               {**details, "output": f"{output}@{written.version}",
                                "input": _describe(input)}, run=run)
