@@ -254,3 +254,25 @@ def test_a_bad_model_name_or_task(mproject: Project, tmp_path: Path) -> None:
         mproject.models.import_model(tmp_path, "no good")
     with pytest.raises(UsageError, match="task 'ranking'"):
         mproject.models.import_model(tmp_path, "churn", task="ranking")
+
+
+def test_an_onnx_graph_with_one_input_per_column(mproject: Project, tmp_path: Path) -> None:
+    """A graph that names its inputs after the columns carries its own signature; one output
+    and no probabilities make it a regression."""
+    need("onnxruntime")
+    need("onnx")
+    from onnx import TensorProto, helper
+
+    inputs = [helper.make_tensor_value_info(n, TensorProto.DOUBLE, [None, 1])
+              for n in ("tenure", "spend")]
+    output = helper.make_tensor_value_info("value", TensorProto.DOUBLE, [None, 1])
+    graph = helper.make_graph([helper.make_node("Add", ["tenure", "spend"], ["value"])],
+                              "add", inputs, [output])
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 13)])
+    model.ir_version = 8
+    (tmp_path / "add.onnx").write_bytes(model.SerializeToString())
+    record = mproject.models.import_model(tmp_path / "add.onnx", "adder")
+    assert record.task == "regression" and record.signature["inputs"] == [
+        {"name": "tenure", "type": "float64"}, {"name": "spend", "type": "float64"}]
+    frame = pd.DataFrame({"spend": [1.5, 2.0], "tenure": [10.0, 20.0]})  # any column order
+    assert mproject.models.get("adder", 1).predict(frame).tolist() == [11.5, 22.0]
