@@ -30,6 +30,7 @@ METHODS = [
     ("tarmac.models.registry", "ModelRegistry.train"),
     ("tarmac.models.registry", "ModelRegistry.validate"),
     ("tarmac.models.registry", "ModelRegistry.promote"),
+    ("tarmac.models.registry", "ModelRegistry.score"),
 ]
 FLAGS = doctest.ELLIPSIS | doctest.NORMALIZE_WHITESPACE
 

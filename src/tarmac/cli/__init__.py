@@ -88,9 +88,11 @@ from tarmac.cli import (  # noqa: E402,F401
     _governance,
     _ingest,
     _lake,
+    _model_import,
     _models,
     _predictions,
     _project,
+    _score,
     _serve,
     _survey,
 )

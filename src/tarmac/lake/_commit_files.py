@@ -24,7 +24,8 @@ if TYPE_CHECKING:
 
 def commit_staged(lake: Lake, name: str, files: list[dict[str, Any]], schema: pa.Schema, *,
                   mode: Literal["append", "overwrite"], txns: tuple[Txn, ...], operation: str,
-                  description: str | None, extra: dict[str, Any] | None) -> WriteResult:
+                  description: str | None, extra: dict[str, Any] | None,
+                  compare: bool = True) -> WriteResult:
     """Commit staged ``files`` (add-action entries) to ``name`` with the markers ``txns``;
     the caller has checked the markers are not applied yet."""
     from tarmac.lake.lake import WriteResult
@@ -34,7 +35,7 @@ def commit_staged(lake: Lake, name: str, files: list[dict[str, Any]], schema: pa
     rows = sum(rows_in(f) for f in files)
     with lake.ledger.ensure_run(f"lake.{mode}", params={"table": name}) as run:
         existing = lake.latest(name)
-        if existing is not None and mode == "overwrite" and \
+        if existing is not None and mode == "overwrite" and compare and \
                 _unchanged(lake, name, existing, files, rows, schema):
             version = existing.version()
             lake.ledger.commit("lake.unchanged", name,

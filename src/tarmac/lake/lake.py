@@ -346,7 +346,8 @@ class Lake:
     def commit_files(self, name: str, files: list[dict[str, Any]], schema: pa.Schema, *,
                      mode: Literal["append", "overwrite"] = "append", txn: Txns = None,
                      operation: str = "WRITE", description: str | None = None,
-                     extra: dict[str, Any] | None = None) -> WriteResult:
+                     extra: dict[str, Any] | None = None,
+                     compare: bool = True) -> WriteResult:
         """Make staged files visible in one atomic commit (creating the table if needed).
 
         ``schema`` is the schema the rows meet; new columns are added to the table first. With
@@ -355,13 +356,15 @@ class Lake:
         equal the current version's commits nothing: no new version, so whoever reads the
         table next (a training run) sees the same data version; the result's operation is
         ``"UNCHANGED"``, an audit record ``lake.unchanged`` says so, and the staged files stay
-        uncommitted for the caller to delete.
+        uncommitted for the caller to delete. ``compare=False`` skips that comparison (a scan
+        of both versions) for writers whose rows always differ (batch scores carry their time).
         """
         txns = _markers.markers(txn)
         if _markers.check(name, self.latest(name), txns):
             return self._skipped(name)
         return commit_staged(self, name, files, schema, mode=mode, txns=txns,
-                             operation=operation, description=description, extra=extra)
+                             operation=operation, description=description, extra=extra,
+                             compare=compare)
 
     def annotate(self, name: str, *, owner: str | None = None, description: str | None = None,
                  tags: list[str] | None = None,

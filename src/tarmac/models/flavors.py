@@ -4,6 +4,11 @@
   for classifiers); LightGBM and XGBoost estimators are recognised by their package and keep
   their own flavor name so the environment records the right library.
 * ``python_function`` — a plain function ``frame -> predictions``.
+* ``onnx`` — an ONNX graph (``tarmac models import model.onnx``), run by ``onnxruntime`` (the
+  optional extra ``tarmac[onnx]``) behind the same estimator API (``OnnxModel``).
+* ``mlflow`` — an MLflow pyfunc model directory without a scikit-learn flavor, stored as a zip
+  and loaded through ``mlflow.pyfunc`` (the optional extra ``tarmac[mlflow]``). An MLflow model
+  that has a scikit-learn flavor is imported as ``sklearn`` and needs no MLflow to load.
 
 Artifacts are pickled with cloudpickle, with the user's definitions module pickled by value: the
 definitions file is imported under a generated module name, so a function or transformer defined
@@ -12,14 +17,17 @@ there would otherwise not load in another process.
 
 from __future__ import annotations
 
+import io
+import shutil
 import sys
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 import numpy as np
 import pandas as pd
 
-from tarmac.errors import TrainingError
+from tarmac.errors import ArtifactError, TrainingError
 
 PACKAGE_FLAVORS = {"lightgbm": "lightgbm", "xgboost": "xgboost", "catboost": "catboost"}
 
@@ -144,6 +152,110 @@ def loads(data: bytes) -> Any:
     return cloudpickle.loads(data)
 
 
+def load(flavor: str, data: bytes, unpack_dir: Path | None = None) -> Any:
+    """The object a version's (hash-checked) artifact holds: a pickle for the native flavors,
+    an ONNX graph, or a zipped MLflow model directory (unpacked once into ``unpack_dir``)."""
+    if flavor == "onnx":
+        return OnnxModel(data)
+    if flavor == "mlflow":
+        return _load_mlflow(data, unpack_dir)
+    return loads(data)
+
+
+_ONNX_TYPES: dict[str, Any] = {
+    "tensor(float)": np.float32, "tensor(double)": np.float64, "tensor(int64)": np.int64,
+    "tensor(int32)": np.int32, "tensor(bool)": np.bool_, "tensor(string)": object}
+
+
+class OnnxModel:
+    """An ONNX graph behind the estimator API: ``predict`` runs its first output, and for a
+    classifier (a second output of class probabilities, a tensor or skl2onnx's ZipMap list of
+    dicts) ``predict_proba`` runs that one. The frame's columns (in signature order) feed one
+    2-D input, or one input per column when the graph names its inputs after the columns."""
+
+    def __init__(self, data: bytes) -> None:
+        try:
+            import onnxruntime
+        except ImportError:
+            raise ArtifactError("this version is an ONNX model, and onnxruntime is not "
+                                "installed", hint="pip install 'tarmac[onnx]'") from None
+        try:
+            self.session = onnxruntime.InferenceSession(data,
+                                                        providers=["CPUExecutionProvider"])
+        except Exception as exc:
+            raise ArtifactError(f"not a valid ONNX model: {str(exc).strip()[:300]}") from None
+        self.inputs = self.session.get_inputs()
+        self.outputs = [o.name for o in self.session.get_outputs()]
+        if len(self.outputs) > 1:
+            self.predict_proba = self._probabilities
+
+    @property
+    def input_names(self) -> list[str]:
+        return [i.name for i in self.inputs]
+
+    def input_types(self) -> dict[str, str]:
+        return {i.name: i.type for i in self.inputs}
+
+    def _feed(self, frame: pd.DataFrame) -> dict[str, np.ndarray]:
+        if len(self.inputs) == 1:
+            one = self.inputs[0]
+            return {one.name: frame.to_numpy(dtype=_ONNX_TYPES.get(one.type, np.float32))}
+        missing = [i.name for i in self.inputs if i.name not in frame.columns]
+        if missing:
+            raise TrainingError(f"the ONNX model takes inputs {', '.join(self.input_names)}; "
+                                f"the frame lacks {', '.join(missing)}")
+        return {i.name: frame[[i.name]].to_numpy(dtype=_ONNX_TYPES.get(i.type, np.float32))
+                for i in self.inputs}
+
+    def _run(self, output: str, frame: pd.DataFrame) -> Any:
+        try:
+            return self.session.run([output], self._feed(frame))[0]
+        except TrainingError:
+            raise
+        except Exception as exc:
+            raise TrainingError(f"the ONNX model failed on {len(frame):,} rows: "
+                                f"{str(exc).strip()[:300]}") from None
+
+    def predict(self, frame: pd.DataFrame) -> np.ndarray:
+        out = np.asarray(self._run(self.outputs[0], frame))
+        return out.reshape(len(frame), -1)[:, 0] if out.ndim > 1 else out
+
+    def _probabilities(self, frame: pd.DataFrame) -> np.ndarray:
+        out = self._run(self.outputs[1], frame)
+        if isinstance(out, list):  # ZipMap: one {class: probability} per row
+            classes = list(out[0]) if out else []
+            return np.array([[row[c] for c in classes] for row in out], dtype=np.float64)
+        return np.asarray(out, dtype=np.float64)
+
+
+def _load_mlflow(data: bytes, unpack_dir: Path | None) -> Any:
+    """An MLflow pyfunc model from its zipped directory (unpacked once, atomically)."""
+    import tempfile
+    import zipfile
+
+    try:
+        import mlflow.pyfunc
+    except ImportError:
+        raise ArtifactError("this version is an MLflow pyfunc model, and the mlflow package "
+                            "is not installed", hint="pip install 'tarmac[mlflow]'") from None
+    if unpack_dir is None:
+        unpack_dir = Path(tempfile.mkdtemp(prefix="tarmac-mlflow-"))
+    if not (unpack_dir / "MLmodel").exists():
+        unpack_dir.parent.mkdir(parents=True, exist_ok=True)
+        tmp = Path(tempfile.mkdtemp(dir=unpack_dir.parent, prefix=".tmp-"))
+        with zipfile.ZipFile(io.BytesIO(data)) as archive:
+            archive.extractall(tmp)
+        try:
+            tmp.rename(unpack_dir)
+        except OSError:  # another process unpacked it first
+            shutil.rmtree(tmp, ignore_errors=True)
+    try:
+        return mlflow.pyfunc.load_model(str(unpack_dir))
+    except Exception as exc:
+        raise ArtifactError(f"MLflow could not load the model unpacked at {unpack_dir}: "
+                            f"{type(exc).__name__}: {str(exc).strip()[:300]}") from None
+
+
 PredictFn = Callable[[pd.DataFrame], Any]
 
-__all__ = ["Predictor", "detect", "dumps", "loads", "task_of"]
+__all__ = ["OnnxModel", "Predictor", "detect", "dumps", "load", "loads", "task_of"]

@@ -43,6 +43,7 @@ from tarmac.models.signature import Signature
 
 if TYPE_CHECKING:
     from tarmac.gates import Report
+    from tarmac.models.score import ScoreResult
     from tarmac.models.train import Step, TrainResult
     from tarmac.project import Project
 
@@ -287,8 +288,31 @@ class ModelRegistry:
     def _predictor(self, record: mcat.ModelVersion) -> flavors.Predictor:
         data = self.artifacts.get(record.artifact,
                                   what=f"the artifact of {record.model} v{record.version}")
-        return flavors.Predictor(flavors.loads(data), record.flavor, record.task,
-                                 record.spec.get("classes"))
+        obj = flavors.load(record.flavor, data, self.artifacts.root / "unpacked" / record.artifact)
+        return flavors.Predictor(obj, record.flavor, record.task, record.spec.get("classes"))
+
+    def score(self, name: str, input: str, output: str, **options: Any) -> ScoreResult:
+        """Batch-score SQL or a lake table into a lake table, in one commit (options and
+        behaviour: ``tarmac.models.score``). The champion scores unless ``version=`` or
+        ``alias=`` says otherwise; features are joined as of the input's timestamp.
+
+        >>> _ = p.models.promote("risk", p.models.train("risk").version, force=True, reason="go")
+        >>> result = p.models.score("risk", "SELECT customer_id, observed FROM labels", "scored")
+        >>> result.rows_in, result.rows_scored, result.rows_rejected, result.output_version
+        (600, 600, 0, 0)
+        >>> p.lake.read("scored").column_names
+        ['customer_id', 'observed', 'score', 'label', 'model', 'version', 'scored_at', ...]
+        """
+        from tarmac.models.score import score
+
+        return score(self, name, input, output, **options)
+
+    def import_model(self, source: str, name: str, **options: Any) -> mcat.ModelVersion:
+        """Register an MLflow model (directory or ``models:/`` URI) or an ONNX file as a new
+        version of ``name`` (see ``tarmac.models.imports``)."""
+        from tarmac.models.imports import import_model
+
+        return import_model(self, source, name, **options)
 
     def holdout(self, record: mcat.ModelVersion) -> pd.DataFrame:
         """The version's holdout rows, as stored when it was trained (hash verified)."""
