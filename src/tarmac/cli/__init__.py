@@ -83,6 +83,7 @@ def open_project(ctx: typer.Context, *, check_lake: bool = True) -> Any:
 from tarmac.cli import (  # noqa: E402,F401
     _catalog,
     _doctor,
+    _export,
     _features,
     _governance,
     _ingest,
