@@ -198,6 +198,8 @@ def test_several_replicas_on_local_backends_warn(mp: Project, tmp_path: Path) ->
     ({"k8s_name": "Bad_Name"}, "'Bad_Name' is not a valid DNS-1123 label"),
     ({"cpu_limit": "two"}, "cpu_limit 'two': expected a CPU quantity"),
     ({"replicas": 0}, "replicas 0: expected 1 or more"),
+    ({"cpu_request": "4", "cpu_limit": "2"}, "cpu_request 4 is above cpu_limit 2"),
+    ({"memory_limit": "2GB"}, "memory_limit '2GB': expected a memory quantity"),
     ({"replicas": 5, "max_replicas": 3}, "max_replicas 3 is below replicas 5"),
 ])
 def test_bad_inputs_are_named(mp: Project, tmp_path: Path, kwargs: dict[str, Any],

@@ -49,7 +49,7 @@ PORT = 8000
 APP_DIR = "/app"
 PROJECT_DIR = f"{APP_DIR}/project"
 UID = 10001
-INFLIGHT_METRIC = "tarmac_inflight_requests"  # the gauge the server exports on /metrics
+INFLIGHT_METRIC = "tarmac_in_flight_requests"  # the gauge the server exports on /metrics
 AUDIT_KEY = "TARMAC_AUDIT_KEY"
 #: what never goes into the image (also written to .dockerignore)
 IGNORED = (".git", ".env", ".venv", "venv", "__pycache__", "*.pyc", ".pytest_cache", ".mypy_cache",
@@ -57,6 +57,7 @@ IGNORED = (".git", ".env", ".venv", "venv", "__pycache__", "*.pyc", ".pytest_cac
 _LABEL = re.compile(r"^[a-z]([-a-z0-9]*[a-z0-9])?$")
 _ENV_REF = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)(:-[^}]*)?\}")
 _QUANTITY = re.compile(r"^([0-9]+(\.[0-9]+)?)(m?)$")
+_MEMORY = re.compile(r"^[1-9][0-9]*(\.[0-9]+)?([KMGTPE]i?|k)?$")
 #: ``scheme://user:PASSWORD@``: a password written in a URL
 _PASSWORD = re.compile(r"([A-Za-z][A-Za-z0-9+.-]*://[^/@:\s]*:)([^@/\s]+)@")
 
@@ -115,8 +116,13 @@ def export_manifests(
         raise UsageError(f"max_replicas {max_replicas} is below replicas {replicas}")
     if workers is not None and workers < 1:
         raise UsageError(f"workers {workers}: expected 1 or more")
-    for label, quantity in (("cpu_request", cpu_request), ("cpu_limit", cpu_limit)):
-        cpus(quantity, label)
+    if cpus(cpu_request, "cpu_request") > cpus(cpu_limit, "cpu_limit"):
+        raise UsageError(f"cpu_request {cpu_request} is above cpu_limit {cpu_limit}")
+    for label, quantity in (("memory_request", memory_request),
+                            ("memory_limit", memory_limit)):
+        if not _MEMORY.match(quantity):
+            raise UsageError(f"{label} {quantity!r}: expected a memory quantity such as 512Mi "
+                             "or 2Gi")
     record = project.models.version(name)  # UsageError naming close names when unknown
     if "champion" not in project.models.aliases(name).get(name, {}):
         _warn(f"model '{name}' has no champion yet (latest is v{record.version}): the "
