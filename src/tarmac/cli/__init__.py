@@ -84,6 +84,7 @@ from tarmac.cli import (  # noqa: E402,F401
     _catalog,
     _deploy,
     _doctor,
+    _export,
     _features,
     _governance,
     _ingest,
