@@ -1,4 +1,4 @@
-"""``tarmac deploy-export`` as a user types it: files written, next steps printed, warnings on
+"""``tarmac deploy export`` as a user types it: files written, next steps printed, warnings on
 stderr, bad input in one line with exit code 2."""
 
 from __future__ import annotations
@@ -26,7 +26,7 @@ def trained(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Project]:
 
 
 def run(p: Project, *args: str) -> tuple[int, str, str]:
-    result = runner.invoke(app, ["--project", str(p.root), "deploy-export", *args])
+    result = runner.invoke(app, ["--project", str(p.root), "deploy", "export", *args])
     return result.exit_code, result.stdout, result.stderr
 
 

@@ -1,8 +1,5 @@
-"""``tarmac deploy-export``: write a Docker build context and Kubernetes manifests for a model.
-
-``export`` is a plain function so the ``deploy`` command group can register it as
-``tarmac deploy export``; until then it is registered here as ``tarmac deploy-export``.
-"""
+"""``tarmac deploy export``: write a Docker build context and Kubernetes manifests for a model
+(a subcommand of the ``deploy`` group in ``_deploy``)."""
 
 from __future__ import annotations
 
@@ -11,7 +8,8 @@ from pathlib import Path
 
 import typer
 
-from tarmac.cli import app, open_project
+from tarmac.cli import open_project
+from tarmac.cli._deploy import deploy_app
 from tarmac.cli._output import console, err_console, esc
 
 
@@ -80,5 +78,4 @@ def _secret_keys(deployment: Path) -> list[tuple[str, str]]:
             for e in env if "secretKeyRef" in e.get("valueFrom", {})]
 
 
-# TEMPORARY: the `deploy` command group will register `export` as `tarmac deploy export`
-app.command("deploy-export")(export)
+deploy_app.command("export")(export)
