@@ -27,9 +27,11 @@ LAYERS: dict[str, int] = {
     # the composition root, the SDK functions over it and the front door (tarmac.open)
     "project": 6, "admin": 6, "": 6,
     "monitoring": 5, "trace": 5, "access": 5, "compute": 5,
-    "features": 4, "models": 4, "gates": 4, "profile": 4,
+    "features": 4, "models": 4, "gates": 4,
     "ingest": 3, "streams": 3,
-    "lake": 2, "catalog": 2, "ledger": 2,
+    # profile: column statistics and PII detection over Arrow and DuckDB, a foundation the
+    # catalog (a model's reference profile), the survey and monitoring all read
+    "lake": 2, "catalog": 2, "ledger": 2, "profile": 2,
     "config": 1, "errors": 0, "humanize": 0, "faults": 0, "_lazy": 0,
 }
 
@@ -43,6 +45,9 @@ KNOWN_PRIVATE: dict[tuple[str, str], str] = {
 KNOWN_UPWARD: dict[tuple[str, str], str] = {
     ("tarmac.ledger.lineage", "tarmac"): "OpenLineage events name the producer's version, "
     "tarmac.__version__, kept in the root package (which imports nothing heavy)",
+    ("tarmac.project", "tarmac.serving.sdk"): "Project.serving is the SDK's door to deployments "
+    "and in-process predictions; imported lazily inside the property, and the module imports "
+    "no web framework (tests/test_backends.py)",
 }
 
 

@@ -8,10 +8,10 @@ stage files themselves use the public ``tarmac.lake.staging`` module, and
 ``tarmac.lake.types`` for the types the lake stores.
 """
 
-from tarmac.lake._quote import literal_list, quote_ident
+from tarmac.lake._quote import literal_list, quote_ident, quote_literal
 from tarmac.lake.commit import CommitOutcome, CommitPlan, Committer, TableCommit
 from tarmac.lake.lake import Lake, WriteResult
 from tarmac.lake.sql import query
 
 __all__ = ["CommitOutcome", "CommitPlan", "Committer", "Lake", "TableCommit", "WriteResult",
-           "literal_list", "query", "quote_ident"]
+           "literal_list", "query", "quote_ident", "quote_literal"]

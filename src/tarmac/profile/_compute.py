@@ -20,7 +20,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from tarmac.errors import UsageError
-from tarmac.lake._quote import quote_ident, quote_literal
+from tarmac.lake import quote_ident, quote_literal
 from tarmac.profile._stats import (
     BINS,
     QUANTILES,

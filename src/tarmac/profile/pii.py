@@ -25,10 +25,10 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from tarmac.profile._arrow import as_string_array as _as_string_array
-from tarmac.profile._arrow import is_text as _is_text
-from tarmac.profile._arrow import non_null as _non_null
-from tarmac.profile._arrow import share as _share
+from tarmac.profile.arrays import as_string_array as _as_string_array
+from tarmac.profile.arrays import is_text as _is_text
+from tarmac.profile.arrays import non_null as _non_null
+from tarmac.profile.arrays import share as _share
 
 PII_KINDS = ("email", "phone", "name", "card", "ip")
 PII_THRESHOLD = 0.6  # share of sampled non-null values that must look like personal data

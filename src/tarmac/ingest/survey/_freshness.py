@@ -14,9 +14,9 @@ from tarmac.ingest.base import Sample
 from tarmac.ingest.contract import parse_times
 from tarmac.ingest.contract import to_datetime as _to_datetime
 from tarmac.ingest.survey._report import Freshness
-from tarmac.profile._arrow import is_text as _is_text
-from tarmac.profile._arrow import non_null as _non_null
-from tarmac.profile._arrow import share as _share
+from tarmac.profile.arrays import is_text as _is_text
+from tarmac.profile.arrays import non_null as _non_null
+from tarmac.profile.arrays import share as _share
 from tarmac.profile.pii import VALUE_CHECK_LIMIT
 
 DEFAULT_STALE_AFTER = timedelta(days=7)

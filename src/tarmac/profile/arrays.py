@@ -1,4 +1,7 @@
-"""Small Arrow helpers the column detectors share (text columns, non-null heads, shares)."""
+"""Small Arrow helpers the column detectors share (text columns, non-null heads, shares).
+
+Public because the survey's freshness detection and the PII detectors read columns the same way.
+"""
 
 from __future__ import annotations
 
