@@ -72,12 +72,31 @@ class TarmacApp(FastAPI):
     def __init__(self, *, access_log: AccessLog | None = None, **kwargs: Any) -> None:
         super().__init__(**kwargs)
         self.fast_routes: dict[tuple[str, str], ASGIApp] = {}
+        # (method, path prefix, app): a route with one trailing path parameter, such as
+        # POST /v1/predict/{name}; the app reads the rest of the path itself
+        self.fast_prefixes: list[tuple[str, str, ASGIApp]] = []
         self._fast_lane: bool | None = None  # decided on the first request
         self.access_log = access_log
         self.request_ids = RequestIds()
 
     def add_fast_route(self, method: str, path: str, endpoint: ASGIApp) -> None:
-        self.fast_routes[(method.upper(), path)] = endpoint
+        """``path`` exactly, or, ending in ``/{param}``, every path with that prefix and one
+        more segment (the endpoint takes the segment from ``scope["path"]``)."""
+        if path.endswith("}") and "/{" in path:
+            prefix = path[: path.rindex("{")]
+            self.fast_prefixes.append((method.upper(), prefix, endpoint))
+        else:
+            self.fast_routes[(method.upper(), path)] = endpoint
+
+    def _fast_endpoint(self, method: str, path: str) -> ASGIApp | None:
+        endpoint = self.fast_routes.get((method, path))
+        if endpoint is not None:
+            return endpoint
+        for m, prefix, app in self.fast_prefixes:
+            if m == method and path.startswith(prefix) and len(path) > len(prefix) and \
+                    "/" not in path[len(prefix):]:
+                return app
+        return None
 
     def _fast_lane_open(self) -> bool:
         if self._fast_lane is None:
@@ -104,7 +123,7 @@ class TarmacApp(FastAPI):
             await send(message)
 
         try:
-            endpoint = self.fast_routes.get((scope["method"], scope["path"]))
+            endpoint = self._fast_endpoint(scope["method"], scope["path"])
             if endpoint is not None and self._fast_lane_open():
                 await endpoint(scope, receive, send_with_id)
             else:

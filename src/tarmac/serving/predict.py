@@ -6,9 +6,12 @@ features are fetched online through ``FeatureStore.online``) and/or ``rows`` (ra
 values; with entities, row ``i`` overrides or completes what entity ``i`` fetched). Each row
 goes to the champion or, sticky by entity key, to the canary (``_routes.bucket``); its inputs
 are checked against that version's signature (a wrong, missing or extra field is a 422 naming
-the field and the row). Rows are scored per version in one batch; each answered prediction is
-appended to the prediction log before the answer is returned (503 if the log refuses). A shadow
-version scores the same request on a worker thread afterwards, logged only.
+the field and the row). Checked requests to one endpoint are scored in micro-batches
+(``_batching.Combiner``: the requests that arrive while the model works are scored together in
+its next call, one online read and one model call per version); each answered prediction is
+appended to the prediction log before the answer is returned (503 if the log refuses), one
+append per batch. A shadow version scores the same requests on a worker thread afterwards,
+logged only.
 
 Answers (status, JSON-able body): 200 ``{"predictions": [{"id", "score", "label", "model",
 "features": {"status"}}], "request_id"}``; 404 unknown endpoint (closest names); 422 malformed;
@@ -29,14 +32,14 @@ from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
 import orjson
-import pandas as pd
 
 from tarmac.errors import BackendUnavailableError, ConfigError, OnDemandError, UsageError, echo
 from tarmac.serving import _log
+from tarmac.serving._batching import Combiner
 from tarmac.serving._errors import close_names, field_error
 from tarmac.serving._metrics import Metrics
 from tarmac.serving._routes import Route, Routes
-from tarmac.serving._scoring import run_model
+from tarmac.serving._scoring import Scorer
 from tarmac.serving.features_api import FeatureEndpoints, _check_each
 
 if TYPE_CHECKING:
@@ -47,6 +50,7 @@ log = logging.getLogger("tarmac.serving")
 
 MAX_ROWS = 1000  # per request: bigger batches belong to batch scoring (tarmac score)
 SHADOW_QUEUE = 1000  # shadow requests waiting for the worker; beyond it they are skipped
+BATCH_ROWS = 256  # rows scored together at most in one micro-batch
 _MISSING = object()
 _NUMERIC = {"int64", "int32", "float64", "float32"}
 _KINDS = {"int64": "a number", "int32": "a number", "float64": "a number",
@@ -101,6 +105,20 @@ class _Scored:
         self.label: Any = None
 
 
+@dataclass
+class _Job:
+    """A checked request waiting to be scored."""
+
+    name: str
+    rid: str
+    started: float
+    route: Route
+    entities: list[Any] | None
+    rows: list[Any] | None
+    picks: list[tuple[LoadedModel, str]]
+    n: int
+
+
 class ModelFailed(Exception):
     def __init__(self, model: LoadedModel, cause: BaseException) -> None:
         super().__init__(str(cause))
@@ -121,15 +139,26 @@ class Predictions:
         self._shadow_pending = 0
         self._shadow_lock = threading.Lock()
         self.shadow_skipped = 0
+        self._combiners: dict[str, Combiner[_Job, tuple[Outcome, int | None]]] = {}
+        self._scorers: dict[tuple[str, int, int], Scorer] = {}
 
     # -- the answer ---------------------------------------------------------------------------
 
     def answer(self, name: str, data: Any, request_id: str) -> Outcome:
-        """The answer to a predict request whose body parsed to ``data``: never raises."""
+        """The answer to a predict request whose body parsed to ``data``: never raises.
+
+        Checked on the caller's thread; scored in a micro-batch with the requests to the
+        same endpoint that arrive meanwhile (``_batching.Combiner``: no timer, a lone request
+        is scored at once)."""
         started = time.perf_counter()
         version: int | None = None
         try:
-            outcome, version = self._answer(name, data, request_id, started)
+            prepared = self._prepare(name, data, request_id, started)
+            if isinstance(prepared, _Job):
+                outcome, version = self._combiner(prepared.route.endpoint)(
+                    prepared, rows=prepared.n)
+            else:
+                outcome, version = prepared
         except _log.LogUnavailable as exc:
             outcome = _fail(503, f"the prediction log cannot take records: {exc.message}",
                             exc.hint, retry_after=exc.retry_after, request_id=request_id)
@@ -144,8 +173,17 @@ class Predictions:
             self.metrics.observe(name, version, outcome.status, time.perf_counter() - started)
         return outcome
 
-    def _answer(self, name: str, data: Any, rid: str, started: float
-                ) -> tuple[Outcome, int | None]:
+    def _combiner(self, endpoint: str) -> Combiner[_Job, tuple[Outcome, int | None]]:
+        combiner = self._combiners.get(endpoint)
+        if combiner is None:
+            with self._shadow_lock:
+                combiner = self._combiners.setdefault(
+                    endpoint, Combiner(self._run_jobs, max_rows=BATCH_ROWS))
+        return combiner
+
+    def _prepare(self, name: str, data: Any, rid: str, started: float
+                 ) -> _Job | tuple[Outcome, int | None]:
+        """The request checked: an answer (an error), or the job to score."""
         route = self.routes.get(name)
         if route is None:
             known = self.routes.known()
@@ -170,52 +208,79 @@ class Predictions:
         errors = self._check(route, picks, entities, rows)
         if errors:
             return _invalid(errors), route.champion.version
-        groups: dict[int, tuple[LoadedModel, str, list[int]]] = {}
-        for i, (model, role) in enumerate(picks):
-            groups.setdefault(model.version, (model, role, []))[2].append(i)
-        scored: list[_Scored | None] = [None] * n
-        for model, role, idx in groups.values():
-            try:
-                for i, s in zip(idx, self._score(model, idx, entities, rows), strict=True):
-                    scored[i] = s
-            except OnDemandError as exc:
-                log.error("on-demand view %r failed (request %s): %s", exc.view, rid,
-                          exc.message, exc_info=exc.__cause__ or exc)
-                return _fail(500, f"on-demand view '{exc.view}' failed; the server's log has "
-                                  f"the error under request id {rid}", request_id=rid), \
-                    model.version
-            except ModelFailed as exc:
-                log.error("model %s v%s failed on request %s", name, exc.model.version, rid,
-                          exc_info=exc.cause)
-                self._log_failure(name, exc, role, idx, entities, rows, rid, started)
-                return _fail(500, f"endpoint '{name}': model {name} v{exc.model.version} failed "
-                                  "on this request; the server's log has the error under "
-                                  f"request id {rid}", request_id=rid), exc.model.version
-        latency_ms = (time.perf_counter() - started) * 1000
+        return _Job(name, rid, started, route, entities, rows, picks, n)
+
+    def _run_jobs(self, jobs: list[_Job]) -> list[tuple[Outcome, int | None]]:
+        """Answers of a micro-batch of checked requests: scored together, logged in one
+        append. A model or on-demand failure is isolated to the request that causes it by
+        scoring the batch's requests one by one."""
+        try:
+            return self._score_jobs(jobs)
+        except (ModelFailed, OnDemandError) as exc:
+            if len(jobs) > 1:
+                return [self._run_jobs([job])[0] for job in jobs]
+            return [self._failed(jobs[0], exc)]
+
+    def _failed(self, job: _Job, exc: ModelFailed | OnDemandError
+                ) -> tuple[Outcome, int | None]:
+        name, rid = job.name, job.rid
+        if isinstance(exc, OnDemandError):
+            log.error("on-demand view %r failed (request %s): %s", exc.view, rid,
+                      exc.message, exc_info=exc.__cause__ or exc)
+            return _fail(500, f"on-demand view '{exc.view}' failed; the server's log has "
+                              f"the error under request id {rid}", request_id=rid), \
+                job.picks[0][0].version
+        log.error("model %s v%s failed on request %s", name, exc.model.version, rid,
+                  exc_info=exc.cause)
+        idx = [i for i, (m, _) in enumerate(job.picks) if m.version == exc.model.version]
+        role = job.picks[idx[0]][1] if idx else "champion"
+        self._log_failure(name, exc, role, idx, job.entities, job.rows, rid, job.started)
+        return _fail(500, f"endpoint '{name}': model {name} v{exc.model.version} failed "
+                          "on this request; the server's log has the error under "
+                          f"request id {rid}", request_id=rid), exc.model.version
+
+    def _score_jobs(self, jobs: list[_Job]) -> list[tuple[Outcome, int | None]]:
+        groups: dict[int, tuple[LoadedModel, list[tuple[_Job, int]]]] = {}
+        for job in jobs:
+            for i, (model, _role) in enumerate(job.picks):
+                groups.setdefault(model.version, (model, []))[1].append((job, i))
+        scored: dict[tuple[int, int], _Scored] = {}
+        for model, refs in groups.values():
+            for (job, i), s in zip(refs, self._score(model, refs), strict=True):
+                scored[(id(job), i)] = s
         now = datetime.now(UTC)
-        predictions, records = [], []
+        answers: list[tuple[Outcome, int | None]] = []
+        records: list[dict[str, Any]] = []
         counts: dict[str, int] = {}
-        for i, ((model, role), got) in enumerate(zip(picks, scored, strict=True)):
-            assert got is not None
-            s = got
-            pid = _log.new_id()
-            predictions.append({"id": pid, "score": s.score, "label": s.label,
-                                "model": f"{name}@{model.version}",
-                                "features": {"status": s.status}})
-            for st in s.status.values():
-                counts[st] = counts.get(st, 0) + 1
-            records.append(_record(pid, rid, now, name, model.version, role, s,
-                                   _request(entities, rows, i), latency_ms))
-        self.log.append(records)  # durable before the answer (LogUnavailable: 503)
-        self.metrics.count_features(name, {k: v for k, v in counts.items()
-                                           if k in ("missing", "stale", "invalid")})
-        for model, role, idx in groups.values():
-            self.metrics.predictions.labels(name, str(model.version), role).inc(len(idx))
-        if route.shadow is not None:
-            self._shadow_later(route, entities, rows, rid)
-        version = route.champion.version if len(groups) == 1 and \
-            route.champion.version in groups else next(iter(groups))
-        return Outcome(200, {"predictions": predictions, "request_id": rid}), version
+        done = time.perf_counter()
+        for job in jobs:
+            name, rid = job.name, job.rid
+            latency_ms = (done - job.started) * 1000
+            predictions = []
+            for i, (model, role) in enumerate(job.picks):
+                s = scored[(id(job), i)]
+                pid = _log.new_id()
+                predictions.append({"id": pid, "score": s.score, "label": s.label,
+                                    "model": f"{name}@{model.version}",
+                                    "features": {"status": s.status}})
+                for st in s.status.values():
+                    if st in ("missing", "stale", "invalid"):
+                        counts[st] = counts.get(st, 0) + 1
+                records.append(_record(pid, rid, now, name, model.version, role, s,
+                                       _request(job.entities, job.rows, i), latency_ms))
+            answers.append((Outcome(200, {"predictions": predictions, "request_id": rid}),
+                            job.picks[0][0].version))
+        self.log.append(records)  # durable before the answers (LogUnavailable: 503 to all)
+        name = jobs[0].name
+        if counts:
+            self.metrics.count_features(name, counts)
+        for model, refs in groups.values():
+            role = refs[0][0].picks[refs[0][1]][1]
+            self.metrics.predictions.labels(name, str(model.version), role).inc(len(refs))
+        shadowed = [job for job in jobs if job.route.shadow is not None]
+        if shadowed:
+            self._shadow_later(shadowed)
+        return answers
 
     def _log_failure(self, name: str, exc: ModelFailed, role: str, idx: list[int],
                      entities: list[Any] | None, rows: list[Any] | None, rid: str,
@@ -304,71 +369,94 @@ class Predictions:
                 break
         return errors[:50]
 
-    def _score(self, model: LoadedModel, idx: list[int], entities: list[Any] | None,
-               rows: list[Any] | None) -> list[_Scored]:
+    def _score(self, model: LoadedModel, refs: list[tuple[_Job, int]]) -> list[_Scored]:
+        """Rows (row ``i`` of job ``job``) scored by ``model`` in one call: entity features
+        fetched online in one read, request values over them."""
         out: list[_Scored] = []
-        if entities:
-            got = self.project.features.online(model.record.spec["features"],
-                                               [entities[i] for i in idx])
-            for j, i in enumerate(idx):
+        wanted = [job.entities[i] for job, i in refs if job.entities]
+        got = self.project.features.online(model.record.spec["features"], wanted) \
+            if wanted else None
+        j = 0
+        for job, i in refs:
+            if job.entities:
+                assert got is not None
                 values, status, times = got.rows[j], got.status[j], got.event_time[j]
-                if rows:
-                    for k, v in rows[i].items():
+                j += 1
+                if job.rows:
+                    for k, v in job.rows[i].items():
                         values[k], status[k], times[k] = v, "request", None
                 out.append(_Scored(values, status, times))
-        else:
-            assert rows is not None
-            for i in idx:
-                row = rows[i]
+            else:
+                assert job.rows is not None
+                row = job.rows[i]
                 out.append(_Scored(dict(row), dict.fromkeys(row, "request"),
                                    dict.fromkeys(row)))
-        names = model.signature.input_names
-        frame = pd.DataFrame([[s.values.get(k) for k in names] for s in out], columns=names)
         try:
-            scores, labels = run_model(model, frame)
+            scores, labels = self._scorer(model)([s.values for s in out])
         except Exception as exc:
             raise ModelFailed(model, exc) from exc
         for s, score, label in zip(out, scores, labels, strict=True):
             s.score, s.label = score, label
         return out
 
+    def _scorer(self, model: LoadedModel) -> Scorer:
+        key = (model.name, model.version, id(model))
+        scorer = self._scorers.get(key)
+        if scorer is None or scorer.model is not model:
+            if len(self._scorers) >= 64:
+                self._scorers.clear()
+            scorer = self._scorers[key] = Scorer(model)
+        return scorer
+
     # -- shadow -------------------------------------------------------------------------------
 
-    def _shadow_later(self, route: Route, entities: list[Any] | None,
-                      rows: list[Any] | None, rid: str) -> None:
-        """Score the request with the shadow version on the worker thread, logged only."""
+    def _shadow_later(self, jobs: list[_Job]) -> None:
+        """Score the requests with their shadow version on the worker thread, logged only."""
         with self._shadow_lock:
             if self._shadow_pending >= SHADOW_QUEUE:
-                self.shadow_skipped += 1
+                self.shadow_skipped += len(jobs)
                 return
-            self._shadow_pending += 1
-        self._shadow.submit(self._shadow_score, route, entities, rows, rid)
+            self._shadow_pending += len(jobs)
+        self._shadow.submit(self._shadow_score, jobs)
 
-    def _shadow_score(self, route: Route, entities: list[Any] | None, rows: list[Any] | None,
-                      rid: str) -> None:
+    def _shadow_score(self, jobs: list[_Job]) -> None:
         try:
-            model = route.shadow
-            assert model is not None
-            n = len(entities or rows or [])
             started = time.perf_counter()
-            if self._check(route, [(model, "shadow")] * n, entities, rows):
-                log.warning("shadow %s v%s cannot score request %s: its inputs differ",
-                            route.endpoint, model.version, rid)
-                return
-            scored = self._score(model, list(range(n)), entities, rows)
-            ms = (time.perf_counter() - started) * 1000
-            now = datetime.now(UTC)
-            self.log.append([_record(_log.new_id(), rid, now, route.endpoint, model.version,
-                                     "shadow", s, _request(entities, rows, i), ms)
-                             for i, s in enumerate(scored)])
-            self.metrics.predictions.labels(route.endpoint, str(model.version),
-                                            "shadow").inc(n)
+            by_model: dict[int, tuple[LoadedModel, list[tuple[_Job, int]]]] = {}
+            for job in jobs:
+                model = job.route.shadow
+                if model is None:
+                    continue
+                if self._check(job.route, [(model, "shadow")] * job.n, job.entities,
+                               job.rows):
+                    log.warning("shadow %s v%s cannot score request %s: its inputs differ",
+                                job.route.endpoint, model.version, job.rid)
+                    continue
+                by_model.setdefault(id(model), (model, []))[1].extend(
+                    (job, i) for i in range(job.n))
+            for model, refs in by_model.values():
+                try:
+                    scored = self._score(model, refs)
+                except Exception as exc:  # a shadow never fails a request: logged
+                    log.error("shadow scoring of %s v%s failed (requests %s)",
+                              refs[0][0].route.endpoint, model.version,
+                              ", ".join(sorted({job.rid for job, _ in refs})[:5]),
+                              exc_info=exc)
+                    continue
+                ms = (time.perf_counter() - started) * 1000
+                now = datetime.now(UTC)
+                endpoint = refs[0][0].route.endpoint
+                self.log.append([_record(_log.new_id(), job.rid, now, endpoint, model.version,
+                                         "shadow", s, _request(job.entities, job.rows, i), ms)
+                                 for (job, i), s in zip(refs, scored, strict=True)])
+                self.metrics.predictions.labels(endpoint, str(model.version),
+                                                "shadow").inc(len(refs))
         except Exception as exc:  # a shadow never fails a request: its trouble is logged
-            log.error("shadow scoring of %s failed (request %s)", route.endpoint, rid,
-                      exc_info=exc)
+            log.error("shadow scoring failed (requests %s)",
+                      ", ".join(job.rid for job in jobs[:5]), exc_info=exc)
         finally:
             with self._shadow_lock:
-                self._shadow_pending -= 1
+                self._shadow_pending -= len(jobs)
 
     def drain(self, timeout: float = 10.0) -> None:
         """Wait for queued shadow scoring (tests, shutdown)."""

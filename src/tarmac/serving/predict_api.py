@@ -19,12 +19,21 @@ import orjson
 from fastapi import APIRouter, Request, Response
 from pydantic import BaseModel, Field
 from starlette.concurrency import run_in_threadpool
+from starlette.types import Receive, Scope, Send
 
 from tarmac.catalog import MAX_PAGE, all_items
 from tarmac.catalog import models as mcat
 from tarmac.serving._base import Concern, Ready
-from tarmac.serving._errors import ERROR_RESPONSES, JSON, RETRY_AFTER_S, body, field_error
+from tarmac.serving._errors import (
+    ERROR_RESPONSES,
+    JSON,
+    RETRY_AFTER_S,
+    body,
+    field_error,
+    too_large,
+)
 from tarmac.serving._metrics import CONTENT_TYPE, Metrics
+from tarmac.serving.features_api import MAX_BODY_BYTES
 from tarmac.serving.predict import MAX_ROWS, Predictions
 
 DEFAULT_MAX_IN_FLIGHT = 64
@@ -58,6 +67,40 @@ class Prediction(BaseModel):
 class PredictResponse(BaseModel):
     predictions: list[Prediction]
     request_id: str
+
+
+PREDICT_PREFIX = "/v1/predict/"
+_TOO_LARGE = too_large(MAX_BODY_BYTES, f"send at most {MAX_ROWS} rows per request, or score "
+                                       "bigger batches with `tarmac score`")
+
+
+def _refuse_type(content_type: str) -> bytes | None:
+    """The 415 body for a content type that is not JSON (curl's default form type is read as
+    JSON: ``curl -d '{...}'`` works), else None."""
+    kind = content_type.split(";")[0].strip().lower()
+    if kind and kind not in _JSON_TYPES and not kind.endswith("+json"):
+        return body(f"content type '{kind[:80]}' is not supported: send JSON",
+                    hint="Content-Type: application/json")
+    return None
+
+
+async def _read_body(receive: Receive) -> bytes | tuple[int, bytes] | None:
+    """The request body; ``_TOO_LARGE`` past ``MAX_BODY_BYTES`` (the rest is not read); None
+    when the client went away."""
+    chunks: list[bytes] = []
+    size = 0
+    while True:
+        message = await receive()
+        if message["type"] != "http.request":
+            return None
+        chunk = message.get("body", b"")
+        if chunk:
+            size += len(chunk)
+            if size > MAX_BODY_BYTES:
+                return _TOO_LARGE
+            chunks.append(chunk)
+        if not message.get("more_body", False):
+            return chunks[0] if len(chunks) == 1 else b"".join(chunks)
 
 
 def _max_in_flight() -> int:
@@ -94,16 +137,58 @@ class ModelEndpoints:
             self.metrics.in_flight.set(self.in_flight)
 
     async def _post(self, name: str, request: Request, rid: str) -> Response:
-        kind = request.headers.get("content-type", "").split(";")[0].strip().lower()
-        if kind and kind not in _JSON_TYPES and not kind.endswith("+json"):
-            return Response(body(f"content type '{kind[:80]}' is not supported: send JSON",
-                                 hint="Content-Type: application/json"),
-                            status_code=415, media_type=JSON)
+        refused = _refuse_type(request.headers.get("content-type", ""))
+        if refused is not None:
+            return Response(refused, status_code=415, media_type=JSON)
         raw = await request.body()  # over the app's max_body_size: 413 before this returns
         # parsing and scoring both run on the threadpool: a 4 MiB body or a slow model never
         # holds the event loop
         status, payload, headers = await run_in_threadpool(self._answer, name, raw, rid)
         return Response(payload, status_code=status, media_type=JSON, headers=headers)
+
+    async def asgi(self, scope: Scope, receive: Receive, send: Send) -> None:
+        """``POST /v1/predict/{name}`` as a bare ASGI app, for the app's fast lane: the same
+        checks and answers as the FastAPI route (``post``) without the framework's request
+        cycle (routing, dependency solving, the body-size middleware), which costs more than
+        scoring a small model."""
+        rid = scope.get("tarmac.request_id", "-")
+        name = scope["path"][len(PREDICT_PREFIX):]
+        headers: dict[str, str] | None = None
+        if self.in_flight >= self.max_in_flight:
+            self.metrics.rejected.inc()
+            status, payload = 503, body(
+                f"overloaded: {self.in_flight} requests in flight, at most "
+                f"{self.max_in_flight} per process", hint="retry later", request_id=rid)
+            headers = {"Retry-After": str(RETRY_AFTER_S)}
+        else:
+            kind = ""
+            for key, value in scope["headers"]:
+                if key == b"content-type":
+                    kind = value.decode("latin-1")
+            refused = _refuse_type(kind)
+            if refused is not None:
+                status, payload = 415, refused
+            else:
+                self.in_flight += 1
+                self.metrics.in_flight.set(self.in_flight)
+                try:
+                    raw = await _read_body(receive)
+                    if raw is None:
+                        return  # the client went away
+                    if isinstance(raw, tuple):
+                        status, payload = raw
+                    else:
+                        status, payload, headers = await run_in_threadpool(
+                            self._answer, name, raw, rid)
+                finally:
+                    self.in_flight -= 1
+                    self.metrics.in_flight.set(self.in_flight)
+        out = [(b"content-type", b"application/json"),
+               (b"content-length", str(len(payload)).encode())]
+        if headers:
+            out += [(k.lower().encode(), v.encode()) for k, v in headers.items()]
+        await send({"type": "http.response.start", "status": status, "headers": out})
+        await send({"type": "http.response.body", "body": payload})
 
     def _answer(self, name: str, raw: bytes, rid: str
                 ) -> tuple[int, bytes, dict[str, str] | None]:
@@ -158,7 +243,7 @@ def _collect(endpoints: ModelEndpoints) -> Any:
 def models_router(endpoints: ModelEndpoints) -> APIRouter:
     router = APIRouter(tags=["models"])
     router.add_api_route(
-        "/v1/predict/{name}", endpoints.post, methods=["POST"], response_model=PredictResponse,
+        PREDICT_PREFIX + "{name}", endpoints.post, methods=["POST"], response_model=PredictResponse,
         summary="Predictions of a model's endpoint",
         description="Scores each row with the endpoint's champion (or its canary, sticky by "
                     "entity key). Features of the given entities are fetched online; 'rows' "
@@ -224,7 +309,8 @@ def models_concern(predictions: Predictions) -> Concern:
             k: stats.get(k) for k in ("appended", "flushed", "pending_rows", "flush_lag_s")}}
         return Ready(True, info=info)
 
-    return Concern("models", models_router(endpoints), ready, (), warm_up,
+    return Concern("models", models_router(endpoints), ready,
+                   (("POST", PREDICT_PREFIX + "{name}", endpoints.asgi),), warm_up,
                    predictions.close)
 
 

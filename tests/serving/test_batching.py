@@ -1,0 +1,204 @@
+"""Micro-batching of concurrent predict requests: requests that arrive while the model works are
+scored together, each caller still gets exactly its own answer, a failing request fails alone,
+and a lone request is not held back. Also the NumPy lane: the same scores as the frame path."""
+
+from __future__ import annotations
+
+import threading
+import time
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from serving.conftest import build_served
+from tarmac.errors import UsageError
+from tarmac.serving._batching import Combiner
+from tarmac.serving._scoring import numpy_lane
+from tarmac.serving.sdk import ServingError
+
+GOOD = {"a": 0.5, "b": -0.25, "region": "north"}
+
+# a python-function model that takes 40 ms a call (so concurrent requests queue behind it),
+# counts its calls in a file, and raises on a row with a > 100
+SLOW = '''
+@model(name="risk", features="risk", label=label("labels", "churned", timestamp="observed"),
+       split=time_split(by="known_at"))
+def train(data):
+    import os
+    import time
+
+    import numpy as np
+
+    calls = os.environ["RISK_CALLS_FILE"]
+
+    def score(frame):
+        with open(calls, "a") as fh:
+            fh.write(f"{len(frame)}\\n")
+        time.sleep(0.04)
+        if (frame["a"] > 100).any():
+            raise ValueError("a is out of range")
+        return 1 / (1 + np.exp(-(1.8 * frame["a"] - 1.2 * frame["b"])))
+    return score
+'''
+
+
+# -- the combiner -----------------------------------------------------------------------------
+
+
+def test_concurrent_jobs_are_combined_and_each_gets_its_own_result() -> None:
+    seen: list[list[int]] = []
+
+    def double(jobs: list[int]) -> list[int]:
+        seen.append(list(jobs))
+        time.sleep(0.02)
+        return [2 * j for j in jobs]
+
+    combiner: Combiner[int, int] = Combiner(double, max_rows=1000)
+    with ThreadPoolExecutor(16) as pool:
+        results = list(pool.map(combiner, range(64)))
+    assert results == [2 * j for j in range(64)]
+    assert sorted(j for batch in seen for j in batch) == list(range(64))  # each once
+    assert combiner.jobs == 64 and combiner.batches == len(seen) < 64
+    assert max(len(b) for b in seen) > 1
+
+
+def test_a_lone_job_runs_at_once_and_batches_respect_max_rows() -> None:
+    sizes: list[int] = []
+
+    def run(jobs: list[int]) -> list[int]:
+        sizes.append(sum(jobs))
+        time.sleep(0.01)
+        return jobs
+
+    combiner: Combiner[int, int] = Combiner(run, max_rows=10)
+    started = time.perf_counter()
+    assert combiner(3, rows=3) == 3
+    assert time.perf_counter() - started < 0.5 and sizes == [3]  # no timer before a lone job
+    with ThreadPoolExecutor(12) as pool:
+        assert list(pool.map(lambda r: combiner(r, rows=r), [4] * 24)) == [4] * 24
+    assert max(sizes) <= 10  # 4 + 4, never a third
+    too_big = combiner(50, rows=50)  # bigger than max_rows alone: still runs, alone
+    assert too_big == 50 and sizes[-1] == 50
+
+
+def test_an_exception_reaches_every_caller_of_its_batch_and_no_other() -> None:
+    gate = threading.Event()
+
+    def run(jobs: list[int]) -> list[int]:
+        gate.wait(5)
+        if -1 in jobs:
+            raise RuntimeError("boom")
+        return jobs
+
+    combiner: Combiner[int, int] = Combiner(run)
+    gate.set()
+    with pytest.raises(RuntimeError, match="boom"):
+        combiner(-1)
+    assert combiner(7) == 7  # the combiner is not left busy
+
+
+# -- the predict path -------------------------------------------------------------------------
+
+
+@pytest.fixture
+def slow(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Any:
+    from models.conftest import FEATURES
+
+    calls = tmp_path / "calls.txt"
+    monkeypatch.setenv("RISK_CALLS_FILE", str(calls))
+    p = build_served(tmp_path / "p", versions=1, text=FEATURES + SLOW)
+    calls.write_text("")
+    yield p, calls
+    p.close()
+
+
+def test_concurrent_requests_are_scored_together_each_answered_alone(slow: Any) -> None:
+    p, calls = slow
+    rows = [{**GOOD, "a": round(0.1 * i, 2)} for i in range(16)]
+    alone = [p.serving.predict("risk", rows=[r])["predictions"][0]["score"] for r in rows[:2]]
+    calls.write_text("")
+    with ThreadPoolExecutor(16) as pool:
+        answers = list(pool.map(lambda r: p.serving.predict("risk", rows=[r]), rows))
+    scores = [a["predictions"][0]["score"] for a in answers]
+    assert scores[:2] == alone  # batching changes no score
+    expected = [1 / (1 + np.exp(-(1.8 * r["a"] - 1.2 * r["b"]))) for r in rows]
+    assert scores == pytest.approx(expected)
+    assert len({a["request_id"] for a in answers}) == 16  # each its own request id
+    batch_sizes = [int(n) for n in calls.read_text().split()]
+    assert sum(batch_sizes) == 16  # every row scored once
+    assert len(batch_sizes) < 16 and max(batch_sizes) > 1  # and together
+    p.serving.engine.log.flush()
+    logged = p.sql("SELECT count(*) AS n, count(DISTINCT request_id) AS r FROM predictions "
+                   "WHERE role = 'champion'").to_pylist()[0]
+    assert logged == {"n": 18, "r": 18}  # 2 alone + 16 batched: each in the log once
+
+
+def test_a_failing_request_fails_alone_in_its_batch(slow: Any) -> None:
+    p, calls = slow
+    rows = [{**GOOD, "a": 0.1 * i} for i in range(8)]
+    rows[5] = {**GOOD, "a": 1000.0}
+
+    def ask(row: dict[str, Any]) -> Any:
+        try:
+            return p.serving.predict("risk", rows=[row])["predictions"][0]["score"]
+        except ServingError as exc:
+            return exc
+
+    with ThreadPoolExecutor(8) as pool:
+        got = list(pool.map(ask, rows))
+    assert isinstance(got[5], ServingError) and "risk v1 failed" in str(got[5])
+    assert all(isinstance(s, float) for i, s in enumerate(got) if i != 5)
+    with pytest.raises(UsageError, match="must be a number"):  # checked before batching
+        p.serving.predict("risk", rows=[{**GOOD, "a": "x"}])
+
+
+# -- the NumPy lane ---------------------------------------------------------------------------
+
+
+NUMERIC = '''
+signals_num = FeatureView(name="signals_num", entities=[customer], source="signals",
+                          timestamp="ev", features=[Feature("a", Float64), Feature("b", Float64)])
+num = FeatureService("num", [signals_num])
+
+
+@model(name="hgb", features="num", label=label("labels", "churned", timestamp="observed"),
+       split=time_split(by="known_at"))
+def train(data):
+    from sklearn.ensemble import HistGradientBoostingClassifier
+
+    return HistGradientBoostingClassifier(max_iter=20, random_state=0).fit(data.X, data.y)
+'''
+
+
+def test_the_numpy_lane_gives_the_frame_paths_scores(tmp_path: Path) -> None:
+    from models.conftest import FEATURES, build
+
+    p = build(tmp_path / "p", text=FEATURES + NUMERIC)
+    try:
+        p.models.train("hgb")
+        p.models.promote("hgb", 1, force=True, reason="test")
+        model = p.models.get("hgb")
+        lane = numpy_lane(model)
+        assert lane is not None  # a plain estimator on the signature's numeric columns
+        rng = np.random.default_rng(1)
+        X = rng.normal(size=(50, 2))
+        X[3] = np.nan  # no input at all: no score
+        X[4, 0] = np.nan  # one missing: the trees route it
+        expected = model.predict_scores(pd.DataFrame(X, columns=["a", "b"]), empty="null")
+        got = lane(X)
+        assert np.array_equal(got, np.asarray(expected, dtype=float), equal_nan=True)
+        assert np.isnan(got[3]) and not np.isnan(got[4])
+        # and the endpoint answers with those scores
+        rows = [{"a": float(a), "b": float(b)} for a, b in X[:3]]
+        answer = p.serving.predict("hgb", rows=rows)
+        assert [x["score"] for x in answer["predictions"]] == pytest.approx(list(got[:3]))
+        # a pipeline (the risk model one-hot encodes its region) scores through the frame
+        p.close()
+        p = build_served(tmp_path / "q", versions=1)
+        assert numpy_lane(p.models.get("risk")) is None
+    finally:
+        p.close()
