@@ -330,6 +330,9 @@ class PredictionLogConfig(BaseModel):
 
     model_config = ConfigDict(extra="forbid", frozen=True)
 
+    # false: predictions are answered but not recorded (to measure what the log costs, or a
+    # throwaway test server); the server says so at start-up and in /ready
+    enabled: bool = True
     fsync: Literal["batch", "always", "never"] = "batch"
     # "batch": the longest an appended record waits for its fsync
     sync_every_ms: float = Field(default=50.0, gt=0)

@@ -287,3 +287,19 @@ def test_a_log_that_refuses_records_is_503_and_nothing_is_answered(
         r = post(client, {"entities": [{"customer_id": 1}]})
     assert r.status_code == 503 and r.headers["retry-after"] == "2"
     assert "prediction log" in r.json()["detail"] and "predictions" not in r.json()
+
+
+def test_the_prediction_log_can_be_turned_off_and_says_so(
+        served: Project, monkeypatch: pytest.MonkeyPatch,
+        caplog: pytest.LogCaptureFixture) -> None:
+    monkeypatch.setenv("TARMAC_PREDICTION_LOG", "off")
+    with TestClient(create_app(served)) as client:
+        assert post(client, {"rows": [GOOD]}).status_code == 200
+        assert client.get("/ready").json()["prediction_log"] == "off"
+    assert "prediction log is OFF (TARMAC_PREDICTION_LOG=off)" in caplog.text
+    assert "predictions" not in served.lake.tables()  # nothing recorded
+    monkeypatch.delenv("TARMAC_PREDICTION_LOG")
+    with TestClient(create_app(served)) as client:
+        assert post(client, {"rows": [GOOD]}).status_code == 200
+        assert isinstance(client.get("/ready").json()["prediction_log"], dict)
+    assert served.sql("SELECT count(*) AS n FROM predictions").to_pylist() == [{"n": 1}]

@@ -5,7 +5,9 @@ hands them here; ``PredictionLog.append`` makes them durable before the answer i
 append the log refuses (backpressure: its spill bound is reached; its segment cannot be written)
 raises ``LogUnavailable``, which the caller answers with 503: a prediction is never answered
 without its record. The log is set up from the project file (``PredictionLog.from_config``: fsync
-policy, spill bound, flush interval; docs/prediction-log.md).
+policy, spill bound, flush interval; docs/prediction-log.md). ``serving.prediction_log.enabled:
+false`` in the project file, or ``TARMAC_PREDICTION_LOG=off`` in the server's environment, turns
+it off: answers are not recorded, which the server logs at start and ``/ready`` reports.
 """
 
 from __future__ import annotations
@@ -13,6 +15,7 @@ from __future__ import annotations
 import dataclasses
 import importlib
 import logging
+import os
 import uuid
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
@@ -41,6 +44,23 @@ class LogUnavailable(TarmacError):
         self.retry_after = retry_after
 
 
+_OFF = ("0", "off", "false", "no")
+
+
+def enabled(project: Project) -> bool:
+    """Whether predictions are recorded: on unless the project file or the environment
+    (``TARMAC_PREDICTION_LOG=off``) turns the log off."""
+    if os.environ.get("TARMAC_PREDICTION_LOG", "").strip().lower() in _OFF:
+        return False
+    return bool(project.config.serving.prediction_log.enabled)
+
+
+def _why_off(project: Project) -> str:
+    if os.environ.get("TARMAC_PREDICTION_LOG", "").strip().lower() in _OFF:
+        return "TARMAC_PREDICTION_LOG=" + os.environ["TARMAC_PREDICTION_LOG"]
+    return "serving.prediction_log.enabled: false in tarmac.yaml"
+
+
 def available() -> bool:
     return _predlog is not None
 
@@ -58,12 +78,20 @@ class Log:
     def __init__(self, project: Project) -> None:
         self.project = project
         self._log: Any = None
+        self.enabled = enabled(project)
+        self._warned = False
 
     @property
     def installed(self) -> bool:
         return _predlog is not None
 
     def start(self) -> None:
+        if not self.enabled:
+            if not self._warned:
+                self._warned = True
+                log.warning("the prediction log is OFF (%s): predictions are answered but not "
+                            "recorded", _why_off(self.project))
+            return
         if _predlog is not None and self._log is None:
             opened = _predlog.PredictionLog.from_config(self.project)
             opened.start()
@@ -71,7 +99,7 @@ class Log:
 
     def append(self, records: Sequence[dict[str, Any]]) -> None:
         """Make ``records`` durable (raises ``LogUnavailable`` when the log refuses them)."""
-        if _predlog is None or not records:
+        if _predlog is None or not records or not self.enabled:
             return
         if self._log is None:
             self.start()
@@ -115,4 +143,4 @@ def read(project: Project, endpoint: str, *, since: Any = None, limit: int | Non
     return _predlog.read_predictions(project, endpoint, **kwargs)
 
 
-__all__ = ["Log", "LogUnavailable", "available", "new_id", "read"]
+__all__ = ["Log", "LogUnavailable", "available", "enabled", "new_id", "read"]

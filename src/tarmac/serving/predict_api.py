@@ -300,6 +300,8 @@ def models_concern(predictions: Predictions) -> Concern:
                          "see the server's log; `tarmac models show NAME`",
                          info=described)
         log_ = predictions.log
+        if not log_.enabled:
+            return Ready(True, info={**described, "prediction_log": "off"})
         log_.start()  # raises (not ready) when its folder cannot be claimed
         stats = log_.stats()
         if stats and not stats["writable"]:
