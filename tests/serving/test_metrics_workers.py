@@ -15,6 +15,7 @@ import sys
 import time
 import warnings
 from pathlib import Path
+from typing import Any
 
 import httpx
 import pytest
@@ -127,3 +128,37 @@ def test_one_process_keeps_a_registry_per_app(served: Project) -> None:
                        **labels) == 3
         assert _sample(two.get("/metrics").text, "tarmac_predict_requests_total",
                        **labels) == 1
+
+
+def test_serve_with_workers_hands_them_a_fresh_metrics_dir(
+        served: Project, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The directory is in the environment (which the workers inherit) while uvicorn runs,
+    and gone afterwards; one worker serves in this process without it."""
+    import uvicorn
+    from typer.testing import CliRunner
+
+    from tarmac.cli import app as cli_app
+
+    seen: list[tuple[Any, str | None, bool]] = []
+
+    def run(app: Any, **kw: Any) -> None:
+        shared = os.environ.get(MULTIPROC_ENV)
+        seen.append((app, shared, bool(shared) and os.path.isdir(shared)
+                     and os.listdir(shared) == []))
+
+    monkeypatch.setattr(uvicorn, "run", run)
+    monkeypatch.delenv(MULTIPROC_ENV, raising=False)
+    for key in ("TARMAC_PROJECT", "TARMAC_ACCESS_LOG", "TARMAC_LOG_FILE"):
+        monkeypatch.setenv(key, "")  # restored afterwards
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    runner = CliRunner()
+    for workers in ("2", "1"):
+        result = runner.invoke(cli_app, ["--project", str(served.root), "serve", "--workers",
+                                         workers, "--port", str(port)])
+        assert result.exit_code == 0, result.output
+    (multi, shared, fresh), (single, none, _) = seen
+    assert multi == "tarmac.serving.app:app_from_env" and shared and fresh
+    assert not os.path.exists(shared) and MULTIPROC_ENV not in os.environ
+    assert not isinstance(single, str) and none is None
