@@ -20,6 +20,11 @@ from tarmac.project import Project, scaffold
 REDIS_URL = "redis://127.0.0.1:6379/11"  # a db of its own: other tests use 0 and 15
 
 
+def pytest_configure(config: pytest.Config) -> None:
+    config.addinivalue_line("markers", "unmaterialized: served_any with nothing materialized "
+                                       "online")
+
+
 def set_key(root: Path, key: str, value: str) -> None:
     text = (root / "tarmac.yaml").read_text()
     lines = [f"{key}: {value}" if line.startswith(f"{key}:") else line
@@ -28,8 +33,8 @@ def set_key(root: Path, key: str, value: str) -> None:
 
 
 def build_served(root: Path, *, catalog: str | None = None, online: str | None = None,
-                 text: str | None = None, versions: int = 2, promote: bool = True
-                 ) -> Project:
+                 text: str | None = None, versions: int = 2, promote: bool = True,
+                 materialize: bool = True) -> Project:
     scaffold(root, name=f"s{uuid.uuid4().hex[:10]}")  # a Redis namespace of its own
     if online:
         set_key(root, "online_store", online)
@@ -48,7 +53,8 @@ def build_served(root: Path, *, catalog: str | None = None, online: str | None =
             p.models.promote("risk", 1)
     if versions > 1 and promote:
         assert p.models.validate("risk", 2).status == "passed"
-    p.features.materialize()
+    if materialize:
+        p.features.materialize()
     return p
 
 
@@ -68,13 +74,16 @@ def served(tmp_path: Path) -> Iterator[Project]:
 
 @pytest.fixture(params=["sqlite", "postgres", "redis"])
 def served_any(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Project]:
-    """The served project on SQLite/SQLite, PostgreSQL catalog, Redis online store."""
+    """The served project on SQLite/SQLite, PostgreSQL catalog, Redis online store; a test
+    marked ``@pytest.mark.unmaterialized`` gets it with nothing materialized online."""
     catalog = online = None
+    materialize = request.node.get_closest_marker("unmaterialized") is None
     if request.param == "postgres":
         catalog = request.getfixturevalue("pg_url")
     if request.param == "redis":
         require_server("Redis", "127.0.0.1", 6379)
         online = REDIS_URL
-    p = build_served(tmp_path / "proj", catalog=catalog, online=online)
+    p = build_served(tmp_path / "proj", catalog=catalog, online=online,
+                     materialize=materialize)
     yield p
     _cleanup(p)

@@ -5,6 +5,7 @@ clearly; every change audited, on SQLite and PostgreSQL catalogs.
 
 from __future__ import annotations
 
+import json
 import time
 import warnings
 from collections import Counter
@@ -69,11 +70,55 @@ def test_canary_promote_and_history_are_audited(served_any: Project) -> None:
     history = [(h.action, h.canary_version, h.canary_percent) for h in p.serving.history("risk")]
     assert history == [("promote_canary", None, None), ("percent", 2, 25.0),
                        ("canary", 2, 10.0)]
-    actions = [r.action for r in p.ledger.audit(limit=10)]
-    assert actions[:4] == ["deploy.promote_canary", "model.promote", "deploy.percent",
-                           "deploy.canary"]
+    records = p.ledger.audit(limit=10)
+    assert [r.action for r in records][:3] == ["deploy.promote_canary", "deploy.percent",
+                                               "deploy.canary"]
+    details = json.loads(records[0].details)  # one record names both changes
+    assert details["promotion"]["alias"] == "champion"
+    assert (details["promotion"]["from"], details["promotion"]["to"]) == (1, 2)
+    assert details["from"]["canary"] == 2 and details["to"]["canary"] is None
+    assert p.models.history("risk")[0].action == "promote"  # what rollback reads
     assert p.serving.predict("risk", entities=ENTITIES[:3])["predictions"][0]["model"] == \
         "risk@2"
+
+
+@pytest.mark.parametrize("catalog", ["sqlite", "postgres"])
+def test_promote_canary_is_one_transaction(catalog: str, tmp_path: Path,
+                                           request: pytest.FixtureRequest,
+                                           monkeypatch: pytest.MonkeyPatch) -> None:
+    url = request.getfixturevalue("pg_url") if catalog == "postgres" else None
+    p = build_served(tmp_path / "p", catalog=url)
+    try:
+        p.serving.deploy("risk", canary=2, percent=20)
+        before = dcat.get_deployment(p.catalog, "risk")
+        audited = p.ledger.audit(limit=1)[0].seq
+
+        def fail(*args: Any, **kwargs: Any) -> dcat.Deployment:
+            raise RuntimeError("the catalog went away between the two writes")
+
+        # the alias moves first in the transaction; the deployment write then fails
+        monkeypatch.setattr(dcat, "set_deployment", fail)
+        with pytest.raises(RuntimeError, match="went away"):
+            p.serving.deploy("risk", promote_canary=True)
+        monkeypatch.undo()
+        assert p.models.aliases("risk") == {"risk": {"champion": 1}}  # the alias did not move
+        assert dcat.get_deployment(p.catalog, "risk") == before  # the canary is still there
+        assert p.ledger.audit(limit=1)[0].seq == audited  # nothing audited
+
+        result = p.serving.deploy("risk", promote_canary=True)
+        assert result.champion == 2 and result.promotion is not None
+        assert p.models.aliases("risk") == {"risk": {"champion": 2}}
+        after = dcat.get_deployment(p.catalog, "risk")
+        assert (after.canary_version, after.canary_percent) == (None, None)
+        records = p.ledger.audit(limit=100)
+        assert [r.seq for r in records if r.seq > audited] == [audited + 1]  # one record
+        assert records[0].action == "deploy.promote_canary"
+        details = json.loads(records[0].details)
+        assert details["promotion"]["to"] == 2 and details["promotion"]["from"] == 1
+        assert details["to"]["canary"] is None
+        assert p.ledger.verify().ok
+    finally:
+        p.close()
 
 
 def test_promote_canary_is_gated_like_promote(served: Project) -> None:

@@ -57,7 +57,7 @@ def serve(
     """
     import uvicorn
 
-    from tarmac.serving.server import default_workers, uvicorn_options
+    from tarmac.serving.server import default_workers, run_workers, uvicorn_options
 
     if workers is not None and workers < 1:
         raise UsageError(f"--workers {workers}: expected 1 or more")
@@ -90,4 +90,4 @@ def serve(
         os.environ["TARMAC_LOG_FILE"] = str(log_file.resolve())
     else:
         os.environ.pop("TARMAC_LOG_FILE", None)
-    uvicorn.run("tarmac.serving.app:app_from_env", factory=True, workers=n, **options)
+    run_workers(n, options)  # /metrics of any worker reports them all

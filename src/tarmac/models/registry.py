@@ -21,6 +21,7 @@ from __future__ import annotations
 import io
 import time
 import uuid
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -144,6 +145,17 @@ class AliasChange:
         return {"model": self.model, "alias": self.alias, "from": self.from_version,
                 "to": self.to_version, "action": self.action, "changed": self.changed,
                 "forced": self.forced, "reason": self.reason}
+
+
+@dataclass(frozen=True)
+class PromotionPlan:
+    """A checked promotion not written yet (``ModelRegistry.plan_promotion``): ``write(conn)``
+    moves the alias (``None`` when it already points there), ``details`` are what the audit
+    record of ``model.promote`` says, ``result`` what ``promote`` returns."""
+
+    result: AliasChange
+    details: dict[str, Any]
+    write: Callable[[Any], None] | None
 
 
 class ModelRegistry:
@@ -412,6 +424,18 @@ class ModelRegistry:
         ...
         tarmac.errors.PromotionRefused: not promoting risk v2 to champion: it has never been ...
         """
+        plan = self.plan_promotion(name, version, alias=alias, force=force, reason=reason)
+        if plan.write is not None:
+            self.project.ledger.commit("model.promote", f"model:{name}", plan.details,
+                                       change=plan.write)
+        return plan.result
+
+    def plan_promotion(self, name: str, version: int, *, alias: str = CHAMPION,
+                       force: bool = False, reason: str | None = None) -> PromotionPlan:
+        """``promote``'s checks (the gates, ``force`` and its reason), without writing: the
+        plan's ``write`` moves the alias inside a caller's catalog transaction (a
+        ``Ledger.commit`` change), so a promotion can land together with another change and
+        one audit record (``deploy(promote_canary=True)``). Raises what ``promote`` raises."""
         _check_alias(alias)
         if force and not (reason and reason.strip()):
             raise UsageError("a forced promotion needs a reason (it goes into the audit trail)",
@@ -419,7 +443,8 @@ class ModelRegistry:
         record = self.version(name, version)
         current = mcat.get_alias(self.project.catalog, name, alias)
         if current is not None and current.version == record.version:
-            return AliasChange(name, alias, current.version, record.version, "promote", False)
+            return PromotionPlan(AliasChange(name, alias, current.version, record.version,
+                                             "promote", False), {}, None)
         champion = (current if alias == CHAMPION
                     else mcat.get_alias(self.project.catalog, name, CHAMPION))
         validation = mcat.latest_validation(self.project.catalog, name, record.version)
@@ -432,7 +457,7 @@ class ModelRegistry:
         actor = self.project.ledger.actor
         forced = bool(problem) and force
 
-        def change(conn: Any) -> None:
+        def write(conn: Any) -> None:
             mcat.move_alias(conn, model=name, alias=alias, to_version=record.version,
                             expected=current, action="promote", actor=actor, forced=forced,
                             reason=reason, validation_id=validation.id if validation else None)
@@ -444,9 +469,9 @@ class ModelRegistry:
             details.update(forced=True, reason=reason, overridden=problem)
         elif reason:
             details["reason"] = reason
-        self.project.ledger.commit("model.promote", f"model:{name}", details, change=change)
-        return AliasChange(name, alias, current.version if current else None, record.version,
-                           "promote", True, forced, reason)
+        return PromotionPlan(AliasChange(name, alias, current.version if current else None,
+                                         record.version, "promote", True, forced, reason),
+                             details, write)
 
     def _gate_problem(self, name: str, version: int, validation: mcat.Validation | None,
                       champion: mcat.Alias | None) -> str | None:
@@ -529,5 +554,5 @@ def _check_alias(alias: str) -> None:
                          "and '-', starting with a letter")
 
 
-__all__ = ["CHAMPION", "AliasChange", "LoadedModel", "ModelRegistry"]
+__all__ = ["CHAMPION", "AliasChange", "LoadedModel", "ModelRegistry", "PromotionPlan"]
 

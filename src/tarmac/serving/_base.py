@@ -3,7 +3,8 @@
 A ``Concern`` (features now; models, topics and the console next) brings its FastAPI router,
 its fast-lane endpoints (bare ASGI apps for hot paths), a warm-up run at start-up and a
 readiness check. The app adds what every concern shares: ``GET /health`` (liveness),
-``GET /ready`` (every concern's check; 503 with ``Retry-After`` naming the first that fails),
+``GET /ready`` (every concern's check; 503 with ``Retry-After`` naming each that fails, and
+why),
 request ids, the access log, and a 500 without a stack trace for any bug.
 
 Example::
@@ -180,6 +181,7 @@ def build_app(title: str, concerns: Sequence[Concern], *, description: str = "",
              responses={503: {"model": ErrorBody, "description": "Not ready (Retry-After)."}})
     def ready() -> Response:  # a sync def: a slow check must not stall the event loop
         info: dict[str, Any] = {"status": "ready"}
+        failed: list[tuple[str, Ready]] = []
         for concern in concerns:
             try:
                 state = concern.ready()
@@ -189,10 +191,21 @@ def build_app(title: str, concerns: Sequence[Concern], *, description: str = "",
                 log.error("readiness check of %s failed", concern.name, exc_info=exc)
                 state = Ready(False, f"internal error: {type(exc).__name__}")
             if not state.ok:
-                return unavailable(state.detail, hint=state.hint,
-                                   extra={"status": "unavailable", "part": concern.name})
-            info.update(state.info)
-        return Response(orjson.dumps(info), media_type=JSON)
+                failed.append((concern.name, state))
+            elif not failed:
+                info.update(state.info)
+        if not failed:
+            return Response(orjson.dumps(info), media_type=JSON)
+        if len(failed) == 1:
+            part, state = failed[0]
+            return unavailable(state.detail, hint=state.hint,
+                               extra={"status": "unavailable", "part": part})
+        # every part that is not ready says why (the first named in "part")
+        hints = list(dict.fromkeys(s.hint for _, s in failed if s.hint))
+        return unavailable("; ".join(f"{part}: {s.detail}" for part, s in failed),
+                           hint="; ".join(hints) or None,
+                           extra={"status": "unavailable", "part": failed[0][0],
+                                  "parts": [part for part, _ in failed]})
 
     for concern in concerns:
         app.include_router(concern.router)

@@ -7,9 +7,12 @@ logged, never returned). Every change goes through the ledger: the deployment ro
 entry and the audit record commit in one transaction, compare-and-swap on the deployment's
 generation (of two racing changes one lands, the other gets a ``ConflictError``).
 
-``promote_canary`` is a promotion: it calls ``ModelRegistry.promote`` (the same gate check as
-``tarmac promote``: the canary's latest validation must have passed against the current
-champion with the gates declared now), then removes the canary from the deployment.
+``promote_canary`` is a promotion with the same gate check as ``tarmac promote``
+(``ModelRegistry.plan_promotion``: the canary's latest validation must have passed against the
+current champion with the gates declared now). The champion alias moves and the canary leaves the
+deployment in ONE catalog transaction with ONE audit record (``deploy.promote_canary``, its
+``promotion`` naming the alias change): a failure leaves both as they were, never a champion that
+is also still the canary.
 
 Example::
 
@@ -21,6 +24,7 @@ Example::
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -97,12 +101,16 @@ def deploy(project: Project, name: str, *, canary: int | None = None,
     champion = champion_alias.version if champion_alias else None
     new_canary, new_percent, new_shadow = (before.canary_version, before.canary_percent,
                                            before.shadow_version)
-    promotion = None
+    promotion: AliasChange | None = None
+    move_alias: Callable[[Any], None] | None = None
+    promotion_details: dict[str, Any] | None = None
     if promote_canary:
         if before.canary_version is None:
             raise UsageError(f"'{name}' has no canary to promote",
                              hint=f"tarmac deploy {name} --canary VERSION --percent P")
-        promotion = project.models.promote(name, before.canary_version, reason=reason)
+        plan = project.models.plan_promotion(name, before.canary_version, reason=reason)
+        promotion, move_alias = plan.result, plan.write
+        promotion_details = plan.details
         champion = before.canary_version
         new_canary = new_percent = None
         action = "promote_canary"
@@ -145,6 +153,8 @@ def deploy(project: Project, name: str, *, canary: int | None = None,
     holder: list[dcat.Deployment] = []
 
     def change(conn: Any) -> None:
+        if move_alias is not None:  # the promotion, in the deployment's transaction
+            move_alias(conn)
         holder.append(dcat.set_deployment(
             conn, expected=before, action=action, actor=actor, canary_version=new_canary,
             canary_percent=new_percent, shadow_version=new_shadow, reason=reason))
@@ -154,6 +164,8 @@ def deploy(project: Project, name: str, *, canary: int | None = None,
         "from": {"canary": before.canary_version, "percent": before.canary_percent,
                  "shadow": before.shadow_version},
         "to": {"canary": new_canary, "percent": new_percent, "shadow": new_shadow}}
+    if promotion_details is not None:
+        details["promotion"] = promotion_details
     if reason:
         details["reason"] = reason
     project.ledger.commit(f"deploy.{action.split('+')[0]}", f"endpoint:{name}", details,

@@ -23,6 +23,7 @@ from starlette.types import Receive, Scope, Send
 
 from tarmac.catalog import MAX_PAGE, all_items
 from tarmac.catalog import models as mcat
+from tarmac.errors import BackendUnavailableError, TarmacError
 from tarmac.serving._base import Concern, Ready
 from tarmac.serving._errors import (
     ERROR_RESPONSES,
@@ -225,10 +226,19 @@ class ModelEndpoints:
 
 
 def _collect(endpoints: ModelEndpoints) -> Any:
+    reported: set[tuple[str, int]] = set()  # load failures exported (several workers)
+
     def collect(m: Metrics) -> None:
         routes = endpoints.predictions.routes
-        m.load_failures.clear()
-        for (name, version) in list(routes.failures):
+        failing = set(routes.failures)
+        if m.shared_dir is None:
+            m.load_failures.clear()
+        else:  # series cannot be removed from the workers' shared files: resolved reads 0
+            for (name, version) in reported - failing:
+                m.load_failures.labels(name, str(version)).set(0)
+            reported.clear()
+            reported.update(failing)
+        for (name, version) in failing:
             m.load_failures.labels(name, str(version)).set(1)
         for name, route in routes.all().items():
             for role, version in route.versions().items():
@@ -264,14 +274,15 @@ def models_router(endpoints: ModelEndpoints) -> APIRouter:
         return Response(endpoints.metrics.render(), media_type=CONTENT_TYPE)
 
     router.add_api_route("/metrics", metrics, methods=["GET"], tags=["service"],
-                         summary="Prometheus metrics of this process")
+                         summary="Prometheus metrics of the server (every worker process)")
     return router
 
 
 def models_concern(predictions: Predictions) -> Concern:
     """The models part of the app: its router, a warm-up (every champion loaded, the
     prediction log started, the hot-reload poller running), its readiness (every endpoint with
-    a champion has one loaded; the prediction log takes records) and its shutdown."""
+    a champion has one loaded; the feature views its champion and canary read online have been
+    materialized; the prediction log takes records) and its shutdown."""
     endpoints = ModelEndpoints(predictions)
     predictions.metrics.on_render(_collect(endpoints))
     routes = predictions.routes
@@ -288,6 +299,56 @@ def models_concern(predictions: Predictions) -> Concern:
         for name in champions():
             routes.get(name)
 
+    store = predictions.project.features
+    views_of: dict[tuple[str, int], list[str]] = {}  # per version, for the definitions in
+    views_for: list[Any] = [None]  # ... views_for[0] (re-resolved when they change)
+
+    def needed_views(model: Any) -> list[str]:
+        """The stored views a version reads online (none for a model taking raw rows)."""
+        features = model.record.spec.get("features")
+        if not features:
+            return []
+        defs = store.registered()
+        if defs is not views_for[0]:
+            views_of.clear()
+            views_for[0] = defs
+        key = (model.name, model.version)
+        found = views_of.get(key)
+        if found is None:
+            try:
+                found = sorted({part.view.name for part in store.resolve(features).parts})
+            except TarmacError:  # its features are gone from the registry: predict says so
+                found = []
+            views_of[key] = found
+        return found
+
+    def not_materialized() -> list[str]:
+        """Served champions and canaries needing stored views never materialized online
+        (read every time: a materialization later makes the server ready, no restart)."""
+        wanted: list[tuple[str, str, int, list[str]]] = []
+        for name, route in sorted(routes.all().items()):
+            for role in ("champion", "canary"):
+                model = getattr(route, role)
+                if model is not None:
+                    views = needed_views(model)
+                    if views:
+                        wanted.append((name, role, model.version, views))
+        if not wanted:
+            return []
+        online = store.online_store
+        try:
+            there = set(online.views()) if online.present() else set()
+        except BackendUnavailableError:  # unreachable: the features part reports it
+            return []
+        out = []
+        for name, role, version, views in wanted:
+            missing = [v for v in views if v not in there]
+            if missing:
+                out.append(f"endpoint '{name}' {role} v{version} needs feature view"
+                           f"{'s' if len(missing) > 1 else ''} never materialized online: "
+                           f"{', '.join(missing)}")
+        return out
+
     def ready() -> Ready:
         not_loaded = []
         for name in champions():
@@ -299,6 +360,11 @@ def models_concern(predictions: Predictions) -> Concern:
             return Ready(False, "no champion loaded for " + "; ".join(not_loaded),
                          "see the server's log; `tarmac models show NAME`",
                          info=described)
+        unmaterialized = not_materialized()
+        if unmaterialized:
+            return Ready(False, "; ".join(unmaterialized),
+                         "run `tarmac features materialize` (entity requests would find no "
+                         "feature values)", info=described)
         log_ = predictions.log
         if not log_.enabled:
             return Ready(True, info={**described, "prediction_log": "off"})
@@ -311,9 +377,14 @@ def models_concern(predictions: Predictions) -> Concern:
             k: stats.get(k) for k in ("appended", "flushed", "pending_rows", "flush_lag_s")}}
         return Ready(True, info=info)
 
+    def shutdown() -> None:
+        try:
+            predictions.close()
+        finally:
+            predictions.metrics.close()
+
     return Concern("models", models_router(endpoints), ready,
-                   (("POST", PREDICT_PREFIX + "{name}", endpoints.asgi),), warm_up,
-                   predictions.close)
+                   (("POST", PREDICT_PREFIX + "{name}", endpoints.asgi),), warm_up, shutdown)
 
 
 __all__ = ["ModelEndpoints", "PredictRequest", "PredictResponse", "models_concern",

@@ -2,14 +2,18 @@
 
 uvloop and httptools, no uvicorn access log (it costs more than a feature read; ``tarmac serve``
 writes its own, off the request path: ``_access``), keep-alive longer than
-a load balancer's idle timeout, one worker process per CPU (1 to 8). ``running`` serves a project
-from a background thread of this process (the demo and tests use it).
+a load balancer's idle timeout, one worker process per CPU (1 to 8). ``run_workers`` runs the
+app in several worker processes whose ``/metrics`` reports the whole server (``metrics_dir``).
+``running`` serves a project from a background thread of this process (the demo and tests use
+it).
 """
 
 from __future__ import annotations
 
 import os
+import shutil
 import socket
+import tempfile
 import threading
 import time
 from collections.abc import Iterator
@@ -45,6 +49,39 @@ def uvicorn_options(host: str, port: int) -> dict[str, Any]:
         "log_level": "warning",
         "lifespan": "on",
     }
+
+
+@contextmanager
+def metrics_dir() -> Iterator[str]:
+    """A fresh private directory (mode 0700, under ``TMPDIR``) in ``PROMETHEUS_MULTIPROC_DIR``
+    for the worker processes started inside the block: each writes its metrics there and the
+    one answering ``/metrics`` reports them all. Set before the workers spawn (they inherit it
+    and prometheus-client picks its multiprocess mode when they import it); removed, and the
+    previous value restored, on exit. A directory of another run is never reused: its files
+    would add that run's counts to this one's."""
+    from tarmac.serving._metrics import MULTIPROC_ENV
+
+    path = tempfile.mkdtemp(prefix="tarmac-metrics-")
+    previous = os.environ.get(MULTIPROC_ENV)
+    os.environ[MULTIPROC_ENV] = path
+    try:
+        yield path
+    finally:
+        if previous is None:
+            os.environ.pop(MULTIPROC_ENV, None)
+        else:
+            os.environ[MULTIPROC_ENV] = previous
+        shutil.rmtree(path, ignore_errors=True)
+
+
+def run_workers(workers: int, options: dict[str, Any]) -> None:
+    """Serve ``app_from_env`` (the project in ``TARMAC_PROJECT``) in ``workers`` processes
+    under uvicorn until stopped, their metrics shared through a ``metrics_dir``."""
+    import uvicorn
+
+    with metrics_dir():
+        uvicorn.run("tarmac.serving.app:app_from_env", factory=True, workers=workers,
+                    **options)
 
 
 @contextmanager
