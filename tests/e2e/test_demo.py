@@ -4,10 +4,12 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import shutil
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -24,18 +26,24 @@ def tarmac(*args: str, cwd: Path) -> subprocess.CompletedProcess[str]:
 
 
 @pytest.fixture(scope="module")
-def demo_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+def demo_run(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, str]:
     root = tmp_path_factory.mktemp("e2e")
     result = tarmac("demo", "kestrel", "--seed", "7", cwd=root)
     assert result.returncode == 0, result.stderr
     assert "what just happened" in result.stdout and "tarmac lineage" in result.stdout
-    return root / "kestrel"
+    return root / "kestrel", result.stdout
+
+
+@pytest.fixture(scope="module")
+def demo_dir(demo_run: tuple[Path, str]) -> Path:
+    return demo_run[0]
 
 
 def test_demo_builds_the_lake(demo_dir: Path) -> None:
     tables = {t["name"]: t for t in json.loads(tarmac("tables", "--json", cwd=demo_dir).stdout)}
     assert set(tables) == {"customers", "orders", "products", "clicks", "tickets", "labels",
-                           "customer_activity", "quarantine", "churn_training"}
+                           "customer_activity", "quarantine", "churn_training",
+                           "predictions"}
     assert tables["customers"]["version"] == 1 and tables["customers"]["rows"] > 1000
     assert all(t["owner"] == "data-platform" for t in tables.values())
     assert (demo_dir / "survey.html").read_text().startswith("<!DOCTYPE html>")
@@ -161,15 +169,17 @@ def test_a_demo_whose_data_is_older_than_the_ttl_fails_the_check(tmp_path: Path)
 def test_the_demo_model_story_is_visible_everywhere(demo_dir: Path) -> None:
     shown = json.loads(tarmac("models", "show", "churn", "--json", cwd=demo_dir).stdout)
     assert shown["aliases"] == {"champion": 1}
-    first, worse = shown["versions"][1], shown["versions"][0]
-    assert first["validation"]["status"] == "passed" and worse["validation"]["status"] == "failed"
+    # newest first: the serving story's challenger v3, the worse v2, the champion v1
+    first, worse = shown["versions"][2], shown["versions"][1]
+    assert first["validation"]["status"] == "passed", first["validation"]
+    assert worse["validation"]["status"] == "failed"
     assert first["metrics"]["roc_auc"] > worse["metrics"]["roc_auc"]
     assert [(h["action"], h["from"], h["to"], h["forced"]) for h in shown["history"]] == [
         ("rollback", 2, 1, False), ("promote", 1, 2, True), ("promote", None, 1, False)]
     report = (demo_dir / "validation-v2.md").read_text()
     assert report.startswith("### ❌ churn v2 failed") and "no regression in roc_auc" in report
     runs = json.loads(tarmac("runs", "--model", "churn", "--json", cwd=demo_dir).stdout)
-    assert [r["status"] for r in runs] == ["succeeded", "succeeded"]
+    assert [r["status"] for r in runs] == ["succeeded"] * 3
     assert set(runs[0]["inputs"]) == {"labels", "customers", "orders", "clicks", "tickets"}
     lineage = tarmac("lineage", "model:churn@1", cwd=demo_dir)
     assert lineage.returncode == 0 and "training_set:churn@1" in lineage.stdout
@@ -180,3 +190,57 @@ def test_the_demo_model_story_is_visible_everywhere(demo_dir: Path) -> None:
     # validating the champion again against itself passes; CI gets exit 0
     again = tarmac("validate", "churn", "1", "--format", "markdown", cwd=demo_dir)
     assert again.returncode == 0 and "churn v1 passed" in again.stdout
+
+
+def test_the_demo_serves_the_champion_a_canary_and_a_shadow(demo_run: tuple[Path, str]) -> None:
+    """The serving story: every answered prediction logged exactly once, the canary near 10%
+    of the customers and sticky, the shadow scoring every request answered while deployed,
+    unknown customers answered with status missing, and the endpoint left to its champion."""
+    demo_dir, out = demo_run
+    text = " ".join(out.split())  # the summary, unwrapped
+    assert "answered == logged: reconciled" in text, out[-3000:]
+    found = re.search(r"(\d[\d,]*) predictions answered 200", text)
+    assert found, out[-3000:]
+    answered = int(found[1].replace(",", ""))
+
+    def sql(query: str) -> list[dict[str, Any]]:
+        done = tarmac("sql", "--json", query, cwd=demo_dir)
+        assert done.returncode == 0, done.stderr
+        return json.loads(done.stdout)
+
+    served = sql("SELECT count(*) AS n, count(DISTINCT id) AS ids FROM predictions "
+                 "WHERE role <> 'shadow'")[0]
+    assert served == {"n": answered, "ids": answered}  # each answered prediction exactly once
+    assert answered == 200 + 1 + 250  # 200 requests, one of raw values, 250 with the canary
+    # while the canary ran (the requests the shadow also scored): ~10% of customers, sticky
+    during = ("FROM predictions WHERE role <> 'shadow' AND request_id IN "
+              "(SELECT request_id FROM predictions WHERE role = 'shadow')")
+    per = sql("SELECT request->>'customer_id' AS customer, count(*) AS asked, "
+              f"count(DISTINCT version) AS versions, min(role) AS role {during} GROUP BY 1")
+    assert len(per) == 200
+    assert all(c["versions"] == 1 for c in per)
+    assert sum(c["asked"] == 2 for c in per) == 50
+    share = sum(c["role"] == "canary" for c in per) / len(per)
+    assert 0.04 <= share <= 0.18, share
+    roles = {(r["role"], r["version"]): r["n"] for r in sql(
+        "SELECT role, version, count(*) AS n FROM predictions GROUP BY ALL")}
+    assert set(roles) == {("champion", 1), ("canary", 3), ("shadow", 2)}
+    requests_during = sql(f"SELECT count(DISTINCT request_id) AS n {during}")[0]["n"]
+    assert roles[("shadow", 2)] == requests_during == 250
+    assert f"{share:.1%}) got canary v3" in text and "50 of 50 customers asked again" in text
+    # before the canary: no shadow; unknown ids answered 200 (they are logged) with no score
+    unknown = sql("SELECT count(*) AS n, count(score) AS scored FROM predictions "
+                  "WHERE role = 'champion' AND feature_status NOT LIKE '%present%' AND "
+                  "feature_status NOT LIKE '%stale%' AND feature_status NOT LIKE '%request%' "
+                  "AND CAST(request->>'customer_id' AS BIGINT) NOT IN "
+                  "(SELECT customer_id FROM customers)")[0]
+    assert unknown == {"n": 5, "scored": 0}
+    assert "5 of 5 unknown ids answered with status missing" in text
+    assert "the same as from its features fetched online" in text
+    # the demo leaves the endpoint to its champion: the tour deploys its own canary
+    status = json.loads(tarmac("deploy", "status", "churn", "--json", cwd=demo_dir).stdout)
+    endpoint = status[0] if isinstance(status, list) else status
+    assert (endpoint["champion"], endpoint["canary"], endpoint["shadow"]) == (1, None, None)
+    assert endpoint["pending"] == 0 and endpoint["logged"] == answered + 250
+    audit = json.loads(tarmac("audit", "log", "--json", "-n", "500", cwd=demo_dir).stdout)
+    assert {"deploy.canary", "deploy.abort", "deploy.stop_shadow"} <= {a["action"] for a in audit}

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from datetime import date
 from pathlib import Path
+from typing import Any
 
 import typer
 from rich.panel import Panel
@@ -90,6 +91,8 @@ def demo(
     if report.models:
         emit(report.models, [("step", "churn model"), ("detail", "")], as_json=False,
              title="Models: trained, gated, promoted, blocked, rolled back")
+    if report.serving:
+        _serving(report.serving)
     chain = "[green]intact[/green]" if report.chain_ok else "[red]BROKEN[/red]"
     console.print(Panel.fit(
         f"Kestrel Mobile keeps its customers in a CRM database, orders in another, products in "
@@ -101,7 +104,10 @@ def demo(
         f"records (hash chain {chain}). Then it registered the customer features in "
         f"definitions.py, built a point-in-time-correct churn training set, materialized the "
         f"features online and served them. Finally it trained a churn model, gated and "
-        f"promoted it, blocked a worse variant, and rolled back the one forced through.\n\n"
+        f"promoted it, blocked a worse variant, and rolled back the one forced through. "
+        f"Then it served the champion over HTTP, put a challenger on 10% of the customers as "
+        f"a canary and the worse variant in shadow, and reconciled every answer with the "
+        f"prediction log.\n\n"
         f"Try next:\n"
         f"  cd {esc(report.root)}\n"
         f"  tarmac sources\n"
@@ -118,15 +124,39 @@ def demo(
         f"  tarmac features show customer_clicks\n"
         f"  tarmac features get churn --entity customer_id=10001\n"
         f"  tarmac features check churn\n"
-        f"  tarmac serve             # then POST /features (docs at /docs)\n"
+        f"  tarmac serve             # then POST /features, /v1/predict/churn (docs at /docs)\n"
         f"  tarmac runs --model churn\n"
         f"  tarmac models show churn\n"
         f"  tarmac validate churn 2 --format markdown\n"
         f"  tarmac lineage model:churn\n"
         f"  tarmac train churn --param C=0.5\n"
+        f"  tarmac predictions churn --since 1h\n"
+        f"  tarmac sql \"SELECT role, version, count(*) FROM predictions GROUP BY ALL\"\n"
+        f"  tarmac deploy status churn\n"
         f"  tarmac audit log --since 1h\n"
         f"  tarmac audit verify",
         title="what just happened", border_style="cyan"))
+    if report.serving and not report.serving.get("ok"):
+        console.print("[bold red]the demo's predictions do not reconcile with the prediction "
+                      "log (see 'answered == logged' above)[/bold red]")
+        raise typer.Exit(1)
+
+
+def _serving(s: dict[str, Any]) -> None:
+    """The serving section of the demo's summary: its steps, the log by role and version, and
+    the reconciliation (loud when answered and logged differ)."""
+    emit(s["steps"], [("step", "churn endpoint"), ("detail", "")], as_json=False,
+         title=f"Serving: the champion over HTTP, a {s.get('percent', 10)}% canary, a shadow")
+    if s.get("log"):
+        emit(s["log"], [("role", "role"), ("version", "version"),
+                        ("predictions", "predictions"), ("requests", "requests"),
+                        ("customers", "customers"), ("scored", "scored"),
+                        ("avg_score", "avg score")], as_json=False,
+             title="The prediction log: tarmac sql over the predictions table")
+    if "ok" in s:
+        mark = ("[green]reconciled[/green]" if s["ok"]
+                else "[bold red]DO NOT RECONCILE[/bold red]")
+        console.print(f"[bold]answered == logged:[/bold] {mark}: {esc(s.get('check'))}")
 
 
 @app.command("demo-api")

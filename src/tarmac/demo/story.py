@@ -9,13 +9,16 @@ back to its sources; define customer features in ``definitions.py`` and register
 point-in-time-correct training set for the churn labels; materialize the features online, serve
 them over HTTP and check online equals offline; train a churn model from the features,
 validate it against its gates and promote it; train a worse variant the gates block, force it
-through with an audited reason, and roll it back; and verify the audit chain.
+through with an audited reason, and roll it back; serve the champion over HTTP to a few hundred
+requests, put a challenger on 10% of the customers as a canary and the worse variant in shadow,
+then reconcile every answer with the prediction log; and verify the audit chain.
 """
 
 from __future__ import annotations
 
 import os
 import shutil
+from collections import Counter
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -23,7 +26,7 @@ from datetime import date
 from pathlib import Path
 from typing import Any
 
-from tarmac.errors import UsageError
+from tarmac.errors import TarmacError, UsageError
 
 MARKER = ".tarmac-demo"
 Step = Callable[[str], None]
@@ -150,6 +153,7 @@ class DemoReport:
     training: dict[str, Any] = field(default_factory=dict)
     served: dict[str, Any] = field(default_factory=dict)
     models: list[dict[str, Any]] = field(default_factory=list)  # the model story, step by step
+    serving: dict[str, Any] = field(default_factory=dict)  # the champion served, canary, shadow
     runs: int = 0
     audit_records: int = 0
     chain_ok: bool = False
@@ -227,7 +231,8 @@ def run_demo(root: Path, *, size: str = "small", seed: int = 0, data_only: bool 
                               "read": None, "rows": result.rows_added, "quarantined": None,
                               "duplicates": None, "version": result.version})
         _features(p, report, step)
-        _models(p, report, step)
+        worse = _models(p, report, step)
+        _serving(p, report, step, worse)
         report.runs = p.catalog.count("runs")
         report.audit_records = p.catalog.count("audit_log")
         report.chain_ok = p.ledger.verify().ok
@@ -289,8 +294,9 @@ def _features(p: Any, report: DemoReport, step: Step) -> None:
 WORSE_VARIANT = {"only": "plan,region,tenure_days"}  # a model of the CRM fields alone
 
 
-def _models(p: Any, report: DemoReport, step: Step) -> None:
-    """Train, gate, promote; a worse variant is blocked, forced through, and rolled back."""
+def _models(p: Any, report: DemoReport, step: Step) -> int:
+    """Train, gate, promote; a worse variant is blocked, forced through, and rolled back.
+    Returns the worse variant's version (the serving story shadows it)."""
     from tarmac.errors import PromotionRefused
 
     def note(what: str, **facts: Any) -> None:
@@ -337,6 +343,185 @@ def _models(p: Any, report: DemoReport, step: Step) -> None:
     scores = champion.predict_scores(sample)
     note(f"champion v{champion.version} loaded (hash verified)",
          detail="churn risk of 5 customers: " + ", ".join(f"{s:.2f}" for s in scores))
+    return int(worse.version)
+
+
+# The serving story's traffic. Its canary is a challenger trained from the champion's recipe with
+# stronger regularisation (cheap: one more fit): a version whose gates were not the problem, so
+# 10% of real customers may see its answers. The worse CRM-only variant, whose gates failed, is
+# the shadow: it scores every request on live traffic, logged only, and no customer ever sees its
+# answers, which is what a shadow is for. The demo ends with both removed, so the endpoint is
+# served by its champion alone and the tour's own `tarmac deploy churn --canary 2` works.
+CHALLENGER = {"C": 0.3}
+CANARY_PERCENT = 10
+# a few hundred requests, one customer each (a request costs the model's per-call overhead, ~10
+# ms on a small machine, so these keep the demo's serving part to a few seconds)
+REQUESTS = 200  # to the champion alone, of which UNKNOWN for ids no customer has
+UNKNOWN = 5  # answered 200 with status missing and no score
+CANARY_CUSTOMERS = 200  # then, with the canary and the shadow: one request per customer
+AGAIN = 50  # and these customers asked a second time: the same version each time
+SWITCH_TIMEOUT_S = 15.0
+
+
+class DemoServingError(TarmacError):
+    """The demo's predict requests were not answered as the serving story needs."""
+
+
+def _serving(p: Any, report: DemoReport, step: Step, worse: int) -> None:
+    """The champion served over HTTP; a canary at 10% (sticky by customer) and a shadow; the
+    server stopped, its prediction log queried and reconciled against what was answered."""
+    import random
+    import time
+
+    import httpx
+
+    from tarmac.serving.server import running
+
+    facts: list[dict[str, Any]] = []
+    report.serving = {"steps": facts}
+
+    def note(what: str, detail: str) -> None:
+        facts.append({"step": what, "detail": detail})
+
+    champion = p.models.aliases("churn")["churn"]["champion"]
+    ids = [r["customer_id"] for r in p.sql(
+        "SELECT DISTINCT customer_id FROM customers ORDER BY customer_id").to_pylist()]
+    rng = random.Random(0)
+    known = rng.sample(ids, min(len(ids), REQUESTS - UNKNOWN + CANARY_CUSTOMERS))
+    first = known[:REQUESTS - UNKNOWN]
+    second = known[REQUESTS - UNKNOWN:]
+    unknown = [max(ids) + 1 + i for i in range(UNKNOWN)]
+    answered: list[dict[str, Any]] = []  # one per prediction answered 200
+
+    def ask(client: httpx.Client, url: str, body: dict[str, Any], phase: str,
+            customer: int | None) -> dict[str, Any]:
+        got = client.post(f"{url}/v1/predict/churn", json=body)
+        if got.status_code != 200:
+            raise DemoServingError(f"POST /v1/predict/churn for customer {customer} answered "
+                                   f"{got.status_code}: {got.text[:300]}")
+        out = got.json()
+        for pred in out["predictions"]:
+            answered.append({"id": pred["id"], "request_id": out["request_id"],
+                             "phase": phase, "customer": customer,
+                             "version": int(pred["model"].rsplit("@", 1)[1]),
+                             "score": pred["score"],
+                             "status": set(pred["features"]["status"].values())})
+        return out["predictions"][0]
+
+    step(f"serving churn v{champion} over HTTP: {REQUESTS} requests to POST /v1/predict/churn")
+    with running(p) as url, httpx.Client(timeout=30) as client:
+        started = time.perf_counter()
+        for cid in first + unknown:
+            ask(client, url, {"entities": [{"customer_id": cid}]}, "champion", cid)
+        seconds = time.perf_counter() - started
+        missing = [a for a in answered if a["customer"] in unknown]
+        blank = sum(a["status"] == {"missing"} and a["score"] is None for a in missing)
+        note(f"served v{champion} (champion) over HTTP",
+             f"{len(answered)} requests answered 200 in {seconds:.1f} s: {len(first)} customers "
+             f"scored; {blank} of {len(unknown)} unknown ids answered with status missing and "
+             f"no score (never a made-up one)")
+        report.serving.update(first=len(answered), unknown=len(unknown), missing=blank,
+                              seconds=round(seconds, 2))
+        # raw values: what the online store holds for one customer, sent as a row
+        cid = first[0]
+        values = p.features.online("churn", [{"customer_id": cid}]).rows[0]
+        online = next(a["score"] for a in answered if a["customer"] == cid)
+        raw = ask(client, url, {"rows": [values]}, "champion", None)["score"]
+        note("raw values (rows) scored",
+             f"customer {cid}'s {len(values)} feature values sent as a row: score {raw:.3f}"
+             + (", the same as from its features fetched online" if abs(raw - online) < 1e-9
+                else f", NOT the {online:.3f} of its features fetched online"))
+        report.serving["rows_match"] = abs(raw - online) < 1e-9
+
+        step(f"training a challenger (--param C={CHALLENGER['C']}) and deploying it as a "
+             f"{CANARY_PERCENT}% canary, the CRM-only v{worse} as a shadow")
+        challenger = p.models.train("churn", params=CHALLENGER)
+        canary = int(challenger.version)
+        note(f"trained v{canary} (C={CHALLENGER['C']})", _metrics(challenger.metrics))
+        p.serving.deploy("churn", canary=canary, percent=CANARY_PERCENT, shadow=worse,
+                         reason="demo: a challenger on 10% of customers, the CRM-only model "
+                                "in shadow")
+        # the server polls the catalog about once a second: wait (with a deadline) until it
+        # serves the new deployment before sending the traffic to count
+        want = {"champion": champion, "canary": canary, "shadow": worse}
+        deployed = time.perf_counter()
+        while True:
+            serving = next(e["serving"] for e in client.get(f"{url}/v1/endpoints").json()[
+                "endpoints"] if e["name"] == "churn")
+            if serving == want:
+                break
+            if time.perf_counter() - deployed > SWITCH_TIMEOUT_S:
+                raise DemoServingError(f"the server did not switch to canary v{canary} and "
+                                       f"shadow v{worse} within {SWITCH_TIMEOUT_S:.0f} s "
+                                       f"(it serves {serving})")
+            time.sleep(0.05)
+        note(f"deployed canary v{canary} at {CANARY_PERCENT}%, shadow v{worse}",
+             f"one audited change; the running server switched in "
+             f"{time.perf_counter() - deployed:.1f} s (hot reload, no restart)")
+        step(f"{len(second) + AGAIN} more requests: which customers get the canary, and does "
+             "it stick?")
+        got: dict[int, int] = {}
+        for cid in second:
+            got[cid] = ask(client, url, {"entities": [{"customer_id": cid}]}, "deployed",
+                           cid)["model"]
+        on_canary = [c for c, m in got.items() if m == f"churn@{canary}"]
+        again = (on_canary + [c for c in second if c not in on_canary])[:AGAIN]
+        stuck = sum(ask(client, url, {"entities": [{"customer_id": cid}]}, "deployed",
+                        cid)["model"] == got[cid] for cid in again)
+        share = len(on_canary) / max(len(second), 1)
+        note(f"{len(second) + len(again)} requests with the canary",
+             f"{len(on_canary)} of {len(second)} customers ({share:.1%}) got canary v{canary}, "
+             f"the rest champion v{champion}; {stuck} of {len(again)} customers asked again "
+             f"got the same version (sticky by customer: {len(again) - stuck} moved)")
+        report.serving.update(champion=champion, canary=canary, shadow=worse,
+                              percent=CANARY_PERCENT, customers=len(second),
+                              canary_customers=len(on_canary), share=share,
+                              asked_again=len(again), sticky=stuck)
+    # leaving `running` stopped the server: the shadow queue drained, the log flushed on close
+    step("the prediction log: what was answered is what was logged")
+    deployed_requests = {a["request_id"] for a in answered if a["phase"] == "deployed"}
+    log = p.serving.predictions("churn").select(["id", "request_id", "role", "version"])
+    rows = log.to_pylist()
+    served = Counter(r["id"] for r in rows if r["role"] != "shadow")
+    shadowed = [r for r in rows if r["role"] == "shadow"]
+    mine = {a["id"]: a for a in answered}
+    twice = sum(n > 1 for n in served.values())
+    unlogged = sum(i not in served for i in mine)
+    extra = sum(i not in mine for i in served)
+    wrong = sum(r["version"] != mine[r["id"]]["version"] for r in rows
+                if r["role"] != "shadow" and r["id"] in mine)
+    shadow_requests = {r["request_id"] for r in shadowed}
+    pending = p.serving.status("churn")[0].pending
+    ok = (len(mine) == len(answered) == sum(served.values()) and not (twice or unlogged or extra
+                                                                      or wrong)
+          and len(shadowed) == len(deployed_requests) and shadow_requests == deployed_requests
+          and all(r["version"] == worse for r in shadowed))
+    report.serving.update(
+        answered=len(answered), logged=sum(served.values()), unlogged=unlogged, twice=twice,
+        extra=extra, wrong_version=wrong, shadow_records=len(shadowed),
+        shadow_expected=len(deployed_requests), pending=pending, ok=ok)
+    problems = [f"{n} {what}" for n, what in (
+        (unlogged, "answered but not in the table"), (twice, "in the table more than once"),
+        (extra, "in the table but never answered"), (wrong, "logged with another version"))
+        if n]
+    if shadow_requests != deployed_requests:
+        problems.append(f"shadow scored {len(shadow_requests & deployed_requests)} of the "
+                        f"{len(deployed_requests)} requests answered while it was deployed")
+    report.serving["check"] = (
+        f"{len(answered):,} predictions answered 200, {sum(served.values()):,} in the "
+        f"predictions table, each exactly once (pending in segments: {pending}); "
+        f"shadow v{worse} logged {len(shadowed):,} records for the "
+        f"{len(deployed_requests):,} requests answered while it was deployed, none returned"
+        + ("" if ok else "; " + "; ".join(problems or ["see the counts"])))
+    report.serving["log"] = p.sql(
+        "SELECT role, version, count(*) AS predictions, count(DISTINCT request_id) AS requests, "
+        "count(DISTINCT request->>'customer_id') AS customers, count(score) AS scored, "
+        "round(avg(score), 3) AS avg_score FROM predictions WHERE endpoint = 'churn' "
+        "GROUP BY ALL ORDER BY min(time)").to_pylist()
+    p.serving.deploy("churn", abort=True, reason="demo: the canary has been looked at")
+    p.serving.deploy("churn", stop_shadow=True, reason="demo: the shadow has been looked at")
+    note("canary aborted, shadow stopped",
+         f"churn is served by champion v{champion} alone again (`tarmac deploy status churn`)")
 
 
 def _metrics(found: dict[str, float]) -> str:
