@@ -119,6 +119,17 @@ class _Job:
     n: int
 
 
+class _Contract:
+    """What a version's rows may hold: input kinds by name, its join keys (allowed in rows)."""
+
+    __slots__ = ("keys", "kinds", "names")
+
+    def __init__(self, model: LoadedModel) -> None:
+        self.kinds: dict[str, str] = dict(model.signature.inputs)
+        self.names: list[str] = list(self.kinds)
+        self.keys: set[str] = set(model.record.spec.get("keys") or []) - set(self.kinds)
+
+
 class ModelFailed(Exception):
     def __init__(self, model: LoadedModel, cause: BaseException) -> None:
         super().__init__(str(cause))
@@ -332,39 +343,42 @@ class Predictions:
                 errors += _check_each(needs_of[model.version], entities)
         if errors:
             return errors[:50]
+        contracts: dict[int, _Contract] = {}
         for i, (model, _role) in enumerate(picks):
-            inputs = model.signature.inputs
-            names = {n for n, _ in inputs}
-            keys = set(model.record.spec.get("keys") or [])
+            c = contracts.get(id(model))
+            if c is None:
+                c = contracts[id(model)] = _Contract(model)
             if entities:
-                entity = entities[i]
                 allowed = {f[0] for f in needs_of[model.version].fields}
                 errors += [field_error(["body", "entities", i, k],
                                        f"'{echo(k)}' is not a join key or request value of "
                                        f"{model.name} v{model.version} (it takes "
                                        f"{', '.join(sorted(allowed)) or 'none'})",
                                        "extra_forbidden")
-                           for k in entity if k not in allowed]
+                           for k in entities[i] if k not in allowed]
             if rows:
                 row = rows[i]
+                kinds = c.kinds
                 for k, v in row.items():
-                    kind = dict(inputs).get(k)
-                    if k not in names and k not in keys:
-                        errors.append(field_error(
-                            ["body", "rows", i, k], f"'{echo(k)}' is not an input of "
-                            f"{model.name} v{model.version} (inputs: "
-                            f"{echo(', '.join(sorted(names)), 200)})", "extra_forbidden"))
-                    elif kind is not None and not _type_ok(kind, v):
+                    kind = kinds.get(k)
+                    if kind is None:
+                        if k not in c.keys:
+                            errors.append(field_error(
+                                ["body", "rows", i, k], f"'{echo(k)}' is not an input of "
+                                f"{model.name} v{model.version} (inputs: "
+                                f"{echo(', '.join(sorted(kinds)), 200)})", "extra_forbidden"))
+                    elif not (type(v) is float and kind in _NUMERIC and math.isfinite(v)) \
+                            and not _type_ok(kind, v):  # the common case first, inline
                         errors.append(field_error(
                             ["body", "rows", i, k], f"'{echo(k)}' must be "
                             f"{_KINDS.get(kind, 'a finite value')} ({kind}), got "
                             f"{_shown(v)}",
                             f"{kind}_type"))
-                if not entities:
+                if not entities and not all(k in row for k in c.names):
                     errors += [field_error(["body", "rows", i, k], f"field required: '{k}' "
                                            f"(an input of {model.name} v{model.version}; or "
                                            "give entities to fetch it)", "missing")
-                               for k in model.signature.input_names if k not in row]
+                               for k in c.names if k not in row]
             if len(errors) >= 50:
                 break
         return errors[:50]
