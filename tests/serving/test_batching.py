@@ -16,7 +16,7 @@ import pytest
 
 from serving.conftest import build_served
 from tarmac.errors import UsageError
-from tarmac.serving._batching import Combiner
+from tarmac.serving._batching import AsyncBatcher, Combiner
 from tarmac.serving._scoring import numpy_lane
 from tarmac.serving.sdk import ServingError
 
@@ -101,6 +101,34 @@ def test_an_exception_reaches_every_caller_of_its_batch_and_no_other() -> None:
     assert combiner(7) == 7  # the combiner is not left busy
 
 
+def test_the_async_batcher_combines_what_queues_while_a_batch_runs() -> None:
+    import asyncio
+
+    seen: list[list[int]] = []
+
+    def run(jobs: list[int]) -> list[int]:
+        seen.append(list(jobs))
+        time.sleep(0.02)
+        if -1 in jobs:
+            raise RuntimeError("boom")
+        return [10 * j for j in jobs]
+
+    async def main() -> list[Any]:
+        batcher: AsyncBatcher[int, int] = AsyncBatcher(run, max_rows=8)
+        got = await asyncio.gather(*(batcher.submit(j) for j in range(20)),
+                                   return_exceptions=True)
+        lone = await batcher.submit(5)  # nothing queued: runs at once, alone
+        failed = await asyncio.gather(batcher.submit(-1), return_exceptions=True)
+        return [got, lone, failed[0], batcher.batches]
+
+    got, lone, failed, batches = asyncio.run(main())
+    assert got == [10 * j for j in range(20)] and lone == 50
+    assert isinstance(failed, RuntimeError)
+    # all 20 queued before the first batch ran: batches of at most max_rows, in order
+    assert seen == [list(range(8)), list(range(8, 16)), list(range(16, 20)), [5], [-1]]
+    assert batches == 5
+
+
 # -- the predict path -------------------------------------------------------------------------
 
 
@@ -135,6 +163,36 @@ def test_concurrent_requests_are_scored_together_each_answered_alone(slow: Any) 
     logged = p.sql("SELECT count(*) AS n, count(DISTINCT request_id) AS r FROM predictions "
                    "WHERE role = 'champion'").to_pylist()[0]
     assert logged == {"n": 18, "r": 18}  # 2 alone + 16 batched: each in the log once
+
+
+def test_concurrent_http_requests_are_batched_on_the_event_loop(slow: Any) -> None:
+    import asyncio
+
+    import httpx
+
+    from tarmac.serving import create_app
+
+    p, calls = slow
+    app = create_app(p)
+    rows = [{**GOOD, "a": round(0.1 * i, 2)} for i in range(12)]
+    rows[7] = {**GOOD, "a": 1000.0}  # this one's model call raises
+
+    async def main() -> list[httpx.Response]:
+        transport = httpx.ASGITransport(app=app)
+        async with app.router.lifespan_context(app), \
+                httpx.AsyncClient(transport=transport, base_url="http://t") as client:
+            return await asyncio.gather(*(client.post("/v1/predict/risk", json={"rows": [r]})
+                                          for r in rows))
+
+    answers = asyncio.run(main())
+    assert [a.status_code for a in answers] == [500 if i == 7 else 200 for i in range(12)]
+    assert "risk v1 failed" in answers[7].json()["detail"]
+    expected = [1 / (1 + np.exp(-(1.8 * r["a"] - 1.2 * r["b"]))) for r in rows]
+    assert [a.json()["predictions"][0]["score"] for i, a in enumerate(answers) if i != 7] == \
+        pytest.approx([e for i, e in enumerate(expected) if i != 7])
+    sizes = [int(n) for n in calls.read_text().split()]
+    assert max(sizes) > 1  # scored together ...
+    assert sizes.count(1) >= 12 - 1  # ... and, after the failure, one by one to isolate it
 
 
 def test_a_failing_request_fails_alone_in_its_batch(slow: Any) -> None:

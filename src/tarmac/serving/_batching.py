@@ -19,9 +19,12 @@ Example::
 
 from __future__ import annotations
 
+import asyncio
 import threading
 from collections.abc import Callable, Sequence
 from typing import Generic, TypeVar
+
+from starlette.concurrency import run_in_threadpool
 
 T = TypeVar("T")
 R = TypeVar("R")
@@ -97,4 +100,66 @@ class Combiner(Generic[T, R]):
         return slot.result  # type: ignore[return-value]
 
 
-__all__ = ["Combiner"]
+
+
+class AsyncBatcher(Generic[T, R]):
+    """The same combining for callers on one event loop: ``await batcher.submit(job)``.
+
+    Requests wait as futures on the loop, not as blocked threads: one worker thread at a time
+    runs ``fn`` over what queued while the previous batch ran, so a request costs no thread
+    hop of its own and no thread wakes up to hand it its answer. Not thread-safe: every
+    ``submit`` comes from the loop the batcher first ran on."""
+
+    def __init__(self, fn: Callable[[list[T]], Sequence[R]], *, max_rows: int = 256) -> None:
+        self.fn = fn
+        self.max_rows = max_rows
+        self._queue: list[tuple[T, int, asyncio.Future[R]]] = []
+        self._draining = False
+        self._task: asyncio.Future[None] | None = None
+        self.batches = 0
+        self.jobs = 0
+
+    async def submit(self, item: T, *, rows: int = 1) -> R:
+        future: asyncio.Future[R] = asyncio.get_running_loop().create_future()
+        self._queue.append((item, rows, future))
+        if not self._draining:
+            self._draining = True
+            self._task = asyncio.ensure_future(self._drain())  # held: tasks are weakly kept
+        return await future
+
+    async def _drain(self) -> None:
+        try:
+            while self._queue:
+                batch: list[tuple[T, int, asyncio.Future[R]]] = []
+                total = 0
+                while self._queue and (not batch or total + self._queue[0][1] <= self.max_rows):
+                    batch.append(self._queue.pop(0))
+                    total += batch[-1][1]
+                try:
+                    results = await run_in_threadpool(self.fn, [b[0] for b in batch])
+                    if len(results) != len(batch):
+                        raise RuntimeError(f"a batch of {len(batch)} jobs gave "
+                                           f"{len(results)} results")
+                except Exception as exc:
+                    for _, _, future in batch:
+                        if not future.done():
+                            future.set_exception(exc)
+                except BaseException:  # cancelled (the loop stops): no caller left hanging
+                    for _, _, future in batch:
+                        future.cancel()
+                    raise
+                else:
+                    for (_, _, future), result in zip(batch, results, strict=True):
+                        if not future.done():  # its caller may have gone (cancelled)
+                            future.set_result(result)
+                self.batches += 1
+                self.jobs += len(batch)
+        finally:
+            self._draining = False
+            if self._queue:  # left only when this task was cancelled (the loop stops)
+                for _, _, future in self._queue:
+                    future.cancel()
+                self._queue.clear()
+
+
+__all__ = ["AsyncBatcher", "Combiner"]

@@ -32,10 +32,11 @@ from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
 import orjson
+from starlette.concurrency import run_in_threadpool
 
 from tarmac.errors import BackendUnavailableError, ConfigError, OnDemandError, UsageError, echo
 from tarmac.serving import _log
-from tarmac.serving._batching import Combiner
+from tarmac.serving._batching import AsyncBatcher, Combiner
 from tarmac.serving._errors import close_names, field_error
 from tarmac.serving._metrics import Metrics
 from tarmac.serving._routes import Route, Routes
@@ -51,6 +52,7 @@ log = logging.getLogger("tarmac.serving")
 MAX_ROWS = 1000  # per request: bigger batches belong to batch scoring (tarmac score)
 SHADOW_QUEUE = 1000  # shadow requests waiting for the worker; beyond it they are skipped
 BATCH_ROWS = 256  # rows scored together at most in one micro-batch
+INLINE_BODY_BYTES = 16 << 10  # bodies parsed and checked on the event loop; bigger: a thread
 _MISSING = object()
 _NUMERIC = {"int64", "int32", "float64", "float32"}
 _KINDS = {"int64": "a number", "int32": "a number", "float64": "a number",
@@ -151,6 +153,7 @@ class Predictions:
         self._shadow_lock = threading.Lock()
         self.shadow_skipped = 0
         self._combiners: dict[str, Combiner[_Job, tuple[Outcome, int | None]]] = {}
+        self._batchers: dict[str, AsyncBatcher[_Job, tuple[Outcome, int | None]]] = {}
         self._scorers: dict[tuple[str, int, int], Scorer] = {}
 
     # -- the answer ---------------------------------------------------------------------------
@@ -159,8 +162,8 @@ class Predictions:
         """The answer to a predict request whose body parsed to ``data``: never raises.
 
         Checked on the caller's thread; scored in a micro-batch with the requests to the
-        same endpoint that arrive meanwhile (``_batching.Combiner``: no timer, a lone request
-        is scored at once)."""
+        same endpoint that arrive meanwhile from other threads (``_batching.Combiner``: no
+        timer, a lone request is scored at once). What ``p.serving.predict`` calls."""
         started = time.perf_counter()
         version: int | None = None
         try:
@@ -170,19 +173,66 @@ class Predictions:
                     prepared, rows=prepared.n)
             else:
                 outcome, version = prepared
-        except _log.LogUnavailable as exc:
-            outcome = _fail(503, f"the prediction log cannot take records: {exc.message}",
-                            exc.hint, retry_after=exc.retry_after, request_id=request_id)
-        except (BackendUnavailableError, ConfigError) as exc:
-            outcome = _fail(503, exc.message, exc.hint, request_id=request_id)
-        except Exception as exc:  # a bug: the trace to the log, the type to the caller
-            log.error("internal error predicting %s (request %s)", echo(name), request_id,
-                      exc_info=exc)
-            outcome = _fail(500, f"internal error: {type(exc).__name__}",
-                            request_id=request_id)
+        except Exception as exc:
+            outcome = self._trouble(exc, name, request_id)
+        self._observe(name, version, outcome, started)
+        return outcome
+
+    async def answer_body(self, name: str, raw: bytes, request_id: str) -> Outcome:
+        """The answer to a predict request's raw body, on the server's event loop: never
+        raises. A small body is parsed and checked on the loop (less work than a thread
+        hop); a big one on the threadpool. Scoring always runs on a worker thread, in
+        micro-batches of the requests that queued meanwhile (``_batching.AsyncBatcher``), so
+        ``/health`` and other requests never wait behind a model."""
+        started = time.perf_counter()
+        version: int | None = None
+        try:
+            if len(raw) > INLINE_BODY_BYTES:
+                prepared = await run_in_threadpool(self._parse, name, raw, request_id, started)
+            else:
+                prepared = self._parse(name, raw, request_id, started)
+            if isinstance(prepared, _Job):
+                outcome, version = await self._batcher(prepared.route.endpoint).submit(
+                    prepared, rows=prepared.n)
+            else:
+                outcome, version = prepared
+        except Exception as exc:
+            outcome = self._trouble(exc, name, request_id)
+        self._observe(name, version, outcome, started)
+        return outcome
+
+    def _parse(self, name: str, raw: bytes, rid: str, started: float
+               ) -> _Job | tuple[Outcome, int | None]:
+        try:
+            data = orjson.loads(raw)
+        except orjson.JSONDecodeError as exc:
+            what = ("the body is empty" if not raw.strip() else
+                    f"the body is not JSON ({exc}); NaN and Infinity are not JSON numbers")
+            return _invalid([field_error(["body"], what, "json_invalid")]), None
+        return self._prepare(name, data, rid, started)
+
+    def _trouble(self, exc: Exception, name: str, rid: str) -> Outcome:
+        """The answer to an exception of the predict path."""
+        if isinstance(exc, _log.LogUnavailable):
+            return _fail(503, f"the prediction log cannot take records: {exc.message}",
+                         exc.hint, retry_after=exc.retry_after, request_id=rid)
+        if isinstance(exc, BackendUnavailableError | ConfigError):
+            return _fail(503, exc.message, exc.hint, request_id=rid)
+        # a bug: the trace to the log, the type to the caller
+        log.error("internal error predicting %s (request %s)", echo(name), rid, exc_info=exc)
+        return _fail(500, f"internal error: {type(exc).__name__}", request_id=rid)
+
+    def _observe(self, name: str, version: int | None, outcome: Outcome,
+                 started: float) -> None:
         if outcome.status != 404:  # unknown names would make unbounded label sets
             self.metrics.observe(name, version, outcome.status, time.perf_counter() - started)
-        return outcome
+
+    def _batcher(self, endpoint: str) -> AsyncBatcher[_Job, tuple[Outcome, int | None]]:
+        batcher = self._batchers.get(endpoint)
+        if batcher is None:
+            batcher = self._batchers[endpoint] = AsyncBatcher(self._run_jobs,
+                                                              max_rows=BATCH_ROWS)
+        return batcher
 
     def _combiner(self, endpoint: str) -> Combiner[_Job, tuple[Outcome, int | None]]:
         combiner = self._combiners.get(endpoint)

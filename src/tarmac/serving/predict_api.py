@@ -3,8 +3,9 @@ and ``models_concern``, what they contribute to the one app (``_base``).
 
 The body is read with the app's size limit (413), must be JSON (415 for another content type;
 curl's default form type is read as JSON too, so ``curl -d '{...}'`` works), is parsed with
-orjson (422 for malformed JSON, NaN or Infinity) and answered by ``Predictions.answer`` on the
-threadpool: inference never blocks the event loop, so ``/health`` answers while models work.
+orjson (422 for malformed JSON, NaN or Infinity) and answered by ``Predictions.answer_body``:
+inference runs on worker threads in micro-batches, never on the event loop, so ``/health``
+answers while models work. The route is also on the app's fast lane (``asgi``).
 In-flight predict requests are bounded (``TARMAC_MAX_IN_FLIGHT``, default 64 per process):
 over the bound the answer is 503 with ``Retry-After`` at once, so memory stays bounded under
 overload instead of queueing without end.
@@ -18,7 +19,6 @@ from typing import Any
 import orjson
 from fastapi import APIRouter, Request, Response
 from pydantic import BaseModel, Field
-from starlette.concurrency import run_in_threadpool
 from starlette.types import Receive, Scope, Send
 
 from tarmac.catalog import MAX_PAGE, all_items
@@ -30,7 +30,6 @@ from tarmac.serving._errors import (
     JSON,
     RETRY_AFTER_S,
     body,
-    field_error,
     too_large,
 )
 from tarmac.serving._metrics import CONTENT_TYPE, Metrics
@@ -142,10 +141,9 @@ class ModelEndpoints:
         if refused is not None:
             return Response(refused, status_code=415, media_type=JSON)
         raw = await request.body()  # over the app's max_body_size: 413 before this returns
-        # parsing and scoring both run on the threadpool: a 4 MiB body or a slow model never
-        # holds the event loop
-        status, payload, headers = await run_in_threadpool(self._answer, name, raw, rid)
-        return Response(payload, status_code=status, media_type=JSON, headers=headers)
+        outcome = await self.predictions.answer_body(name, raw, rid)
+        return Response(outcome.json(), status_code=outcome.status, media_type=JSON,
+                        headers=outcome.headers)
 
     async def asgi(self, scope: Scope, receive: Receive, send: Send) -> None:
         """``POST /v1/predict/{name}`` as a bare ASGI app, for the app's fast lane: the same
@@ -179,8 +177,9 @@ class ModelEndpoints:
                     if isinstance(raw, tuple):
                         status, payload = raw
                     else:
-                        status, payload, headers = await run_in_threadpool(
-                            self._answer, name, raw, rid)
+                        outcome = await self.predictions.answer_body(name, raw, rid)
+                        status, payload, headers = (outcome.status, outcome.json(),
+                                                    outcome.headers)
                 finally:
                     self.in_flight -= 1
                     self.metrics.in_flight.set(self.in_flight)
@@ -190,18 +189,6 @@ class ModelEndpoints:
             out += [(k.lower().encode(), v.encode()) for k, v in headers.items()]
         await send({"type": "http.response.start", "status": status, "headers": out})
         await send({"type": "http.response.body", "body": payload})
-
-    def _answer(self, name: str, raw: bytes, rid: str
-                ) -> tuple[int, bytes, dict[str, str] | None]:
-        try:
-            data = orjson.loads(raw)
-        except orjson.JSONDecodeError as exc:
-            what = ("the body is empty" if not raw.strip() else
-                    f"the body is not JSON ({exc}); NaN and Infinity are not JSON numbers")
-            return 422, orjson.dumps({"detail": [field_error(["body"], what,
-                                                             "json_invalid")]}), None
-        outcome = self.predictions.answer(name, data, rid)
-        return outcome.status, outcome.json(), outcome.headers
 
     def endpoints(self) -> dict[str, Any]:
         """The endpoints: champion, canary with its percent, shadow, load failures."""
