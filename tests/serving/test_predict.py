@@ -303,3 +303,45 @@ def test_the_prediction_log_can_be_turned_off_and_says_so(
         assert post(client, {"rows": [GOOD]}).status_code == 200
         assert isinstance(client.get("/ready").json()["prediction_log"], dict)
     assert served.sql("SELECT count(*) AS n FROM predictions").to_pylist() == [{"n": 1}]
+
+
+def test_fast_lane_and_framework_route_answer_alike(served: Project) -> None:
+    """POST /v1/predict/{name} runs on the app's fast lane; with middleware the documented
+    route answers instead, through it, with the same statuses and bodies."""
+    plain, wrapped = create_app(served), create_app(served)
+    seen: list[str] = []
+
+    @wrapped.middleware("http")
+    async def record(request: Any, call_next: Any) -> Any:
+        seen.append(request.url.path)
+        return await call_next(request)
+
+    cases: list[tuple[str, bytes, str]] = [
+        (URL, orjson.dumps({"rows": [GOOD]}), "application/json"),
+        (URL, orjson.dumps({"rows": [{**GOOD, "a": "x"}]}), "application/json"),
+        (URL, b"{nope", "application/json"),
+        (URL, orjson.dumps({"rows": [GOOD]}), "text/csv"),
+        ("/v1/predict/rsk", orjson.dumps({"rows": [GOOD]}), "application/json"),
+    ]
+
+    def strip(answer: Any) -> Any:  # ids and request ids differ between two calls
+        body = answer.json()
+        for p in body.get("predictions", []):
+            p.pop("id")
+        body.pop("request_id", None)
+        return answer.status_code, body
+
+    statuses = []
+    with TestClient(plain) as fast, TestClient(wrapped) as framework:
+        for url, content, kind in cases:
+            a = fast.post(url, content=content, headers={"content-type": kind})
+            b = framework.post(url, content=content, headers={"content-type": kind})
+            assert strip(a) == strip(b), url
+            assert a.headers["x-request-id"] and b.headers["x-request-id"]
+            statuses.append(a.status_code)
+        big = b'{"rows": [' + b" " * (5 << 20) + b"]}"
+        for client in (fast, framework):
+            r = client.post(URL, content=big, headers={"content-type": "application/json"})
+            assert r.status_code == 413
+    assert statuses == [200, 422, 422, 415, 404]
+    assert seen.count(URL) == 5 and plain._fast_lane is True and wrapped._fast_lane is False
