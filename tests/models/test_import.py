@@ -53,6 +53,14 @@ def _save_sklearn(path: Path, *, signature: bool = True) -> tuple[Any, pd.DataFr
     return est, x
 
 
+@pytest.fixture(scope="module")
+def saved_sklearn(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """One saved MLflow scikit-learn model for the tests that only read it."""
+    path = tmp_path_factory.mktemp("mlflow") / "m"
+    _save_sklearn(path)
+    return path
+
+
 def test_an_mlflow_sklearn_model_directory_is_registered_and_scores(mproject: Project,
                                                                      tmp_path: Path) -> None:
     p = mproject
@@ -242,11 +250,13 @@ def test_a_corrupted_onnx_file(mproject: Project, tmp_path: Path) -> None:
     ("a,a", r"names column\(s\) a twice"),
     (" , ", "the signature names no column"),
 ])
-def test_a_bad_signature(mproject: Project, tmp_path: Path, signature: str,
+def test_a_bad_signature(mproject: Project, saved_sklearn: Path, signature: str,
                          message: str) -> None:
-    _save_sklearn(tmp_path / "m")
     with pytest.raises(UsageError, match=message):
-        mproject.models.import_model(tmp_path / "m", "churn", signature=signature)
+        mproject.models.import_model(saved_sklearn, "churn", signature=signature)
+    from tarmac.catalog import models as mcat
+
+    assert not mcat.versions(mproject.catalog, "churn", limit=10)  # nothing registered
 
 
 def test_a_bad_model_name_or_task(mproject: Project, tmp_path: Path) -> None:
