@@ -4,7 +4,8 @@ Arrow dataset scanners reading through delta-rs's Python file handler could outl
 interpreter and abort it at teardown (exit 134, "terminate called without an active
 exception") in about 5 runs of 12, after printing the right answer. Each script below opens
 the demo project and never closes it, the way a cron job would be written, and must exit 0
-in 30 runs out of 30.
+in every run: 12 by default (at that failure rate 12 clean runs by chance are 1 in 600),
+``TARMAC_EXIT_RUNS`` for a deeper check.
 """
 
 from __future__ import annotations
@@ -20,7 +21,7 @@ import pytest
 
 pytestmark = pytest.mark.slow
 
-RUNS = 30
+RUNS = int(os.environ.get("TARMAC_EXIT_RUNS", "12"))
 TARMAC = shutil.which("tarmac", path=str(Path(sys.executable).parent)) or "tarmac"
 
 SCRIPTS = {
