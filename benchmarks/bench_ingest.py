@@ -384,8 +384,10 @@ def ours_load(spec: dict[str, Any]) -> dict[str, Any]:
     if spec.get("init", True):
         c.make_project(project)
         cfg = project / "tarmac.yaml"
-        text = cfg.read_text().replace("sources: {}", "sources: " + json.dumps({"src": source}))
-        cfg.write_text(text)
+        declared = "sources: " + json.dumps({"src": source})
+        text = cfg.read_text()  # the scaffold's sources are a commented example: append
+        cfg.write_text(text.replace("sources: {}", declared) if "sources: {}" in text
+                       else text.rstrip("\n") + "\n" + declared + "\n")
     p = tarmac.open(project)
     probe = load_probe()
     baseline = c.mib(c.proc_status_kib("VmRSS"))
