@@ -118,3 +118,24 @@ def test_the_record_hash_format_is_stable() -> None:
     assert details == '{"a":"postgresql://u:***@h/db","api_key":"***","b":[1,{"y":null,"z":"\\u00e9"}]}'
     assert record_hash(3, 123, "ann", "lake.write", "tæble", details, "0" * 64) == (
         "5e9aa80883dbaa66b2fdd86294677c56bf9ab1024db76600d4aeab762a37f2a2")
+
+
+def test_the_batch_digest_is_each_ids_json_text_and_a_newline() -> None:
+    """The documented digest, recomputed the plain way: anyone holding the ids can check a
+    record, whatever the ids look like (quotes, backslashes, control and non-ASCII
+    characters, numbers, nulls) and however many there are."""
+    import hashlib
+    import json
+
+    def plain(ids: list[object]) -> tuple[int, str]:
+        h = hashlib.sha256()
+        for item in ids:
+            h.update(json.dumps(item, ensure_ascii=False, default=str).encode("utf-8") + b"\n")
+        return len(ids), h.hexdigest()
+
+    odd: list[object] = ["a", 'say "hi"', "back\\slash", "tab\tnew\nline", "é", "\u2028",
+                         "", 1, "1", 2.5, None, ["x"], {"k": 1}]
+    many: list[object] = [f"{i:032x}" for i in range(9000)] + [7] + ["z"] * 5000
+    for ids in ([], odd, many, odd + many):
+        assert batch_digest(ids) == plain(ids)
+    assert batch_digest(["1"]) != batch_digest([1])

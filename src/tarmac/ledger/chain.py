@@ -60,11 +60,27 @@ def batch_digest(ids: Iterable[Any]) -> tuple[int, str]:
     """
     h = hashlib.sha256()
     count = 0
+    chunk: list[str] = []  # string ids, hashed in one update per few thousand
     for item in ids:
-        h.update(json.dumps(item, ensure_ascii=False, default=str).encode("utf-8"))
-        h.update(b"\n")
+        if type(item) is str:
+            simple = item.isprintable() and '"' not in item and "\\" not in item
+            chunk.append(item if simple else json.dumps(item, ensure_ascii=False)[1:-1])
+        else:
+            _flush(h, chunk)
+            h.update(json.dumps(item, ensure_ascii=False, default=str).encode("utf-8") + b"\n")
         count += 1
+        if len(chunk) >= 4096:
+            _flush(h, chunk)
+    _flush(h, chunk)
     return count, h.hexdigest()
+
+
+def _flush(h: Any, texts: list[str]) -> None:
+    """Hash quoted JSON string bodies (``texts``), each followed by a newline, then forget
+    them."""
+    if texts:
+        h.update(('"' + '"\n"'.join(texts) + '"\n').encode("utf-8"))
+        texts.clear()
 
 
 def make_record(seq: int, time_us: int, actor: str, action: str, target: str, details: str,

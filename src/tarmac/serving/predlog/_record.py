@@ -112,6 +112,7 @@ def _fallback(value: Any) -> Any:
 
 _FORMAT = 1
 _LENGTHS = struct.Struct("<B6I")  # format, then the byte length of each of the six parts
+_HEADER = _LENGTHS.size
 
 
 def encode(record: PredictionRecord) -> bytes:
@@ -138,15 +139,17 @@ def encode(record: PredictionRecord) -> bytes:
 
 def split(payload: bytes) -> list[bytes]:
     """A payload's six parts (see ``encode``)."""
-    fmt, *lengths = _LENGTHS.unpack_from(payload)
+    fmt, a, b, c, d, e, f = _LENGTHS.unpack_from(payload)
     if fmt != _FORMAT:
         raise ValueError(f"prediction log record format {fmt} is not known to this version "
                          f"of Tarmac (it writes format {_FORMAT})")
-    parts, pos = [], _LENGTHS.size
-    for n in lengths:
-        parts.append(payload[pos:pos + n])
-        pos += n
-    return parts
+    o1 = _HEADER + a
+    o2 = o1 + b
+    o3 = o2 + c
+    o4 = o3 + d
+    o5 = o4 + e
+    return [payload[_HEADER:o1], payload[o1:o2], payload[o2:o3], payload[o3:o4],
+            payload[o4:o5], payload[o5:o5 + f]]
 
 
 def scalars(payload: bytes) -> list[Any]:
@@ -165,9 +168,8 @@ def to_table(payloads: Sequence[bytes]) -> pa.Table:
     meta = orjson.loads(b"[" + b",".join([p[0] for p in parts]) + b"]")
     cols = list(zip(*meta, strict=True)) if meta else [()] * 10
 
-    def json_col(i: int) -> pa.Array:
-        raw = [None if p[i] == b"null" else p[i] for p in parts]
-        return pa.array(raw, type=pa.binary()).cast(pa.string())
+    def json_col(i: int) -> pa.Array:  # the JSON text as it is (UTF-8: Arrow checks it)
+        return pa.array([None if p[i] == b"null" else p[i] for p in parts], type=pa.string())
 
     role = pa.array(cols[6], type=pa.string())
     arrays = {
