@@ -6,10 +6,13 @@ must work on: SQLite catalog + SQLite online store, PostgreSQL catalog, Redis on
 
 from __future__ import annotations
 
+import subprocess
+import time
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
+import httpx
 import pytest
 
 import tarmac
@@ -18,6 +21,22 @@ from models.conftest import definitions, label_rows, signal_rows
 from tarmac.project import Project, scaffold
 
 REDIS_URL = "redis://127.0.0.1:6379/11"  # a db of its own: other tests use 0 and 15
+
+
+def wait_until_up(proc: subprocess.Popen[str], url: str, *, path: str = "/ready",
+                  seconds: float = 90) -> None:
+    """Wait until the server process ``proc`` answers 200 on ``url + path``; fail with its
+    output if it exits first, or after ``seconds``."""
+    deadline = time.monotonic() + seconds
+    while True:
+        assert proc.poll() is None, proc.stdout.read() if proc.stdout else ""
+        try:
+            if httpx.get(f"{url}{path}", timeout=2).status_code == 200:
+                return
+        except httpx.TransportError:
+            pass
+        assert time.monotonic() < deadline, f"the server did not come up in {seconds:g} s"
+        time.sleep(0.2)
 
 
 def pytest_configure(config: pytest.Config) -> None:

@@ -15,7 +15,6 @@ import signal
 import socket
 import subprocess
 import sys
-import time
 import uuid
 import warnings
 from collections.abc import Iterator
@@ -30,6 +29,7 @@ from typer.testing import CliRunner
 
 import tarmac
 from conftest import make_project, require_server
+from serving.conftest import wait_until_up
 from tarmac.cli import app as cli_app
 from tarmac.project import Project
 from tarmac.serving import create_app
@@ -603,16 +603,7 @@ def test_tarmac_serve_with_two_workers(project: Project) -> None:
         start_new_session=True)
     url = f"http://127.0.0.1:{port}"
     try:
-        deadline = time.monotonic() + 60
-        while True:
-            assert proc.poll() is None, proc.stdout.read() if proc.stdout else ""
-            try:
-                if httpx.get(f"{url}/health", timeout=1).status_code == 200:
-                    break
-            except httpx.TransportError:
-                pass
-            assert time.monotonic() < deadline, "the server did not come up in 60 s"
-            time.sleep(0.1)
+        wait_until_up(proc, url, path="/health", seconds=60)
         with httpx.Client(base_url=url, timeout=10) as http:
             assert http.get("/ready").status_code == 200
             for _ in range(20):  # over one keep-alive connection

@@ -12,7 +12,6 @@ import signal
 import socket
 import subprocess
 import sys
-import time
 import warnings
 from pathlib import Path
 from typing import Any
@@ -20,6 +19,7 @@ from typing import Any
 import httpx
 import pytest
 
+from serving.conftest import wait_until_up
 from tarmac.project import Project
 from tarmac.serving import create_app
 from tarmac.serving._metrics import MULTIPROC_ENV, Metrics
@@ -65,16 +65,7 @@ def test_metrics_of_two_workers_count_every_request_on_every_scrape(served: Proj
         env=env, text=True, start_new_session=True)
     url = f"http://127.0.0.1:{port}"
     try:
-        deadline = time.monotonic() + 90
-        while True:
-            assert proc.poll() is None, proc.stdout.read() if proc.stdout else ""
-            try:
-                if httpx.get(f"{url}/ready", timeout=2).status_code == 200:
-                    break
-            except httpx.TransportError:
-                pass
-            assert time.monotonic() < deadline, "the server did not come up in 90 s"
-            time.sleep(0.2)
+        wait_until_up(proc, url, seconds=90)
         shared = [d for d in tmp.iterdir() if d.name.startswith("tarmac-metrics-")]
         assert len(shared) == 1 and shared[0].is_dir()
         for _ in range(N):  # a new connection each time: the kernel spreads them

@@ -18,6 +18,7 @@ from pathlib import Path
 import httpx
 import pytest
 
+from serving.conftest import wait_until_up
 from tarmac.project import Project
 
 CLIENTS = 64
@@ -46,16 +47,7 @@ def test_overload_sheds_with_503_and_memory_stays_bounded(served: Project) -> No
         start_new_session=True)
     url = f"http://127.0.0.1:{port}"
     try:
-        deadline = time.monotonic() + 60
-        while True:
-            assert proc.poll() is None, proc.stdout.read() if proc.stdout else ""
-            try:
-                if httpx.get(f"{url}/ready", timeout=2).status_code == 200:
-                    break
-            except httpx.TransportError:
-                pass
-            assert time.monotonic() < deadline
-            time.sleep(0.2)
+        wait_until_up(proc, url, seconds=60)
         body = {"entities": [{"customer_id": i} for i in range(1, 21)]}
         for _ in range(20):  # warm: the first requests allocate what every later one reuses
             httpx.post(f"{url}/v1/predict/risk", json=body, timeout=10)

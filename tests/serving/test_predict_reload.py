@@ -14,6 +14,7 @@ from typing import Any
 import httpx
 import pytest
 
+from serving.conftest import wait_until_up
 from serving.test_deploy import slow_project  # noqa: E402  (tests/ is on sys.path)
 from tarmac.project import Project
 from tarmac.serving.server import running
@@ -179,16 +180,7 @@ def test_every_worker_process_picks_a_promotion_up(served: Project) -> None:
         return seen
 
     try:
-        deadline = time.monotonic() + 90
-        while True:
-            assert proc.poll() is None, proc.stdout.read() if proc.stdout else ""
-            try:
-                if httpx.get(f"{url}/ready", timeout=2).status_code == 200:
-                    break
-            except httpx.TransportError:
-                pass
-            assert time.monotonic() < deadline, "the server did not come up in 90 s"
-            time.sleep(0.2)
+        wait_until_up(proc, url, seconds=90)
         assert models(10) == {"risk@1"}
         served.models.promote("risk", 2)
         changed = time.monotonic()
