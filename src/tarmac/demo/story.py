@@ -361,6 +361,7 @@ UNKNOWN = 5  # answered 200 with status missing and no score
 CANARY_CUSTOMERS = 200  # then, with the canary and the shadow: one request per customer
 AGAIN = 50  # and these customers asked a second time: the same version each time
 SWITCH_TIMEOUT_S = 15.0
+CLIENTS = 8  # requests in flight at once, as from an app's backend
 
 
 class DemoServingError(TarmacError):
@@ -372,6 +373,7 @@ def _serving(p: Any, report: DemoReport, step: Step, worse: int) -> None:
     server stopped, its prediction log queried and reconciled against what was answered."""
     import random
     import time
+    from concurrent.futures import ThreadPoolExecutor
 
     import httpx
 
@@ -408,11 +410,19 @@ def _serving(p: Any, report: DemoReport, step: Step, worse: int) -> None:
                              "status": set(pred["features"]["status"].values())})
         return out["predictions"][0]
 
-    step(f"serving churn v{champion} over HTTP: {REQUESTS} requests to POST /v1/predict/churn")
+    def ask_each(client: httpx.Client, url: str, customers: list[int], phase: str
+                 ) -> list[dict[str, Any]]:
+        """One request per customer, CLIENTS at a time (as an app's backend would send
+        them; the server scores concurrent requests together)."""
+        with ThreadPoolExecutor(CLIENTS) as pool:
+            return list(pool.map(lambda cid: ask(client, url, {"entities": [
+                {"customer_id": cid}]}, phase, cid), customers))
+
+    step(f"serving churn v{champion} over HTTP: {REQUESTS} requests to POST /v1/predict/churn "
+         f"from {CLIENTS} clients")
     with running(p) as url, httpx.Client(timeout=30) as client:
         started = time.perf_counter()
-        for cid in first + unknown:
-            ask(client, url, {"entities": [{"customer_id": cid}]}, "champion", cid)
+        ask_each(client, url, first + unknown, "champion")
         seconds = time.perf_counter() - started
         missing = [a for a in answered if a["customer"] in unknown]
         blank = sum(a["status"] == {"missing"} and a["score"] is None for a in missing)
@@ -460,14 +470,12 @@ def _serving(p: Any, report: DemoReport, step: Step, worse: int) -> None:
              f"{time.perf_counter() - deployed:.1f} s (hot reload, no restart)")
         step(f"{len(second) + AGAIN} more requests: which customers get the canary, and does "
              "it stick?")
-        got: dict[int, int] = {}
-        for cid in second:
-            got[cid] = ask(client, url, {"entities": [{"customer_id": cid}]}, "deployed",
-                           cid)["model"]
+        got = {cid: answer["model"] for cid, answer in
+               zip(second, ask_each(client, url, second, "deployed"), strict=True)}
         on_canary = [c for c, m in got.items() if m == f"churn@{canary}"]
         again = (on_canary + [c for c in second if c not in on_canary])[:AGAIN]
-        stuck = sum(ask(client, url, {"entities": [{"customer_id": cid}]}, "deployed",
-                        cid)["model"] == got[cid] for cid in again)
+        stuck = sum(answer["model"] == got[cid] for cid, answer in
+                    zip(again, ask_each(client, url, again, "deployed"), strict=True))
         share = len(on_canary) / max(len(second), 1)
         note(f"{len(second) + len(again)} requests with the canary",
              f"{len(on_canary)} of {len(second)} customers ({share:.1%}) got canary v{canary}, "
