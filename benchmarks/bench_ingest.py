@@ -454,10 +454,11 @@ def survey_child(spec: dict[str, Any]) -> dict[str, Any]:
     from tarmac.demo import TicketsServer
     from tarmac.demo.story import PROJECT_FILE
     from tarmac.ingest.survey import survey
+    from tarmac.project import scaffold
 
     data = Path(spec["data"])
     project = Path(spec["project"])
-    c.make_project(project)
+    scaffold(project, name="kestrel")  # files only: the catalog is the demo project's own
     with TicketsServer(data / "tickets.json") as api:
         text = (PROJECT_FILE.replace("sqlite:///data/", f"sqlite:///{data}/")
                 .replace('path: "data/', f'path: "{data}/')
