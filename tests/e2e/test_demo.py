@@ -3,10 +3,8 @@
 from __future__ import annotations
 
 import json
-import os
 import re
 import shutil
-import subprocess
 import sys
 from pathlib import Path
 from typing import Any
@@ -18,20 +16,7 @@ pytestmark = pytest.mark.slow
 TARMAC = shutil.which("tarmac", path=str(Path(sys.executable).parent)) or "tarmac"
 
 
-def tarmac(*args: str, cwd: Path) -> subprocess.CompletedProcess[str]:
-    env = {**os.environ, "TARMAC_USER": "newcomer"}
-    env.pop("TARMAC_PROJECT", None)
-    return subprocess.run([TARMAC, *args], cwd=cwd, env=env, capture_output=True, text=True,
-                          timeout=300)
-
-
-@pytest.fixture(scope="module")
-def demo_run(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, str]:
-    root = tmp_path_factory.mktemp("e2e")
-    result = tarmac("demo", "kestrel", "--seed", "7", cwd=root)
-    assert result.returncode == 0, result.stderr
-    assert "what just happened" in result.stdout and "tarmac lineage" in result.stdout
-    return root / "kestrel", result.stdout
+from e2e.conftest import tarmac  # noqa: E402  (tests/ is on sys.path)
 
 
 @pytest.fixture(scope="module")

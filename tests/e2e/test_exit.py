@@ -36,14 +36,9 @@ SCRIPTS = {
 
 
 @pytest.fixture(scope="module")
-def demo(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    root = tmp_path_factory.mktemp("exit")
-    env = {**os.environ}
-    env.pop("TARMAC_PROJECT", None)
-    built = subprocess.run([TARMAC, "demo", "kestrel", "--size", "small"], cwd=root, env=env,
-                           capture_output=True, text=True, timeout=600)
-    assert built.returncode == 0, built.stderr[-2000:]
-    return root / "kestrel"
+def demo(demo_run: tuple[Path, str]) -> Path:
+    """The session's demo project (tests/e2e/conftest.py): these scripts only read it."""
+    return demo_run[0]
 
 
 @pytest.mark.parametrize("kind", sorted(SCRIPTS))
