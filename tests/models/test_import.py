@@ -286,3 +286,37 @@ def test_an_onnx_graph_with_one_input_per_column(mproject: Project, tmp_path: Pa
         {"name": "tenure", "type": "float64"}, {"name": "spend", "type": "float64"}]
     frame = pd.DataFrame({"spend": [1.5, 2.0], "tenure": [10.0, 20.0]})  # any column order
     assert mproject.models.get("adder", 1).predict(frame).tolist() == [11.5, 22.0]
+
+
+def test_an_imported_version_of_a_declared_model_is_gated_and_promoted(
+        mproject: Project, saved_sklearn: Path) -> None:
+    """When definitions.py declares the model, an imported version is validated on the holdout
+    the declaration gives (labels + features at their time, the split's test part), so it is
+    promoted like a trained one: no --force."""
+    p = mproject  # declares 'risk' (features a, b, region; gates on roc_auc and by region)
+    record = p.models.import_model(saved_sklearn, "risk")
+    report = p.models.validate("risk", record.version)
+    assert report.status == "passed", report.to_dict()
+    roc = next(r for r in report.results if r.kind == "metric")
+    assert roc.value is not None and roc.value >= 0.7  # scored on the real holdout
+    audit = [r for r in p.ledger.audit() if r.action == "model.validate"][-1]
+    assert json.loads(audit.details)["holdout"].startswith("declared: 120 rows")
+    change = p.models.promote("risk", record.version)
+    assert change.changed and change.to_version == record.version and not change.forced
+
+
+def test_an_imported_version_whose_inputs_the_declaration_lacks_is_not_validated(
+        mproject: Project, saved_sklearn: Path) -> None:
+    from models.conftest import redefine
+
+    p = mproject
+    record = p.models.import_model(saved_sklearn, "risk")
+    text = (p.root / "definitions.py").read_text().replace(
+        'Feature("b", Float64), ', "")  # the view no longer gives 'b'
+    redefine(p, text)
+    p.features.apply()
+    with pytest.raises(UsageError, match=r"risk v1 \(imported\) takes input\(s\) b that the "
+                                         r"declared features of 'risk'"):
+        p.models.validate("risk", record.version)
+    with pytest.raises(UsageError, match="no model named 'churn'"):  # undeclared: nothing to run
+        p.models.validate("churn", p.models.import_model(saved_sklearn, "churn").version)

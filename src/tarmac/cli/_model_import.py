@@ -7,6 +7,7 @@ import typer
 from tarmac.cli import open_project
 from tarmac.cli._models import models_app
 from tarmac.cli._output import console, esc, print_json
+from tarmac.errors import TarmacError
 
 
 @models_app.command("import")
@@ -38,6 +39,16 @@ def models_import(
     console.print(f"[green]registered[/green] [bold]{esc(name)} v{record.version}[/bold] "
                   f"({record.flavor} {record.task}) from {esc(source)}")
     console.print(f"  inputs: {esc(inputs)}")
-    console.print(f"  next: [bold]tarmac promote {esc(name)} {record.version} --force "
-                  f"--reason \"imported\"[/bold] (an imported version has no gate results), "
-                  f"then [bold]tarmac score {esc(name)} ...[/bold]")
+    try:
+        declared = name in p.models.declared()
+    except TarmacError:  # definitions.py does not import: the version is registered anyway
+        declared = False
+    if declared:
+        console.print(f"  next: [bold]tarmac validate {esc(name)} {record.version}[/bold] (the "
+                      f"gates of its declaration, on the holdout it gives today), then "
+                      f"[bold]tarmac promote {esc(name)} {record.version}[/bold]")
+    else:
+        console.print(f"  next: [bold]tarmac promote {esc(name)} {record.version} --force "
+                      f"--reason \"imported\"[/bold] ('{esc(name)}' is not declared in "
+                      "definitions.py, so no gates can run), then "
+                      f"[bold]tarmac score {esc(name)} ...[/bold]")

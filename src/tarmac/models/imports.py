@@ -14,9 +14,10 @@ The signature comes from the MLmodel's column signature, or from an ONNX graph w
 named after the columns; otherwise it must be given (``"a:float64,b:float64,region:string"``).
 The artifact is content-addressed like a trained one, so ``ModelRegistry.get`` checks its
 hash on every load. Registering is a governed run ``import:NAME`` (lineage ``SOURCE -> run ->
-model:NAME@V``) with a ``model.register`` audit record. An imported version has no holdout
-rows and no declared gates: promote it with ``--force --reason`` (audited), or declare the model
-and validate a retrained version.
+model:NAME@V``) with a ``model.register`` audit record. An imported version carries no holdout
+of its own: when ``definitions.py`` declares the model, ``validate`` runs its gates on the holdout
+the declaration gives today and it is promoted like a trained one; otherwise promote it with
+``--force --reason`` (audited).
 
 Example::
 

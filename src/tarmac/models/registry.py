@@ -381,11 +381,15 @@ class ModelRegistry:
             crec = self.version(name, champion_alias.version)
             champion = Champion(crec.version, self._predictor(crec),
                                 Signature.from_dict(crec.signature))
+        signature = Signature.from_dict(record.signature)
+        imported = "label" not in record.spec  # no holdout or label of its own
+        if imported:
+            holdout, label = self._declared_holdout(definition, record, signature)
+        else:
+            holdout, label = self.holdout(record), record.spec["label"]["column"]
         ctx = GateContext(model=name, version=record.version, predictor=self._predictor(record),
-                          holdout=self.holdout(record),
-                          features=Signature.from_dict(record.signature).input_names,
-                          label=record.spec["label"]["column"],
-                          signature=Signature.from_dict(record.signature), champion=champion)
+                          holdout=holdout, features=signature.input_names, label=label,
+                          signature=signature, champion=champion)
         started = time.perf_counter()
         report = run_gates(list(definition.gates), ctx)
         validation = mcat.Validation(
@@ -397,9 +401,28 @@ class ModelRegistry:
         self.project.ledger.commit(
             "model.validate", f"model:{name}@{record.version}",
             {"status": report.status, "champion": validation.champion,
-             "gates_not_met": failed, "validation": validation.id},
+             "gates_not_met": failed, "validation": validation.id,
+             **({"holdout": f"declared: {len(holdout):,} rows built today from the "
+                            f"declaration of '{name}'"} if imported else {})},
             change=lambda conn: mcat.insert_validation(conn, validation))
         return report
+
+    def _declared_holdout(self, definition: ModelDefinition, record: mcat.ModelVersion,
+                          signature: Signature) -> tuple[pd.DataFrame, str]:
+        """An imported version's holdout: the rows its ``@model`` declaration gives today
+        (``train.declared_holdout``), which must hold every input the version takes."""
+        from tarmac.models.train import declared_holdout
+
+        holdout = declared_holdout(self.project, definition)
+        missing = [c for c in signature.input_names if c not in holdout.columns]
+        if missing:
+            raise UsageError(
+                f"{record.model} v{record.version} (imported) takes input(s) "
+                f"{', '.join(missing)} that the declared features of '{record.model}' "
+                f"({definition.features}) do not give: its gates cannot run on them",
+                hint="declare features that include every input of the imported model, or "
+                     "promote it with --force --reason")
+        return holdout, definition.label.column
 
     def validations(self, name: str, version: int | None = None,
                     limit: int = 20) -> list[mcat.Validation]:

@@ -274,6 +274,22 @@ def _fit_and_register(project: Project, definition: ModelDefinition, artifacts: 
 # -- the label rows and the training set ---------------------------------------------------
 
 
+def declared_holdout(project: Project, definition: ModelDefinition) -> pd.DataFrame:
+    """The holdout rows ``definition`` gives today: its labels with their features at each
+    label's time (point in time), the test part of its split. What a version that carries no
+    holdout of its own (an imported one) is validated on."""
+    resolved = project.features.resolve(definition.features)
+    plan = _label_plan(project, definition, resolved.join_keys, resolved)
+    frame, _inputs = _training_frame(project, definition, resolved, plan, {}, None, [])
+    _train_idx, test_idx = definition.split.split(frame, plan.split_by, resolved.join_keys)
+    if len(test_idx) == 0:
+        raise UsageError(f"model '{definition.name}': the split {definition.split.test!r} by "
+                         f"'{plan.split_by}' leaves no holdout rows of {len(frame):,}",
+                         hint="change time_split(test=...)")
+    return frame.iloc[test_idx].reset_index(drop=True)
+
+
+
 def _features_name(definition: ModelDefinition) -> str:
     f = definition.features
     return f"'{f}'" if isinstance(f, str) else ", ".join(f)
@@ -556,4 +572,4 @@ def _register(project: Project, definition: ModelDefinition, run: Any, seq: int,
                      f"a version of '{name}'")
 
 
-__all__ = ["TrainResult", "train"]
+__all__ = ["TrainResult", "declared_holdout", "train"]
