@@ -288,35 +288,61 @@ def test_an_onnx_graph_with_one_input_per_column(mproject: Project, tmp_path: Pa
     assert mproject.models.get("adder", 1).predict(frame).tolist() == [11.5, 22.0]
 
 
-def test_an_imported_version_of_a_declared_model_is_gated_and_promoted(
+def test_an_imported_version_of_a_declared_model_is_a_version_like_a_trained_one(
         mproject: Project, saved_sklearn: Path) -> None:
-    """When definitions.py declares the model, an imported version is validated on the holdout
-    the declaration gives (labels + features at their time, the split's test part), so it is
-    promoted like a trained one: no --force."""
+    """Imported under a model definitions.py declares, a version gets what training would give
+    it from the declaration (built today): the holdout rows, the spec (features, keys, label,
+    split, gates) and the reference profile. So it is validated like a trained version,
+    promoted without --force, and served by entity."""
     p = mproject  # declares 'risk' (features a, b, region; gates on roc_auc and by region)
     record = p.models.import_model(saved_sklearn, "risk")
+    assert record.spec["features"] == "risk" and record.spec["keys"] == ["customer_id"]
+    assert record.spec["label"]["column"] == "churned" and record.spec["imported"]
+    assert len(p.models.holdout(record)) == 120 and set(record.profile) >= {"a", "b"}
     report = p.models.validate("risk", record.version)
     assert report.status == "passed", report.to_dict()
     roc = next(r for r in report.results if r.kind == "metric")
     assert roc.value is not None and roc.value >= 0.7  # scored on the real holdout
-    audit = [r for r in p.ledger.audit() if r.action == "model.validate"][-1]
-    assert json.loads(audit.details)["holdout"].startswith("declared: 120 rows")
     change = p.models.promote("risk", record.version)
     assert change.changed and change.to_version == record.version and not change.forced
+    p.features.materialize()
+    answer = p.serving.predict("risk", entities=[{"customer_id": 1}])["predictions"][0]
+    assert answer["model"] == "risk@1" and 0 <= answer["score"] <= 1
+    assert set(answer["features"]["status"].values()) == {"present"}
 
 
-def test_an_imported_version_whose_inputs_the_declaration_lacks_is_not_validated(
+def test_an_import_whose_inputs_the_declaration_lacks_is_refused(
         mproject: Project, saved_sklearn: Path) -> None:
     from models.conftest import redefine
 
     p = mproject
-    record = p.models.import_model(saved_sklearn, "risk")
-    text = (p.root / "definitions.py").read_text().replace(
-        'Feature("b", Float64), ', "")  # the view no longer gives 'b'
-    redefine(p, text)
+    text = (p.root / "definitions.py").read_text()
+    redefine(p, text.replace('Feature("b", Float64), ', ""))  # the view no longer gives 'b'
     p.features.apply()
-    with pytest.raises(UsageError, match=r"risk v1 \(imported\) takes input\(s\) b that the "
-                                         r"declared features of 'risk'"):
-        p.models.validate("risk", record.version)
-    with pytest.raises(UsageError, match="no model named 'churn'"):  # undeclared: nothing to run
-        p.models.validate("churn", p.models.import_model(saved_sklearn, "churn").version)
+    with pytest.raises(UsageError, match=r"the model takes input\(s\) b that the declared "
+                                         r"features of 'risk'"):
+        p.models.import_model(saved_sklearn, "risk")
+    from tarmac.catalog import models as mcat
+
+    assert not mcat.versions(p.catalog, "risk", limit=10)  # nothing registered
+
+
+def test_an_import_declared_later_is_validated_on_the_declarations_holdout(
+        mproject: Project, saved_sklearn: Path) -> None:
+    """Imported before its model was declared: validate builds the holdout the declaration
+    gives today and says so in the audit trail."""
+    from models.conftest import redefine
+
+    p = mproject
+    record = p.models.import_model(saved_sklearn, "late")  # not declared: no gates to run
+    with pytest.raises(UsageError, match="no model named 'late'"):
+        p.models.validate("late", record.version)
+    text = (p.root / "definitions.py").read_text()
+    redefine(p, text + "\n\n@model(name=\"late\", features=\"risk\", label=label(\"labels\", "
+                       "\"churned\", timestamp=\"observed\"), split=time_split(test=\"last 20%\", "
+                       "by=\"known_at\"), gates=[metric(\"roc_auc\") >= 0.7])\n"
+                       "def train_late(data):\n    raise NotImplementedError\n")
+    report = p.models.validate("late", record.version)
+    assert report.status == "passed", report.to_dict()
+    audit = [r for r in p.ledger.audit() if r.action == "model.validate"][-1]
+    assert json.loads(audit.details)["holdout"].startswith("declared: 120 rows")

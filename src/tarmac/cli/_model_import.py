@@ -44,8 +44,9 @@ def models_import(
     except TarmacError:  # definitions.py does not import: the version is registered anyway
         declared = False
     if declared:
-        console.print(f"  next: [bold]tarmac validate {esc(name)} {record.version}[/bold] (the "
-                      f"gates of its declaration, on the holdout it gives today), then "
+        console.print(f"  declared in definitions.py: its features "
+                      f"'{esc(str(record.spec.get('features')))}', holdout and gates come with it")
+        console.print(f"  next: [bold]tarmac validate {esc(name)} {record.version}[/bold], then "
                       f"[bold]tarmac promote {esc(name)} {record.version}[/bold]")
     else:
         console.print(f"  next: [bold]tarmac promote {esc(name)} {record.version} --force "

@@ -14,10 +14,11 @@ The signature comes from the MLmodel's column signature, or from an ONNX graph w
 named after the columns; otherwise it must be given (``"a:float64,b:float64,region:string"``).
 The artifact is content-addressed like a trained one, so ``ModelRegistry.get`` checks its
 hash on every load. Registering is a governed run ``import:NAME`` (lineage ``SOURCE -> run ->
-model:NAME@V``) with a ``model.register`` audit record. An imported version carries no holdout
-of its own: when ``definitions.py`` declares the model, ``validate`` runs its gates on the holdout
-the declaration gives today and it is promoted like a trained one; otherwise promote it with
-``--force --reason`` (audited).
+model:NAME@V``) with a ``model.register`` audit record. When ``definitions.py`` declares the
+model, the version gets what training would give it from that declaration (built today): the
+holdout rows, the spec (features, keys, label, split, gates) and the reference profile, so it
+is validated, promoted and served by entity like a trained one. An undeclared one has no gates:
+promote it with ``--force --reason`` (audited).
 
 Example::
 
@@ -54,6 +55,7 @@ from tarmac.models.signature import Signature
 
 if TYPE_CHECKING:
     from tarmac.models.registry import ModelRegistry
+    from tarmac.models.train import Declared
 
 TASKS = ("binary", "multiclass", "regression")
 MODEL_NAME = re.compile(r"^[A-Za-z][A-Za-z0-9_]{0,62}$")  # as @model(name=...) takes
@@ -117,7 +119,32 @@ def import_model(registry: ModelRegistry, source: str | os.PathLike[str], name: 
     outputs = [("prediction", found.prediction)]
     if found.task == "binary":
         outputs.append(("score", "float64"))
-    return _register(registry, name, found, Signature(list(inputs), outputs), description, text)
+    signature_ = Signature(list(inputs), outputs)
+    return _register(registry, name, found, signature_, description, text,
+                     _declaration(registry, name, signature_))
+
+
+def _declaration(registry: ModelRegistry, name: str, signature: Signature) -> Declared | None:
+    """What ``definitions.py``'s declaration of ``name`` gives an imported version (None when
+    the project has no definitions file or does not declare it); its inputs must be features
+    the declaration gives."""
+    if not registry.project.features.definitions_path.is_file():
+        return None
+    definition = registry.declared().get(name)  # a broken definitions file: its error
+    if definition is None:
+        return None
+    from tarmac.models.train import declared
+
+    found = declared(registry.project, definition)
+    missing = [c for c in signature.input_names if c not in found.holdout.columns]
+    if missing:
+        raise UsageError(
+            f"the model takes input(s) {', '.join(missing)} that the declared features of "
+            f"'{name}' ({definition.features}) do not give: a version of '{name}' must take "
+            "declared features",
+            hint=f"import it under another name, or declare features that include "
+                 f"{', '.join(missing)}")
+    return found
 
 
 def parse_signature(value: SignatureLike) -> Signature:
@@ -308,15 +335,31 @@ def _onnx_classes(data: bytes) -> list[Any] | None:
 # -- registering -------------------------------------------------------------------------------
 
 
+def _insert(conn: Any, mv: mcat.ModelVersion, refs: dict[str, str] | None) -> None:
+    """The version's row; with declared features, the version is recorded as their consumer."""
+    mcat.insert_version(conn, mv)
+    if refs is not None:
+        from tarmac.catalog import features as fcat
+
+        fcat.set_consumer(conn, f"model:{mv.model}@{mv.version}", refs)
+
+
 def _register(registry: ModelRegistry, name: str, found: _Imported, signature: Signature,
-              description: str | None, source: str) -> mcat.ModelVersion:
+              description: str | None, source: str, declared: Declared | None
+              ) -> mcat.ModelVersion:
     project = registry.project
     artifact = registry.artifacts.put(found.blob)
-    empty = pa.schema([pa.field(c, TYPES[t]) for c, t in signature.inputs]).empty_table()
     sink = io.BytesIO()
-    pq.write_table(empty, sink)
+    spec: dict[str, Any] = {"imported": found.source, "classes": found.classes}
+    profile: dict[str, Any] = {}
+    if declared is not None:  # a version of a declared model: its holdout, spec and profile
+        pq.write_table(pa.Table.from_pandas(declared.holdout, preserve_index=False), sink)
+        spec = {**declared.spec, **spec}
+        profile = declared.profile
+    else:
+        pq.write_table(pa.schema([pa.field(c, TYPES[t]) for c, t in signature.inputs])
+                       .empty_table(), sink)
     holdout = registry.artifacts.put(sink.getvalue())
-    spec = {"imported": found.source, "classes": found.classes}
     # the artifact's hash is checked on every load; load it now so a broken file is refused here
     registry_obj = flavors.load(found.flavor, found.blob, registry.artifacts.root / "unpacked"
                                 / artifact)
@@ -331,14 +374,16 @@ def _register(registry: ModelRegistry, name: str, found: _Imported, signature: S
                 model=name, version=version, run_id=run.id, flavor=found.flavor,
                 task=found.task, artifact=artifact, holdout=holdout,
                 signature=signature.to_dict(), spec=spec, created_at=now_us(),
-                actor=project.ledger.actor, description=description,
+                actor=project.ledger.actor, description=description, profile=profile,
                 tags={"imported_from": found.source["format"]})
             try:
                 project.ledger.commit(
                     "model.register", f"model:{name}",
                     {"version": version, "flavor": found.flavor, "artifact": artifact,
                      "imported": found.source},
-                    change=partial(mcat.insert_version, mv=record), run=run,
+                    change=partial(_insert, mv=record,
+                                   refs=declared.refs if declared is not None else None),
+                    run=run,
                     output=DatasetVersion(f"model:{name}", version))
                 return record
             except IntegrityError:

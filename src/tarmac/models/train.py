@@ -274,20 +274,49 @@ def _fit_and_register(project: Project, definition: ModelDefinition, artifacts: 
 # -- the label rows and the training set ---------------------------------------------------
 
 
-def declared_holdout(project: Project, definition: ModelDefinition) -> pd.DataFrame:
-    """The holdout rows ``definition`` gives today: its labels with their features at each
-    label's time (point in time), the test part of its split. What a version that carries no
-    holdout of its own (an imported one) is validated on."""
+@dataclass
+class Declared:
+    """What a version of a declared model carries from its declaration alone, for one trained
+    elsewhere (an import): the spec a trained version has (features, keys, label, split, gates),
+    the holdout rows and the reference profile of the training part, as the declaration gives
+    them today."""
+
+    spec: dict[str, Any]
+    holdout: pd.DataFrame
+    profile: dict[str, Any]
+    refs: dict[str, str]  # the feature refs the version consumes (lineage)
+
+
+def declared(project: Project, definition: ModelDefinition) -> Declared:
+    """``definition``'s training set built today (labels with their features at each label's
+    time), split as it declares: the holdout rows, the training part's profile and the spec."""
     resolved = project.features.resolve(definition.features)
     plan = _label_plan(project, definition, resolved.join_keys, resolved)
     frame, _inputs = _training_frame(project, definition, resolved, plan, {}, None, [])
-    _train_idx, test_idx = definition.split.split(frame, plan.split_by, resolved.join_keys)
+    train_idx, test_idx = definition.split.split(frame, plan.split_by, resolved.join_keys)
     if len(test_idx) == 0:
         raise UsageError(f"model '{definition.name}': the split {definition.split.test!r} by "
                          f"'{plan.split_by}' leaves no holdout rows of {len(frame):,}",
                          hint="change time_split(test=...)")
-    return frame.iloc[test_idx].reset_index(drop=True)
+    types = _feature_types(resolved)
+    profile = _profile(frame.iloc[train_idx].reset_index(drop=True),
+                       [Feature(f, types[f]) for f in resolved.outputs])
+    return Declared(_spec(definition, resolved, plan),
+                    frame.iloc[test_idx].reset_index(drop=True), profile, dict(resolved.refs))
 
+
+def declared_holdout(project: Project, definition: ModelDefinition) -> pd.DataFrame:
+    """The holdout rows ``definition`` gives today (see ``declared``)."""
+    return declared(project, definition).holdout
+
+
+def _spec(definition: ModelDefinition, resolved: Resolved, plan: _LabelPlan) -> dict[str, Any]:
+    """A version's record of how it was defined: features, keys, label, split, gates."""
+    return {"features": definition.features, "feature_refs": resolved.refs,
+            "keys": resolved.join_keys, "label": definition.label.spec(),
+            "timestamp": plan.timestamp, "split": definition.split.spec(),
+            "split_by": plan.split_by, "gates": [g.spec() for g in definition.gates],
+            "gates_hash": definition.gates_hash(), "slices": _wanted_slices(definition)}
 
 
 def _features_name(definition: ModelDefinition) -> str:
@@ -536,12 +565,7 @@ def _register(project: Project, definition: ModelDefinition, run: Any, seq: int,
               warnings: list[str]) -> int:
     """Register the version, finish the run and record the version as a feature consumer."""
     name = definition.name
-    spec = {"features": definition.features, "feature_refs": resolved.refs,
-            "keys": resolved.join_keys, "label": definition.label.spec(),
-            "timestamp": plan.timestamp, "split": definition.split.spec(),
-            "split_by": plan.split_by, "gates": [g.spec() for g in definition.gates],
-            "gates_hash": definition.gates_hash(), "slices": _wanted_slices(definition),
-            "classes": fitted.classes}
+    spec = {**_spec(definition, resolved, plan), "classes": fitted.classes}
 
     def commit(version: int) -> None:
         mv = mcat.ModelVersion(
@@ -572,4 +596,4 @@ def _register(project: Project, definition: ModelDefinition, run: Any, seq: int,
                      f"a version of '{name}'")
 
 
-__all__ = ["TrainResult", "declared_holdout", "train"]
+__all__ = ["Declared", "TrainResult", "declared", "declared_holdout", "train"]
