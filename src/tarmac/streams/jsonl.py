@@ -19,7 +19,9 @@ def parse_jsonl(lines: Iterable[str | bytes], *, source: str = "input") -> list[
         try:
             out.append(json.loads(line))
         except (UnicodeDecodeError, ValueError) as exc:
-            raise UsageError(f"{source} line {number} is not JSON ({exc}): {echo(line)}; "
+            text = line.decode("utf-8", "replace") if isinstance(line, bytes) else line
+            raise UsageError(f"{source} line {number} is not JSON ({exc}): "
+                             f"{echo(text.strip())}; "
                              "nothing was produced",
                              hint="one JSON record per line") from None
     return out

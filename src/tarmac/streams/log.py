@@ -209,6 +209,21 @@ class StreamLog(ABC):
     def end_offsets(self, topic: str) -> list[int]:
         """The next offset to be written, per partition."""
 
+    def tail(self, topic: str, n: int = 10, *, from_beginning: bool = False) -> list[Message]:
+        """Read without committing: the last ``n`` messages of ``topic`` (or, with
+        ``from_beginning``, the first ``n`` from the earliest held), across partitions in
+        timestamp order."""
+        info = self.topic(topic)
+        if not isinstance(n, int) or n < 0:
+            raise UsageError(f"tail: bad count {n!r}", hint="a count >= 0")
+        out: list[Message] = []
+        for p in range(info.partitions):
+            start, end = info.start_offsets[p], info.end_offsets[p]
+            first = start if from_beginning else max(start, end - n)
+            out.extend(self.read(topic, p, from_offset=first, limit=n))
+        out.sort(key=lambda m: (m.timestamp, m.partition, m.offset))
+        return out[:n] if from_beginning else out[max(0, len(out) - n):]
+
     # maintenance
     @abstractmethod
     def apply_retention(self, now: datetime | None = None) -> int:
