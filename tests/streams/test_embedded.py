@@ -10,6 +10,7 @@ import signal
 import subprocess
 import sys
 import time
+from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -31,7 +32,7 @@ from tarmac.streams.embedded import EmbeddedLog
 
 
 @pytest.fixture
-def log(tmp_path: Path) -> EmbeddedLog:
+def log(tmp_path: Path) -> Iterator[EmbeddedLog]:
     opened = EmbeddedLog.from_url("embedded", root=tmp_path)
     yield opened
     opened.close()
