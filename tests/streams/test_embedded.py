@@ -263,3 +263,18 @@ def test_messages_are_plain_values(log: EmbeddedLog) -> None:
     [m] = log.consume("t", "g")
     assert isinstance(m, Message) and m.json() == {"a": 1} and m.topic == "t"
     assert m.timestamp.tzinfo is not None
+
+
+def test_a_failing_disk_is_a_clear_error_and_keeps_nothing(log: EmbeddedLog) -> None:
+    from tarmac.errors import BackendUnavailableError
+
+    log.create_topic("t")
+    log.produce("t", [b"before"])
+    conn = log._conn()
+    conn.execute("PRAGMA max_page_count = 1")  # every page a write needs: 'disk full'
+    with pytest.raises(BackendUnavailableError, match="full") as e:
+        log.produce("t", [b"x" * 100_000])
+    assert "nothing of this write was kept" in e.value.message
+    conn.execute("PRAGMA max_page_count = 1073741823")
+    assert [m.value for m in log.read("t", 0)] == [b"before"]
+    assert log.produce("t", [b"after"])[0].offset == 1

@@ -95,7 +95,8 @@ class EmbeddedLog(StreamLog):
         self._pid = os.getpid()
         self._closed = False
         self._partitions: dict[str, int] = {}  # topic -> partition count (fixed once created)
-        self._round_robin: dict[str, int] = {}
+        self._round_robin: dict[str, int] = {}  # topic -> next partition for unkeyed records
+        self._first_partition: dict[tuple[str, str], int] = {}  # (group, topic): consume order
         self._positions: dict[tuple[str, str, int], int] = {}  # (group, topic, partition)
         self._create()
 
@@ -137,18 +138,30 @@ class EmbeddedLog(StreamLog):
         """One write transaction (``BEGIN IMMEDIATE``: writers queue on SQLite's lock)."""
         with self._lock:
             conn = self._conn()
-            conn.execute("BEGIN IMMEDIATE")
             try:
-                yield conn
-                conn.execute("COMMIT")
-            except BaseException:
-                if conn.in_transaction:
-                    conn.execute("ROLLBACK")
-                raise
+                conn.execute("BEGIN IMMEDIATE")
+                try:
+                    yield conn
+                    conn.execute("COMMIT")
+                except BaseException:
+                    if conn.in_transaction:
+                        conn.execute("ROLLBACK")
+                    raise
+            except sqlite3.OperationalError as exc:  # disk full, locked past the timeout, I/O
+                raise self._unavailable(exc, "; nothing of this write was kept") from None
 
     def _query(self, sql: str, params: Sequence[Any] = ()) -> list[Any]:
         with self._lock:
-            return self._conn().execute(sql, params).fetchall()
+            try:
+                return self._conn().execute(sql, params).fetchall()
+            except sqlite3.OperationalError as exc:
+                raise self._unavailable(exc) from None
+
+    def _unavailable(self, exc: sqlite3.Error, note: str = "") -> BackendUnavailableError:
+        return BackendUnavailableError(
+            f"embedded stream log {self.path}: {exc}{note}",
+            hint="is the disk full or the folder read-only? another process holding the log "
+                 "for more than 30 s?")
 
     # --- topics --------------------------------------------------------------------------------
     def create_topic(self, name: str, partitions: int = 1,
@@ -302,7 +315,7 @@ class EmbeddedLog(StreamLog):
         if not isinstance(max_records, int) or max_records < 1:
             raise UsageError(f"consume: bad max_records {max_records!r}", hint="a count >= 1")
         deadline = time.monotonic() + max(0.0, timeout)
-        first = self._round_robin.get(f"\0{group}\0{topic}", 0)
+        first = self._first_partition.get((group, topic), 0)
         while True:
             out: list[Message] = []
             with self._lock:
@@ -316,7 +329,7 @@ class EmbeddedLog(StreamLog):
                     out.extend(got)
                     if len(out) >= max_records:
                         break
-            self._round_robin[f"\0{group}\0{topic}"] = (first + 1) % count
+            self._first_partition[(group, topic)] = (first + 1) % count
             if out or time.monotonic() >= deadline:
                 return out
             time.sleep(min(0.02, max(0.0, deadline - time.monotonic())))
