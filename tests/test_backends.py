@@ -64,7 +64,19 @@ def test_the_defaults_of_the_unfilled_slots_still_load(tmp_path: Path) -> None:
     cfg = load_config(write(tmp_path, "name: acme\nstreams: embedded\ncompute: local\n"))
     assert (cfg.streams, cfg.compute) == ("embedded", "local")
     with pytest.raises(ConfigError, match="not available yet"):
-        open_backend("streams", "embedded")  # nothing opens streams before their issue
+        open_backend("compute", "local")  # nothing opens compute before its issue
+    log = open_backend("streams", "embedded", root=tmp_path)  # the embedded log (issue 14)
+    try:
+        assert type(log).__name__ == "EmbeddedLog"
+        assert (tmp_path / ".tarmac" / "streams.db").exists()
+    finally:
+        log.close()
+
+
+@pytest.mark.parametrize("url", ["kafka://broker:9092", "redis://localhost:6379/1"])
+def test_stream_backends_not_built_yet_are_refused_when_opened(tmp_path: Path, url: str) -> None:
+    with pytest.raises(ConfigError, match="not available yet"):
+        open_backend("streams", url, root=tmp_path)
 
 
 def test_open_backend_constructs_the_registered_class(tmp_path: Path) -> None:

@@ -81,7 +81,8 @@ BACKENDS: dict[str, dict[str, Backend]] = {
                          "redis://host:port/db"),
     },
     "streams": {
-        "embedded": Backend("embedded durable log", None, "embedded", in_process=True),
+        "embedded": Backend("embedded durable log", "tarmac.streams.embedded.EmbeddedLog",
+                             "embedded", in_process=True),
         "kafka": Backend("Apache Kafka", None, "kafka://host:9092"),
         "redis": Backend("Redis Streams", None, "redis://host:port/db"),
     },

@@ -58,6 +58,10 @@ class TableNotFoundError(UsageError):
     """A lake table that does not exist was named."""
 
 
+class TopicNotFoundError(UsageError):
+    """A stream topic that does not exist was named."""
+
+
 class VersionNotFoundError(UsageError):
     """Time travel to a version or timestamp the table does not have."""
 

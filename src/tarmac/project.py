@@ -37,6 +37,7 @@ if TYPE_CHECKING:
     from tarmac.lake import Lake
     from tarmac.models.registry import ModelRegistry
     from tarmac.serving.sdk import Serving
+    from tarmac.streams import StreamLog
 
 _SCAFFOLD = Path(__file__).parent / "scaffold"
 
@@ -83,6 +84,13 @@ class Project:
         from tarmac.models.registry import ModelRegistry
 
         return ModelRegistry(self)
+
+    @cached_property
+    def streams(self) -> StreamLog:
+        """The stream log the ``streams:`` URL names (``embedded``: ``.tarmac/streams.db``)."""
+        from tarmac.streams import open_stream_log
+
+        return open_stream_log(self.config.streams, root=self.root)
 
     @cached_property
     def serving(self) -> Serving:
@@ -166,6 +174,8 @@ class Project:
             self.serving.close()
         if "features" in self.__dict__:
             self.features.close()
+        if "streams" in self.__dict__:
+            self.streams.close()
         if "lake" in self.__dict__:  # opened lazily: only if something used it
             self.lake.close()
         self.catalog.close()

@@ -95,6 +95,7 @@ from tarmac.cli import (  # noqa: E402,F401
     _project,
     _score,
     _serve,
+    _stream,
     _survey,
 )
 

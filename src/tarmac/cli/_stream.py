@@ -1,0 +1,126 @@
+"""``tarmac stream``: topics of the project's stream log, produce JSON lines, tail a topic."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+from typing import Any
+
+import typer
+
+from tarmac.cli import app, open_project
+from tarmac.cli._output import console, emit, print_json
+from tarmac.errors import UsageError
+
+stream_app = typer.Typer(help="Stream topics: list, produce JSON lines, tail (no commit).",
+                         no_args_is_help=True)
+app.add_typer(stream_app, name="stream")
+
+
+@stream_app.command()
+def topics(ctx: typer.Context,
+           as_json: bool = typer.Option(False, "--json", help="An array of objects.")) -> None:
+    """Topics with their partitions, retention and end offsets."""
+    p = open_project(ctx)
+    rows = [{"topic": t.name, "partitions": t.partitions,
+             "retention_s": t.retention.total_seconds() if t.retention else None,
+             "records": t.records, "start_offsets": t.start_offsets,
+             "end_offsets": t.end_offsets} for t in p.streams.topics()]
+    if not as_json:
+        for r in rows:
+            r["retention"] = "forever" if r["retention_s"] is None else f"{r['retention_s']:g}s"
+            r["ends"] = ", ".join(map(str, r["end_offsets"]))
+    emit(rows, [("topic", "topic"), ("partitions", "partitions"), ("retention", "retention"),
+                ("records", "records"), ("ends", "end offsets")], as_json=as_json,
+         empty="no topics yet (tarmac stream produce TOPIC --create --file F.jsonl)")
+
+
+@stream_app.command()
+def produce(
+    ctx: typer.Context,
+    topic: str = typer.Argument(..., help="The topic to append to."),
+    file: Path | None = typer.Option(None, "--file", "-f", exists=True, dir_okay=False,
+                                     help="JSON lines, one record a line (default: stdin)."),
+    key: str | None = typer.Option(None, "--key", "-k",
+                                   help="The field whose value is each record's key."),
+    create: bool = typer.Option(False, "--create", help="Create the topic if it is missing."),
+    partitions: int = typer.Option(1, "--partitions", min=1,
+                                   help="Partitions of a topic --create makes."),
+    as_json: bool = typer.Option(False, "--json", help="Offsets per partition as JSON."),
+) -> None:
+    """Append the JSON records of FILE (or stdin) to TOPIC in one batch: a line that is not
+    JSON is refused with its number and nothing is produced."""
+    from tarmac.streams import parse_jsonl
+
+    if file is not None:
+        with file.open("rb") as f:
+            records = parse_jsonl(f, source=str(file))
+    else:
+        records = parse_jsonl(sys.stdin.buffer, source="stdin")
+    for number, record in enumerate(records, start=1):
+        if key is not None and not isinstance(record, dict):
+            raise UsageError(f"record {number} is not an object, so it has no key {key!r}; "
+                             "nothing was produced")
+    p = open_project(ctx)
+    if create:
+        p.streams.create_topic(topic, partitions, exist_ok=True)
+    delivered = p.streams.produce(topic, [r if isinstance(r, dict) else _raw(r)
+                                          for r in records], key=key)
+    spans: dict[int, list[int]] = {}
+    for d in delivered:
+        span = spans.setdefault(d.partition, [d.offset, d.offset])
+        span[0], span[1] = min(span[0], d.offset), max(span[1], d.offset)
+    rows = [{"partition": part, "first_offset": a, "last_offset": b}
+            for part, (a, b) in sorted(spans.items())]
+    if as_json:
+        print_json({"topic": topic, "records": len(delivered), "partitions": rows})
+        return
+    console.print(f"produced {len(delivered):,} record(s) to {topic}")
+    emit(rows, [("partition", "partition"), ("first_offset", "first offset"),
+                ("last_offset", "last offset")], as_json=False, empty="(empty input)")
+
+
+def _raw(value: Any) -> bytes:
+    from tarmac.streams import encode_json
+
+    return encode_json(value)
+
+
+@stream_app.command()
+def tail(
+    ctx: typer.Context,
+    topic: str = typer.Argument(..., help="The topic to read."),
+    from_beginning: bool = typer.Option(False, "--from-beginning",
+                                        help="From the earliest record held, not the last."),
+    n: int = typer.Option(10, "-n", "--count", min=0, help="How many records."),
+    as_json: bool = typer.Option(False, "--json", help="An array of objects."),
+) -> None:
+    """The last N records of TOPIC (or the first N with --from-beginning), read without
+    committing anything."""
+    from tarmac.streams import decode_json
+
+    p = open_project(ctx)
+    rows = []
+    for m in p.streams.tail(topic, n, from_beginning=from_beginning):
+        try:
+            value: Any = decode_json(m.value)
+        except UsageError:
+            value = m.value.decode("utf-8", "replace")
+        rows.append({"partition": m.partition, "offset": m.offset,
+                     "timestamp": m.timestamp.isoformat(),
+                     "key": None if m.key is None else m.key.decode("utf-8", "replace"),
+                     "value": value})
+    if as_json:
+        print_json(rows)
+        return
+    for r in rows:
+        r["value"] = _compact(r["value"])
+    emit(rows, [("partition", "p"), ("offset", "offset"), ("timestamp", "time"),
+                ("key", "key"), ("value", "value")], as_json=False,
+         empty=f"topic {topic} holds no records")
+
+
+def _compact(value: Any) -> str:
+    from tarmac.streams import encode_json
+
+    return value if isinstance(value, str) else encode_json(value).decode("utf-8")
