@@ -261,14 +261,20 @@ def test_scoring_and_importing_on_each_catalog(mproject_any: Project, tmp_path: 
     folder = _mlflow_dir(tmp_path / "mlflow_model", p.models.get("risk").estimator)
     record = p.models.import_model(folder, "risk", signature="a,b,region:string")
     assert record.version == 2 and record.flavor == "sklearn"
-    with pytest.raises(UsageError, match=r"lacks column\(s\) a, b, region, input\(s\) of risk v2 "
-                                         r"\(it takes a, b, region\); the input's columns: "
-                                         r"customer_id, observed"):
-        p.models.score("risk", PIT, "imported_scores", version=2)  # no feature service
+    assert record.spec["features"] == "risk"  # declared: the version takes the feature service
+    pit = p.models.score("risk", PIT, "imported_pit", version=2)  # features point in time
+    assert pit.rows_scored == 600
+    assert _scores_by_id(p, "imported_pit") == pytest.approx(
+        _scores_by_id(p, "risk_scores"))  # the same estimator, the same point-in-time values
     again = p.models.score("risk", AS_IS, "imported_scores", version=2)
     assert again.rows_scored == 600 and again.features == "input"
     assert _scores_by_id(p, "imported_scores") == pytest.approx(
-        _scores_by_id(p, "risk_scores"))  # the same estimator, the same point-in-time values
+        _scores_by_id(p, "risk_scores"))
+    other = p.models.import_model(folder, "other", signature="a,b,region:string")
+    with pytest.raises(UsageError, match=r"lacks column\(s\) a, b, region, input\(s\) of "
+                                         r"other v1 \(it takes a, b, region\); the input's "
+                                         r"columns: customer_id, observed"):
+        p.models.score("other", PIT, "other_scores", version=other.version)  # undeclared
 
 
 def _mlflow_dir(folder: Path, estimator: Any) -> Path:
