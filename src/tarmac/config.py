@@ -84,7 +84,8 @@ BACKENDS: dict[str, dict[str, Backend]] = {
         "embedded": Backend("embedded durable log", "tarmac.streams.embedded.EmbeddedLog",
                              "embedded", in_process=True),
         "kafka": Backend("Apache Kafka", None, "kafka://host:9092"),
-        "redis": Backend("Redis Streams", None, "redis://host:port/db"),
+        "redis": Backend("Redis Streams", "tarmac.streams.redis.RedisStreamLog",
+                          "redis://host:port/db"),
     },
     "compute": {
         "local": Backend("local processes", None, "local", in_process=True),
