@@ -1,33 +1,17 @@
-"""The embedded stream log: partitions and keys, offsets, consumer groups, reads by offset and
-time, retention, two processes at once, and producers killed mid-batch."""
+"""The embedded stream log's own specifics: the SQLite file in the project folder, a failing
+disk, and the JSON serializer. The behaviour every backend shares (partitions, offsets, groups,
+reads, retention, two processes, producers killed mid-batch) is in test_log.py, run on each."""
 
 from __future__ import annotations
 
-import multiprocessing
-import os
-import random
-import signal
-import subprocess
-import sys
-import time
 from collections.abc import Iterator
-from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
 
-from tarmac.errors import TopicNotFoundError, UsageError
+from tarmac.errors import UsageError
 from tarmac.project import Project
-from tarmac.streams import (
-    JSON,
-    Message,
-    Record,
-    Serializer,
-    StreamLog,
-    decode_json,
-    encode_json,
-    partition_for,
-)
+from tarmac.streams import JSON, Serializer, StreamLog, decode_json, encode_json
 from tarmac.streams.embedded import EmbeddedLog
 
 
@@ -36,126 +20,6 @@ def log(tmp_path: Path) -> Iterator[EmbeddedLog]:
     opened = EmbeddedLog.from_url("embedded", root=tmp_path)
     yield opened
     opened.close()
-
-
-def test_round_trip_with_keys_and_partitions(log: EmbeddedLog) -> None:
-    log.create_topic("clicks", partitions=4)
-    records = [{"user": f"u{i % 5}", "n": i} for i in range(40)]
-    delivered = log.produce("clicks", records, key="user")
-    assert len(delivered) == 40
-    for record, d in zip(records, delivered, strict=True):  # a key always lands on one partition
-        assert d.partition == partition_for(record["user"].encode(), 4)
-    got = log.consume("clicks", "g", max_records=1000)
-    assert sorted(decode_json(m.value)["n"] for m in got) == list(range(40))
-    by_part: dict[int, list[int]] = {}
-    for m in got:
-        by_part.setdefault(m.partition, []).append(m.offset)
-        assert m.key == f"u{decode_json(m.value)['n'] % 5}".encode()
-    for offsets in by_part.values():  # within a partition: 0, 1, 2 ... in order
-        assert offsets == list(range(len(offsets)))
-    # without a key: round robin over the partitions
-    spread = log.produce("clicks", [b"a", b"b", b"c", b"d"])
-    assert sorted(d.partition for d in spread) == [0, 1, 2, 3]
-    # Record objects keep their own key and timestamp
-    when = datetime(2026, 1, 2, 3, 4, 5, tzinfo=UTC)
-    [d] = log.produce("clicks", [Record(b"x", key="k", timestamp=when)])
-    [m] = log.read("clicks", d.partition, from_offset=d.offset)
-    assert (m.key, m.value, m.timestamp) == (b"k", b"x", when)
-
-
-def test_offsets_are_monotonic_and_survive_reopen(tmp_path: Path) -> None:
-    with EmbeddedLog.from_url("embedded", root=tmp_path) as first:
-        first.create_topic("t", partitions=2)
-        a = first.produce("t", [b"1", b"2", b"3"], key=lambda r: "same")
-    with EmbeddedLog.from_url("embedded", root=tmp_path) as again:
-        b = again.produce("t", [b"4", b"5"], key=lambda r: "same")
-        assert [d.offset for d in a + b] == [0, 1, 2, 3, 4]
-        assert len({d.partition for d in a + b}) == 1
-        assert sum(again.end_offsets("t")) == 5
-
-
-def test_a_group_resumes_from_its_commit_and_groups_are_independent(tmp_path: Path) -> None:
-    with EmbeddedLog.from_url("embedded", root=tmp_path) as log:
-        log.create_topic("t", partitions=3)
-        log.produce("t", [{"i": i} for i in range(30)])
-        first = log.consume("t", "a", max_records=10)
-        assert len(first) == 10
-        log.commit("a")
-        log.consume("t", "a", max_records=5)  # read but not committed: read again after restart
-        assert sum(log.committed("a", "t").values()) == 10
-        assert len(log.consume("t", "b", max_records=100)) == 30  # group b starts at the start
-        assert log.committed("b", "t") == {}
-    with EmbeddedLog.from_url("embedded", root=tmp_path) as log:
-        rest = log.consume("t", "a", max_records=100)
-        seen = [m.json()["i"] for m in first + rest]
-        assert sorted(seen) == list(range(30))  # nothing lost, nothing twice
-        log.commit("a")
-        assert log.consume("t", "a", max_records=100) == []
-        log.commit("a", {("t", 0): 0})  # explicit offsets: rewind one partition
-        assert len(log.consume("t", "a", max_records=100)) == 10
-        log.seek("a", "t", 1, 5)
-        assert [m.offset for m in log.consume("t", "a")] == [5, 6, 7, 8, 9]
-
-
-def test_read_by_offset_and_by_time(log: EmbeddedLog) -> None:
-    log.create_topic("t")
-    t0 = datetime(2026, 3, 1, tzinfo=UTC)
-    log.produce("t", [Record(f"{i}".encode(), timestamp=t0 + timedelta(minutes=i))
-                      for i in range(10)])
-    assert [m.offset for m in log.read("t", 0, from_offset=7)] == [7, 8, 9]
-    assert [m.offset for m in log.read("t", 0, from_offset=2, limit=2)] == [2, 3]
-    assert [m.offset for m in log.read("t", 0, from_time=t0 + timedelta(minutes=6, seconds=1))
-            ] == [7, 8, 9]
-    assert log.read("t", 0, from_time=t0 + timedelta(hours=1)) == []
-    assert log.read("t", 0, from_offset=10) == []  # the end: nothing yet
-    with pytest.raises(UsageError, match="bad offset 11"):
-        log.read("t", 0, from_offset=11)
-    with pytest.raises(UsageError, match="bad offset -1"):
-        log.read("t", 0, from_offset=-1)
-    with pytest.raises(UsageError, match="no partition 1") as e:
-        log.read("t", 1)
-    assert "0..0" in (e.value.hint or "")
-
-
-def test_retention_deletes_old_records_and_offsets_are_not_reused(log: EmbeddedLog) -> None:
-    log.create_topic("t", partitions=1, retention="1h")
-    log.create_topic("forever")
-    now = datetime(2026, 6, 1, 12, tzinfo=UTC)
-    log.produce("t", [Record(b"old", timestamp=now - timedelta(hours=3)) for _ in range(5)]
-                + [Record(b"new", timestamp=now - timedelta(minutes=5)) for _ in range(3)])
-    log.produce("forever", [Record(b"old", timestamp=now - timedelta(days=900))])
-    assert log.apply_retention(now) == 5
-    info = log.topic("t")
-    assert (info.start_offsets, info.end_offsets, info.records) == ([5], [8], 3)
-    assert [m.offset for m in log.read("t", 0)] == [5, 6, 7]
-    with pytest.raises(UsageError, match="deleted by retention"):
-        log.read("t", 0, from_offset=2)
-    assert [m.offset for m in log.consume("t", "late")] == [5, 6, 7]  # a group starts at 5
-    assert log.apply_retention(now + timedelta(hours=2)) == 3  # everything old: all gone
-    [d] = log.produce("t", [b"next"])
-    assert d.offset == 8  # never reused
-    assert log.topic("forever").records == 1
-
-
-def test_unknown_topic_names_close_ones(log: EmbeddedLog) -> None:
-    log.create_topic("clicks")
-    log.create_topic("orders")
-    with pytest.raises(TopicNotFoundError) as e:
-        log.produce("clikcs", [b"x"])
-    assert "'clikcs'" in e.value.message and "'clicks'" in (e.value.hint or "")
-    assert isinstance(e.value, UsageError)
-    with pytest.raises(TopicNotFoundError):
-        log.consume("nope", "g")
-    with pytest.raises(UsageError, match="exists already"):
-        log.create_topic("clicks")
-    assert log.create_topic("clicks", exist_ok=True).name == "clicks"
-    with pytest.raises(UsageError, match="bad topic name"):
-        log.create_topic("no spaces")
-    with pytest.raises(UsageError, match="partition count"):
-        log.create_topic("zero", partitions=0)
-    with pytest.raises(UsageError, match="nothing was produced"):
-        log.produce("clicks", [b"ok", 42])  # type: ignore[list-item]
-    assert log.end_offsets("clicks") == [0]
 
 
 def test_json_serializer_round_trip() -> None:
@@ -178,91 +42,6 @@ def test_is_a_stream_log_opened_by_the_project(project: Project) -> None:
     project.close()  # closes the log too
     with pytest.raises(UsageError, match="closed"):
         project.streams.topics()
-
-
-def _produce_in_another_process(path: str, batches: int, size: int) -> None:
-    with EmbeddedLog(Path(path)) as log:
-        for b in range(batches):
-            log.produce("t", [{"id": b * size + i} for i in range(size)], key=lambda r: r["id"])
-            time.sleep(0.005)
-
-
-def test_a_producer_and_a_consumer_in_two_processes(tmp_path: Path) -> None:
-    path = tmp_path / "s.db"
-    with EmbeddedLog(path) as log:
-        log.create_topic("t", partitions=3)
-        batches, size = 20, 25
-        child = multiprocessing.get_context("fork").Process(
-            target=_produce_in_another_process, args=(str(path), batches, size))
-        child.start()
-        seen: list[int] = []
-        deadline = time.monotonic() + 20
-        while len(seen) < batches * size and time.monotonic() < deadline:
-            got = log.consume("t", "reader", max_records=37, timeout=0.5)
-            seen.extend(m.json()["id"] for m in got)
-            log.commit("reader")
-        child.join(10)
-        assert child.exitcode == 0
-        assert sorted(seen) == list(range(batches * size))  # nothing lost, nothing twice
-
-
-_KILLED_PRODUCER = """
-import sys
-from pathlib import Path
-from tarmac.streams.embedded import EmbeddedLog
-log = EmbeddedLog(Path(sys.argv[1]))
-base = int(sys.argv[2])
-for b in range(1000):
-    recs = [{"id": f"{base}-{b}-{i}"} for i in range(50)]
-    for d, r in zip(log.produce("t", recs, key="id"), recs):
-        sys.stdout.write(f"{r['id']} {d.partition} {d.offset}\\n")
-    sys.stdout.flush()
-"""
-
-
-def test_producers_killed_mid_batch_leave_every_confirmed_record_once(tmp_path: Path) -> None:
-    path = tmp_path / "s.db"
-    with EmbeddedLog(path) as log:
-        log.create_topic("t", partitions=2)
-    rng = random.Random(14)
-    confirmed: dict[str, tuple[int, int]] = {}
-    env = {**os.environ, "PYTHONPATH": os.pathsep.join(sys.path)}
-    for trial in range(4):
-        proc = subprocess.Popen([sys.executable, "-c", _KILLED_PRODUCER, str(path), str(trial)],
-                                stdout=subprocess.PIPE, text=True, env=env)
-        assert proc.stdout is not None
-        first = proc.stdout.readline()  # it is producing: kill it at a random moment after
-        time.sleep(rng.uniform(0.0, 0.15))
-        proc.send_signal(signal.SIGKILL)
-        out = first + proc.stdout.read()
-        proc.wait()
-        for line in out.splitlines():
-            parts = line.split()
-            if len(parts) == 3:  # a torn last line was never a confirmation
-                confirmed[parts[0]] = (int(parts[1]), int(parts[2]))
-    with EmbeddedLog(path) as log:
-        held: dict[str, tuple[int, int]] = {}
-        for p in range(2):
-            for m in log.read("t", p, limit=10**6):
-                rid = m.json()["id"]
-                assert rid not in held, f"{rid} twice"
-                held[rid] = (m.partition, m.offset)
-        assert len(confirmed) >= 4 * 50
-        assert all(held.get(r) == at for r, at in confirmed.items())
-        # whole batches only: every trial's records come in multiples of the batch size
-        for trial in range(4):
-            assert sum(1 for r in held if r.startswith(f"{trial}-")) % 50 == 0
-        ends = log.end_offsets("t")
-        [d] = log.produce("t", [{"id": "after"}], key="id")
-        assert d.offset == ends[d.partition]  # the log goes on where it was
-
-
-def test_messages_are_plain_values(log: EmbeddedLog) -> None:
-    log.create_topic("t")
-    log.produce("t", [{"a": 1}])
-    [m] = log.consume("t", "g")
-    assert isinstance(m, Message) and m.json() == {"a": 1} and m.topic == "t"
-    assert m.timestamp.tzinfo is not None
 
 
 def test_a_failing_disk_is_a_clear_error_and_keeps_nothing(log: EmbeddedLog) -> None:

@@ -87,7 +87,9 @@ return -1
 """
 
 # KEYS: the topic hash, the N streams, the N time indexes. ARGV: N, then per record partition,
-# timestamp (us), has-key flag, key, value. Checks everything before the first write.
+# timestamp (us), has-key flag, key, value. Checks every partition it touches (the counter is
+# there, the keys are a stream and a zset or absent, no entry at or past the counter) before
+# the first write: Redis does not roll a script back, so nothing may fail after it.
 _PRODUCE_LUA = """#!lua
 local n = tonumber(ARGV[1])
 if tonumber(redis.call('HGET', KEYS[1], 'partitions')) ~= n then
@@ -98,6 +100,20 @@ for i = 2, #ARGV, 5 do
   local p = tonumber(ARGV[i])
   if nxt[p] == nil then
     nxt[p] = tonumber(redis.call('HGET', KEYS[1], 'next:' .. p))
+    if nxt[p] == nil then
+      return redis.error_reply('ERR TARMAC ' .. KEYS[1] .. ' has no counter for partition ' .. p)
+    end
+    local st = redis.call('TYPE', KEYS[2 + p]).ok
+    local it = redis.call('TYPE', KEYS[n + 2 + p]).ok
+    if (st ~= 'none' and st ~= 'stream') or (it ~= 'none' and it ~= 'zset') then
+      return redis.error_reply('ERR TARMAC ' .. KEYS[2 + p] .. ' or its time index holds a ' ..
+                               'value Tarmac did not write')
+    end
+    local tail = redis.call('XREVRANGE', KEYS[2 + p], '+', '-', 'COUNT', 1)
+    if #tail > 0 and tonumber(string.match(tail[1][1], '^(%d+)')) >= nxt[p] then
+      return redis.error_reply('ERR TARMAC ' .. KEYS[2 + p] .. ' holds an entry at or past ' ..
+                               'its counter (written by something other than Tarmac)')
+    end
     local last = redis.call('ZRANGE', KEYS[n + 2 + p], -1, -1, 'WITHSCORES')
     if #last > 0 then top[p] = tonumber(last[2]) end
   end
@@ -211,7 +227,8 @@ class RedisStreamLog(StreamLog):
     def _group_key(self, group: str, topic: str) -> str:
         return f"{self._base}{topic}:group:{group}"
 
-    def _call(self, method: Any, *args: Any, note: str = "", **kwargs: Any) -> Any:
+    def _call(self, method: Any, *args: Any, note: str = "", refused: str = "",
+              **kwargs: Any) -> Any:
         if self._closed:
             raise UsageError(f"stream log {self.url} is closed",
                              hint="open it again (tarmac.open(...).streams)")
@@ -223,7 +240,7 @@ class RedisStreamLog(StreamLog):
                 hint="is Redis running, and the streams URL in tarmac.yaml right?") from None
         except self._response_error as exc:
             raise UsageError(
-                f"stream log {self.url}: Redis refused the command ({exc}){note}",
+                f"stream log {self.url}: Redis refused the command ({exc}){refused}",
                 hint=f"a key under {self._base}* that Tarmac did not write, Redis out of "
                      "memory (maxmemory), or a read-only replica?") from None
 
@@ -325,7 +342,8 @@ class RedisStreamLog(StreamLog):
             self._produce_script, keys=keys, args=args,
             note="; the batch is one atomic script, so Redis holds either none of it or all "
                  "of it (if it ran before the connection dropped): check end_offsets before "
-                 "producing it again")
+                 "producing it again",
+            refused=f"; nothing of the batch was appended to topic {topic!r}")
         self._round_robin[topic] = rr % count
         return [Delivered(topic, p, int(o)) for p, o in zip(parts, offsets, strict=True)]
 
