@@ -73,10 +73,18 @@ def test_the_defaults_of_the_unfilled_slots_still_load(tmp_path: Path) -> None:
         log.close()
 
 
-@pytest.mark.parametrize("url", ["kafka://broker:9092", "redis://localhost:6379/1"])
+@pytest.mark.parametrize("url", ["kafka://broker:9092"])
 def test_stream_backends_not_built_yet_are_refused_when_opened(tmp_path: Path, url: str) -> None:
     with pytest.raises(ConfigError, match="not available yet"):
         open_backend("streams", url, root=tmp_path)
+
+
+def test_redis_streams_is_a_registered_backend(tmp_path: Path) -> None:
+    cfg = load_config(write(tmp_path, "name: acme\nstreams: redis://localhost:6379/1\n"))
+    assert cfg.streams == "redis://localhost:6379/1"
+    row = backend("streams", cfg.streams)
+    assert (row.description, row.in_process) == ("Redis Streams", False)
+    assert row.load().__name__ == "RedisStreamLog"  # opening it needs the server (tests/streams)
 
 
 def test_open_backend_constructs_the_registered_class(tmp_path: Path) -> None:

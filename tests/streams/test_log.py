@@ -257,10 +257,12 @@ for b in range(1000):
 
 def _where(log: StreamLog) -> tuple[str, str]:
     from tarmac.streams.embedded import EmbeddedLog
+    from tarmac.streams.redis import RedisStreamLog
 
     if isinstance(log, EmbeddedLog):
         return "embedded", str(log.path.parent.parent)  # root/.tarmac/streams.db
-    return "redis", f"{REDIS_URL} {getattr(log, 'namespace')}"
+    assert isinstance(log, RedisStreamLog)
+    return "redis", f"{REDIS_URL} {log.namespace}"
 
 
 def test_producers_killed_mid_batch_leave_every_confirmed_record_once(open_log: OpenLog) -> None:
@@ -300,3 +302,25 @@ def test_producers_killed_mid_batch_leave_every_confirmed_record_once(open_log: 
             assert sorted(o for q, o in held.values() if q == p) == list(range(ends[p]))
         [d] = log.produce("t", [{"id": "after"}], key="id")
         assert d.offset == ends[d.partition]  # the log goes on where it was
+
+
+def test_a_waiting_consumer_wakes_when_records_arrive(open_log: OpenLog) -> None:
+    import threading
+
+    with open_log() as log:
+        log.create_topic("t", partitions=2)
+        log.produce("t", [b"old"])
+        assert len(log.consume("t", "g")) == 1
+
+        def later() -> None:
+            time.sleep(0.2)
+            with open_log() as other:
+                other.produce("t", [b"new"], key="k")
+
+        producer = threading.Thread(target=later)
+        began = time.monotonic()
+        producer.start()
+        got = log.consume("t", "g", timeout=5.0)
+        producer.join()
+        assert [m.value for m in got] == [b"new"]
+        assert time.monotonic() - began < 2.0

@@ -162,6 +162,8 @@ redis.call('HSET', KEYS[1], 'start:' .. p, string.format('%d', first))
 return deleted
 """
 
+_GLOB_SPECIAL = str.maketrans({c: "\\" + c for c in "\\*?[]"})
+
 
 class RedisStreamLog(StreamLog):
     """The stream log on Redis Streams: a topic is one stream per partition, offsets are
@@ -470,7 +472,7 @@ class RedisStreamLog(StreamLog):
     def drop_all(self) -> int:
         """Delete every key of this namespace's streams (tests, a project being removed).
         Not atomic against concurrent producers. Returns how many keys."""
-        pattern = self._base.translate(str.maketrans({c: "\\" + c for c in "\\*?[]"})) + "*"
+        pattern = self._base.translate(_GLOB_SPECIAL) + "*"
         names = list(self._call(self._client.scan_iter, match=pattern, count=1000))
         for i in range(0, len(names), 1000):
             self._call(self._client.unlink, *names[i:i + 1000])
