@@ -1,9 +1,9 @@
-"""Streams: one log interface (``StreamLog``) and, for now, its embedded backend.
+"""Streams: one log interface (``StreamLog``) and its backends.
 
 Chosen by the ``streams:`` URL of ``tarmac.yaml`` through the backend registry; ``embedded``
-(the default) is a durable log in one SQLite file of the project folder, needing no server.
-Kafka, Redis Streams, the sink into the lake, windows and the runner come later (see
-docs/streams.md).
+(the default) is a durable log in one SQLite file of the project folder, needing no server;
+``redis://host:port/db`` is Redis Streams (``tarmac.streams.redis``). Kafka, the sink into the
+lake, windows and the runner come later (see docs/streams.md).
 
 Example::
 
