@@ -128,3 +128,35 @@ def test_a_batch_redis_refuses_leaves_nothing(rlog: RedisStreamLog, raw: object)
     assert sum(rlog.topic("t").end_offsets) == 1  # no counter moved
     assert [m.value for p in (0, 1) for m in rlog.read("t", p)] == [b"before"]
     assert rlog.produce("t", [Record(b"after", key="k")])[0].offset == 1
+
+
+def test_a_project_on_redis_streams_through_the_sdk_and_cli(tmp_path: Path,
+                                                             redis_namespace: str) -> None:
+    import json
+    import re
+
+    from typer.testing import CliRunner
+
+    import tarmac
+    from tarmac.cli import app
+    from tarmac.project import scaffold
+
+    root = tmp_path / "proj"
+    scaffold(root, name=redis_namespace)
+    config = root / "tarmac.yaml"
+    config.write_text(re.sub(r"(?m)^streams:.*$", f"streams: {REDIS_URL}", config.read_text()))
+    events = tmp_path / "events.jsonl"
+    events.write_text("".join(json.dumps({"user": f"u{i % 3}", "n": i}) + "\n"
+                              for i in range(9)))
+    result = CliRunner().invoke(app, ["--project", str(root), "stream", "produce", "clicks",
+                                      "--file", str(events), "--create", "--partitions", "3",
+                                      "--key", "user"])
+    assert result.exit_code == 0, result.output
+    p = tarmac.open(root)
+    try:
+        assert isinstance(p.streams, RedisStreamLog) and p.streams.namespace == redis_namespace
+        assert sum(p.streams.end_offsets("clicks")) == 9
+        got = p.streams.consume("clicks", "app", max_records=100)
+        assert sorted(m.json()["n"] for m in got) == list(range(9))
+    finally:
+        p.close()
