@@ -324,3 +324,15 @@ def test_a_waiting_consumer_wakes_when_records_arrive(open_log: OpenLog) -> None
         producer.join()
         assert [m.value for m in got] == [b"new"]
         assert time.monotonic() - began < 2.0
+
+
+def test_consume_fills_its_batch_from_uneven_partitions(log: StreamLog) -> None:
+    log.create_topic("t", partitions=4)
+    log.produce("t", [{"i": i} for i in range(25)], key=lambda r: "one")  # all on one partition
+    log.produce("t", [{"i": 100}], key=lambda r: "other")
+    seen: list[int] = []
+    for size in (10, 10, 10):
+        got = log.consume("t", "g", max_records=size)
+        assert len(got) == min(size, 26 - len(seen))
+        seen += [m.json()["i"] for m in got]
+    assert sorted(seen) == [*range(25), 100]

@@ -400,13 +400,27 @@ class RedisStreamLog(StreamLog):
             positions = {p: self._positions.get((group, topic, p), committed.get(p, 0))
                          for p in range(count)}
             order = [(first + i) % count for i in range(count)]
+            # one round trip for a fair share of every partition; then, if some had more and
+            # the share of others went unused, top up from those in rotation order
+            share = -(-max_records // count)
             pipe = self._client.pipeline(transaction=False)
-            for p in order:  # at most max_records from each, trimmed below in rotation order
-                pipe.xrange(self._stream(topic, p), min=str(positions[p]), count=max_records)
+            for p in order:
+                pipe.xrange(self._stream(topic, p), min=str(positions[p]), count=share)
+            fetched = dict(zip(order, self._call(pipe.execute), strict=True))
+            total = sum(len(e) for e in fetched.values())
+            for p in order:
+                if total >= max_records:
+                    break
+                if len(fetched[p]) == share:  # maybe more there
+                    last = int(bytes(fetched[p][-1][0]).partition(b"-")[0])
+                    more = self._call(self._client.xrange, self._stream(topic, p),
+                                      min=str(last + 1), count=max_records - total)
+                    fetched[p] = fetched[p] + more
+                    total += len(more)
             out: list[Message] = []
-            for p, entries in zip(order, self._call(pipe.execute), strict=True):
+            for p in order:
                 got = [_message(topic, p, eid, f)
-                       for eid, f in entries[:max_records - len(out)]]
+                       for eid, f in fetched[p][:max_records - len(out)]]
                 if got:
                     self._positions[(group, topic, p)] = got[-1].offset + 1
                 out.extend(got)
