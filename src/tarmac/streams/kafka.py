@@ -39,6 +39,7 @@ A broker that cannot be reached raises ``BackendUnavailableError`` after ``timeo
 
 from __future__ import annotations
 
+import contextlib
 import os
 import re
 import threading
@@ -141,7 +142,8 @@ class KafkaStreamLog(StreamLog):
         self._list_topics()  # reachable now, or a clear error after ``timeout``
 
     # --- clients -------------------------------------------------------------------------------
-    def _unavailable(self, exc: BaseException | str, note: str = "") -> BackendUnavailableError:
+    def _unavailable(self, exc: BaseException | KafkaError | str,
+                     note: str = "") -> BackendUnavailableError:
         detail = exc.args[0] if isinstance(exc, KafkaException) and exc.args else exc
         if isinstance(detail, KafkaError):
             detail = detail.str()
@@ -378,10 +380,12 @@ class KafkaStreamLog(StreamLog):
                         continue
                     raise self._unavailable(err.str())
                 tp = (msg.topic(), msg.partition())
-                if tp not in wanted or msg.offset() < wanted[tp] or len(out) >= limit:
+                offset = msg.offset()
+                if tp not in wanted or offset is None or offset < wanted[tp] \
+                        or len(out) >= limit:
                     continue
                 out.append(self._message(msg))
-                wanted[tp] = msg.offset() + 1
+                wanted[tp] = offset + 1
         return out
 
     def read(self, topic: str, partition: int, *, from_offset: int | None = None,
@@ -533,10 +537,8 @@ class KafkaStreamLog(StreamLog):
                 self._producer.flush(self.timeout)
                 self._producer = None
             for consumer in [*self._consumers.values(), self._metadata_consumer]:
-                try:
+                with contextlib.suppress(KafkaException, RuntimeError):
                     consumer.close()
-                except (KafkaException, RuntimeError):
-                    pass
             self._consumers.clear()
 
 
