@@ -81,6 +81,12 @@ class MockCluster:
         err = self.lib.rd_kafka_mock_topic_create(self.cluster, name.encode(), partitions, 1)
         assert err == 0, f"mock topic create failed: {err}"
 
+    def fail_produce_requests(self, count: int, error: int) -> None:
+        """The next ``count`` Produce requests (ApiKey 0) get ``error`` from the broker."""
+        self.lib.rd_kafka_mock_push_request_errors(
+            ctypes.c_void_p(self.cluster), ctypes.c_int16(0), ctypes.c_size_t(count),
+            *[ctypes.c_int(error)] * count)
+
     def close(self) -> None:
         self.lib.rd_kafka_mock_cluster_destroy(self.cluster)
         self.lib.rd_kafka_destroy(self.rk)
@@ -248,6 +254,20 @@ def test_json_round_trip(log: KafkaStreamLog, request: pytest.FixtureRequest) ->
     [d] = log.produce(t, [value])
     [m] = log.read(t, 0, from_offset=d.offset)
     assert m.json() == value
+
+
+def test_records_the_broker_refuses_are_counted_as_not_confirmed(
+        monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    own = MockCluster()  # its own cluster: injected errors must not leak into other tests
+    try:
+        with _open(own, monkeypatch, tmp_path) as log:
+            log.create_topic("t")
+            own.fail_produce_requests(20, 29)  # TOPIC_AUTHORIZATION_FAILED: not retriable
+            with pytest.raises(BackendUnavailableError,
+                               match=r"3 of 3 records were not confirmed"):
+                log.produce("t", [b"a", b"b", b"c"])
+    finally:
+        own.close()
 
 
 def test_a_broker_that_is_down_is_a_clear_error_within_seconds(tmp_path: Path) -> None:

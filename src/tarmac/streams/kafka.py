@@ -370,7 +370,7 @@ class KafkaStreamLog(StreamLog):
                 break
             try:
                 batch = consumer.consume(num_messages=min(limit - len(out), 10_000),
-                                         timeout=min(remaining, 0.5))
+                                         timeout=min(remaining, 0.05))
             except KafkaException as exc:
                 raise self._unavailable(exc) from None
             for msg in batch:
