@@ -19,7 +19,9 @@ offsets-for-times lookup, so reads by time replace the log's ``_offset_for_time`
 ``offsets_for_times`` call) with a scan giving the broker's answer; the rest of the by-time
 read is the real path. Everything else (produce with delivery reports, the
 partitioner, consumer-group commits, offsets_for_times, watermarks) is the real client against
-the mock broker. A broker lost mid-run is not tested here.
+the mock broker. Faults are injected with the mock API as well: Produce errors pushed onto
+the broker (``rd_kafka_mock_push_request_errors``) and the broker taken down mid-run
+(``rd_kafka_mock_broker_set_down``), each on a cluster of its own.
 """
 
 from __future__ import annotations
@@ -86,6 +88,12 @@ class MockCluster:
         self.lib.rd_kafka_mock_push_request_errors(
             ctypes.c_void_p(self.cluster), ctypes.c_int16(0), ctypes.c_size_t(count),
             *[ctypes.c_int(error)] * count)
+
+    def broker_down(self, down: bool = True) -> None:
+        fn = self.lib.rd_kafka_mock_broker_set_down if down else \
+            self.lib.rd_kafka_mock_broker_set_up
+        fn.argtypes = [ctypes.c_void_p, ctypes.c_int32]
+        assert fn(self.cluster, 1) == 0
 
     def close(self) -> None:
         self.lib.rd_kafka_mock_cluster_destroy(self.cluster)
@@ -270,6 +278,27 @@ def test_records_the_broker_refuses_are_counted_as_not_confirmed(
         own.close()
 
 
+def test_a_broker_lost_mid_run_is_a_clear_error_not_a_hang(
+        monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    own = MockCluster()
+    try:
+        with _open(own, monkeypatch, tmp_path) as log:
+            log.timeout = 1.0
+            log.create_topic("t")
+            log.produce("t", [b"before"])
+            own.broker_down()
+            started = time.monotonic()
+            with pytest.raises(BackendUnavailableError, match="2 of 2 records were not "
+                               "confirmed") as e:
+                log.produce("t", [b"x", b"y"])
+            with pytest.raises(BackendUnavailableError):
+                log.consume("t", "g")
+            assert time.monotonic() - started < 8
+            assert "TARMAC_KAFKA_" in (e.value.hint or "")
+    finally:
+        own.close()
+
+
 def test_a_broker_that_is_down_is_a_clear_error_within_seconds(tmp_path: Path) -> None:
     with socket.socket() as s:  # a port nobody listens on
         s.bind(("127.0.0.1", 0))
@@ -277,7 +306,7 @@ def test_a_broker_that_is_down_is_a_clear_error_within_seconds(tmp_path: Path) -
     started = time.monotonic()
     with pytest.raises(BackendUnavailableError) as e:
         KafkaStreamLog.from_url(f"kafka://127.0.0.1:{port}", root=tmp_path, environ={},
-                                timeout=2)
+                                timeout=1.5)
     assert time.monotonic() - started < 6
     assert f"127.0.0.1:{port}" in e.value.message and "TARMAC_KAFKA_" in (e.value.hint or "")
 
@@ -286,6 +315,9 @@ def test_urls_and_settings_from_the_environment(tmp_path: Path) -> None:
     env = {"TARMAC_KAFKA_SECURITY_PROTOCOL": "SASL_SSL", "TARMAC_KAFKA_SASL_USERNAME": "u",
            "TARMAC_KAFKA_TIMEOUT": "3", "KAFKA_OTHER": "x"}
     assert settings_from_env(env) == {"security.protocol": "SASL_SSL", "sasl.username": "u"}
+    with pytest.raises(ConfigError, match="no.such.setting"):
+        KafkaStreamLog.from_url("kafka://127.0.0.1:1", root=tmp_path,
+                                environ={"TARMAC_KAFKA_NO_SUCH_SETTING": "x"})
     for bad in ("kafka://", "kafka://host", "kafka://h:1,nope"):
         with pytest.raises(ConfigError, match="expected kafka://host:port"):
             KafkaStreamLog.from_url(bad, root=tmp_path, environ={})

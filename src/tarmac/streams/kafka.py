@@ -137,7 +137,12 @@ class KafkaStreamLog(StreamLog):
         self._assigned: dict[str, dict[tuple[str, int], int]] = {}  # group -> fetch positions
         self._positions: dict[tuple[str, str, int], int] = {}  # (group, topic, partition)
         self._partitions: dict[str, int] = {}
-        self._admin = AdminClient(dict(self._conf))
+        try:
+            self._admin = AdminClient(dict(self._conf))
+        except KafkaException as exc:
+            raise ConfigError(f"Kafka client settings: {self._unavailable(exc).message}",
+                              hint="check the TARMAC_KAFKA_* variables (TARMAC_KAFKA_<SETTING> "
+                                   "-> librdkafka setting, '_' -> '.')") from None
         self._metadata_consumer = self._consumer(f"tarmac-meta-{uuid.uuid4().hex[:12]}")
         self._list_topics()  # reachable now, or a clear error after ``timeout``
 
