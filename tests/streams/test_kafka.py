@@ -323,3 +323,16 @@ def test_urls_and_settings_from_the_environment(tmp_path: Path) -> None:
             KafkaStreamLog.from_url(bad, root=tmp_path, environ={})
 
 
+
+
+def test_a_project_with_a_kafka_url_opens_this_log(cluster: MockCluster, tmp_path: Path,
+                                                   monkeypatch: pytest.MonkeyPatch) -> None:
+    import tarmac
+
+    for name in [n for n in os.environ if n.startswith("TARMAC_KAFKA_")]:
+        monkeypatch.delenv(name)
+    (tmp_path / "tarmac.yaml").write_text(f"name: acme\nstreams: kafka://{cluster.bootstrap}\n")
+    with tarmac.open(tmp_path) as p:
+        assert isinstance(p.streams, KafkaStreamLog)
+        assert p.streams.url == f"kafka://{cluster.bootstrap}"
+        p.streams.topics()

@@ -99,7 +99,7 @@ class KafkaStreamLog(StreamLog):
     """The stream log on an Apache Kafka cluster (see the module docstring for the mapping)."""
 
     @classmethod
-    def from_url(cls, url: str, *, root: Path | None = None,
+    def from_url(cls, url: str, *, root: Path,
                  environ: Mapping[str, str] | None = None,
                  timeout: float | None = None, replication_factor: int = 1,
                  **settings: Any) -> KafkaStreamLog:
