@@ -50,8 +50,7 @@ def test_unknown_scheme_lists_the_known_ones_and_masks_secrets() -> None:
     assert "hunter2" not in msg and "catalog" in msg
 
 
-@pytest.mark.parametrize("key, value, name", [("streams", "kafka://broker:9092", "Apache Kafka"),
-                                              ("compute", "ray://head:10001", "Ray cluster")])
+@pytest.mark.parametrize("key, value, name", [("compute", "ray://head:10001", "Ray cluster")])
 def test_a_backend_without_a_class_yet_is_refused_clearly(tmp_path: Path, key: str, value: str,
                                                           name: str) -> None:
     with pytest.raises(ConfigError) as e:
@@ -73,18 +72,20 @@ def test_the_defaults_of_the_unfilled_slots_still_load(tmp_path: Path) -> None:
         log.close()
 
 
-@pytest.mark.parametrize("url", ["kafka://broker:9092"])
-def test_stream_backends_not_built_yet_are_refused_when_opened(tmp_path: Path, url: str) -> None:
-    with pytest.raises(ConfigError, match="not available yet"):
-        open_backend("streams", url, root=tmp_path)
-
-
 def test_redis_streams_is_a_registered_backend(tmp_path: Path) -> None:
     cfg = load_config(write(tmp_path, "name: acme\nstreams: redis://localhost:6379/1\n"))
     assert cfg.streams == "redis://localhost:6379/1"
     row = backend("streams", cfg.streams)
     assert (row.description, row.in_process) == ("Redis Streams", False)
     assert row.load().__name__ == "RedisStreamLog"  # opening it needs the server (tests/streams)
+
+
+def test_a_kafka_url_loads_and_opens_the_kafka_log(tmp_path: Path) -> None:
+    cfg = load_config(write(tmp_path, "name: acme\nstreams: kafka://broker:9092\n"))
+    assert cfg.streams == "kafka://broker:9092"
+    assert backend("streams", cfg.streams).load().__name__ == "KafkaStreamLog"
+    with pytest.raises(ConfigError, match="expected kafka://host:port"):
+        open_backend("streams", "kafka://no-port", root=tmp_path)
 
 
 def test_open_backend_constructs_the_registered_class(tmp_path: Path) -> None:

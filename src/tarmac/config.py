@@ -83,7 +83,8 @@ BACKENDS: dict[str, dict[str, Backend]] = {
     "streams": {
         "embedded": Backend("embedded durable log", "tarmac.streams.embedded.EmbeddedLog",
                              "embedded", in_process=True),
-        "kafka": Backend("Apache Kafka", None, "kafka://host:9092"),
+        "kafka": Backend("Apache Kafka", "tarmac.streams.kafka.KafkaStreamLog",
+                          "kafka://host:9092"),
         "redis": Backend("Redis Streams", "tarmac.streams.redis.RedisStreamLog",
                           "redis://host:port/db"),
     },

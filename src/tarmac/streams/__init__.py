@@ -2,8 +2,9 @@
 
 Chosen by the ``streams:`` URL of ``tarmac.yaml`` through the backend registry; ``embedded``
 (the default) is a durable log in one SQLite file of the project folder, needing no server;
-``redis://host:port/db`` is Redis Streams (``tarmac.streams.redis``). Kafka, the sink into the
-lake, windows and the runner come later (see docs/streams.md).
+``redis://host:port/db`` is Redis Streams (``tarmac.streams.redis``); ``kafka://host:9092`` is
+Apache Kafka (``tarmac.streams.kafka``). The sink into the lake, windows and the runner come
+later (see docs/streams.md).
 
 Example::
 

@@ -321,6 +321,6 @@ def as_retention(value: timedelta | float | str | None) -> timedelta | None:
 
 
 def open_stream_log(url: str, *, root: Path) -> StreamLog:
-    """The log behind ``url`` (``embedded``, ``redis://``; Kafka comes later)."""
+    """The log behind ``url`` (``embedded``, ``redis://``, ``kafka://``)."""
     log: StreamLog = open_backend("streams", url, root=root)
     return log
