@@ -37,6 +37,7 @@ from tarmac.streams.log import (
     StreamLog,
     TopicInfo,
     as_retention,
+    check_group,
     from_us,
     partition_for,
     to_us,
@@ -214,12 +215,6 @@ class EmbeddedLog(StreamLog):
             count = self._partitions[topic] = row[0][0]
         return count
 
-    def _check_partition(self, topic: str, partition: int) -> None:
-        count = self._partition_count(topic)
-        if not isinstance(partition, int) or not 0 <= partition < count:
-            raise UsageError(f"topic {topic!r} has no partition {partition!r}",
-                             hint=f"its partitions are 0..{count - 1}")
-
     def _bounds(self, topic: str, partition: int) -> tuple[int, int]:
         row = self._query("SELECT start_offset, next_offset FROM partitions WHERE topic = ? "
                           "AND partition = ?", (topic, partition))
@@ -269,12 +264,7 @@ class EmbeddedLog(StreamLog):
 
     def read(self, topic: str, partition: int, *, from_offset: int | None = None,
              from_time: datetime | None = None, limit: int = 1000) -> list[Message]:
-        self._check_partition(topic, partition)
-        if from_offset is not None and from_time is not None:
-            raise UsageError("read: give from_offset or from_time, not both")
-        if not isinstance(limit, int) or limit < 0:
-            raise UsageError(f"read: bad limit {limit!r}", hint="a count >= 0")
-        start, end = self._bounds(topic, partition)
+        start, end = self._read_bounds(topic, partition, from_offset, from_time, limit)
         if from_time is not None:
             row = self._query("SELECT min(offset) FROM records WHERE topic = ? AND "
                               "partition = ? AND ts_us >= ?",
@@ -311,7 +301,7 @@ class EmbeddedLog(StreamLog):
     def consume(self, topic: str, group: str, *, max_records: int = 500,
                 timeout: float = 0.0) -> list[Message]:
         count = self._partition_count(topic)
-        _check_group(group)
+        check_group(group)
         if not isinstance(max_records, int) or max_records < 1:
             raise UsageError(f"consume: bad max_records {max_records!r}", hint="a count >= 1")
         deadline = time.monotonic() + max(0.0, timeout)
@@ -336,18 +326,7 @@ class EmbeddedLog(StreamLog):
 
     def commit(self, group: str,
                offsets: Mapping[tuple[str, int], int] | None = None) -> None:
-        _check_group(group)
-        if offsets is None:
-            offsets = {(t, p): o for (g, t, p), o in self._positions.items() if g == group}
-        rows = []
-        for (topic, partition), offset in offsets.items():
-            self._check_partition(topic, partition)
-            start, end = self._bounds(topic, partition)
-            if not isinstance(offset, int) or not 0 <= offset <= end:
-                raise UsageError(f"commit: topic {topic!r} partition {partition}: bad offset "
-                                 f"{offset!r}; nothing was committed",
-                                 hint=f"a next offset between 0 and {end}")
-            rows.append((group, topic, partition, offset))
+        rows = [(group, t, p, o) for t, p, o in self._commits(group, offsets)]
         with self._write() as conn:
             conn.executemany(
                 "INSERT INTO group_offsets VALUES (?, ?, ?, ?) ON CONFLICT(grp, topic, "
@@ -361,7 +340,7 @@ class EmbeddedLog(StreamLog):
                                 "grp = ? AND topic = ? ORDER BY partition", (group, topic)))
 
     def seek(self, group: str, topic: str, partition: int, offset: int) -> None:
-        _check_group(group)
+        check_group(group)
         self._check_partition(topic, partition)
         start, end = self._bounds(topic, partition)
         self._check_offset(topic, partition, offset, start, end)
@@ -402,7 +381,3 @@ class EmbeddedLog(StreamLog):
                 else:
                     _INHERITED.append(conn)
 
-
-def _check_group(group: str) -> None:
-    if not isinstance(group, str) or not group:
-        raise UsageError(f"bad consumer group {group!r}", hint="a non-empty name")

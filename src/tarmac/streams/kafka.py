@@ -297,12 +297,6 @@ class KafkaStreamLog(StreamLog):
             count = known[topic]
         return count
 
-    def _check_partition(self, topic: str, partition: int) -> None:
-        count = self._partition_count(topic)
-        if not isinstance(partition, int) or not 0 <= partition < count:
-            raise UsageError(f"topic {topic!r} has no partition {partition!r}",
-                             hint=f"its partitions are 0..{count - 1}")
-
     def _watermarks(self, topic: str, partition: int) -> tuple[int, int]:
         try:
             lo, hi = self._metadata_consumer.get_watermark_offsets(
@@ -310,6 +304,8 @@ class KafkaStreamLog(StreamLog):
         except KafkaException as exc:
             raise self._unavailable(exc) from None
         return int(lo), int(hi)
+
+    _bounds = _watermarks  # (first offset held, next offset): the partition's watermarks
 
     def end_offsets(self, topic: str) -> list[int]:
         return [self._watermarks(topic, p)[1] for p in range(self._partition_count(topic))]
@@ -395,12 +391,7 @@ class KafkaStreamLog(StreamLog):
 
     def read(self, topic: str, partition: int, *, from_offset: int | None = None,
              from_time: datetime | None = None, limit: int = 1000) -> list[Message]:
-        self._check_partition(topic, partition)
-        if from_offset is not None and from_time is not None:
-            raise UsageError("read: give from_offset or from_time, not both")
-        if not isinstance(limit, int) or limit < 0:
-            raise UsageError(f"read: bad limit {limit!r}", hint="a count >= 0")
-        start, end = self._watermarks(topic, partition)
+        start, end = self._read_bounds(topic, partition, from_offset, from_time, limit)
         consumer = self._consumer(f"tarmac-read-{uuid.uuid4().hex[:12]}")  # commits nothing
         try:
             if from_time is not None:
@@ -485,17 +476,7 @@ class KafkaStreamLog(StreamLog):
     def commit(self, group: str,
                offsets: Mapping[tuple[str, int], int] | None = None) -> None:
         consumer = self._group_consumer(group)
-        if offsets is None:
-            offsets = {(t, p): o for (g, t, p), o in self._positions.items() if g == group}
-        tps = []
-        for (topic, partition), offset in offsets.items():
-            self._check_partition(topic, partition)
-            end = self._watermarks(topic, partition)[1]
-            if not isinstance(offset, int) or not 0 <= offset <= end:
-                raise UsageError(f"commit: topic {topic!r} partition {partition}: bad offset "
-                                 f"{offset!r}; nothing was committed",
-                                 hint=f"a next offset between 0 and {end}")
-            tps.append(TopicPartition(topic, partition, offset))
+        tps = [TopicPartition(t, p, o) for t, p, o in self._commits(group, offsets)]
         if not tps:
             return
         try:

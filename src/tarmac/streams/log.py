@@ -245,6 +245,53 @@ class StreamLog(ABC):
         return f"{type(self).__name__}({self.url!r})"
 
     # helpers for backends
+    # -- what every backend checks the same way ---------------------------------------------
+
+    _positions: dict[tuple[str, str, int], int]  # (group, topic, partition) -> next offset
+
+    @abstractmethod
+    def _partition_count(self, topic: str) -> int:
+        """The partitions of ``topic`` (``TopicNotFoundError`` for an unknown one)."""
+
+    @abstractmethod
+    def _bounds(self, topic: str, partition: int) -> tuple[int, int]:
+        """(first offset still held, next offset) of one partition."""
+
+    def _check_partition(self, topic: str, partition: int) -> None:
+        count = self._partition_count(topic)
+        if not isinstance(partition, int) or not 0 <= partition < count:
+            raise UsageError(f"topic {topic!r} has no partition {partition!r}",
+                             hint=f"its partitions are 0..{count - 1}")
+
+    def _read_bounds(self, topic: str, partition: int, from_offset: int | None,
+                     from_time: datetime | None, limit: int) -> tuple[int, int]:
+        """``read``'s arguments checked; the partition's (first offset held, next offset)."""
+        self._check_partition(topic, partition)
+        if from_offset is not None and from_time is not None:
+            raise UsageError("read: give from_offset or from_time, not both")
+        if not isinstance(limit, int) or limit < 0:
+            raise UsageError(f"read: bad limit {limit!r}", hint="a count >= 0")
+        return self._bounds(topic, partition)
+
+    def _commits(self, group: str, offsets: Mapping[tuple[str, int], int] | None
+                 ) -> list[tuple[str, int, int]]:
+        """What ``commit(group, offsets)`` stores, as (topic, partition, next offset): the
+        given offsets, or every position the group consumed to; each checked (a partition of
+        the topic, 0 <= offset <= its end) before anything is committed."""
+        check_group(group)
+        if offsets is None:
+            offsets = {(t, p): o for (g, t, p), o in self._positions.items() if g == group}
+        rows = []
+        for (topic, partition), offset in offsets.items():
+            self._check_partition(topic, partition)
+            end = self._bounds(topic, partition)[1]
+            if not isinstance(offset, int) or not 0 <= offset <= end:
+                raise UsageError(f"commit: topic {topic!r} partition {partition}: bad offset "
+                                 f"{offset!r}; nothing was committed",
+                                 hint=f"a next offset between 0 and {end}")
+            rows.append((topic, partition, offset))
+        return rows
+
     def _unknown_topic(self, name: str, known: Iterable[str]) -> TopicNotFoundError:
         known = sorted(known)
         close = difflib.get_close_matches(name, known, n=3, cutoff=0.6)
@@ -324,3 +371,9 @@ def open_stream_log(url: str, *, root: Path) -> StreamLog:
     """The log behind ``url`` (``embedded``, ``redis://``, ``kafka://``)."""
     log: StreamLog = open_backend("streams", url, root=root)
     return log
+
+
+def check_group(group: str) -> None:
+    """A consumer group name: a non-empty string."""
+    if not isinstance(group, str) or not group:
+        raise UsageError(f"bad consumer group {group!r}", hint="a non-empty name")

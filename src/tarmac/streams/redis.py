@@ -60,7 +60,7 @@ from urllib.parse import urlsplit
 
 from tarmac.config import CONFIG_FILE, load_config, redact
 from tarmac.errors import BackendUnavailableError, ConfigError, UsageError
-from tarmac.streams.embedded import _MAX_PARTITIONS, _TOPIC_NAME, _check_group
+from tarmac.streams.embedded import _MAX_PARTITIONS, _TOPIC_NAME
 from tarmac.streams.log import (
     Delivered,
     KeyOf,
@@ -69,6 +69,7 @@ from tarmac.streams.log import (
     StreamLog,
     TopicInfo,
     as_retention,
+    check_group,
     from_us,
     partition_for,
     to_us,
@@ -297,12 +298,6 @@ class RedisStreamLog(StreamLog):
             count = self._partitions[topic] = int(raw)
         return count
 
-    def _check_partition(self, topic: str, partition: int) -> None:
-        count = self._partition_count(topic)
-        if not isinstance(partition, int) or not 0 <= partition < count:
-            raise UsageError(f"topic {topic!r} has no partition {partition!r}",
-                             hint=f"its partitions are 0..{count - 1}")
-
     def _bounds(self, topic: str, partition: int) -> tuple[int, int]:
         start, end = self._call(self._client.hmget, self._meta(topic),
                                 [f"start:{partition}", f"next:{partition}"])
@@ -359,12 +354,7 @@ class RedisStreamLog(StreamLog):
 
     def read(self, topic: str, partition: int, *, from_offset: int | None = None,
              from_time: datetime | None = None, limit: int = 1000) -> list[Message]:
-        self._check_partition(topic, partition)
-        if from_offset is not None and from_time is not None:
-            raise UsageError("read: give from_offset or from_time, not both")
-        if not isinstance(limit, int) or limit < 0:
-            raise UsageError(f"read: bad limit {limit!r}", hint="a count >= 0")
-        start, end = self._bounds(topic, partition)
+        start, end = self._read_bounds(topic, partition, from_offset, from_time, limit)
         if from_time is not None:
             hit = self._call(self._client.zrangebyscore, self._index(topic, partition),
                              to_us(from_time), "+inf", start=0, num=1)
@@ -390,7 +380,7 @@ class RedisStreamLog(StreamLog):
     def consume(self, topic: str, group: str, *, max_records: int = 500,
                 timeout: float = 0.0) -> list[Message]:
         count = self._partition_count(topic)
-        _check_group(group)
+        check_group(group)
         if not isinstance(max_records, int) or max_records < 1:
             raise UsageError(f"consume: bad max_records {max_records!r}", hint="a count >= 1")
         deadline = time.monotonic() + max(0.0, timeout)
@@ -436,18 +426,7 @@ class RedisStreamLog(StreamLog):
 
     def commit(self, group: str,
                offsets: Mapping[tuple[str, int], int] | None = None) -> None:
-        _check_group(group)
-        if offsets is None:
-            offsets = {(t, p): o for (g, t, p), o in self._positions.items() if g == group}
-        rows = []
-        for (topic, partition), offset in offsets.items():
-            self._check_partition(topic, partition)
-            _, end = self._bounds(topic, partition)
-            if not isinstance(offset, int) or not 0 <= offset <= end:
-                raise UsageError(f"commit: topic {topic!r} partition {partition}: bad offset "
-                                 f"{offset!r}; nothing was committed",
-                                 hint=f"a next offset between 0 and {end}")
-            rows.append((topic, partition, offset))
+        rows = self._commits(group, offsets)
         if not rows:
             return
         pipe = self._client.pipeline(transaction=True)  # MULTI/EXEC: all partitions or none
@@ -463,7 +442,7 @@ class RedisStreamLog(StreamLog):
         return dict(sorted((int(p), int(o)) for p, o in raw.items()))
 
     def seek(self, group: str, topic: str, partition: int, offset: int) -> None:
-        _check_group(group)
+        check_group(group)
         self._check_partition(topic, partition)
         self.read(topic, partition, from_offset=offset, limit=0)  # the same offset checks
         self._positions[(group, topic, partition)] = offset
