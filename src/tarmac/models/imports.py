@@ -36,6 +36,7 @@ import re
 import tempfile
 import zipfile
 from collections.abc import Sequence
+from dataclasses import dataclass
 from functools import partial
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -68,18 +69,17 @@ _ONNX_SIGNATURE = {"tensor(float)": "float32", "tensor(double)": "float64",
 SignatureLike = str | Signature | Sequence[tuple[str, str]] | None
 
 
+@dataclass(frozen=True)
 class _Imported:
     """What an import found: the object to store, how it loads, and what it takes."""
 
-    def __init__(self, flavor: str, blob: bytes, task: str, classes: list[Any] | None,
-                 inputs: list[tuple[str, str]] | None, prediction: str, source: dict[str, Any]):
-        self.flavor = flavor
-        self.blob = blob
-        self.task = task
-        self.classes = classes
-        self.inputs = inputs
-        self.prediction = prediction
-        self.source = source
+    flavor: str
+    blob: bytes
+    task: str
+    classes: list[Any] | None
+    inputs: list[tuple[str, str]] | None
+    prediction: str
+    source: dict[str, Any]
 
 
 def import_model(registry: ModelRegistry, source: str | os.PathLike[str], name: str, *,

@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import asyncio
 import threading
+from collections import deque
 from collections.abc import Callable, Sequence
 from typing import Generic, TypeVar
 
@@ -50,7 +51,7 @@ class Combiner(Generic[T, R]):
         self.fn = fn
         self.max_rows = max_rows
         self._cv = threading.Condition()
-        self._queue: list[_Slot[T, R]] = []
+        self._queue: deque[_Slot[T, R]] = deque()
         self._busy = False
         self.batches = 0  # calls of fn, for tests and the benchmark
         self.jobs = 0
@@ -70,7 +71,7 @@ class Combiner(Generic[T, R]):
                 total = 0
                 while self._queue and (not batch or
                                        total + self._queue[0].rows <= self.max_rows):
-                    batch.append(self._queue.pop(0))
+                    batch.append(self._queue.popleft())
                     total += batch[-1].rows
             try:
                 self._run(batch)
@@ -113,7 +114,7 @@ class AsyncBatcher(Generic[T, R]):
     def __init__(self, fn: Callable[[list[T]], Sequence[R]], *, max_rows: int = 256) -> None:
         self.fn = fn
         self.max_rows = max_rows
-        self._queue: list[tuple[T, int, asyncio.Future[R]]] = []
+        self._queue: deque[tuple[T, int, asyncio.Future[R]]] = deque()
         self._draining = False
         self._task: asyncio.Future[None] | None = None
         self.batches = 0
@@ -133,7 +134,7 @@ class AsyncBatcher(Generic[T, R]):
                 batch: list[tuple[T, int, asyncio.Future[R]]] = []
                 total = 0
                 while self._queue and (not batch or total + self._queue[0][1] <= self.max_rows):
-                    batch.append(self._queue.pop(0))
+                    batch.append(self._queue.popleft())
                     total += batch[-1][1]
                 try:
                     results = await run_in_threadpool(self.fn, [b[0] for b in batch])

@@ -50,15 +50,17 @@ _OFF = ("0", "off", "false", "no")
 def enabled(project: Project) -> bool:
     """Whether predictions are recorded: on unless the project file or the environment
     (``TARMAC_PREDICTION_LOG=off``) turns the log off."""
-    if os.environ.get("TARMAC_PREDICTION_LOG", "").strip().lower() in _OFF:
-        return False
-    return bool(project.config.serving.prediction_log.enabled)
+    return _off_reason(project) is None
 
 
-def _why_off(project: Project) -> str:
-    if os.environ.get("TARMAC_PREDICTION_LOG", "").strip().lower() in _OFF:
-        return "TARMAC_PREDICTION_LOG=" + os.environ["TARMAC_PREDICTION_LOG"]
-    return "serving.prediction_log.enabled: false in tarmac.yaml"
+def _off_reason(project: Project) -> str | None:
+    """What turned the log off, or None when it is on."""
+    value = os.environ.get("TARMAC_PREDICTION_LOG", "")
+    if value.strip().lower() in _OFF:
+        return f"TARMAC_PREDICTION_LOG={value}"
+    if not project.config.serving.prediction_log.enabled:
+        return "serving.prediction_log.enabled: false in tarmac.yaml"
+    return None
 
 
 def available() -> bool:
@@ -78,7 +80,8 @@ class Log:
     def __init__(self, project: Project) -> None:
         self.project = project
         self._log: Any = None
-        self.enabled = enabled(project)
+        self.off_reason = _off_reason(project)
+        self.enabled = self.off_reason is None
         self._warned = False
 
     @property
@@ -90,7 +93,7 @@ class Log:
             if not self._warned:
                 self._warned = True
                 log.warning("the prediction log is OFF (%s): predictions are answered but not "
-                            "recorded", _why_off(self.project))
+                            "recorded", self.off_reason)
             return
         if _predlog is not None and self._log is None:
             opened = _predlog.PredictionLog.from_config(self.project)

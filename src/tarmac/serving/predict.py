@@ -121,15 +121,18 @@ class _Job:
     n: int
 
 
-class _Contract:
-    """What a version's rows may hold: input kinds by name, its join keys (allowed in rows)."""
+class _Version:
+    """What the predict path keeps per loaded version: what its rows may hold (input kinds by
+    name; its join keys, allowed in rows too) and its scorer."""
 
-    __slots__ = ("keys", "kinds", "names")
+    __slots__ = ("keys", "kinds", "model", "names", "scorer")
 
     def __init__(self, model: LoadedModel) -> None:
+        self.model = model
         self.kinds: dict[str, str] = dict(model.signature.inputs)
         self.names: list[str] = list(self.kinds)
         self.keys: set[str] = set(model.record.spec.get("keys") or []) - set(self.kinds)
+        self.scorer = Scorer(model)
 
 
 class ModelFailed(Exception):
@@ -153,8 +156,9 @@ class Predictions:
         self._shadow_lock = threading.Lock()
         self.shadow_skipped = 0
         self._combiners: dict[str, Combiner[_Job, tuple[Outcome, int | None]]] = {}
+        self._combiners_lock = threading.Lock()
         self._batchers: dict[str, AsyncBatcher[_Job, tuple[Outcome, int | None]]] = {}
-        self._scorers: dict[tuple[str, int, int], Scorer] = {}
+        self._versions: dict[int, _Version] = {}  # id(LoadedModel) -> its _Version
 
     # -- the answer ---------------------------------------------------------------------------
 
@@ -237,7 +241,7 @@ class Predictions:
     def _combiner(self, endpoint: str) -> Combiner[_Job, tuple[Outcome, int | None]]:
         combiner = self._combiners.get(endpoint)
         if combiner is None:
-            with self._shadow_lock:
+            with self._combiners_lock:
                 combiner = self._combiners.setdefault(
                     endpoint, Combiner(self._run_jobs, max_rows=BATCH_ROWS))
         return combiner
@@ -393,11 +397,8 @@ class Predictions:
                 errors += _check_each(needs_of[model.version], entities)
         if errors:
             return errors[:50]
-        contracts: dict[int, _Contract] = {}
         for i, (model, _role) in enumerate(picks):
-            c = contracts.get(id(model))
-            if c is None:
-                c = contracts[id(model)] = _Contract(model)
+            c = self._version(model)
             if entities:
                 allowed = {f[0] for f in needs_of[model.version].fields}
                 errors += [field_error(["body", "entities", i, k],
@@ -456,21 +457,21 @@ class Predictions:
                 out.append(_Scored(dict(row), dict.fromkeys(row, "request"),
                                    dict.fromkeys(row)))
         try:
-            scores, labels = self._scorer(model)([s.values for s in out])
+            scores, labels = self._version(model).scorer([s.values for s in out])
         except Exception as exc:
             raise ModelFailed(model, exc) from exc
         for s, score, label in zip(out, scores, labels, strict=True):
             s.score, s.label = score, label
         return out
 
-    def _scorer(self, model: LoadedModel) -> Scorer:
-        key = (model.name, model.version, id(model))
-        scorer = self._scorers.get(key)
-        if scorer is None or scorer.model is not model:
-            if len(self._scorers) >= 64:
-                self._scorers.clear()
-            scorer = self._scorers[key] = Scorer(model)
-        return scorer
+    def _version(self, model: LoadedModel) -> _Version:
+        """``model``'s _Version, built once per loaded model (a reload loads a new one)."""
+        found = self._versions.get(id(model))
+        if found is None or found.model is not model:  # an id reused after a reload
+            if len(self._versions) >= 64:
+                self._versions.clear()
+            found = self._versions[id(model)] = _Version(model)
+        return found
 
     # -- shadow -------------------------------------------------------------------------------
 
