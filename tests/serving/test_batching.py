@@ -259,3 +259,39 @@ def test_the_numpy_lane_gives_the_frame_paths_scores(tmp_path: Path) -> None:
         assert numpy_lane(p.models.get("risk")) is None
     finally:
         p.close()
+
+
+def test_a_name_without_a_built_route_is_looked_up_off_the_event_loop(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """An unknown endpoint name (or one not loaded yet) needs the catalog, perhaps a model
+    load: that never runs on the event loop, whatever the body's size."""
+    import asyncio
+
+    import httpx
+
+    from tarmac.serving import _routes, create_app
+
+    p = build_served(tmp_path / "p", versions=1)
+    app = create_app(p)
+    seen: list[bool] = []
+    original = _routes.mcat.model_names
+
+    def model_names(catalog: Any) -> Any:
+        seen.append(threading.current_thread() is threading.main_thread())
+        return original(catalog)
+
+    async def main() -> list[int]:
+        transport = httpx.ASGITransport(app=app)
+        async with app.router.lifespan_context(app), \
+                httpx.AsyncClient(transport=transport, base_url="http://t") as client:
+            monkeypatch.setattr(_routes.mcat, "model_names", model_names)
+            got = [(await client.post(f"/v1/predict/{name}", json={"rows": [GOOD]})).status_code
+                   for name in ("nosuch", "rsk", "risk")]
+            return got
+
+    try:
+        statuses = asyncio.run(main())  # the loop runs in the main thread
+    finally:
+        p.close()
+    assert statuses == [404, 404, 200]
+    assert seen and not any(seen)  # every catalog lookup ran on a worker thread

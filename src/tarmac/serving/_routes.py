@@ -119,6 +119,11 @@ class Routes:
                 self._routes[name] = route
         return route
 
+    def built(self, name: str) -> bool:
+        """Whether the endpoint's route is built already (answering needs no catalog read and
+        no model load); no I/O."""
+        return name in self._routes
+
     def known(self) -> list[str]:
         """The model names (for a 404's suggestions)."""
         return list(mcat.model_names(self.project.catalog))

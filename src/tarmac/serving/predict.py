@@ -184,17 +184,19 @@ class Predictions:
 
     async def answer_body(self, name: str, raw: bytes, request_id: str) -> Outcome:
         """The answer to a predict request's raw body, on the server's event loop: never
-        raises. A small body is parsed and checked on the loop (less work than a thread
-        hop); a big one on the threadpool. Scoring always runs on a worker thread, in
-        micro-batches of the requests that queued meanwhile (``_batching.AsyncBatcher``), so
-        ``/health`` and other requests never wait behind a model."""
+        raises. A small body to an endpoint whose route is built is parsed and checked on the
+        loop (less work than a thread hop); a big one, or an unknown or not yet loaded name
+        (a catalog read, perhaps a model load), on the threadpool. Scoring always runs on a
+        worker thread, in micro-batches of the requests that queued meanwhile
+        (``_batching.AsyncBatcher``), so ``/health`` and other requests never wait behind a
+        model."""
         started = time.perf_counter()
         version: int | None = None
         try:
-            if len(raw) > INLINE_BODY_BYTES:
-                prepared = await run_in_threadpool(self._parse, name, raw, request_id, started)
-            else:
+            if len(raw) <= INLINE_BODY_BYTES and self.routes.built(name):
                 prepared = self._parse(name, raw, request_id, started)
+            else:  # a big body, or a name whose route needs the catalog (or a model load)
+                prepared = await run_in_threadpool(self._parse, name, raw, request_id, started)
             if isinstance(prepared, _Job):
                 outcome, version = await self._batcher(prepared.route.endpoint).submit(
                     prepared, rows=prepared.n)
