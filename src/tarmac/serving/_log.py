@@ -13,26 +13,18 @@ it off: answers are not recorded, which the server logs at start and ``/ready`` 
 from __future__ import annotations
 
 import dataclasses
-import importlib
 import logging
 import os
-import uuid
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
 from tarmac.errors import TarmacError
+from tarmac.serving import predlog as _predlog
 
 if TYPE_CHECKING:
     from tarmac.project import Project
 
 log = logging.getLogger("tarmac.serving")
-
-_predlog: Any
-try:
-    _predlog = importlib.import_module("tarmac.serving.predlog")
-except ImportError:  # built without the prediction log
-    _predlog = None
-
 
 class LogUnavailable(TarmacError):
     """The prediction log cannot take records now (backpressure, disk): answer 503 with
@@ -63,19 +55,13 @@ def _off_reason(project: Project) -> str | None:
     return None
 
 
-def available() -> bool:
-    return _predlog is not None
-
-
 def new_id() -> str:
-    """A new prediction id (the log's own scheme when installed)."""
-    if _predlog is not None:
-        return str(_predlog.new_prediction_id())
-    return uuid.uuid4().hex
+    """A new prediction id (time-ordered, unique across processes: the log's scheme)."""
+    return str(_predlog.new_prediction_id())
 
 
 class Log:
-    """The prediction log of one process, or nothing when it is not installed."""
+    """The prediction log of one process (off when the project or environment says so)."""
 
     def __init__(self, project: Project) -> None:
         self.project = project
@@ -84,10 +70,6 @@ class Log:
         self.enabled = self.off_reason is None
         self._warned = False
 
-    @property
-    def installed(self) -> bool:
-        return _predlog is not None
-
     def start(self) -> None:
         if not self.enabled:
             if not self._warned:
@@ -95,14 +77,14 @@ class Log:
                 log.warning("the prediction log is OFF (%s): predictions are answered but not "
                             "recorded", self.off_reason)
             return
-        if _predlog is not None and self._log is None:
+        if self._log is None:
             opened = _predlog.PredictionLog.from_config(self.project)
             opened.start()
             self._log = opened
 
     def append(self, records: Sequence[dict[str, Any]]) -> None:
         """Make ``records`` durable (raises ``LogUnavailable`` when the log refuses them)."""
-        if _predlog is None or not records or not self.enabled:
+        if not records or not self.enabled:
             return
         if self._log is None:
             self.start()
@@ -138,12 +120,10 @@ class Log:
 def read(project: Project, endpoint: str, *, since: Any = None, limit: int | None = None
          ) -> Any:
     """The logged predictions of ``endpoint`` (the predlog package's ``read_predictions``)."""
-    if _predlog is None:
-        raise TarmacError("the prediction log is not installed in this build")
     kwargs: dict[str, Any] = {"since": since}
     if limit is not None:
         kwargs["limit"] = limit
     return _predlog.read_predictions(project, endpoint, **kwargs)
 
 
-__all__ = ["Log", "LogUnavailable", "available", "enabled", "new_id", "read"]
+__all__ = ["Log", "LogUnavailable", "enabled", "new_id", "read"]
