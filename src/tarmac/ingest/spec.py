@@ -258,11 +258,38 @@ class HttpSource(_Source):
 
 
 class StreamSource(_Source):
-    """An event stream; declared here, consumed by ``tarmac stream`` (not by ``ingest``)."""
+    """An event stream; declared here, consumed by ``tarmac stream run`` (not by ``ingest``).
+
+    ``timestamp`` is the event-time column (windows and lateness use it; without it the log's
+    append time is the event time). ``key`` is the field whose value keys each message (its
+    partition; default: the first ``primary_key`` column); a record without it is refused at
+    produce. ``allowed_lateness``: an event older than the newest event time committed minus
+    this is quarantined as too late; ``max_future``: an event newer than now plus this is
+    quarantined as from the future. Both are counted in the run's report, never dropped.
+    """
 
     type: Literal["stream"] = "stream"
     topic: str
     format: Literal["json", "avro", "protobuf"] = "json"
+    timestamp: str | None = None
+    key: str | None = None
+    allowed_lateness: str = "1h"
+    max_future: str = "5m"
+    partitions: int = Field(default=1, ge=1, le=1024)
+
+    @field_validator("allowed_lateness", "max_future")
+    @classmethod
+    def _duration(cls, value: str) -> str:
+        try:
+            parse_duration(value)
+        except ValueError:
+            raise ValueError("expected a duration such as 30s, 10m, 6h or 2d") from None
+        return value
+
+    @property
+    def key_field(self) -> str | None:
+        """The record field that keys messages (``key``, else the first primary key column)."""
+        return self.key or (self.primary_key[0] if self.primary_key else None)
 
     def location(self) -> str:
         return f"topic {self.topic}"
