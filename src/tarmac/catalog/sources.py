@@ -175,3 +175,39 @@ def _load(row: Any) -> Load:
     return Load(row.id, row.source, row.stream, row.table_name, row.run_id, row.seq,
                 row.status, row.started_at, row.ended_at, json.loads(row.stats or "{}"),
                 json.loads(row.plan) if row.plan else None, row.error)
+
+
+def stream_states(catalog: Catalog, source: str) -> list[SourceState]:
+    """Every state row of one source: for a stream source, the source's own row (contract,
+    totals) and one row per partition (``TOPIC:PARTITION``: the next offset committed)."""
+    with catalog.engine.connect() as conn:
+        rows = conn.execute(select(t.source_state).where(t.source_state.c.source == source)
+                            .order_by(t.source_state.c.stream)).all()
+    return [_state(r) for r in rows]
+
+
+def add_stream_progress(conn: Connection, source: str, table: str,
+                        streams: dict[str, tuple[dict[str, Any], int]], *,
+                        contract: list[dict[str, str]] | None, rows: int,
+                        run_id: str | None) -> None:
+    """Record one committed micro-batch of a stream source in the caller's transaction: each
+    partition row gets its new cursor (next offset, newest event time) and its loaded rows
+    added; the source's row gets the contract and the rows added (an increment in SQL, so
+    runners committing other partitions at the same time add up)."""
+    now = now_us()
+    c = t.source_state.c
+    for stream, (cursor, added) in {**streams, source: ({}, rows)}.items():
+        key = and_(c.source == source, c.stream == stream)
+        values: dict[str, Any] = {"table_name": table, "seq": c.seq + 1,
+                                  "rows_total": c.rows_total + added, "last_run_id": run_id,
+                                  "updated_at": now}
+        if stream != source:
+            values["cursor"] = json.dumps(cursor, default=str)
+        elif contract is not None:
+            values["contract"] = json.dumps(contract)
+        if conn.execute(update(t.source_state).where(key).values(**values)).rowcount == 0:
+            conn.execute(insert(t.source_state).values(
+                source=source, stream=stream, table_name=table, seq=1, rows_total=added,
+                cursor=json.dumps(cursor, default=str) if stream != source else None,
+                contract=json.dumps(contract) if stream == source and contract else None,
+                last_run_id=run_id, updated_at=now))

@@ -124,3 +124,94 @@ def _compact(value: Any) -> str:
     from tarmac.streams import encode_json
 
     return value if isinstance(value, str) else encode_json(value).decode("utf-8")
+
+
+@stream_app.command()
+def run(
+    ctx: typer.Context,
+    sources: list[str] = typer.Argument(None, help="Stream sources to run (default: all)."),
+    once: bool = typer.Option(False, "--once", help="Process what the log holds now, commit, "
+                              "exit (cron, tests)."),
+    max_records: int = typer.Option(10_000, "--max-records", min=1,
+                                    help="The largest micro-batch (bounds memory)."),
+    linger: float = typer.Option(0.5, "--linger", min=0.0,
+                                 help="Seconds a batch waits for more after its first message."),
+    metrics_port: int | None = typer.Option(None, "--metrics-port", min=1, max=65535,
+                                            help="Serve Prometheus /metrics on this port."),
+    connect_timeout: float = typer.Option(30.0, "--connect-timeout", min=0.0,
+                                          help="Seconds to retry a log that is down at start."),
+    as_json: bool = typer.Option(False, "--json", help="The report as JSON."),
+) -> None:
+    """Stream sources into the lake, exactly once, until SIGTERM (or, with --once, until what
+    the log held at start is committed). Several runners share a source's partitions."""
+    import logging
+
+    from tarmac.streams.runner import StreamRunner
+
+    p = open_project(ctx)
+    log = _connect(p, connect_timeout)
+    registry = None
+    if metrics_port is not None:
+        from prometheus_client import CollectorRegistry, start_http_server
+
+        registry = CollectorRegistry()
+        start_http_server(metrics_port, addr="127.0.0.1", registry=registry)
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
+    hooks = _feature_hooks(p, sources or None)
+    runner = StreamRunner(p, sources or None, once=once, max_records=max_records,
+                          linger=linger, hooks=hooks, registry=registry, log=log)
+    runner.install_signal_handlers()
+    report = runner.run()
+    rows = [r.to_dict() for r in report.values()]
+    if as_json:
+        print_json(rows)
+        return
+    emit(rows, [("source", "source"), ("table", "table"), ("batches", "batches"),
+                ("messages", "messages"), ("rows_loaded", "loaded"),
+                ("rows_quarantined", "quarantined"), ("duplicates", "duplicates"),
+                ("partitions", "partitions")], as_json=False)
+    for r in rows:
+        for e in r["errors"][:5]:
+            console.print(f"[yellow]{r['source']}: {e}[/yellow]")
+
+
+def _connect(p: Any, timeout: float) -> Any:
+    """The project's stream log, retried with backoff while it is unreachable."""
+    import time
+
+    from tarmac.errors import BackendUnavailableError
+
+    deadline = time.monotonic() + timeout
+    wait = 0.5
+    while True:
+        try:
+            return p.streams
+        except BackendUnavailableError as exc:
+            if time.monotonic() + wait > deadline:
+                raise BackendUnavailableError(
+                    f"{exc.message} (gave up after {timeout:g}s of retries)",
+                    hint=exc.hint) from None
+            console.print(f"[yellow]{exc.message}; retrying in {wait:.1f}s[/yellow]",
+                          highlight=False)
+            time.sleep(wait)
+            wait = min(wait * 2, 10.0)
+
+
+def _feature_hooks(p: Any, sources: list[str] | None) -> list[Any]:
+    """Hooks that keep streaming feature views online (none yet: see tarmac.features)."""
+    return []
+
+
+@stream_app.command()
+def status(ctx: typer.Context,
+           as_json: bool = typer.Option(False, "--json", help="An array of objects.")) -> None:
+    """Per stream source and partition: committed offset, end offset, lag, rows, last
+    commit, and the source's quarantined records."""
+    from tarmac.streams.status import stream_status
+
+    p = open_project(ctx)
+    rows = stream_status(p)
+    emit(rows, [("source", "source"), ("partition", "p"), ("committed", "committed"),
+                ("end", "end"), ("lag", "lag"), ("rows", "rows"),
+                ("quarantined", "quarantined"), ("last_commit", "last commit")],
+         as_json=as_json, empty="no stream sources declared in tarmac.yaml")

@@ -164,8 +164,10 @@ class Contract:
 
     # -- checking -----------------------------------------------------------------------------
 
-    def check(self, table: pa.Table, origin: str) -> Checked:
-        """Coerce, validate and drift-check one chunk (see the module docstring)."""
+    def check(self, table: pa.Table, origin: str | pa.Array) -> Checked:
+        """Coerce, validate and drift-check one chunk (see the module docstring). ``origin``
+        says where the chunk was read (a file, a page), or where each row was, one string per
+        row (a stream's topic, partition and offset)."""
         raw = table
         table = self._rename(table)
         n = table.num_rows
@@ -339,7 +341,7 @@ class Contract:
         return repeat
 
     def _split(self, good: pa.Table, raw: pa.Table, failures: list[Any],
-               origin: str) -> Checked:
+               origin: str | pa.Array) -> Checked:
         n = good.num_rows
         if not failures:
             return Checked(good, REJECT_SCHEMA.empty_table())
@@ -370,7 +372,8 @@ class Contract:
             "reason": pa.array(reasons[bad_idx].tolist(), pa.string()),
             "column": pa.array(columns[bad_idx].tolist(), pa.string()),
             "value": pa.array(values[bad_idx].tolist(), pa.string()),
-            "origin": pa.repeat(pa.scalar(origin, pa.string()), len(bad_idx)),
+            "origin": pa.repeat(pa.scalar(origin, pa.string()), len(bad_idx))
+            if isinstance(origin, str) else origin.take(pa.array(bad_idx)).cast(pa.string()),
             "record": pa.array(records, pa.string()),
         }, schema=REJECT_SCHEMA)
         keep = pa.array(np.flatnonzero(~any_bad))

@@ -9,12 +9,16 @@ connector: ``decode_lines`` turns a file into UTF-8 with each undecodable line r
 from __future__ import annotations
 
 import codecs
+import io
 import json
+from collections.abc import Sequence
+from typing import Any
 
 import numpy as np
 import pyarrow as pa
+import pyarrow.json as pajson
 
-from tarmac.ingest.base import Reject
+from tarmac.ingest.base import Reject, records_table
 
 
 def decode_lines(raw: bytes, origin: str, encoding: str) -> tuple[bytes, list[Reject]]:
@@ -41,22 +45,29 @@ def decode_lines(raw: bytes, origin: str, encoding: str) -> tuple[bytes, list[Re
     return b"\n".join(lines), rejects
 
 
+def _object_lines(raw: bytes) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """Per line of non-empty ``raw``: start, end (exclusive, before the newline), whether it is
+    blank, whether it can be a JSON object (first byte ``{``, last ``}``); numpy over bytes."""
+    b = np.frombuffer(raw, dtype=np.uint8)
+    ends = np.flatnonzero(b == ord("\n"))
+    if ends.size == 0 or ends[-1] != b.size - 1:
+        ends = np.append(ends, b.size)
+    starts = np.r_[0, ends[:-1] + 1]
+    nonblank = (ends - starts) > 0
+    last = np.where(nonblank, b[np.maximum(ends - 1, 0)], 0)
+    last = np.where(last == ord("\r"), b[np.maximum(ends - 2, 0)], last)
+    first = b[np.minimum(starts, b.size - 1)]
+    valid = nonblank & (first == ord("{")) & (last == ord("}"))
+    return starts, ends, nonblank, valid
+
+
 def split_json_lines(raw: bytes, origin: str) -> tuple[bytes, list[Reject]]:
     """Drop lines that cannot be JSON objects (first byte not ``{`` or last not ``}``), found
     with numpy over the bytes; returns the rest and a ``Reject`` per dropped line."""
     if not raw.strip():
         return b"", []
     b = np.frombuffer(raw, dtype=np.uint8)
-    ends = np.flatnonzero(b == ord("\n"))
-    if ends.size == 0 or ends[-1] != b.size - 1:
-        ends = np.append(ends, b.size)
-    starts = np.r_[0, ends[:-1] + 1]
-    lengths = ends - starts
-    nonblank = lengths > 0
-    last = np.where(nonblank, b[np.maximum(ends - 1, 0)], 0)
-    last = np.where(last == ord("\r"), b[np.maximum(ends - 2, 0)], last)
-    first = b[np.minimum(starts, b.size - 1)]
-    valid = nonblank & (first == ord("{")) & (last == ord("}"))
+    starts, ends, nonblank, valid = _object_lines(raw)
     bad = np.flatnonzero(nonblank & ~valid)
     rejects = [Reject(f"{origin}:{i + 1}", "not a JSON object (broken or truncated line)",
                       raw[starts[i]:ends[i]].decode("utf-8", "replace")) for i in bad]
@@ -97,3 +108,61 @@ def concat_tables(tables: list[pa.Table]) -> pa.Table:
         fixed = [t.cast(pa.schema([(f.name, pa.string() if f.name in mixed else f.type)
                                    for f in t.schema])) for t in tables]
         return pa.concat_tables(fixed, promote_options="permissive")
+
+
+def json_values(values: Sequence[bytes]) -> tuple[pa.Table, np.ndarray, list[tuple[int, str]]]:
+    """Records that are one JSON object each (a stream's message values) as one table.
+
+    Returns the table, the index of the value each row came from, and ``(index, reason)`` for
+    every value that is not UTF-8, not JSON or not an object. Arrow's JSON reader parses the
+    batch in one call; a batch it cannot read whole (a broken value, types that change between
+    records) is parsed value by value, and its columns unified like ``records_table``.
+    """
+    if not values:
+        return pa.table({}), np.zeros(0, dtype=np.int64), []
+    vals = list(values)
+    bad: dict[int, str] = {}
+    joined = b"\n".join(vals)
+    if joined.count(b"\n") != len(vals) - 1:  # a value spread over lines: made one line
+        for i, v in enumerate(vals):
+            if b"\n" in v:
+                try:
+                    vals[i] = json.dumps(json.loads(v), ensure_ascii=False,
+                                         separators=(",", ":")).encode("utf-8")
+                except (ValueError, UnicodeDecodeError) as exc:
+                    bad[i], vals[i] = f"not valid JSON ({exc})", b""
+        joined = b"\n".join(vals)
+    text, undecodable = decode_lines(joined, "", "utf-8")
+    for r in undecodable:
+        bad[int(r.origin.rsplit(":", 1)[1]) - 1] = "not valid UTF-8" + r.reason[
+            r.reason.index(" (byte"):]
+    starts, ends, nonblank, valid = _object_lines(text) if text else (
+        np.zeros(1, np.int64), np.zeros(1, np.int64), np.zeros(1, bool), np.zeros(1, bool))
+    for j in np.flatnonzero(~valid[: len(vals)]).tolist():
+        bad.setdefault(j, "not a JSON object" if nonblank[j] else "empty value")
+    keep = np.array(sorted(set(range(len(vals))) - set(bad)), dtype=np.int64)
+    if keep.size == 0:
+        return pa.table({}), keep, sorted(bad.items())
+    body = b"\n".join(text[starts[i]:ends[i]] for i in keep) + b"\n"
+    try:
+        table = pajson.read_json(io.BytesIO(body),
+                                 read_options=pajson.ReadOptions(block_size=max(1 << 20,
+                                                                                len(body) + 1)))
+        if table.num_rows == keep.size:
+            return flatten_nested(table), keep, sorted(bad.items())
+    except pa.ArrowInvalid:
+        pass
+    rows: list[dict[str, Any]] = []
+    kept: list[int] = []
+    for i in keep:  # the slow path, only for a batch Arrow could not read whole
+        try:
+            value = json.loads(text[starts[i]:ends[i]])
+        except ValueError as exc:
+            bad[int(i)] = f"not valid JSON ({exc})"
+            continue
+        if isinstance(value, dict):
+            rows.append(value)
+            kept.append(int(i))
+        else:
+            bad[int(i)] = "not a JSON object"
+    return records_table(rows), np.array(kept, dtype=np.int64), sorted(bad.items())

@@ -21,6 +21,7 @@ from tarmac.streams.log import (
     Delivered,
     JsonSerializer,
     Message,
+    PartitionReader,
     Record,
     Serializer,
     StreamLog,
@@ -31,6 +32,6 @@ from tarmac.streams.log import (
     partition_for,
 )
 
-__all__ = ["JSON", "Delivered", "JsonSerializer", "Message", "Record", "Serializer",
-           "StreamLog", "TopicInfo", "decode_json", "encode_json", "open_stream_log",
+__all__ = ["JSON", "Delivered", "JsonSerializer", "Message", "PartitionReader", "Record",
+           "Serializer", "StreamLog", "TopicInfo", "decode_json", "encode_json", "open_stream_log",
            "parse_jsonl", "partition_for"]

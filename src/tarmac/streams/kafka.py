@@ -65,6 +65,7 @@ from tarmac.streams.log import (
     Delivered,
     KeyOf,
     Message,
+    PartitionReader,
     Produced,
     StreamLog,
     TopicInfo,
@@ -509,6 +510,12 @@ class KafkaStreamLog(StreamLog):
                                   "next one to be written")
         self._positions[(group, topic, partition)] = offset
 
+    def reader(self, topic: str, positions: Mapping[int, int]) -> PartitionReader:
+        """One consumer assigned to the partitions at their offsets (no group membership:
+        the sink's positions live in the lake), fetching continuously."""
+        self._partition_count(topic)
+        return _KafkaReader(self, topic, positions)
+
     # --- maintenance ---------------------------------------------------------------------------
     def apply_retention(self, now: datetime | None = None) -> int:
         """Nothing to do: the brokers delete old segments by the topics' ``retention.ms``."""
@@ -526,6 +533,66 @@ class KafkaStreamLog(StreamLog):
                 with contextlib.suppress(KafkaException, RuntimeError):
                     consumer.close()
             self._consumers.clear()
+
+
+class _KafkaReader(PartitionReader):
+    """A ``PartitionReader`` over one assigned consumer (``incremental_assign``)."""
+
+    def __init__(self, log: KafkaStreamLog, topic: str, positions: Mapping[int, int]) -> None:
+        super().__init__(log, topic, {})
+        self.kafka = log
+        self.consumer = log._consumer(f"tarmac-sink-{uuid.uuid4().hex[:12]}")
+        for p, o in positions.items():
+            self.seek(p, o)
+
+    def seek(self, partition: int, offset: int) -> None:
+        tp = TopicPartition(self.topic, partition, offset)
+        try:
+            if partition in self.positions:
+                self.consumer.incremental_unassign([TopicPartition(self.topic, partition)])
+            self.consumer.incremental_assign([tp])
+        except KafkaException as exc:
+            raise self.kafka._unavailable(exc) from None
+        self.positions[partition] = offset
+
+    def release(self, partition: int) -> None:
+        if partition in self.positions:
+            with contextlib.suppress(KafkaException):
+                self.consumer.incremental_unassign([TopicPartition(self.topic, partition)])
+        super().release(partition)
+
+    def poll(self, max_records: int, timeout: float = 0.0) -> list[Message]:
+        if not self.positions:
+            return []
+        deadline = time.monotonic() + timeout
+        out: list[Message] = []
+        while len(out) < max_records:
+            remaining = deadline - time.monotonic()
+            try:
+                batch = self.consumer.consume(num_messages=min(max_records - len(out), 10_000),
+                                              timeout=max(0.0, min(remaining, 0.1)) if not out
+                                              else 0)
+            except KafkaException as exc:
+                raise self.kafka._unavailable(exc) from None
+            for msg in batch:
+                err = msg.error()
+                if err is not None:
+                    if err.code() == KafkaError._PARTITION_EOF:
+                        continue
+                    raise self.kafka._unavailable(err.str())
+                p, offset = msg.partition(), msg.offset()
+                if p not in self.positions or offset is None or offset < self.positions[p]:
+                    continue  # a fetch from before a seek or a release
+                out.append(self.kafka._message(msg))
+                self.positions[p] = offset + 1
+            if not batch and (out or time.monotonic() >= deadline):
+                break
+        return out
+
+    def close(self) -> None:
+        with contextlib.suppress(KafkaException, RuntimeError):
+            self.consumer.close()
+        super().close()
 
 
 __all__ = ["KafkaStreamLog", "settings_from_env"]

@@ -224,6 +224,11 @@ class StreamLog(ABC):
         out.sort(key=lambda m: (m.timestamp, m.partition, m.offset))
         return out[:n] if from_beginning else out[max(0, len(out) - n):]
 
+    def reader(self, topic: str, positions: Mapping[int, int]) -> PartitionReader:
+        """A reader of some partitions of ``topic``, each from a given next offset, outside any
+        consumer group (the stream sink keeps its positions in the lake, not in the log)."""
+        return PartitionReader(self, topic, positions)
+
     # maintenance
     @abstractmethod
     def apply_retention(self, now: datetime | None = None) -> int:
@@ -327,6 +332,60 @@ class StreamLog(ABC):
                                  "nothing was produced")
             out.append((_key_bytes(k), value, ts or timestamp))
         return out
+
+
+class PartitionReader:
+    """Reads assigned partitions of one topic from given offsets, in offset order per
+    partition, sharing ``max_records`` among them. This default reads through ``StreamLog.read``
+    (one indexed range read per partition and poll); a backend with its own fetch session (a
+    Kafka consumer) overrides it."""
+
+    def __init__(self, log: StreamLog, topic: str, positions: Mapping[int, int]) -> None:
+        self.log = log
+        self.topic = topic
+        self.positions = dict(positions)
+        self._first = 0
+
+    def seek(self, partition: int, offset: int) -> None:
+        """Read ``partition`` from ``offset`` next (or start reading it)."""
+        self.positions[partition] = offset
+
+    def release(self, partition: int) -> None:
+        """Stop reading ``partition``."""
+        self.positions.pop(partition, None)
+
+    def poll(self, max_records: int, timeout: float = 0.0) -> list[Message]:
+        """Up to ``max_records`` messages past the positions (which advance), waiting up to
+        ``timeout`` seconds for the first."""
+        import time
+
+        deadline = time.monotonic() + timeout
+        while True:
+            out = self._once(max_records)
+            if out or time.monotonic() >= deadline or not self.positions:
+                return out
+            time.sleep(min(0.02, max(0.0, deadline - time.monotonic())))
+
+    def _once(self, max_records: int) -> list[Message]:
+        parts = sorted(self.positions)
+        if not parts:
+            return []
+        order = parts[self._first % len(parts):] + parts[:self._first % len(parts)]
+        self._first += 1
+        share = max(1, -(-max_records // len(parts)))
+        out: list[Message] = []
+        for p in order:
+            room = min(share, max_records - len(out))
+            if room <= 0:
+                break
+            got = self.log.read(self.topic, p, from_offset=self.positions[p], limit=room)
+            if got:
+                self.positions[p] = got[-1].offset + 1
+                out.extend(got)
+        return out
+
+    def close(self) -> None:
+        self.positions.clear()
 
 
 def _key_bytes(key: Any) -> bytes | None:
