@@ -209,6 +209,10 @@ class StreamLog(ABC):
     def end_offsets(self, topic: str) -> list[int]:
         """The next offset to be written, per partition."""
 
+    def start_offsets(self, topic: str) -> list[int]:
+        """The first offset still held, per partition (retention deletes a prefix)."""
+        return [self._bounds(topic, p)[0] for p in range(self._partition_count(topic))]
+
     def tail(self, topic: str, n: int = 10, *, from_beginning: bool = False) -> list[Message]:
         """Read without committing: the last ``n`` messages of ``topic`` (or, with
         ``from_beginning``, the first ``n`` from the earliest held), across partitions in

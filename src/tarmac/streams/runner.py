@@ -169,7 +169,7 @@ class _Source:
         self.name = name
         self.spec = spec
         log_ = runner.log
-        self.partitions = log_.topic(spec.topic).partitions
+        self.partitions = len(log_.end_offsets(spec.topic))
         self.sink = StreamSink(runner.project, name, log=log_, runner_id=runner.id).open()
         self.report = SourceReport(name, self.sink.table)
         self.leases = _Leases(runner.project.root / ".tarmac" / "streams" / "leases" / name,
@@ -193,8 +193,7 @@ class _Source:
         self.next_balance = time.monotonic() + self.runner.rebalance_every
 
     def _seek(self, p: int) -> None:
-        info = self.runner.log.topic(self.spec.topic)
-        start = info.start_offsets[p]
+        start = self.runner.log.start_offsets(self.spec.topic)[p]
         pos = self.sink.position(p)
         if pos is not None and pos < start:
             lost = start - pos
@@ -206,7 +205,7 @@ class _Source:
         self.expected[p] = pos  # the commit fence: the lake must still be there
         self.reader.seek(p, start if pos is None else max(pos, start))
         if self.runner.once:
-            self.ends[p] = info.end_offsets[p]
+            self.ends[p] = self.runner.log.end_offsets(self.spec.topic)[p]
 
     def reseek(self) -> None:
         """After a failure: read every held partition again from where the lake stands."""
