@@ -140,10 +140,13 @@ def json_values(values: Sequence[bytes]) -> tuple[pa.Table, np.ndarray, list[tup
         np.zeros(1, np.int64), np.zeros(1, np.int64), np.zeros(1, bool), np.zeros(1, bool))
     for j in np.flatnonzero(~valid[: len(vals)]).tolist():
         bad.setdefault(j, "not a JSON object" if nonblank[j] else "empty value")
-    keep = np.array(sorted(set(range(len(vals))) - set(bad)), dtype=np.int64)
+    ok = np.ones(len(vals), dtype=bool)
+    ok[list(bad)] = False
+    keep = np.flatnonzero(ok)
     if keep.size == 0:
         return pa.table({}), keep, sorted(bad.items())
-    body = b"\n".join(text[starts[i]:ends[i]] for i in keep) + b"\n"
+    body = text + b"\n" if keep.size == len(vals) else \
+        b"\n".join(text[starts[i]:ends[i]] for i in keep) + b"\n"
     try:
         table = pajson.read_json(io.BytesIO(body),
                                  read_options=pajson.ReadOptions(block_size=max(1 << 20,

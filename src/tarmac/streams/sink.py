@@ -152,6 +152,7 @@ class StreamSink:
         self.contract: Contract | None = None
         self._marks: dict[int, int] = {}  # partition -> newest event time committed (us)
         self._recent: dict[Any, int] = {}  # primary key -> event time (us), lateness horizon
+        self._evict_at = 10_000
         self._opened = False
         self._parts = np.zeros(0, dtype=np.int64)  # the partition of each message of a batch
 
@@ -248,8 +249,9 @@ class StreamSink:
             nxt[int(p)] = int(offs[parts == p].max()) + 1
         if expected is not None:
             self._fence(expected, nxt)
-        origins = pa.array([f"{self.topic}/{m.partition}@{m.offset}" for m in messages],
-                           pa.string())
+        origins = pc.binary_join_element_wise(
+            f"{self.topic}/", pa.array(parts).cast(pa.string()), "@",
+            pa.array(offs).cast(pa.string()), "")
         table, index, bad = json_values([m.value for m in messages])
         rejects = [self._reject_table(
             [r for _, r in bad], origins.take(pa.array([i for i, _ in bad], pa.int64())),
@@ -370,9 +372,11 @@ class StreamSink:
         if not keys or not rows.num_rows:
             return rows, row_msg
         values = _key_values(rows, keys)
+        recent = self._recent
+        if recent.keys().isdisjoint(values) and len(set(values)) == len(values):
+            return rows, row_msg  # the usual case, decided by set operations in C
         seen: set[Any] = set()
         keep = np.ones(len(values), dtype=bool)
-        recent = self._recent
         for i, k in enumerate(values):
             if k in recent or k in seen:
                 keep[i] = False
@@ -486,9 +490,10 @@ class StreamSink:
             ts = to_micros(rows[column])
             self._recent.update(zip(values, ts.tolist(), strict=True))
             watermark = min(self._marks.values()) if self._marks else None
-            if watermark is not None and len(self._recent) > 10_000:
+            if watermark is not None and len(self._recent) > self._evict_at:
                 floor = watermark - _us(self.lateness) - _us(self.max_future)
                 self._recent = {k: t for k, t in self._recent.items() if t >= floor}
+                self._evict_at = max(10_000, 2 * len(self._recent))  # amortised
 
 
 def _key_values(table: pa.Table, keys: Sequence[str]) -> list[Any]:
