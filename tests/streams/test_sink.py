@@ -176,3 +176,51 @@ def test_a_topic_that_does_not_exist_is_a_clear_error(tmp_path: Path) -> None:
     with pytest.raises(tarmac.errors.TopicNotFoundError, match="nowhere"):
         StreamRunner(p, once=True).run()
     p.close()
+
+
+def test_a_log_down_at_start_is_retried_then_a_clear_error_and_exit_code(tmp_path: Path) -> None:
+    root = tmp_path / "proj"
+    make_project(root).close()
+    text = (root / "tarmac.yaml").read_text().replace("streams: embedded",
+                                                      "streams: redis://127.0.0.1:1/0")
+    (root / "tarmac.yaml").write_text(text + SOURCE)
+    res = CliRunner().invoke(app, ["--project", str(root), "stream", "run", "--once",
+                                   "--connect-timeout", "1"])
+    assert res.exit_code == 2, res.output
+    assert "retrying in" in res.output and "gave up after 1s of retries" in res.output
+
+
+def test_a_log_lost_mid_run_is_retried_and_nothing_is_lost(
+        p: Project, monkeypatch: pytest.MonkeyPatch) -> None:
+    from tarmac.errors import BackendUnavailableError
+    from tarmac.streams import PartitionReader
+
+    p.streams.produce("clicks", [_event(i) for i in range(30)], key="event_id")
+    real = PartitionReader.poll
+    failures = [2]
+
+    def flaky(self: PartitionReader, max_records: int, timeout: float = 0.0) -> list:
+        got = real(self, max_records, timeout)
+        if got and failures[0]:  # read, then the connection drops before the batch is whole
+            failures[0] -= 1
+            raise BackendUnavailableError("Redis at 127.0.0.1:6379: Connection reset by peer")
+        return got
+
+    monkeypatch.setattr(PartitionReader, "poll", flaky)
+    report = StreamRunner(p, once=True, max_records=10, backoff=0.01).run()["clicks"]
+    assert report.rows_loaded == 30 and report.messages == 30
+    assert sum("Connection reset" in e for e in report.errors) == 2
+    assert p.sql("SELECT count(*) AS n FROM clicks")["n"][0].as_py() == 30
+
+
+def test_the_runner_exports_its_metrics(p: Project) -> None:
+    from prometheus_client import CollectorRegistry, generate_latest
+
+    p.streams.produce("clicks", [_event(i) for i in range(25)] + [b"junk"], key="event_id")
+    registry = CollectorRegistry()
+    StreamRunner(p, once=True, registry=registry).run()
+    text = generate_latest(registry).decode()
+    assert 'tarmac_stream_messages_total{outcome="loaded",source="clicks"} 25.0' in text
+    assert 'tarmac_stream_messages_total{outcome="quarantined",source="clicks"} 1.0' in text
+    assert 'tarmac_stream_lag{partition="0",source="clicks"} 0.0' in text
+    assert 'tarmac_stream_commit_seconds_count{source="clicks"}' in text

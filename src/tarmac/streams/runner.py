@@ -237,7 +237,7 @@ class StreamRunner:
                  once: bool = False, max_records: int = 10_000, linger: float = 0.5,
                  hooks: Iterable[Hook] = (), registry: CollectorRegistry | None = None,
                  log: StreamLog | None = None, rebalance_every: float = 2.0,
-                 retention_every: float = 60.0) -> None:
+                 retention_every: float = 60.0, backoff: float = 0.5) -> None:
         if max_records < 1:
             raise UsageError(f"max_records must be at least 1 (got {max_records})")
         self.project = project
@@ -254,6 +254,7 @@ class StreamRunner:
         self.hooks = list(hooks)
         self.rebalance_every = rebalance_every
         self.retention_every = retention_every
+        self.backoff = backoff  # the first wait after a failure; doubled up to 30 s
         self.id = uuid.uuid4().hex[:12]
         self.log = log or project.streams
         self.metrics = _Metrics(registry) if registry is not None else None
@@ -305,7 +306,7 @@ class StreamRunner:
                         self._process(src, batch)
                     backoff = 0.0
                 except (BackendUnavailableError, WriteConflictError) as exc:
-                    backoff = min(max(0.5, backoff * 2), 30.0)
+                    backoff = min(max(self.backoff, backoff * 2), 30.0)
                     src.report.errors.append(exc.message)
                     log.warning("stream %s: %s; retrying in %.1fs", src.name, exc.message,
                                 backoff)
