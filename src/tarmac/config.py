@@ -343,6 +343,10 @@ class PredictionLogConfig(BaseModel):
     max_pending_mb: float = Field(default=256.0, gt=0)
     # how often the background flusher commits to the predictions table
     flush_every_s: float = Field(default=1.0, gt=0)
+    # a topic of the project's stream log: the flusher publishes every prediction there
+    # (other systems subscribe) and `tarmac stream run` sinks the topic into the predictions
+    # table exactly once, as the stream source 'predictions' (docs/prediction-log.md)
+    topic: str | None = Field(default=None, min_length=1, max_length=200)
 
 class ServingConfig(BaseModel):
     """``serving:``: the model server's settings."""

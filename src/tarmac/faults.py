@@ -42,6 +42,9 @@ POINTS: dict[str, str] = {
                      "(context: path, size); raise OSError(ENOSPC) here to simulate a full disk",
     "predlog.before_commit": "before a prediction-log flush commits a segment's records to the "
                              "predictions table (context: segment, rows)",
+    "predlog.after_publish": "after a prediction-log segment's records were produced to the "
+                             "topic, before the published count is noted (context: segment, "
+                             "records)",
     "predlog.after_commit": "after a prediction-log flush's Delta commit, before the log notes it "
                             "or deletes the segment (context: segment, version)",
 }

@@ -157,15 +157,15 @@ def json_values(values: Sequence[bytes]) -> tuple[pa.Table, np.ndarray, list[tup
         pass
     rows: list[dict[str, Any]] = []
     kept: list[int] = []
-    for i in keep:  # the slow path, only for a batch Arrow could not read whole
+    for k in keep.tolist():  # the slow path, only for a batch Arrow could not read whole
         try:
-            value = json.loads(text[starts[i]:ends[i]])
+            value = json.loads(text[starts[k]:ends[k]])
         except ValueError as exc:
-            bad[int(i)] = f"not valid JSON ({exc})"
+            bad[k] = f"not valid JSON ({exc})"
             continue
         if isinstance(value, dict):
             rows.append(value)
-            kept.append(int(i))
+            kept.append(k)
         else:
-            bad[int(i)] = "not a JSON object"
+            bad[k] = "not a JSON object"
     return records_table(rows), np.array(kept, dtype=np.int64), sorted(bad.items())

@@ -48,7 +48,7 @@ from tarmac.catalog import now_us
 from tarmac.errors import BackendUnavailableError, TarmacError, UsageError, WriteConflictError
 from tarmac.ingest.spec import StreamSource
 from tarmac.streams.log import PartitionReader, StreamLog
-from tarmac.streams.sink import SinkBatch, StreamSink, stream_source, to_micros
+from tarmac.streams.sink import SinkBatch, StreamSink, stream_source, stream_sources, to_micros
 
 if TYPE_CHECKING:
     from prometheus_client import CollectorRegistry
@@ -241,8 +241,7 @@ class StreamRunner:
         if max_records < 1:
             raise UsageError(f"max_records must be at least 1 (got {max_records})")
         self.project = project
-        declared = [n for n, s in project.sources.items() if isinstance(s, StreamSource)]
-        names = list(sources) if sources else declared
+        names = list(sources) if sources else list(stream_sources(project))
         if not names:
             raise UsageError("no stream sources to run",
                              hint="declare one in tarmac.yaml: sources: {clicks: {type: stream, "

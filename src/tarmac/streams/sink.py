@@ -70,7 +70,7 @@ if TYPE_CHECKING:
 
     from tarmac.project import Project
 
-__all__ = ["SinkBatch", "StreamSink", "app_id", "stream_source"]
+__all__ = ["PREDICTIONS", "SinkBatch", "StreamSink", "app_id", "stream_source", "stream_sources"]
 
 ACTION = "stream.commit"
 
@@ -80,9 +80,39 @@ def app_id(source: str, topic: str, partition: int) -> str:
     return f"tarmac.stream/{source}/{topic}/{partition}"
 
 
+PREDICTIONS = "predictions"
+# the predictions table's columns (tarmac.serving.predlog.SCHEMA; a test holds them equal)
+_PREDICTION_COLUMNS = {
+    "id": "string", "request_id": "string", "time": "timestamp", "endpoint": "string",
+    "model": "string", "version": "int", "role": "string", "shadow": "bool",
+    "features": "string", "feature_times": "string", "feature_status": "string",
+    "request": "string", "score": "float", "label": "string", "latency_ms": "float",
+    "error": "string"}
+
+
+def stream_sources(project: Project) -> dict[str, StreamSource]:
+    """The ``type: stream`` sources: those declared in ``tarmac.yaml``, and ``predictions``
+    when ``serving.prediction_log.topic`` publishes the prediction log to a topic."""
+    out = {n: s for n, s in project.sources.items() if isinstance(s, StreamSource)}
+    topic = project.config.serving.prediction_log.topic
+    if topic is not None:
+        if PREDICTIONS in project.sources:
+            raise ConfigError(f"tarmac.yaml: key 'sources.{PREDICTIONS}': the name is taken by "
+                              "the prediction log's stream (serving.prediction_log.topic)",
+                              hint="rename the source")
+        out[PREDICTIONS] = StreamSource.model_validate({
+            "type": "stream", "topic": topic, "table": PREDICTIONS, "primary_key": ["id"],
+            "timestamp": "time", "allowed_lateness": "7d", "max_future": "1h",
+            "on_schema_change": "quarantine", "columns": {
+                c: {"type": t, "required": c in ("id", "time")}
+                for c, t in _PREDICTION_COLUMNS.items()},
+            "description": "every prediction the model server answered"})
+    return out
+
+
 def stream_source(project: Project, source: str) -> StreamSource:
-    """The declared ``type: stream`` source ``source`` (a clear error for anything else)."""
-    sources = project.sources
+    """The ``type: stream`` source ``source`` (a clear error for anything else)."""
+    sources = {**project.sources, **stream_sources(project)}
     spec = sources.get(source)
     if spec is None:
         streams = sorted(n for n, s in sources.items() if isinstance(s, StreamSource))

@@ -10,8 +10,7 @@ from tarmac.catalog import sources as state_store
 from tarmac.catalog.records import to_datetime
 from tarmac.errors import TopicNotFoundError
 from tarmac.ingest import quarantine
-from tarmac.ingest.spec import StreamSource
-from tarmac.streams.sink import StreamSink
+from tarmac.streams.sink import StreamSink, stream_sources
 
 if TYPE_CHECKING:
     from tarmac.project import Project
@@ -20,9 +19,7 @@ if TYPE_CHECKING:
 def stream_status(project: Project) -> list[dict[str, Any]]:
     """One row per (stream source, partition); a topic not created yet gives one row."""
     rows: list[dict[str, Any]] = []
-    for name, spec in sorted(project.sources.items()):
-        if not isinstance(spec, StreamSource):
-            continue
+    for name, spec in sorted(stream_sources(project).items()):
         sink = StreamSink(project, name)
         states = {s.stream: s for s in state_store.stream_states(project.catalog, name)}
         bad = _quarantined(project, name)

@@ -17,8 +17,9 @@ from typing import TYPE_CHECKING, Any, Literal
 
 from tarmac import faults
 from tarmac.errors import TarmacError, UsageError
+from tarmac.serving.predlog import _publish as publish
 from tarmac.serving.predlog import _segment as seg
-from tarmac.serving.predlog._commit import TABLE, commit_segment, committed_count
+from tarmac.serving.predlog._commit import TABLE, Committed, commit_segment, committed_count
 from tarmac.serving.predlog._record import PredictionRecord, encode
 
 if TYPE_CHECKING:
@@ -95,7 +96,7 @@ class PredictionLog:
                  fsync: FsyncPolicy = "batch", max_pending_bytes: int = DEFAULT_MAX_PENDING,
                  flush_every_s: float = 1.0, sync_every_ms: float = 50.0,
                  segment_bytes: int = 16 * 1024 * 1024, segment_age_s: float = 300.0,
-                 table: str = TABLE) -> None:
+                 table: str = TABLE, topic: str | None = None) -> None:
         if fsync not in FSYNC_POLICIES:
             raise UsageError(f"prediction log fsync policy {fsync!r} is not one of "
                              f"{', '.join(FSYNC_POLICIES)}")
@@ -107,6 +108,7 @@ class PredictionLog:
         self.project = project
         self.directory = directory or project.root / ".tarmac" / "predictions"
         self.fsync, self.table = fsync, table
+        self.topic = topic  # publish to this stream topic instead of committing to the lake
         self.max_pending_bytes, self.flush_every_s = max_pending_bytes, flush_every_s
         self.sync_every_s, self.segment_bytes = sync_every_ms / 1000, segment_bytes
         self.segment_age_s = segment_age_s
@@ -137,7 +139,7 @@ class PredictionLog:
         settings: dict[str, Any] = {
             "fsync": cfg.fsync, "sync_every_ms": cfg.sync_every_ms,
             "max_pending_bytes": int(cfg.max_pending_mb * 1024 * 1024),
-            "flush_every_s": cfg.flush_every_s}
+            "flush_every_s": cfg.flush_every_s, "topic": cfg.topic}
         return cls(project, **(settings | overrides))
 
     # -- lifecycle ---------------------------------------------------------------------------
@@ -337,8 +339,7 @@ class PredictionLog:
             if frames.torn or len(frames.payloads) != records - s.committed_records:
                 raise LogUnavailable(f"segment {s.path} does not hold the {records} records "
                                      "this process wrote to it (changed on disk?)")
-            commit_segment(self._lake_for_flush(), seg.segment_id(s.path), frames.payloads,
-                           records, self.table)
+            self._commit(seg.segment_id(s.path), frames.payloads, records)
             n = records - s.committed_records
             with self._lock:
                 s.committed_bytes, s.committed_records = size, records
@@ -353,6 +354,7 @@ class PredictionLog:
                 del self._segments[s.seq]
                 with contextlib.suppress(FileNotFoundError):
                     os.unlink(s.path)
+                publish.forget(self.directory, seg.segment_id(s.path))
         return n
 
     def recover(self) -> int:
@@ -383,15 +385,22 @@ class PredictionLog:
                 fh.truncate(frames.end)
                 if self.fsync != "never":
                     os.fsync(fh.fileno())
-        lake = self._lake_for_flush()
         sid = seg.segment_id(path)
-        done = committed_count(lake, sid, self.table)
-        result = commit_segment(lake, sid, frames.payloads[done:], len(frames.payloads),
-                                self.table)
+        done = publish.published_count(self.directory, sid) if self.topic else \
+            committed_count(self._lake_for_flush(), sid, self.table)
+        result = self._commit(sid, frames.payloads[done:], len(frames.payloads))
         with self._lock:
             self._recovered += result.rows
         os.unlink(path)
+        publish.forget(self.directory, sid)
         return result.rows
+
+    def _commit(self, segment: str, payloads: list[bytes], total: int) -> Committed:
+        """Records of a segment into the table, or published to the topic (``topic``)."""
+        if self.topic is not None:
+            return publish.publish_segment(self.project.streams, self.topic, self.directory,
+                                           segment, payloads, total)
+        return commit_segment(self._lake_for_flush(), segment, payloads, total, self.table)
 
     def _lake_for_flush(self) -> Lake:
         """The flusher's own Lake over the project's storage (its cached table snapshots are
