@@ -19,7 +19,7 @@ Example::
 
 from __future__ import annotations
 
-from tarmac.monitoring.drift import (
+from tarmac.monitoring._drift import (
     EFFECT_CLASSES,
     MIN_ROWS,
     THRESHOLDS,

@@ -15,7 +15,7 @@ import numpy as np
 from tarmac.profile import Histogram, TopK
 
 if TYPE_CHECKING:
-    from tarmac.monitoring.drift import ColumnDrift, DriftReport
+    from tarmac.monitoring._drift import ColumnDrift, DriftReport
 
 _HEAD = ("column", "kind", "test", "statistic", "p adj.", "effect", "size", "class", "verdict",
          "n ref", "n cur", "null ref → cur")

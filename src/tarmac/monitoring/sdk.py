@@ -12,8 +12,8 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
-from tarmac.monitoring.drift import DriftReport
-from tarmac.monitoring.drift import drift as _drift
+from tarmac.monitoring._drift import DriftReport
+from tarmac.monitoring._drift import drift as _drift
 
 if TYPE_CHECKING:
     from tarmac.project import Project

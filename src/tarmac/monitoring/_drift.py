@@ -19,9 +19,9 @@ from __future__ import annotations
 
 import math
 import os
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING, Any, Literal, cast
 
 import numpy as np
@@ -137,7 +137,7 @@ class DriftReport:
         raise KeyError(f"no column {column!r} in the report; columns: "
                        f"{', '.join(c.column for c in self.columns) or 'none'}")
 
-    def __iter__(self) -> Any:
+    def __iter__(self) -> Iterator[ColumnDrift]:
         return iter(self.columns)
 
     def __len__(self) -> int:
@@ -433,8 +433,7 @@ def _verdict(pending: _Pending, p_adjusted: float | None, alpha: float, min_effe
     else:
         verdict = "drifted"
         reason = f"significant (adjusted p {_p(p_adjusted)} < {alpha:g}) and {effect}"
-    return ColumnDrift(**{**{f: getattr(row, f) for f in ColumnDrift.__dataclass_fields__},
-                          "p_adjusted": p_adjusted, "verdict": verdict, "reason": reason})
+    return replace(row, p_adjusted=p_adjusted, verdict=verdict, reason=reason)
 
 
 def _label(effect: str) -> str:
