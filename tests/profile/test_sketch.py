@@ -9,6 +9,7 @@ import pyarrow as pa
 import pytest
 
 from tarmac.profile import SKETCH_TOP_K, Histogram, TableProfile, TopK, profile, sketch_column
+from tarmac.profile.sketch import hash_counts
 
 
 def test_numeric_grid_is_the_references_percentiles_and_counts_match_numpy() -> None:
@@ -75,9 +76,28 @@ def test_a_hundred_thousand_distinct_values_keep_the_top_k_and_count_the_rest() 
     top = ref.sketch
     assert isinstance(top, TopK) and not top.complete and len(top.values) == SKETCH_TOP_K
     assert top.values[0] == ("vip", 500) and top.other == 100_500 - sum(n for _v, n in top.values)
+    # every value in one of 64 hash buckets: about 100,500 / 64 each, "vip" adding 500 to one
+    assert len(top.hashed) == 64 and sum(top.hashed) == 100_500
+    assert 1_250 < sorted(top.hashed)[len(top.hashed) // 2] < 1_900
     live = sketch_column("u", pa.array(["vip", "someone_new"]), against=ref).sketch
     assert isinstance(live, TopK)
     assert live.count("vip") == 1 and live.other == 1 and live.unseen is None  # may be rare
+    assert sum(live.hashed) == 2 and live.hashed == sketch_column(
+        "u", pa.array(["someone_new", "vip"]), against=ref).sketch.hashed  # the same buckets
+
+
+def test_hash_buckets_are_stable_across_processes() -> None:
+    """Stored sketches are compared with windows counted years later: the bucket of a value is
+    a fixed function of its text (not Python's salted ``hash``)."""
+    import subprocess
+    import sys
+
+    code = ("import numpy as np, pyarrow as pa; from tarmac.profile.sketch import hash_counts; "
+            "print(hash_counts(pa.array(['a', 'Zürich', '', 'x' * 300]), np.array([1, 2, 3, 4])))")
+    there = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                           check=True).stdout
+    here = hash_counts(pa.array(["a", "Zürich", "", "x" * 300]), np.array([1, 2, 3, 4]))
+    assert there == f"{here}\n" and sorted(n for n in here if n) == [1, 2, 3, 4]
 
 
 def test_a_column_of_another_kind_than_its_reference_is_refused() -> None:

@@ -35,6 +35,7 @@ from tarmac.monitoring._statistics import (
     adjust,
     chi2_homogeneity,
     decile_groups,
+    is_sparse,
     jensen_shannon,
     ks_binned,
     pool_sparse,
@@ -60,6 +61,8 @@ THRESHOLDS: Mapping[str, tuple[float, float, float]] = {
 }
 #: the fewest non-null values each side needs before a column is tested
 MIN_ROWS = 100
+#: never-seen categories named in a note
+NEW_NAMED = 5
 #: the share of current values beyond the reference's range worth a note (a window of the
 #: same distribution has about 2/n of them)
 NOTE_OUTSIDE = 0.001
@@ -382,31 +385,57 @@ def _numeric(name: str, ref: ColumnStats, grid: Histogram, counted: Histogram, s
 
 def _categorical(name: str, ref: ColumnStats, grid: TopK, counted: TopK, s: _Settings,
                  sizes: dict[str, Any]) -> _Pending:
-    r = np.array([n for _v, n in grid.values] + [grid.other, 0], dtype=np.float64)
-    c = np.array([n for _v, n in counted.values] + [counted.other, counted.unseen or 0],
-                 dtype=np.float64)
-    if grid.complete and len(grid.values) == 1 and c[1:].sum() == 0:
+    if grid.complete and len(grid.values) == 1 and not counted.unseen and not counted.other:
         return _untested(name, "categorical", f"constant: every value is "
                                               f"{grid.values[0][0]!r} in both windows", **sizes)
-    r, c = pool_sparse(r, c)
+    r, c, lumped = _category_table(grid, counted)
+    r, c = pool_sparse(r, c, lumped)
     stat, p, _df = chi2_homogeneity(r, c)
     effect = jensen_shannon(r, c)
     notes = []
     if counted.unseen:
-        shown = ", ".join(f"{v!r} ({_share(n / counted.total)})" for v, n in counted.new)
-        more = counted.unseen > sum(n for _v, n in counted.new)
+        shown = ", ".join(f"{v!r} ({_share(n / counted.total)})"
+                          for v, n in counted.new[:NEW_NAMED])
+        more = counted.unseen > sum(n for _v, n in counted.new[:NEW_NAMED])
         notes.append(f"{_share(counted.unseen / counted.total)} of current values are "
                      f"categories the reference never saw: {shown}{', ...' if more else ''}")
-    if not grid.complete:
-        notes.append(f"high cardinality: the reference's {len(grid.values)} most frequent "
-                     "categories compared, the rest as 'other'")
-    if ref.sketch is None:
+    if not grid.complete and grid.hashed and counted.hashed:
+        notes.append(f"high cardinality: more than {len(grid.values)} categories, tested over "
+                     f"{len(grid.hashed)} hash buckets of every value")
+    elif not grid.complete:
         notes.append(f"coarse reference: a profile without a drift sketch (top "
-                     f"{len(grid.values)} categories)")
+                     f"{len(grid.values)} categories and the rest; the p-value is approximate)")
     return _Pending(ColumnDrift(name, "categorical", "not drifted", "", "chi2", stat, p, None,
                                 "jensen_shannon", effect,
                                 _class(effect, s.thresholds["jensen_shannon"]),
                                 note="; ".join(notes), **sizes))
+
+
+def _category_table(grid: TopK, counted: TopK) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Reference and current counts over the buckets the chi-squared test may use, and which
+    buckets must pool with the sparse ones.
+
+    A complete reference: every category either window has, itemised (the never-seen ones
+    from ``counted.new``; any beyond the listed ones are a lump of values rarer than the last
+    listed, pooled when those are sparse). A high-cardinality reference: its hash buckets, a
+    partition fixed in advance, since its top values were chosen by the very counts under
+    test. A profile stored before sketches: its top values and the rest, approximately."""
+    if grid.complete:
+        new = [n for _v, n in counted.new]
+        lump = (counted.unseen or 0) - sum(new)
+        r = np.array([n for _v, n in grid.values] + [0] * len(new) + [0], dtype=np.float64)
+        c = np.array([n for _v, n in counted.values] + new + [lump], dtype=np.float64)
+        lumped = np.zeros(len(r), dtype=bool)
+        n_ref, n_cur = r.sum(), c.sum()
+        lumped[-1] = bool(new) and is_sparse(new[-1], n_ref, n_cur)
+        return r, c, lumped
+    if grid.hashed and counted.hashed and len(grid.hashed) == len(counted.hashed):
+        r = np.array(grid.hashed, dtype=np.float64)
+        c = np.array(counted.hashed, dtype=np.float64)
+        return r, c, np.zeros(len(r), dtype=bool)
+    r = np.array([n for _v, n in grid.values] + [grid.other], dtype=np.float64)
+    c = np.array([n for _v, n in counted.values] + [counted.other], dtype=np.float64)
+    return r, c, np.zeros(len(r), dtype=bool)
 
 
 def _class(value: float, cuts: tuple[float, float, float]) -> EffectClass:

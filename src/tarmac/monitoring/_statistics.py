@@ -81,16 +81,22 @@ def psi(ref: np.ndarray, cur: np.ndarray, starts: np.ndarray) -> float:
     return float(max(np.sum((q - p) * np.log(q / p)), 0.0))
 
 
-def pool_sparse(ref: np.ndarray, cur: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+def pool_sparse(ref: np.ndarray, cur: np.ndarray,
+                sparse_too: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
     """The buckets of a chi-squared test: empty ones dropped, and those whose expected count
     in either window is below ``MIN_EXPECTED`` pooled into one (itself folded into the
-    smallest other bucket if still too sparse), so the chi-squared approximation holds."""
+    smallest other bucket if still too sparse), so the chi-squared approximation holds.
+
+    Which buckets pool depends only on the two windows' counts added up (the table's margins),
+    which is what keeps the test's level: a rule that looked at one window's counts alone
+    would pick its lucky buckets. ``sparse_too`` marks buckets pooled regardless (a lump of
+    values each known to be sparse)."""
+    forced = np.zeros(len(ref), dtype=bool) if sparse_too is None else sparse_too
     keep = (ref + cur) > 0
-    ref, cur = ref[keep], cur[keep]
+    ref, cur, forced = ref[keep], cur[keep], forced[keep]
     n, m = ref.sum(), cur.sum()
     pooled = ref + cur
-    expected_min = pooled * min(n, m) / (n + m)
-    sparse = expected_min < MIN_EXPECTED
+    sparse = (pooled * min(n, m) / (n + m) < MIN_EXPECTED) | forced
     if not sparse.any() or sparse.all():
         return ref, cur
     r = np.append(ref[~sparse], ref[sparse].sum())
@@ -101,6 +107,11 @@ def pool_sparse(ref: np.ndarray, cur: np.ndarray) -> tuple[np.ndarray, np.ndarra
         c[smallest] += c[-1]
         r, c = r[:-1], c[:-1]
     return r, c
+
+
+def is_sparse(count: float, n: float, m: float) -> bool:
+    """Whether a bucket holding ``count`` values of both windows together would be pooled."""
+    return count * min(n, m) / (n + m) < MIN_EXPECTED
 
 
 def chi2_homogeneity(ref: np.ndarray, cur: np.ndarray) -> tuple[float, float, int]:

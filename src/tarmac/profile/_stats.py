@@ -131,8 +131,11 @@ class TopK:
     complete: bool
     unseen: int | None = None
     #: against a complete reference, the most frequent of the values it never saw (the drift
-    #: sketch lists up to ``NEW_SHOWN``; the DuckDB profile leaves it empty)
+    #: sketch lists up to ``NEW_KEPT``; the DuckDB profile leaves it empty)
     new: tuple[tuple[Scalar, int], ...] = ()
+    #: the drift sketch of a column with more values than it lists: every non-null value
+    #: counted per hash bucket of its text (``tarmac.profile.sketch.hash_counts``)
+    hashed: tuple[int, ...] = ()
 
     def count(self, value: Scalar) -> int:
         """How often ``value`` occurred (0 when it is not listed)."""
@@ -150,6 +153,8 @@ class TopK:
             out["unseen"] = self.unseen
         if self.new:
             out["new"] = [[_value_out(v), n] for v, n in self.new]
+        if self.hashed:
+            out["hashed"] = list(self.hashed)
         return out
 
     @classmethod
@@ -159,7 +164,8 @@ class TopK:
 
         unseen = d.get("unseen")
         return cls(pairs("top"), int(d.get("other", 0)), bool(d.get("complete", False)),
-                   None if unseen is None else int(unseen), pairs("new"))
+                   None if unseen is None else int(unseen), pairs("new"),
+                   tuple(int(n) for n in d.get("hashed", ())))
 
 
 @dataclass(frozen=True)

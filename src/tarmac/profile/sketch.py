@@ -13,8 +13,10 @@ version or a monitor's window, and computed in one pass over each column with Ar
 * **categorical and boolean** columns: a ``TopK`` of the ``SKETCH_TOP_K`` most frequent values
   (ties by value), the rest as ``other``, ``complete`` when it lists every value. A current window
   sketched ``against`` it counts the reference's values in its order; when the reference was
-  complete, values it never saw are ``unseen`` (and the most frequent are named in ``new``),
-  otherwise they count as ``other``.
+  complete, values it never saw are ``unseen`` (and the most frequent, up to ``NEW_KEPT``, are
+  listed in ``new``), otherwise they count as ``other``. A sketch that is not complete (more
+  than ``SKETCH_TOP_K`` values) also counts every value in ``HASH_BUCKETS`` hash buckets
+  (``hashed``), a partition fixed in advance that a drift test can trust.
 
 Counting uses the sorted column (numpy's vectorised sort, then one binary search per edge) and
 Arrow's hash ``value_counts``: no Python runs per row, and a 100,000-distinct-value text column
@@ -46,8 +48,11 @@ from tarmac.profile._stats import ColumnStats, Histogram, Kind, Scalar, TopK
 SKETCH_BINS = 100
 #: categories a categorical sketch lists before counting the rest as ``other``
 SKETCH_TOP_K = 200
-#: how many never-seen values a sketch ``against`` a complete reference names
-NEW_SHOWN = 5
+#: how many never-seen values a sketch ``against`` a complete reference lists, most frequent
+#: first (the drift test itemises them; a report names the first few)
+NEW_KEPT = SKETCH_TOP_K
+#: hash buckets of a high-cardinality (incomplete) categorical sketch
+HASH_BUCKETS = 64
 
 
 def arrow_kind(t: pa.DataType) -> Kind:
@@ -178,12 +183,12 @@ def _categorical(values: pa.ChunkedArray | pa.Array, ref: TopK | None, k: int) -
     counts = counted.field("counts").to_numpy(zero_copy_only=False).astype(np.int64)
     total = int(counts.sum())
     if ref is None:
-        order = pc.sort_indices(pa.table({"n": counts, "v": distinct}),
-                                sort_keys=[("n", "descending"), ("v", "ascending")])
-        top = order.slice(0, k)
-        pairs = tuple(zip(distinct.take(top).to_pylist(), counts[top.to_numpy()].tolist(),
+        top = _ranked(distinct, counts)[:k]
+        pairs = tuple(zip(distinct.take(pa.array(top)).to_pylist(), counts[top].tolist(),
                           strict=True))
-        return TopK(pairs, total - sum(n for _v, n in pairs), len(distinct) <= k)
+        complete = len(distinct) <= k
+        return TopK(pairs, total - sum(n for _v, n in pairs), complete,
+                    hashed=() if complete else hash_counts(distinct, counts))
     listed: list[Scalar] = [v for v, _n in ref.values]
     found = np.zeros(len(listed), dtype=np.int64)
     outside = np.ones(len(distinct), dtype=bool)
@@ -196,12 +201,52 @@ def _categorical(values: pa.ChunkedArray | pa.Array, ref: TopK | None, k: int) -
     pairs = tuple(zip(listed, found.tolist(), strict=True))
     rest = total - int(found.sum())
     if not ref.complete:
-        return TopK(pairs, rest, False, None)
+        return TopK(pairs, rest, False, None, hashed=hash_counts(distinct, counts))
     new: tuple[tuple[Scalar, int], ...] = ()
     if rest:
         unseen_at = np.flatnonzero(outside)
-        unseen_counts = counts[unseen_at]
-        first = unseen_at[np.argsort(-unseen_counts, kind="stable")[:NEW_SHOWN]]
-        new = tuple(zip(distinct.take(pa.array(first)).to_pylist(), counts[first].tolist(),
-                        strict=True))
+        unseen = distinct.take(pa.array(unseen_at))
+        first = _ranked(unseen, counts[unseen_at])[:NEW_KEPT]
+        new = tuple(zip(unseen.take(pa.array(first)).to_pylist(),
+                        counts[unseen_at][first].tolist(), strict=True))
     return TopK(pairs, 0, True, rest, new)
+
+
+def _ranked(distinct: pa.Array, counts: np.ndarray) -> np.ndarray:
+    """Positions of ``distinct`` by count, most frequent first, ties by value."""
+    order = pc.sort_indices(pa.table({"n": counts, "v": distinct}),
+                            sort_keys=[("n", "descending"), ("v", "ascending")])
+    return np.asarray(order.to_numpy(), dtype=np.int64)
+
+
+def hash_counts(distinct: pa.Array, counts: np.ndarray,
+                buckets: int = HASH_BUCKETS) -> tuple[int, ...]:
+    """``counts`` summed per hash bucket of their values: a partition of every possible value
+    fixed in advance, so that a high-cardinality column is tested without choosing categories
+    from the very counts being tested (the reference's top values are its luckiest ones).
+
+    The hash is FNV-1a over the value's UTF-8 text (its first 256 bytes and its length), then
+    a 64-bit finaliser, stable across processes and versions, computed one byte position at a
+    time across all distinct values (never a Python loop over values)."""
+    if not len(distinct):
+        return (0,) * buckets
+    text = distinct if pa.types.is_string(distinct.type) else pc.cast(distinct, pa.string())
+    if isinstance(text, pa.ChunkedArray):
+        text = text.combine_chunks()
+    offsets_buf, data_buf = text.buffers()[1], text.buffers()[2]
+    offsets = np.frombuffer(offsets_buf, dtype=np.int32)[text.offset:text.offset + len(text) + 1]
+    data = (np.frombuffer(data_buf, dtype=np.uint8) if data_buf is not None
+            else np.zeros(1, dtype=np.uint8))
+    starts, lengths = offsets[:-1].astype(np.int64), np.diff(offsets).astype(np.int64)
+    h = np.full(len(text), 0xCBF29CE484222325, dtype=np.uint64)
+    prime = np.uint64(0x100000001B3)
+    with np.errstate(over="ignore"):
+        for j in range(int(min(lengths.max(), 256))):
+            live = lengths > j
+            h[live] = (h[live] ^ data[starts[live] + j].astype(np.uint64)) * prime
+        h = (h ^ lengths.astype(np.uint64)) * prime
+        h ^= h >> np.uint64(33)  # splitmix-style finaliser: every bit reaches the low ones
+        h *= np.uint64(0xFF51AFD7ED558CCD)
+        h ^= h >> np.uint64(33)
+    bucket = (h % np.uint64(buckets)).astype(np.int64)
+    return tuple(int(v) for v in np.bincount(bucket, weights=counts, minlength=buckets))
