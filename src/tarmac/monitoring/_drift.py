@@ -210,8 +210,8 @@ def drift(reference: Any, current: Any, columns: Sequence[str] | None = None, *,
     def one(name: str) -> _Pending:
         return _column(name, ref, cur, settings)
 
-    workers = min(len(names), os.cpu_count() or 1, 4)
-    if workers > 1 and (ref.profile is None or cur.profile is None):
+    workers = min(len(names), os.cpu_count() or 1, 4)  # numpy's sort and Arrow release the GIL
+    if workers > 1:
         with ThreadPoolExecutor(workers, thread_name_prefix="drift") as pool:
             pending = list(pool.map(one, names))
     else:

@@ -5,7 +5,8 @@ version or a monitor's window, and computed in one pass over each column with Ar
 
 * **numeric** columns: the reference's values sorted once, its grid is ``SKETCH_BINS + 1``
   percentiles (the smallest value, every 1 %, the largest; tied percentiles merge, so an integer
-  count with 6 distinct values gets 6 edges), counted into a ``Histogram`` (bin ``i`` holds
+  count gets one edge per value common enough to hold a percentile, plus its minimum and
+  maximum), counted into a ``Histogram`` (bin ``i`` holds
   ``edges[i] <= x < edges[i+1]``, the last bin is closed; values outside the edges, infinities
   included, land in ``below``/``above``). A current window sketched ``against`` it is counted in
   the same edges, so the two compare bucket by bucket (a KS statistic at every percentile, PSI
