@@ -31,6 +31,7 @@ METHODS = [
     ("tarmac.models.registry", "ModelRegistry.validate"),
     ("tarmac.models.registry", "ModelRegistry.promote"),
     ("tarmac.models.registry", "ModelRegistry.score"),
+    ("tarmac.monitoring.sdk", "Monitoring.drift"),
 ]
 FLAGS = doctest.ELLIPSIS | doctest.NORMALIZE_WHITESPACE
 

@@ -22,6 +22,9 @@ PUBLIC = {
     "tarmac.ledger": ["Ledger", "Verification"],
     "tarmac.catalog": ["Catalog", "Page"],
     "tarmac.serving": ["create_app"],
+    "tarmac.monitoring": ["drift", "DriftReport", "ColumnDrift", "Monitoring", "THRESHOLDS"],
+    "tarmac.profile": ["profile", "profile_table", "sketch_column", "TableProfile",
+                       "ColumnStats", "Histogram", "TopK"],
 }
 
 

@@ -1,8 +1,8 @@
 """Open a project: read ``tarmac.yaml`` and wire the backends its URLs name.
 
 ``Project`` is the SDK's front door and exposes one namespace per concern (``p.lake``,
-``p.ledger``, ``p.catalog``, ``p.features``, ``p.models``, ``p.serving``) plus ``p.sql``
-and ``p.ingest``. The CLI is a thin layer over it.
+``p.ledger``, ``p.catalog``, ``p.features``, ``p.models``, ``p.serving``, ``p.monitoring``)
+plus ``p.sql`` and ``p.ingest``. The CLI is a thin layer over it.
 
 Example::
 
@@ -36,6 +36,7 @@ if TYPE_CHECKING:
     from tarmac.ingest.spec import SourceSpec
     from tarmac.lake import Lake
     from tarmac.models.registry import ModelRegistry
+    from tarmac.monitoring import Monitoring
     from tarmac.serving.sdk import Serving
     from tarmac.streams import StreamLog
 
@@ -84,6 +85,13 @@ class Project:
         from tarmac.models.registry import ModelRegistry
 
         return ModelRegistry(self)
+
+    @cached_property
+    def monitoring(self) -> Monitoring:
+        """Monitoring: drift between a reference and a current window (``drift``)."""
+        from tarmac.monitoring import Monitoring
+
+        return Monitoring(self)
 
     @cached_property
     def streams(self) -> StreamLog:

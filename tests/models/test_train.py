@@ -43,6 +43,9 @@ def test_train_registers_a_version_with_everything_recorded(mproject: Project) -
                                             {"name": "score", "type": "float64"}]
     assert version.profile["a"]["count"] == 480 and "mean" in version.profile["a"]
     assert version.profile["region"]["distinct"] == 3
+    # the drift sketch the monitors test against: percentile grid, every category
+    assert len(version.profile["a"]["sketch"]["edges"]) == 101
+    assert version.profile["region"]["sketch"]["complete"] is True
     assert p.models.artifacts.path(version.artifact).exists()
     # the version consumes its features: apply will refuse to remove them
     assert fcat.consumers_of(p.catalog, ["signals:a"])["signals:a"] == [("model:risk@1",

@@ -503,11 +503,13 @@ def _empty_features(profile: dict[str, Any]) -> list[str]:
 
 def _profile(frame: pd.DataFrame, features: list[Feature]) -> dict[str, Any]:
     """The reference profile of the training features (what the monitors compare against),
-    in the stored form of ``tarmac.profile.TableProfile.to_dict()``."""
+    in the stored form of ``tarmac.profile.TableProfile.to_dict()``, with each feature's drift
+    sketch so that ``p.monitoring.drift(version.reference_profile, live)`` tests at full
+    resolution."""
     from tarmac.profile import profile
 
     table = pa.Table.from_pandas(frame[[f.name for f in features]], preserve_index=False)
-    return profile(table, types={f.name: f.dtype for f in features}).to_dict()
+    return profile(table, types={f.name: f.dtype for f in features}, sketch=True).to_dict()
 
 
 # -- the catalog side --------------------------------------------------------------------------

@@ -9,7 +9,8 @@ Profiles are typed (``TableProfile`` of ``ColumnStats``) and round-trip through 
 (``to_dict``/``from_dict``), which is how the catalog stores them with each materialization and
 model version. A profile computed ``against=`` a reference reuses the reference's histogram
 edges, quantile probabilities and categories, so monitoring compares the two bin by bin (see
-``docs/profile.md``).
+``docs/profile.md``). ``sketch=True`` adds the finer drift sketch the monitors test with
+(``tarmac.profile.sketch``: percentile-grid counts, up to ``SKETCH_TOP_K`` categories).
 
 Example::
 
@@ -38,6 +39,8 @@ from tarmac.profile._stats import (
     TableProfile,
     TopK,
 )
+from tarmac.profile.sketch import SKETCH_BINS, SKETCH_TOP_K, sketch_column
 
-__all__ = ["BINS", "QUANTILES", "TOP_K", "ColumnStats", "Histogram", "Kind", "Scalar",
-           "TableProfile", "TopK", "kind_of", "profile", "profile_table"]
+__all__ = ["BINS", "QUANTILES", "SKETCH_BINS", "SKETCH_TOP_K", "TOP_K", "ColumnStats",
+           "Histogram", "Kind", "Scalar", "TableProfile", "TopK", "kind_of", "profile",
+           "profile_table", "sketch_column"]

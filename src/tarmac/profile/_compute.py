@@ -13,6 +13,7 @@ import math
 import re
 import uuid
 from collections.abc import Sequence
+from dataclasses import replace
 from typing import TYPE_CHECKING, Any, TypeAlias
 
 import duckdb
@@ -31,6 +32,7 @@ from tarmac.profile._stats import (
     TableProfile,
     TopK,
 )
+from tarmac.profile.sketch import sketch_column
 
 if TYPE_CHECKING:
     from tarmac.lake import Lake
@@ -66,7 +68,8 @@ def kind_of(duck_type: str) -> Kind:
 def profile(data: Data, *, con: duckdb.DuckDBPyConnection | None = None,
             columns: Sequence[str] | None = None, against: TableProfile | None = None,
             bins: int = BINS, top_k: int = TOP_K, exact_distinct: bool = False,
-            types: dict[str, str] | None = None, basic: bool = False) -> TableProfile:
+            types: dict[str, str] | None = None, basic: bool = False,
+            sketch: bool = False) -> TableProfile:
     """Profile ``data``: an Arrow table or reader, a DuckDB relation, or SQL text run on ``con``.
 
     A ``RecordBatchReader`` is read once, into a DuckDB table on ``con`` (DuckDB spills it to
@@ -79,7 +82,10 @@ def profile(data: Data, *, con: duckdb.DuckDBPyConnection | None = None,
     distinct values exactly (``count(DISTINCT)``, more memory) instead of DuckDB's
     ``approx_count_distinct`` estimate. ``types`` overrides the recorded type name per column
     (e.g. a feature's declared dtype). ``basic`` computes counts, nulls and distinct only (one
-    cheap pass, what the survey shows).
+    cheap pass, what the survey shows). ``sketch`` adds each numeric, text and boolean
+    column's drift sketch (``tarmac.profile.sketch``: counts over the reference's percentile
+    grid or its top ``SKETCH_TOP_K`` values; ``against``'s grid when it has one): what a model
+    version stores so that its monitors test drift against training.
 
     >>> import pyarrow as pa
     >>> p = profile(pa.table({"x": [1.0, 2.0, None]}))
@@ -117,13 +123,38 @@ def profile(data: Data, *, con: duckdb.DuckDBPyConnection | None = None,
         raise UsageError(f"cannot profile a {type(data).__name__}: pass an Arrow table or "
                          "reader, a DuckDB relation, or SQL text with con=")
     try:
-        return _profile_relation(rel, columns, against, bins, top_k, exact_distinct,
-                                 types or {}, basic, arrow)
+        result = _profile_relation(rel, columns, against, bins, top_k, exact_distinct,
+                                   types or {}, basic, arrow)
+        return _with_sketches(result, rel, arrow, against) if sketch else result
     finally:
         if own and con is not None:
             con.close()
         elif temp is not None and con is not None:
             con.execute(f"DROP TABLE IF EXISTS {quote_ident(temp)}")
+
+
+def _with_sketches(result: TableProfile, rel: duckdb.DuckDBPyRelation, arrow: pa.Table | None,
+                   against: TableProfile | None) -> TableProfile:
+    """``result`` with each numeric, text and boolean column's drift sketch, computed over the
+    column's values in Arrow (one column at a time, read from the relation when the input was
+    not an Arrow table)."""
+    refs = {c.name: c for c in against.columns} if against is not None else {}
+    out = []
+    for stats in result.columns:
+        if stats.kind not in ("numeric", "categorical", "boolean"):
+            out.append(stats)
+            continue
+        if arrow is not None:
+            values = arrow.column(stats.name)
+        else:
+            values = rel.select(quote_ident(stats.name)).to_arrow_table().column(0)
+        ref = refs.get(stats.name)
+        try:
+            sketched = sketch_column(stats.name, values, against=ref)
+        except ValueError:  # another kind than the reference's: a sketch of its own
+            sketched = sketch_column(stats.name, values)
+        out.append(replace(stats, sketch=sketched.sketch))
+    return TableProfile(result.rows, tuple(out))
 
 
 def _scannable(table: pa.Table) -> pa.Table:
@@ -142,7 +173,7 @@ def _scannable(table: pa.Table) -> pa.Table:
 def profile_table(lake: Lake, name: str, *, version: int | None = None,
                   columns: Sequence[str] | None = None, against: TableProfile | None = None,
                   bins: int = BINS, top_k: int = TOP_K,
-                  exact_distinct: bool = False) -> TableProfile:
+                  exact_distinct: bool = False, sketch: bool = False) -> TableProfile:
     """Profile a lake table (at ``version``, default the latest) without loading it whole:
     DuckDB scans its files as an Arrow dataset."""
     dataset = lake.scan(name, version=version)
@@ -151,7 +182,7 @@ def profile_table(lake: Lake, name: str, *, version: int | None = None,
         con.execute("SET TimeZone = 'UTC'")
         rel = con.from_arrow(dataset)
         return profile(rel, con=con, columns=columns, against=against, bins=bins, top_k=top_k,
-                       exact_distinct=exact_distinct)
+                       exact_distinct=exact_distinct, sketch=sketch)
     finally:
         con.close()
 

@@ -130,10 +130,42 @@ class TopK:
     other: int
     complete: bool
     unseen: int | None = None
+    #: against a complete reference, the most frequent of the values it never saw (the drift
+    #: sketch lists up to ``NEW_KEPT``; the DuckDB profile leaves it empty)
+    new: tuple[tuple[Scalar, int], ...] = ()
+    #: the drift sketch of a column with more values than it lists: every non-null value
+    #: counted per hash bucket of its text (``tarmac.profile.sketch.hash_counts``)
+    hashed: tuple[int, ...] = ()
 
     def count(self, value: Scalar) -> int:
         """How often ``value`` occurred (0 when it is not listed)."""
         return next((n for v, n in self.values if v == value), 0)
+
+    @property
+    def total(self) -> int:
+        """Every non-null value counted: listed, ``other`` and ``unseen``."""
+        return sum(n for _v, n in self.values) + self.other + (self.unseen or 0)
+
+    def to_dict(self) -> dict[str, Any]:
+        out: dict[str, Any] = {"top": [[_value_out(v), n] for v, n in self.values],
+                               "other": self.other, "complete": self.complete}
+        if self.unseen is not None:
+            out["unseen"] = self.unseen
+        if self.new:
+            out["new"] = [[_value_out(v), n] for v, n in self.new]
+        if self.hashed:
+            out["hashed"] = list(self.hashed)
+        return out
+
+    @classmethod
+    def from_dict(cls, d: Mapping[str, Any], kind: Kind, where: str = "top") -> TopK:
+        def pairs(key: str) -> tuple[tuple[Scalar, int], ...]:
+            return tuple((_value_in(v, kind, f"{where}.{key}"), int(n)) for v, n in d.get(key, ()))
+
+        unseen = d.get("unseen")
+        return cls(pairs("top"), int(d.get("other", 0)), bool(d.get("complete", False)),
+                   None if unseen is None else int(unseen), pairs("new"),
+                   tuple(int(n) for n in d.get("hashed", ())))
 
 
 @dataclass(frozen=True)
@@ -165,6 +197,10 @@ class ColumnStats:
     quantiles: dict[float, float | None] | None = None
     histogram: Histogram | None = None
     top: TopK | None = None
+    #: the drift sketch (``tarmac.profile.sketch``): a numeric column's counts over its
+    #: reference's percentile grid (a ``Histogram`` of up to ``SKETCH_BINS`` bins), a
+    #: categorical or boolean column's ``TopK`` of up to ``SKETCH_TOP_K`` values
+    sketch: Histogram | TopK | None = None
 
     @property
     def null_rate(self) -> float:
@@ -198,6 +234,8 @@ class ColumnStats:
             out["complete"] = self.top.complete
             if self.top.unseen is not None:
                 out["unseen"] = self.top.unseen
+        if self.sketch is not None:
+            out["sketch"] = self.sketch.to_dict()
         return out
 
     @classmethod
@@ -216,6 +254,12 @@ class ColumnStats:
         if "top" in d:
             top = TopK(tuple((_value_in(v, kind, f"{where}.top"), int(n)) for v, n in d["top"]),
                        int(d.get("other", 0)), bool(d.get("complete", False)), d.get("unseen"))
+        sketch: Histogram | TopK | None = None
+        if d.get("sketch"):
+            if kind == "numeric":
+                sketch = Histogram.from_dict(d["sketch"], f"{where}.sketch")
+            else:
+                sketch = TopK.from_dict(d["sketch"], kind, f"{where}.sketch")
         return cls(
             name=str(col), type=str(d["type"]), kind=kind, count=int(d["count"]),
             nulls=int(d["nulls"]), distinct=d.get("distinct"),
@@ -228,7 +272,7 @@ class ColumnStats:
                 float(p): _float_in(v, f"{where}.quantiles") for p, v in quantiles.items()},
             histogram=(Histogram.from_dict(d["histogram"], f"{where}.histogram")
                        if d.get("histogram") else None),
-            top=top)
+            top=top, sketch=sketch)
 
 
 @dataclass(frozen=True)
