@@ -28,7 +28,7 @@ def test_demo_builds_the_lake(demo_dir: Path) -> None:
     tables = {t["name"]: t for t in json.loads(tarmac("tables", "--json", cwd=demo_dir).stdout)}
     assert set(tables) == {"customers", "orders", "products", "clicks", "tickets", "labels",
                            "customer_activity", "quarantine", "churn_training",
-                           "predictions"}
+                           "predictions", "live_clicks"}
     assert tables["customers"]["version"] == 1 and tables["customers"]["rows"] > 1000
     assert all(t["owner"] == "data-platform" for t in tables.values())
     assert (demo_dir / "survey.html").read_text().startswith("<!DOCTYPE html>")
@@ -48,7 +48,11 @@ def test_messy_records_are_quarantined_with_reasons(demo_dir: Path) -> None:
     sources = {s["source"]: s for s in json.loads(tarmac("sources", "--json",
                                                          cwd=demo_dir).stdout)}
     assert sources["crm"]["loads"] == 2 and sources["crm"]["cursor"].startswith("20")
-    assert sources["app_events"]["status"] == "streams"
+    assert sources["live_clicks"]["status"] == "streams"
+    assert sources["live_clicks"]["rows_loaded_total"] == 400
+    status = json.loads(tarmac("stream", "status", "--json", cwd=demo_dir).stdout)
+    assert [r["lag"] for r in status] == [0, 0]
+    assert sum(r["committed"] for r in status) == 404  # every message, committed once
     # nothing new in the databases and files: nothing loaded again
     again = tarmac("ingest", "crm", "orders", "products", "clicks", "labels", "--json",
                    cwd=demo_dir)

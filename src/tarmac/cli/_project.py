@@ -93,6 +93,9 @@ def demo(
              title="Models: trained, gated, promoted, blocked, rolled back")
     if report.serving:
         _serving(report.serving)
+    if report.streams:
+        mark = "[green]exactly once[/green]" if report.streams["ok"] else "[red]NOT EXACT[/red]"
+        console.print(f"[bold]streams:[/bold] {mark}: {esc(report.streams['check'])}")
     chain = "[green]intact[/green]" if report.chain_ok else "[red]BROKEN[/red]"
     console.print(Panel.fit(
         f"Kestrel Mobile keeps its customers in a CRM database, orders in another, products in "
@@ -107,7 +110,8 @@ def demo(
         f"promoted it, blocked a worse variant, and rolled back the one forced through. "
         f"Then it served the champion over HTTP, put a challenger on 10% of the customers as "
         f"a canary and the worse variant in shadow, and reconciled every answer with the "
-        f"prediction log.\n\n"
+        f"prediction log. Live clicks then came in on a stream and landed in the lake exactly "
+        f"once.\n\n"
         f"Try next:\n"
         f"  cd {esc(report.root)}\n"
         f"  tarmac sources\n"
@@ -133,9 +137,15 @@ def demo(
         f"  tarmac predictions churn --since 1h\n"
         f"  tarmac sql \"SELECT role, version, count(*) FROM predictions GROUP BY ALL\"\n"
         f"  tarmac deploy status churn\n"
+        f"  tarmac stream status\n"
+        f"  tarmac stream tail clicks -n 5\n"
         f"  tarmac audit log --since 1h\n"
         f"  tarmac audit verify",
         title="what just happened", border_style="cyan"))
+    if report.streams and not report.streams.get("ok"):
+        console.print("[bold red]the live clicks did not land exactly once (see 'streams' "
+                      "above)[/bold red]")
+        raise typer.Exit(1)
     if report.serving and not report.serving.get("ok"):
         console.print("[bold red]the demo's predictions do not reconcile with the prediction "
                       "log (see 'answered == logged' above)[/bold red]")

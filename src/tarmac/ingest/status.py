@@ -40,7 +40,10 @@ def source_status(project: Project) -> list[dict[str, Any]]:
         last.setdefault(recent.source, recent)
     rows: list[dict[str, Any]] = []
     for name, spec in specs.items():
-        mine = [s for (src, _), s in states.items() if src == name]
+        # a stream source: its own row (totals); the per-partition offsets are in
+        # `tarmac stream status`
+        mine = [s for (src, stream), s in states.items()
+                if src == name and (spec.type != "stream" or stream == name)]
         load = last.get(name)
         base = {"source": name, "type": spec.type, "location": spec.location(),
                 "mode": spec.load_mode if spec.type != "stream" else "stream",
