@@ -90,7 +90,7 @@ class Project:
         """The stream log the ``streams:`` URL names (``embedded``: ``.tarmac/streams.db``)."""
         from tarmac.streams import open_stream_log
 
-        return open_stream_log(self.config.streams, root=self.root)
+        return open_stream_log(self.config.streams, root=self.root, namespace=self.name)
 
     @cached_property
     def serving(self) -> Serving:

@@ -75,9 +75,10 @@ class EmbeddedLog(StreamLog):
     threads under a lock."""
 
     @classmethod
-    def from_url(cls, url: str, *, root: Path, path: Path | None = None,
-                 durability: str = "full") -> EmbeddedLog:
-        """``embedded``: the file ``.tarmac/streams.db`` under the project folder ``root``."""
+    def from_url(cls, url: str, *, root: Path, namespace: str | None = None,
+                 path: Path | None = None, durability: str = "full") -> EmbeddedLog:
+        """``embedded``: the file ``.tarmac/streams.db`` under the project folder ``root`` (the
+        file belongs to one project, so the ``namespace`` is not stored)."""
         if url != "embedded":
             raise ConfigError(f"streams URL {url!r}: expected 'embedded'",
                               hint="fix streams in tarmac.yaml")

@@ -367,9 +367,12 @@ def as_retention(value: timedelta | float | str | None) -> timedelta | None:
     return out
 
 
-def open_stream_log(url: str, *, root: Path) -> StreamLog:
-    """The log behind ``url`` (``embedded``, ``redis://``, ``kafka://``)."""
-    log: StreamLog = open_backend("streams", url, root=root)
+def open_stream_log(url: str, *, root: Path, namespace: str | None = None) -> StreamLog:
+    """The log behind ``url`` (``embedded``, ``redis://``, ``kafka://``) for the project named
+    ``namespace`` whose folder is ``root``: the embedded log's file is under ``root``; Redis
+    keys are prefixed by the namespace (required there: ``ConfigError`` without it); Kafka
+    uses neither. ``Project.streams`` passes the project's folder and name."""
+    log: StreamLog = open_backend("streams", url, root=root, namespace=namespace)
     return log
 
 
