@@ -189,3 +189,31 @@ def test_the_lake_is_local_exactly_for_the_registry_s_in_process_rows(
     from tarmac.lake import Lake
 
     assert Lake(root, project.ledger).is_local is local
+
+
+def test_project_streams_hands_the_backend_its_folder_and_project_name(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The project name reaches the stream backend through the registry seam
+    (``from_url(url, root=..., namespace=...)``), not by the backend reading tarmac.yaml."""
+    seen: dict[str, Any] = {}
+
+    class Recorder:
+        @classmethod
+        def from_url(cls, url: str, **kwargs: Any) -> Any:
+            seen.update(kwargs, url=url)
+            return cls()
+
+        def close(self) -> None:
+            pass
+
+    class Row(Backend):
+        def load(self) -> type[Any]:
+            return Recorder
+
+    monkeypatch.setitem(BACKENDS["streams"], "redis",
+                        Row("Redis Streams", "x.Recorder", "redis://host:port/db"))
+    write(tmp_path, "name: acme\nstreams: redis://127.0.0.1:6379/3\n")
+    with tarmac.open(tmp_path) as p:
+        assert isinstance(p.streams, Recorder)
+    assert seen == {"url": "redis://127.0.0.1:6379/3", "root": tmp_path.resolve(),
+                    "namespace": "acme"}

@@ -348,12 +348,25 @@ class PredictionLogConfig(BaseModel):
     # table exactly once, as the stream source 'predictions' (docs/prediction-log.md)
     topic: str | None = Field(default=None, min_length=1, max_length=200)
 
+class TopicsConfig(BaseModel):
+    """``serving.topics``: the limits of the HTTP ingest endpoint, ``POST /v1/topics/{topic}``
+    (docs/serving.md)."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    # a body over this is refused with 413 before it is read whole
+    max_body_mb: float = Field(default=16.0, gt=0)
+    # records in one request (one atomic batch in the log); more are refused with 422
+    max_records: int = Field(default=10_000, gt=0)
+
+
 class ServingConfig(BaseModel):
     """``serving:``: the model server's settings."""
 
     model_config = ConfigDict(extra="forbid", frozen=True)
 
     prediction_log: PredictionLogConfig = Field(default_factory=lambda: PredictionLogConfig())
+    topics: TopicsConfig = Field(default_factory=lambda: TopicsConfig())
 
 
 ProjectConfig.model_rebuild()

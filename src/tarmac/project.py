@@ -17,7 +17,7 @@ import atexit
 import contextlib
 import os
 import weakref
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Sequence
 from datetime import datetime
 from functools import cached_property
 from pathlib import Path
@@ -39,6 +39,7 @@ if TYPE_CHECKING:
     from tarmac.monitoring import Monitoring
     from tarmac.serving.sdk import Serving
     from tarmac.streams import StreamLog
+    from tarmac.streams.produce import ProduceResult
 
 _SCAFFOLD = Path(__file__).parent / "scaffold"
 
@@ -98,7 +99,26 @@ class Project:
         """The stream log the ``streams:`` URL names (``embedded``: ``.tarmac/streams.db``)."""
         from tarmac.streams import open_stream_log
 
-        return open_stream_log(self.config.streams, root=self.root)
+        return open_stream_log(self.config.streams, root=self.root, namespace=self.name)
+
+    def produce(self, name: str, records: Sequence[Any], *,
+                key: str | None = None) -> ProduceResult:
+        """Append ``records`` to a stream source's topic (``name``: the source or its topic)
+        after checking each against the source's contract: a JSON object whose declared
+        columns coerce to their types and pass their rules, with its key field present and
+        not null. One bad record refuses the batch (``RecordsRefused``: each record and field
+        at fault) and nothing is produced; good ones go in one batch, keyed by the source's key
+        field; a missing topic is created with the source's partitions. A topic no source
+        declares takes any JSON values unchecked (``key``: the field keying object records).
+
+        Example::
+
+            r = p.produce("clicks", [{"event_id": "e1", "user_id": 7}])
+            r.count, r.delivered[0].partition, r.delivered[0].offset
+        """
+        from tarmac.streams.produce import Producer
+
+        return Producer(self.streams, self.sources).produce(name, records, key=key)
 
     @cached_property
     def serving(self) -> Serving:

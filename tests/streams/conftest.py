@@ -14,6 +14,7 @@ from pathlib import Path
 import pytest
 
 from conftest import require_server
+from tarmac.project import Project, scaffold
 from tarmac.streams import StreamLog
 from tarmac.streams.embedded import EmbeddedLog
 
@@ -63,3 +64,45 @@ def open_log(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[OpenLog
 @pytest.fixture
 def log(open_log: OpenLog) -> StreamLog:
     return open_log()
+
+
+CLICKS_SOURCES = """sources:
+  clicks:
+    type: stream
+    topic: click-events
+    primary_key: event_id
+    key: user_id
+    timestamp: ts
+    partitions: 4
+    columns:
+      user_id: int
+      amount: {type: float, min: 0}
+      page: {type: string, allowed: ["/", "/buy", "/help"]}
+  crm: {type: file, path: "data/*.csv"}
+"""
+
+
+def stream_project(root: Path, sources: str = CLICKS_SOURCES) -> Project:
+    """A fresh project declaring ``sources`` (by default the stream source ``clicks`` over the
+    topic ``click-events``: keyed by ``user_id``, event time ``ts``, 4 partitions, a typed contract;
+    and a file source ``crm``)."""
+    import tarmac
+
+    scaffold(root, name="test")
+    config = root / "tarmac.yaml"
+    config.write_text(config.read_text() + sources)
+    return tarmac.open(root)
+
+
+def click(i: int, **override: object) -> dict[str, object]:
+    """A valid ``clicks`` record."""
+    return {"event_id": f"e{i}", "user_id": i % 7, "ts": "2026-05-01T10:00:00Z",
+            "amount": 1.5, "page": "/", **override}
+
+
+@pytest.fixture
+def clicks(tmp_path: Path) -> Iterator[Project]:
+    """A project declaring the stream source ``clicks`` (see ``stream_project``)."""
+    p = stream_project(tmp_path / "proj")
+    yield p
+    p.close()

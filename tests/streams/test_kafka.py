@@ -5,9 +5,10 @@ How the mock is reached (confluent-kafka 2.16 / librdkafka 2.16): a client confi
 ``test.mock.num.brokers`` replaces its own ``bootstrap.servers`` with a private mock cluster,
 but ``KafkaStreamLog`` opens several clients (AdminClient, Producer, Consumers) that must share
 one cluster. So the fixture creates the cluster itself through librdkafka's mock API
-(``rd_kafka_mock_cluster_new`` on a bare handle, via ctypes on the librdkafka bundled in the
-confluent-kafka wheel) and hands its ``rd_kafka_mock_cluster_bootstraps()`` address to the log
-as an ordinary ``kafka://127.0.0.1:<port>`` URL. (Reading the address from a ``test.mock``
+(``tarmac.streams.kafka_mock.MockCluster``: ``rd_kafka_mock_cluster_new`` on a bare handle, via
+ctypes on the librdkafka bundled in the confluent-kafka wheel; the benchmark uses it too) and
+hands its ``rd_kafka_mock_cluster_bootstraps()`` address to the log as an ordinary
+``kafka://127.0.0.1:<port>`` URL. (Reading the address from a ``test.mock``
 client's metadata works too, but only the mock API can create topics, see below.)
 
 What the mock cannot do, and how it is covered: it has no CreateTopics and no DescribeConfigs
@@ -26,8 +27,6 @@ the broker (``rd_kafka_mock_push_request_errors``) and the broker taken down mid
 
 from __future__ import annotations
 
-import ctypes
-import glob
 import os
 import socket
 import time
@@ -44,65 +43,15 @@ from tarmac.config import open_backend  # noqa: E402
 from tarmac.errors import BackendUnavailableError, ConfigError, TopicNotFoundError, UsageError  # noqa: E402,E501
 from tarmac.streams import Record, decode_json, partition_for  # noqa: E402
 from tarmac.streams.kafka import KafkaStreamLog, settings_from_env  # noqa: E402
-
-
-class MockCluster:
-    """A librdkafka mock cluster owned by this object (ctypes on the bundled librdkafka)."""
-
-    def __init__(self, brokers: int = 1) -> None:
-        libs = os.path.join(os.path.dirname(confluent_kafka.__file__), "..",
-                            "confluent_kafka.libs")
-        found = sorted(glob.glob(os.path.join(libs, "librdkafka*.so*")))
-        if not found:
-            pytest.skip("no bundled librdkafka to drive the mock cluster with")
-        lib = self.lib = ctypes.CDLL(found[0])
-        lib.rd_kafka_conf_new.restype = ctypes.c_void_p
-        lib.rd_kafka_conf_set.argtypes = [ctypes.c_void_p, ctypes.c_char_p, ctypes.c_char_p,
-                                          ctypes.c_char_p, ctypes.c_size_t]
-        lib.rd_kafka_new.restype = ctypes.c_void_p
-        lib.rd_kafka_new.argtypes = [ctypes.c_int, ctypes.c_void_p, ctypes.c_char_p,
-                                     ctypes.c_size_t]
-        lib.rd_kafka_destroy.argtypes = [ctypes.c_void_p]
-        lib.rd_kafka_mock_cluster_new.restype = ctypes.c_void_p
-        lib.rd_kafka_mock_cluster_new.argtypes = [ctypes.c_void_p, ctypes.c_int]
-        lib.rd_kafka_mock_cluster_destroy.argtypes = [ctypes.c_void_p]
-        lib.rd_kafka_mock_cluster_bootstraps.restype = ctypes.c_char_p
-        lib.rd_kafka_mock_cluster_bootstraps.argtypes = [ctypes.c_void_p]
-        lib.rd_kafka_mock_topic_create.argtypes = [ctypes.c_void_p, ctypes.c_char_p,
-                                                   ctypes.c_int, ctypes.c_int]
-        errstr = ctypes.create_string_buffer(512)
-        conf = lib.rd_kafka_conf_new()
-        lib.rd_kafka_conf_set(conf, b"log_level", b"0", errstr, 512)
-        self.rk = lib.rd_kafka_new(0, conf, errstr, 512)
-        self.cluster = lib.rd_kafka_mock_cluster_new(self.rk, brokers)
-        lib.rd_kafka_mock_set_controller_id.argtypes = [ctypes.c_void_p, ctypes.c_int]
-        lib.rd_kafka_mock_set_controller_id(self.cluster, 1)  # admin requests need one
-        self.bootstrap = lib.rd_kafka_mock_cluster_bootstraps(self.cluster).decode()
-
-    def create_topic(self, name: str, partitions: int, config: dict[str, str]) -> None:
-        err = self.lib.rd_kafka_mock_topic_create(self.cluster, name.encode(), partitions, 1)
-        assert err == 0, f"mock topic create failed: {err}"
-
-    def fail_produce_requests(self, count: int, error: int) -> None:
-        """The next ``count`` Produce requests (ApiKey 0) get ``error`` from the broker."""
-        self.lib.rd_kafka_mock_push_request_errors(
-            ctypes.c_void_p(self.cluster), ctypes.c_int16(0), ctypes.c_size_t(count),
-            *[ctypes.c_int(error)] * count)
-
-    def broker_down(self, down: bool = True) -> None:
-        fn = self.lib.rd_kafka_mock_broker_set_down if down else \
-            self.lib.rd_kafka_mock_broker_set_up
-        fn.argtypes = [ctypes.c_void_p, ctypes.c_int32]
-        assert fn(self.cluster, 1) == 0
-
-    def close(self) -> None:
-        self.lib.rd_kafka_mock_cluster_destroy(self.cluster)
-        self.lib.rd_kafka_destroy(self.rk)
+from tarmac.streams.kafka_mock import MockCluster  # noqa: E402
 
 
 @pytest.fixture(scope="module")
 def cluster() -> Iterator[MockCluster]:
-    mock = MockCluster(brokers=1)
+    try:
+        mock = MockCluster(brokers=1)
+    except BackendUnavailableError as exc:
+        pytest.skip(exc.message)
     yield mock
     mock.close()
 
@@ -336,3 +285,17 @@ def test_a_project_with_a_kafka_url_opens_this_log(cluster: MockCluster, tmp_pat
         assert isinstance(p.streams, KafkaStreamLog)
         assert p.streams.url == f"kafka://{cluster.bootstrap}"
         p.streams.topics()
+
+
+def test_the_mock_cluster_opens_a_log_that_creates_topics_on_it(
+        cluster: MockCluster, tmp_path: Path, request: pytest.FixtureRequest) -> None:
+    """``MockCluster.open_log`` (what the benchmark uses): topics made through the mock API,
+    the rest the real client."""
+    t = _name(request)
+    with cluster.open_log(root=tmp_path, environ={}, timeout=5) as log:
+        assert log.url == cluster.url
+        log.create_topic(t, partitions=3)
+        delivered = log.produce(t, [{"n": i} for i in range(6)], key="n")
+        assert log.topic(t).partitions == 3 and len(delivered) == 6
+        assert sorted(m.json()["n"] for m in log.consume(t, "g", max_records=10)) == \
+            list(range(6))

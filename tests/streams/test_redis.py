@@ -75,10 +75,11 @@ def test_namespaces_keep_projects_apart(rlog: RedisStreamLog, redis_namespace: s
         RedisStreamLog(REDIS_URL, namespace="a:b")
 
 
-def test_opened_by_url_with_the_project_name_as_namespace(tmp_path: Path,
-                                                          redis_namespace: str) -> None:
-    (tmp_path / "tarmac.yaml").write_text(f"name: {redis_namespace}\n")
-    log = open_backend("streams", REDIS_URL, root=tmp_path)
+def test_opened_by_url_with_the_namespace_it_is_given(tmp_path: Path,
+                                                     redis_namespace: str) -> None:
+    """The registry seam passes the namespace through; the log reads no project file (the
+    folder here has none)."""
+    log = open_backend("streams", REDIS_URL, root=tmp_path, namespace=redis_namespace)
     try:
         assert isinstance(log, RedisStreamLog) and log.namespace == redis_namespace
         assert log.url == REDIS_URL and repr(log) == f"RedisStreamLog({REDIS_URL!r})"
@@ -86,8 +87,33 @@ def test_opened_by_url_with_the_project_name_as_namespace(tmp_path: Path,
         log.close()
     with pytest.raises(ConfigError, match="not a number"):
         RedisStreamLog("redis://127.0.0.1:6379/twelve", namespace="x")
-    with pytest.raises(ConfigError, match="project file not found"):
-        open_backend("streams", REDIS_URL, root=tmp_path / "nowhere")
+    with pytest.raises(ConfigError, match="needs a namespace"):
+        open_backend("streams", REDIS_URL, root=tmp_path)
+
+
+def test_project_streams_keys_are_under_the_project_name(tmp_path: Path, raw: object,
+                                                         redis_namespace: str) -> None:
+    """``Project.streams`` passes the project's name as the namespace: what it produces lands
+    under ``tarmac:{name}:_streams:``, whatever tarmac.yaml says by then."""
+    import redis
+
+    import tarmac
+    from tarmac.project import scaffold
+
+    assert isinstance(raw, redis.Redis)
+    root = scaffold(tmp_path / "proj", name=redis_namespace)
+    config = root / "tarmac.yaml"
+    config.write_text("\n".join(f"streams: {REDIS_URL}" if line.startswith("streams:")
+                                 else line for line in config.read_text().splitlines()) + "\n")
+    with tarmac.open(root) as p:
+        config.write_text(config.read_text().replace(f"name: {redis_namespace}",
+                                                     "name: someone-else"))
+        log = p.streams
+        assert isinstance(log, RedisStreamLog) and log.namespace == redis_namespace
+        log.create_topic("t")
+        log.produce("t", [b"x"])
+    assert raw.xlen(f"tarmac:{redis_namespace}:_streams:t:0") == 1
+    assert not raw.keys("tarmac:someone-else:*")
 
 
 def _closed_port() -> int:
@@ -102,9 +128,8 @@ def test_redis_down_is_a_clear_error(tmp_path: Path) -> None:
         RedisStreamLog(url, namespace="x")
     assert "unreachable" in e.value.message and "secret" not in e.value.message
     assert "Redis running" in (e.value.hint or "")
-    (tmp_path / "tarmac.yaml").write_text("name: acme\n")
     with pytest.raises(BackendUnavailableError):
-        open_backend("streams", url, root=tmp_path)
+        open_backend("streams", url, root=tmp_path, namespace="acme")
 
 
 def test_a_batch_redis_refuses_leaves_nothing(rlog: RedisStreamLog, raw: object) -> None:

@@ -84,7 +84,7 @@ def streams_url(request: pytest.FixtureRequest) -> Iterator[str]:
         yield "redis://127.0.0.1:6379/12"
     else:
         pytest.importorskip("confluent_kafka")
-        from streams.test_kafka import MockCluster
+        from tarmac.streams.kafka_mock import MockCluster
 
         mock = MockCluster(brokers=1)
         request.node.mock = mock

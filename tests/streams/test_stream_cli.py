@@ -10,6 +10,8 @@ from typer.testing import CliRunner
 from tarmac.cli import app
 from tarmac.project import Project
 
+from .conftest import click
+
 runner = CliRunner()
 
 
@@ -76,3 +78,34 @@ def test_an_unknown_topic_is_one_line_naming_close_ones(project: Project) -> Non
     assert code == 2 and "did you mean 'clicks'" in out
     code, out = run(project, "stream", "topics", "--json")
     assert code == 0 and json.loads(out)[0]["topic"] == "clicks"
+
+
+def test_a_stream_source_is_checked_line_by_line_and_nothing_is_produced(
+        clicks: Project, tmp_path: Path) -> None:
+    lines = [json.dumps(click(1)), "", json.dumps(click(2, user_id="two")),
+             json.dumps({"event_id": "e3", "ts": "2026-05-01"})]
+    code, out = run(clicks, "stream", "produce", "clicks", "--file", events(tmp_path, lines))
+    assert code == 2, out
+    assert "2 of 3 record(s) break the contract of stream source 'clicks'" in out
+    assert "line 3, field 'user_id': 'user_id' is not a valid int" in out  # blank line counted
+    assert "line 4, field 'user_id': a message without a key" in out
+    assert "click-events" not in [t.name for t in clicks.streams.topics()]
+
+
+def test_a_stream_source_gets_its_topic_partitions_and_key(clicks: Project,
+                                                          tmp_path: Path) -> None:
+    lines = [json.dumps(click(i)) for i in range(10)]
+    code, out = run(clicks, "stream", "produce", "clicks", "--json",
+                    "--file", events(tmp_path, lines))
+    assert code == 0, out
+    got = json.loads(out)
+    assert (got["topic"], got["source"], got["records"], got["created"]) == (
+        "click-events", "clicks", 10, True)
+    assert clicks.streams.topic("click-events").partitions == 4
+    keys = {m.key for p in range(4) for m in clicks.streams.read("click-events", p)}
+    assert keys == {str(i % 7).encode() for i in range(10)}
+    code, out = run(clicks, "stream", "produce", "click-events", "--partitions", "2",
+                    "--file", events(tmp_path, lines))
+    assert code == 2 and "has 4 (declared in tarmac.yaml)" in out
+    code, out = run(clicks, "stream", "produce", "click-events", stdin=lines[0] + "\n")
+    assert code == 0 and "checked against stream source 'clicks'" in out

@@ -4,13 +4,16 @@ from __future__ import annotations
 
 import sys
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import typer
 
 from tarmac.cli import app, open_project
 from tarmac.cli._output import console, emit, print_json
 from tarmac.errors import UsageError
+
+if TYPE_CHECKING:
+    from tarmac.streams.produce import ProduceResult
 
 stream_app = typer.Typer(help="Stream topics: list, produce JSON lines, tail (no commit).",
                          no_args_is_help=True)
@@ -38,52 +41,64 @@ def topics(ctx: typer.Context,
 @stream_app.command()
 def produce(
     ctx: typer.Context,
-    topic: str = typer.Argument(..., help="The topic to append to."),
+    name: str = typer.Argument(..., metavar="SOURCE_OR_TOPIC",
+                               help="A stream source of tarmac.yaml (or its topic): records "
+                                    "are checked against its contract; or any other topic."),
     file: Path | None = typer.Option(None, "--file", "-f", exists=True, dir_okay=False,
                                      help="JSON lines, one record a line (default: stdin)."),
     key: str | None = typer.Option(None, "--key", "-k",
-                                   help="The field whose value is each record's key."),
-    create: bool = typer.Option(False, "--create", help="Create the topic if it is missing."),
-    partitions: int = typer.Option(1, "--partitions", min=1,
-                                   help="Partitions of a topic --create makes."),
+                                   help="The field whose value is each record's key (a "
+                                        "declared source's key is its own)."),
+    create: bool = typer.Option(False, "--create",
+                                help="Create the topic if it is missing (a declared source's "
+                                     "topic is created anyway)."),
+    partitions: int | None = typer.Option(None, "--partitions", min=1,
+                                          help="Partitions of a topic --create makes "
+                                               "(default 1; a declared source's own)."),
     as_json: bool = typer.Option(False, "--json", help="Offsets per partition as JSON."),
 ) -> None:
-    """Append the JSON records of FILE (or stdin) to TOPIC in one batch: a line that is not
-    JSON is refused with its number and nothing is produced."""
-    from tarmac.streams import parse_jsonl
+    """Append the JSON records of FILE (or stdin) in one batch. A line that is not JSON is
+    refused with its number; for a stream source, so is every record breaking its contract
+    (each line and field named): nothing is produced unless all records are good."""
+    from tarmac.streams.jsonl import numbered_jsonl
+    from tarmac.streams.produce import Producer
 
     if file is not None:
         with file.open("rb") as f:
-            records = parse_jsonl(f, source=str(file))
+            records, lines = numbered_jsonl(f, source=str(file))
     else:
-        records = parse_jsonl(sys.stdin.buffer, source="stdin")
-    for number, record in enumerate(records, start=1):
-        if key is not None and not isinstance(record, dict):
-            raise UsageError(f"record {number} is not an object, so it has no key {key!r}; "
-                             "nothing was produced")
+        records, lines = numbered_jsonl(sys.stdin.buffer, source="stdin")
     p = open_project(ctx)
-    if create:
-        p.streams.create_topic(topic, partitions, exist_ok=True)
-    delivered = p.streams.produce(topic, [r if isinstance(r, dict) else _raw(r)
-                                          for r in records], key=key)
-    spans: dict[int, list[int]] = {}
-    for d in delivered:
-        span = spans.setdefault(d.partition, [d.offset, d.offset])
-        span[0], span[1] = min(span[0], d.offset), max(span[1], d.offset)
-    rows = [{"partition": part, "first_offset": a, "last_offset": b}
-            for part, (a, b) in sorted(spans.items())]
+    producer = Producer(p.streams, p.sources)
+    target = producer.target(name)
+    if target.declared:
+        if partitions is not None and partitions != target.partitions:
+            raise UsageError(f"--partitions {partitions}: topic '{target.topic}' of stream "
+                             f"source '{target.source}' has {target.partitions} (declared in "
+                             "tarmac.yaml)", hint="leave out --partitions")
+        result = producer.produce(name, records, key=key, numbers=lines)
+    else:
+        for record, line in zip(records, lines, strict=True):
+            if key is not None and not isinstance(record, dict):
+                raise UsageError(f"line {line} is not an object, so it has no key {key!r}; "
+                                 "nothing was produced")
+        if create:
+            p.streams.create_topic(name, partitions or 1, exist_ok=True)
+        result = producer.produce(name, records, key=key)
+    _report(result, target.partitions, as_json)
+
+
+def _report(result: ProduceResult, partitions: int, as_json: bool) -> None:
+    rows = result.spans()
     if as_json:
-        print_json({"topic": topic, "records": len(delivered), "partitions": rows})
+        print_json({"topic": result.topic, "source": result.source, "records": result.count,
+                    "created": result.created, "partitions": rows})
         return
-    console.print(f"produced {len(delivered):,} record(s) to {topic}")
+    made = f" (created the topic, {partitions} partition(s))" if result.created else ""
+    checked = f", checked against stream source '{result.source}'" if result.source else ""
+    console.print(f"produced {result.count:,} record(s) to {result.topic}{checked}{made}")
     emit(rows, [("partition", "partition"), ("first_offset", "first offset"),
                 ("last_offset", "last offset")], as_json=False, empty="(empty input)")
-
-
-def _raw(value: Any) -> bytes:
-    from tarmac.streams import encode_json
-
-    return encode_json(value)
 
 
 @stream_app.command()

@@ -39,6 +39,8 @@ REJECT_SCHEMA = pa.schema([("reason", pa.string()), ("column", pa.string()),
                            ("value", pa.string()), ("origin", pa.string()),
                            ("record", pa.string())])
 _TRUE = {"true", "t", "yes", "y", "1"}
+# a rule some rows broke: (mask of those rows, column, reason, the values checked or None, kind)
+_Failing = tuple[np.ndarray, str, str, "pa.Array | pa.ChunkedArray | None", str]
 _FALSE = {"false", "f", "no", "n", "0"}
 
 
@@ -55,13 +57,27 @@ class Drift:
         return f"{self.kind.replace('_', ' ')} '{self.column}': {self.detail} ({self.action})"
 
 
+@dataclass(frozen=True)
+class Failure:
+    """One rule some rows of a chunk broke: the column, why, what kind of rule (``missing``,
+    ``null``, ``type``, ``allowed``, ``range``, ``pattern``, ``unique``, ``drift``), and the
+    rows (positions in the chunk as read). A row breaking several rules is in several."""
+
+    column: str
+    reason: str
+    kind: str
+    rows: np.ndarray
+
+
 @dataclass
 class Checked:
-    """One chunk after the contract: rows that pass, rows rejected, drift seen."""
+    """One chunk after the contract: rows that pass, rows rejected, drift seen, and each rule
+    broken with the rows that broke it (``failures``, for callers that answer per record)."""
 
     good: pa.Table
     rejected: pa.Table  # REJECT_SCHEMA
     drift: list[Drift] = field(default_factory=list)
+    failures: list[Failure] = field(default_factory=list)
 
 
 def type_name(t: pa.DataType) -> str:
@@ -171,7 +187,7 @@ class Contract:
         raw = table
         table = self._rename(table)
         n = table.num_rows
-        failures: list[tuple[np.ndarray, str, str, pa.Array | None]] = []
+        failures: list[_Failing] = []
         drift: list[Drift] = []
         policy = self.spec.on_schema_change
         incoming = set(table.column_names)
@@ -184,7 +200,7 @@ class Contract:
             if declared is not None and declared.required:
                 mask = np.ones(n, dtype=bool)
                 failures.append((mask, name, f"required column '{name}' is missing from the "
-                                             "source", None))
+                                             "source", None, "missing"))
                 drift.append(self._note("missing_column", name, "required by the contract",
                                         "rows quarantined", policy))
             elif not self.inferred:
@@ -212,7 +228,7 @@ class Contract:
                 shown = f"{type_name(want)}" + (
                     f" in one of the formats {', '.join(self.spec.columns[name].formats)}"
                     if name in self.spec.columns and self.spec.columns[name].formats else "")
-                failures.append((bad, name, f"'{name}' is not a valid {shown}", values))
+                failures.append((bad, name, f"'{name}' is not a valid {shown}", values, "type"))
                 if bad.sum() == pc.sum(pc.is_valid(values)).as_py() and len(values) > 0 \
                         and not pa.types.is_string(want):
                     drift.append(self._note("type_change", name,
@@ -258,7 +274,7 @@ class Contract:
             elif policy == "quarantine":
                 mask = np.asarray(pc.fill_null(pc.is_valid(table[name]), False))
                 failures.append((mask, name, f"schema drift: new column '{name}' is not in "
-                                             "the contract", table[name]))
+                                             "the contract", table[name], "drift"))
                 out.append(self._note("renamed_column" if rename else "new_column", name,
                                       detail, "rows with a value quarantined", policy))
             else:
@@ -278,51 +294,57 @@ class Contract:
         self.drift.setdefault((kind, column), d)
         return d
 
-    def _rules(self, good: pa.Table, n: int) -> list[tuple[np.ndarray, str, str, Any]]:
+    def _rules(self, good: pa.Table, n: int) -> list[_Failing]:
         """Declared rules plus the loader's own: no null key, no null cursor."""
-        out: list[tuple[np.ndarray, str, str, Any]] = []
+        out: list[_Failing] = []
         spec = self.spec
         for key in spec.primary_key:
             if key in good.column_names:
                 out.append((_mask(pc.is_null(good[key])), key,
-                            f"primary key '{key}' is null", None))
+                            f"primary key '{key}' is null", None, "null"))
             else:
                 out.append((np.ones(n, dtype=bool), key,
-                            f"primary key column '{key}' is missing from the source", None))
+                            f"primary key column '{key}' is missing from the source", None,
+                            "missing"))
         if spec.cursor:
             if spec.cursor in good.column_names:
                 if not spec.primary_key:  # with a key, the row is merged by it (see load.py)
                     out.append((_mask(pc.is_null(good[spec.cursor])), spec.cursor,
-                                null_cursor_reason(spec.cursor), None))
+                                null_cursor_reason(spec.cursor), None, "null"))
             else:
                 out.append((np.ones(n, dtype=bool), spec.cursor,
-                            f"cursor column '{spec.cursor}' is missing from the source", None))
+                            f"cursor column '{spec.cursor}' is missing from the source", None,
+                            "missing"))
         for name, col in spec.columns.items():
             if name not in good.column_names:
                 continue
             values = good[name]
             if col.required:
-                out.append((_mask(pc.is_null(values)), name, f"'{name}' is required", None))
+                out.append((_mask(pc.is_null(values)), name, f"'{name}' is required", None,
+                            "null"))
             if col.allowed is not None:
                 allowed = pa.array(col.allowed).cast(values.type, safe=False) \
                     if len(col.allowed) else pa.array([], values.type)
                 bad = pc.and_(pc.is_valid(values), pc.invert(pc.is_in(values, allowed)))
                 out.append((_mask(bad), name, f"'{name}' is not one of the allowed values "
-                                              f"({', '.join(map(str, col.allowed))})", values))
+                                              f"({', '.join(map(str, col.allowed))})", values,
+                            "allowed"))
             for bound, op, word in ((col.min, pc.less, "below the minimum"),
                                     (col.max, pc.greater, "above the maximum")):
                 if bound is not None:
                     scalar = _bound(bound, values.type)
                     out.append((_mask(op(values, scalar)), name,
-                                f"'{name}' is {word} {bound}", values))
+                                f"'{name}' is {word} {bound}", values, "range"))
             if col.pattern is not None:
                 text = values if pa.types.is_string(values.type) else pc.cast(values, pa.string())
                 ok = pc.match_substring_regex(text, f"^(?:{col.pattern})$")
                 out.append((_mask(pc.invert(ok)), name,
-                            f"'{name}' does not match the pattern {col.pattern}", values))
+                            f"'{name}' does not match the pattern {col.pattern}", values,
+                            "pattern"))
             if col.unique:
                 out.append((self._repeats(name, values), name,
-                            f"'{name}' must be unique; the value occurred before", values))
+                            f"'{name}' must be unique; the value occurred before", values,
+                            "unique"))
         return out
 
     def _repeats(self, name: str, values: pa.ChunkedArray) -> np.ndarray:
@@ -340,7 +362,7 @@ class Contract:
         self._unique_seen[name] = pa.concat_arrays([seen, arr]) if seen is not None else arr
         return repeat
 
-    def _split(self, good: pa.Table, raw: pa.Table, failures: list[Any],
+    def _split(self, good: pa.Table, raw: pa.Table, failures: list[_Failing],
                origin: str | pa.Array) -> Checked:
         n = good.num_rows
         if not failures:
@@ -350,11 +372,13 @@ class Contract:
             any_bad |= mask
         if not any_bad.any():
             return Checked(good, REJECT_SCHEMA.empty_table())
+        broken = [Failure(column, reason, kind, np.flatnonzero(mask))
+                  for mask, column, reason, _, kind in failures if mask.any()]
         bad_idx = np.flatnonzero(any_bad)
         reasons = np.full(n, None, dtype=object)
         columns = np.full(n, None, dtype=object)
         values = np.full(n, None, dtype=object)
-        for mask, column, reason, vals in failures:
+        for mask, column, reason, vals, _ in failures:
             if not mask.any():
                 continue
             again = np.flatnonzero(mask & ~pd.isna(reasons))
@@ -377,7 +401,7 @@ class Contract:
             "record": pa.array(records, pa.string()),
         }, schema=REJECT_SCHEMA)
         keep = pa.array(np.flatnonzero(~any_bad))
-        return Checked(good.take(keep), rejected)
+        return Checked(good.take(keep), rejected, failures=broken)
 
 
 # -- coercion ---------------------------------------------------------------------------------

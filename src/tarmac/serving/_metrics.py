@@ -75,7 +75,8 @@ CONTENT_TYPE = CONTENT_TYPE_LATEST
 
 class Metrics:
     """The serving metrics: requests and latency per endpoint/version/status, feature value
-    statuses, in-flight requests, model load failures and the prediction log's backlog."""
+    statuses, in-flight requests, model load failures, the prediction log's backlog, and the
+    produce requests and records of the topic endpoint."""
 
     def __init__(self) -> None:
         self.registry = CollectorRegistry(auto_describe=True)
@@ -109,6 +110,15 @@ class Metrics:
         self.log_lag = Gauge("tarmac_prediction_log_flush_lag_seconds",
                              "Age of the oldest unflushed prediction", registry=r,
                              multiprocess_mode="livemax")
+        self.topic_requests = Counter("tarmac_topic_requests",
+                                      "Produce requests answered (POST /v1/topics/{topic}); "
+                                      "topic '-' for names that are no topic",
+                                      ["topic", "status"], registry=r)
+        self.topic_records = Counter("tarmac_topic_records", "Records produced over HTTP",
+                                     ["topic"], registry=r)
+        self.topic_latency = Histogram("tarmac_topic_latency_seconds",
+                                       "Produce latency in the server (body read to answer)",
+                                       ["topic"], buckets=BUCKETS, registry=r)
         self._collectors: list[Callable[[Metrics], None]] = []
         self._stop = threading.Event()
         self._refresher: threading.Thread | None = None
@@ -171,6 +181,13 @@ class Metrics:
         v = "-" if version is None else str(version)
         self.requests.labels(endpoint, v, str(status)).inc()
         self.latency.labels(endpoint, v).observe(seconds)
+
+    def observe_topic(self, topic: str, status: int, records: int, seconds: float) -> None:
+        """One produce request: its answer, the records it appended, its latency."""
+        self.topic_requests.labels(topic, str(status)).inc()
+        self.topic_latency.labels(topic).observe(seconds)
+        if records:
+            self.topic_records.labels(topic).inc(records)
 
     def count_features(self, endpoint: str, counts: dict[str, int]) -> None:
         for status, n in counts.items():

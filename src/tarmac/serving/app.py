@@ -1,5 +1,5 @@
-"""The app factory: ``create_app(project)`` serves a project's features and its models over
-HTTP as one app built from a router per concern (``_base.build_app``);
+"""The app factory: ``create_app(project)`` serves a project's features, its models and its
+stream topics over HTTP as one app built from a router per concern (``_base.build_app``);
 ``app_from_env()`` opens the project named by ``TARMAC_PROJECT`` (what each uvicorn worker
 process calls, with ``factory=True``).
 
@@ -23,6 +23,7 @@ from tarmac.serving._base import TarmacApp, build_app
 from tarmac.serving.features_api import MAX_BODY_BYTES, features_concern
 from tarmac.serving.predict import Predictions
 from tarmac.serving.predict_api import models_concern
+from tarmac.serving.topics_api import topics_concern
 
 if TYPE_CHECKING:
     from tarmac.project import Project
@@ -30,16 +31,19 @@ if TYPE_CHECKING:
 
 def create_app(project: Project, *, owns_project: bool = False,
                access_log: bool = False, log_file: Path | None = None) -> FastAPI:
-    """A FastAPI app serving ``project``: ``POST /features`` and ``POST /v1/predict/{name}``.
+    """A FastAPI app serving ``project``: ``POST /features``, ``POST /v1/predict/{name}`` and
+    ``POST /v1/topics/{topic}`` (records appended to a stream source's topic, checked).
     It keeps one FeatureStore (``project.features``) and one set of loaded models (kept
     current by a hot-reload poller) for its lifetime; ``owns_project``: close the project
     when the app shuts down.
     ``access_log``: one JSON line per request to ``log_file`` (else stderr), written by a
     background thread while the app runs."""
+    predictions = Predictions(project)
     return build_app(
         f"Tarmac: {project.name}",
-        [features_concern(project.features), models_concern(Predictions(project))],
-        description="Online features and model predictions of the project.",
+        [features_concern(project.features), models_concern(predictions),
+         topics_concern(project, predictions.metrics)],
+        description="Online features, model predictions and stream ingestion of the project.",
         version=_version(), max_body_size=MAX_BODY_BYTES,
         access_log=AccessLog(log_file) if access_log else None,
         on_shutdown=project.close if owns_project else None)

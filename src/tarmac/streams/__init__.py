@@ -3,8 +3,10 @@
 Chosen by the ``streams:`` URL of ``tarmac.yaml`` through the backend registry; ``embedded``
 (the default) is a durable log in one SQLite file of the project folder, needing no server;
 ``redis://host:port/db`` is Redis Streams (``tarmac.streams.redis``); ``kafka://host:9092`` is
-Apache Kafka (``tarmac.streams.kafka``). The sink into the lake, windows and the runner come
-later (see docs/streams.md).
+Apache Kafka (``tarmac.streams.kafka``). ``Producer`` (``tarmac.streams.produce``, what
+``p.produce`` uses) checks records against the contract of the stream source declared over a
+topic before they enter the log. The sink into the lake, windows and the runner come later
+(see docs/streams.md).
 
 Example::
 
@@ -13,7 +15,10 @@ Example::
     log.produce("clicks", [{"user": "u1", "page": "/"}], key="user")  # [Delivered(...)]
     msgs = log.consume("clicks", "my-app", max_records=100, timeout=1.0)
     log.commit("my-app")                                  # the positions consume reached
+    p.produce("clicks", [{"event_id": "e1", "user_id": 7}])   # checked by the source's contract
 """
+
+from typing import Any
 
 from tarmac.streams.jsonl import parse_jsonl
 from tarmac.streams.log import (
@@ -32,6 +37,19 @@ from tarmac.streams.log import (
     partition_for,
 )
 
-__all__ = ["JSON", "Delivered", "JsonSerializer", "Message", "PartitionReader", "Record",
-           "Serializer", "StreamLog", "TopicInfo", "decode_json", "encode_json", "open_stream_log",
-           "parse_jsonl", "partition_for"]
+# the checked producer imports the contract code (pyarrow, pandas): loaded on first use
+_PRODUCE = ("ProduceResult", "Producer", "RecordProblem", "RecordsRefused")
+
+
+def __getattr__(name: str) -> Any:
+    if name in _PRODUCE:
+        from tarmac.streams import produce
+
+        return getattr(produce, name)
+    raise AttributeError(f"module 'tarmac.streams' has no attribute {name!r}")
+
+
+__all__ = ["JSON", "Delivered", "JsonSerializer", "Message", "PartitionReader", "ProduceResult",
+           "Producer", "Record", "RecordProblem", "RecordsRefused", "Serializer", "StreamLog",
+           "TopicInfo", "decode_json", "encode_json", "open_stream_log", "parse_jsonl",
+           "partition_for"]

@@ -100,11 +100,12 @@ class KafkaStreamLog(StreamLog):
     """The stream log on an Apache Kafka cluster (see the module docstring for the mapping)."""
 
     @classmethod
-    def from_url(cls, url: str, *, root: Path,
+    def from_url(cls, url: str, *, root: Path, namespace: str | None = None,
                  environ: Mapping[str, str] | None = None,
                  timeout: float | None = None, replication_factor: int = 1,
                  **settings: Any) -> KafkaStreamLog:
-        """``kafka://host:9092[,host2:9092]``; ``root`` (the project folder) is unused.
+        """``kafka://host:9092[,host2:9092]``; ``root`` (the project folder) and ``namespace``
+        (the project name) are unused: a cluster's topics are named as they are.
         Settings: ``TARMAC_KAFKA_*`` from the environment, then ``settings`` (librdkafka names
         with ``_`` for ``.``)."""
         servers = url[len("kafka://"):] if url.startswith("kafka://") else ""

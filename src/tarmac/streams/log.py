@@ -37,11 +37,14 @@ class Serializer(Protocol):
     def decode(self, data: bytes) -> Any: ...
 
 
+# one encoder for every call (json.dumps builds a new one per call when given options)
+_ENCODER = json.JSONEncoder(ensure_ascii=False, separators=(",", ":"), allow_nan=False)
+
+
 def encode_json(value: Any) -> bytes:
     """``value`` as compact UTF-8 JSON (unicode kept as is; NaN/infinity refused)."""
     try:
-        return json.dumps(value, ensure_ascii=False, separators=(",", ":"),
-                          allow_nan=False).encode("utf-8")
+        return _ENCODER.encode(value).encode("utf-8")
     except (TypeError, ValueError) as exc:
         raise UsageError(f"record cannot be encoded as JSON ({exc})",
                          hint="values are dicts, lists, str, int, float, bool or None") from None
@@ -70,7 +73,7 @@ JSON = JsonSerializer()
 
 # --- types -------------------------------------------------------------------------------------
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)  # slots: consumers build these by the hundred thousand
 class Message:
     """One record as read from the log. ``timestamp`` is UTC; ``value`` is bytes (decode it with
     ``message.json()`` or a ``Serializer``)."""
@@ -96,7 +99,7 @@ class Record:
     timestamp: datetime | None = None
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class Delivered:
     """The delivery confirmation of one produced record: where it is, durably."""
 
@@ -317,6 +320,7 @@ class StreamLog(ABC):
                 timestamp: datetime | None) -> list[tuple[bytes | None, bytes, datetime | None]]:
         """(key bytes, value bytes, timestamp) per record; refuses the batch before writing."""
         out: list[tuple[bytes | None, bytes, datetime | None]] = []
+        encode = self.serializer.encode
         for i, r in enumerate(records):
             if isinstance(r, Record | Message):
                 k: Any = r.key
@@ -326,7 +330,7 @@ class StreamLog(ABC):
             elif isinstance(r, bytes | bytearray | memoryview):
                 value, ts, k = bytes(r), None, key(r) if callable(key) else None
             elif isinstance(r, Mapping):
-                value, ts = self.serializer.encode(dict(r)), None
+                value, ts = encode(r if type(r) is dict else dict(r)), None
                 k = r.get(key) if isinstance(key, str) else key(r) if callable(key) else None
             else:
                 raise UsageError(f"record {i} is a {type(r).__name__}; nothing was produced",
@@ -334,7 +338,8 @@ class StreamLog(ABC):
             if not isinstance(value, bytes):
                 raise UsageError(f"record {i}: value is a {type(value).__name__}, not bytes; "
                                  "nothing was produced")
-            out.append((_key_bytes(k), value, ts or timestamp))
+            out.append((k if k is None or type(k) is bytes else _key_bytes(k), value,
+                        ts or timestamp))
         return out
 
 
@@ -395,7 +400,7 @@ class PartitionReader:
 def _key_bytes(key: Any) -> bytes | None:
     if key is None or isinstance(key, bytes):
         return key
-    return str(key).encode("utf-8")
+    return (key if type(key) is str else str(key)).encode("utf-8")
 
 
 def partition_for(key: bytes, partitions: int) -> int:
@@ -430,9 +435,12 @@ def as_retention(value: timedelta | float | str | None) -> timedelta | None:
     return out
 
 
-def open_stream_log(url: str, *, root: Path) -> StreamLog:
-    """The log behind ``url`` (``embedded``, ``redis://``, ``kafka://``)."""
-    log: StreamLog = open_backend("streams", url, root=root)
+def open_stream_log(url: str, *, root: Path, namespace: str | None = None) -> StreamLog:
+    """The log behind ``url`` (``embedded``, ``redis://``, ``kafka://``) for the project named
+    ``namespace`` whose folder is ``root``: the embedded log's file is under ``root``; Redis
+    keys are prefixed by the namespace (required there: ``ConfigError`` without it); Kafka
+    uses neither. ``Project.streams`` passes the project's folder and name."""
+    log: StreamLog = open_backend("streams", url, root=root, namespace=namespace)
     return log
 
 

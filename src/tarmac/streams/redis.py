@@ -58,7 +58,7 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
-from tarmac.config import CONFIG_FILE, load_config, redact
+from tarmac.config import redact
 from tarmac.errors import BackendUnavailableError, ConfigError, UsageError
 from tarmac.streams.embedded import _MAX_PARTITIONS, _TOPIC_NAME
 from tarmac.streams.log import (
@@ -172,10 +172,14 @@ class RedisStreamLog(StreamLog):
 
     @classmethod
     def from_url(cls, url: str, *, root: Path, namespace: str | None = None) -> RedisStreamLog:
-        """``redis://[user:password@]host:port/db``. Keys are prefixed by ``namespace``, by
-        default the project name of ``root``'s ``tarmac.yaml``."""
+        """``redis://[user:password@]host:port/db``. Keys are prefixed by ``namespace``, the
+        project name, which the caller passes (``Project.streams`` does; ``root`` is unused: a
+        Redis server has no project folder)."""
         if namespace is None:
-            namespace = load_config(Path(root) / CONFIG_FILE).name
+            raise ConfigError(f"the Redis stream log {redact(url)} needs a namespace (the "
+                              "project name) to keep its keys apart from other projects'",
+                              hint="open it through tarmac.open(...).streams, or pass "
+                                   "namespace=PROJECT_NAME")
         return cls(url, namespace=namespace)
 
     def __init__(self, url: str, *, namespace: str) -> None:
