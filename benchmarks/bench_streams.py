@@ -404,6 +404,64 @@ def bench_kafka(res: c.Result, work: Path, ev: Events, batch: int) -> None:
         ratio(res, "kafka consume / ref", consume, ref_c)
 
 
+# -- the sink into the lake ---------------------------------------------------------------------
+
+GOAL_SINK = 100_000
+SINK_SOURCE = """
+sources:
+  events:
+    type: stream
+    topic: events
+    partitions: 4
+    primary_key: event_id
+    key: user_id
+    timestamp: ts
+    allowed_lateness: 30d
+    max_future: 3650d
+    columns: {ts: timestamp, amount: float}
+"""
+
+
+def bench_sink(res: c.Result, work: Path, ev: Events, batch: int) -> None:
+    """``tarmac stream run --once`` of the events from the embedded log into a Delta table
+    (decode, contract, lateness, dedup, quarantine, exactly-once commit with offsets, audit),
+    against the reference: pyarrow's JSON reader over the same values joined per batch, then
+    ``write_deltalake`` of each batch (no log read, no checks, no offsets)."""
+    import io
+
+    import pyarrow.json as pajson
+    from deltalake import write_deltalake
+
+    import tarmac
+    from tarmac.project import scaffold
+    from tarmac.streams.runner import StreamRunner
+
+    root = work / "proj"
+    scaffold(root, name="bench")
+    with open(root / "tarmac.yaml", "a", encoding="utf-8") as f:
+        f.write(SINK_SOURCE)
+    with tarmac.open(root) as p:
+        p.streams.create_topic("events", PARTITIONS)
+        for part in batches(ev.records(), batch):
+            p.streams.produce("events", part)
+        started = time.perf_counter()
+        report = StreamRunner(p, ["events"], once=True, max_records=batch * 2).run()["events"]
+        ours = time.perf_counter() - started
+        if report.rows_loaded != ev.n:
+            raise RuntimeError(f"the sink loaded {report.rows_loaded:,} of {ev.n:,} events")
+    started = time.perf_counter()
+    for part in batches(ev.values, batch * 2):
+        table = pajson.read_json(io.BytesIO(b"\n".join(part)))
+        write_deltalake(str(work / "reference"), table, mode="append")
+    ref = time.perf_counter() - started
+    sink = record(res, "sink: stream -> Delta, exactly once", ev.n, ours,
+                  f"{report.batches} commits of {batch * 2:,}")
+    reference = record(res, "sink reference: parse + write_deltalake", ev.n, ref)
+    ratio(res, "sink / ref", sink, reference)
+    res.goal("stream -> Delta sink", round(sink), "events/s", f">= {GOAL_SINK:,}",
+             sink >= GOAL_SINK)
+
+
 # -- main ----------------------------------------------------------------------------------------
 
 #: (name, case): each backend's cases, run in this order, each guarded (one failing backend does
@@ -412,6 +470,7 @@ CASES: list[tuple[str, Callable[[c.Result, Path, Events, int], None]]] = [
     ("embedded", bench_embedded),
     ("redis", bench_redis),
     ("kafka", bench_kafka),
+    ("sink", bench_sink),
 ]
 
 
