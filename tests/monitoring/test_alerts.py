@@ -269,8 +269,8 @@ def test_bad_channel_settings_are_usage_errors(project: Project) -> None:
 
 def test_check_results_from_a_drift_report(project: Project) -> None:
     rng = np.random.default_rng(3)
-    ref = pa.table({"a": rng.normal(size=2000), "b": rng.normal(size=2000)})
-    cur = pa.table({"a": rng.normal(1.0, size=2000), "b": rng.normal(size=2000)})
+    ref = pa.table({"a": rng.normal(size=500), "b": rng.normal(size=500)})
+    cur = pa.table({"a": rng.normal(1.0, size=500), "b": rng.normal(size=500)})
     results = CheckResult.from_drift(drift(ref, cur), monitor="churn", window="w1")
     assert [(r.column, r.verdict) for r in results] == [("a", "drifted"), ("b", "not drifted")]
     assert results[0].effect == "large" and results[0].threshold == 0.01
@@ -288,3 +288,42 @@ def test_state_and_history_on_each_catalog_backend(any_project: Project) -> None
     assert [(d.state, d.outcome) for d in any_project.monitoring.alert_history("churn")] == [
         ("resolved", "delivered"), ("firing", "delivered"), ("firing", "delivered")]
     assert any_project.monitoring.alert_history("other") == []
+
+
+def test_retries_stop_at_max_seconds_and_the_env_secret_signs(
+        project: Project, hook_env: Receiver, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("TARMAC_ALERT_SECRET", "from-env")
+    hook_env.plan = [("sleep", 1.0)] * 10
+    hook = webhook("${ALERT_URL}", timeout=0.2, retries=10, backoff=0.01, max_seconds=0.5)
+    [notice] = Alerter(project, [hook]).observe([drifted()])
+    [d] = notice.deliveries
+    assert d.outcome == "failed" and 1 <= d.attempts <= 3  # not the 11 retries allow
+    headers, body = hook_env.requests[0]
+    assert headers[SIGNATURE_HEADER.lower()] == "sha256=" + sign(
+        "from-env", headers[TIMESTAMP_HEADER.lower()], body)
+    _no_secret_anywhere(project, "from-env")
+
+
+class Killed(BaseException):
+    """A process killed while sending (not an error a channel could catch)."""
+
+
+@dataclass(frozen=True)
+class Dies:
+    name: str = "log"
+
+    def send(self, alert: Any) -> Any:
+        raise Killed
+
+
+def test_a_notice_interrupted_mid_send_is_sent_after_the_restart_with_its_key(
+        project: Project, caplog: pytest.LogCaptureFixture) -> None:
+    with pytest.raises(Killed):
+        Alerter(project, [Dies()]).observe([drifted()])
+    assert project.ledger.audit(action="alert.firing").items  # the intent was committed
+    with caplog.at_level(logging.INFO, logger="tarmac.alerts"):
+        [notice] = Alerter(project, [log()]).observe([drifted()])
+    assert notice.resent and notice.delivered and notice.alert.notice == 1
+    sent = json.loads(caplog.records[0].getMessage().removeprefix("alert "))
+    assert sent["idempotency_key"] == notice.alert.key
+    assert [d.outcome for d in alert_history(project, "churn")] == ["delivered"]
