@@ -327,3 +327,13 @@ def test_a_notice_interrupted_mid_send_is_sent_after_the_restart_with_its_key(
     sent = json.loads(caplog.records[0].getMessage().removeprefix("alert "))
     assert sent["idempotency_key"] == notice.alert.key
     assert [d.outcome for d in alert_history(project, "churn")] == ["delivered"]
+
+
+def test_a_check_given_twice_in_one_call_alerts_once_and_bad_names_are_refused(
+        project: Project) -> None:
+    assert [n.state for n in Alerter(project, [log()]).observe([drifted(), drifted()])] == \
+        ["firing"]
+    with pytest.raises(UsageError, match="column must be text of 1 to 256"):
+        CheckResult("churn", "drift", "drifted", "x" * 300)
+    with pytest.raises(UsageError, match="monitor must be"):
+        CheckResult("", "drift", "drifted")

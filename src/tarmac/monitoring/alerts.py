@@ -61,7 +61,7 @@ from tarmac.catalog.alerts import (
     delivered_channels,
     put_alert_state,
 )
-from tarmac.errors import UsageError
+from tarmac.errors import UsageError, echo
 from tarmac.humanize import duration, parse_duration
 
 if TYPE_CHECKING:
@@ -112,6 +112,15 @@ class CheckResult:
     endpoint: str | None = None
     reason: str = ""
     severity: Severity | None = None
+
+    def __post_init__(self) -> None:
+        for what, value, most in (("monitor", self.monitor, 128), ("check", self.check, 64),
+                                  ("column", self.column or "", 256),
+                                  ("verdict", self.verdict, 32)):
+            if not isinstance(value, str) or len(value) > most or \
+                    (not value and what != "column"):
+                raise UsageError(f"a check result's {what} must be text of 1 to {most} "
+                                 f"characters, got {echo(value)!r}")
 
     @classmethod
     def from_drift(cls, report: DriftReport, *, monitor: str, check: str = "drift",
@@ -460,8 +469,13 @@ class Alerter:
         notices = []
         for monitor, rows in by_monitor.items():
             states = alert_states(self.project.catalog, monitor)
+            seen: set[tuple[str, str]] = set()
             for r in rows:
-                notice = self._one(r, states.get((r.check, r.column or "")))
+                key = (r.check, r.column or "")
+                if key in seen:  # the same check twice in one call: the second sees the first
+                    states = alert_states(self.project.catalog, monitor)
+                seen.add(key)
+                notice = self._one(r, states.get(key))
                 if notice is not None:
                     notices.append(notice)
         return notices
