@@ -323,3 +323,43 @@ gate_results = Table(
     Column("why", Text, nullable=False),
     Index("ix_gate_results_version", "model", "version"),
 )
+
+# -- alerts: per (monitor, check, column) whether it is firing, and every delivery attempted ----
+# (see catalog/alerts.py and tarmac.monitoring.alerts)
+
+alert_state = Table(
+    "alert_state",
+    metadata,
+    Column("monitor", String(128), primary_key=True),
+    Column("check_name", String(64), primary_key=True),
+    Column("column_name", String(256), primary_key=True),  # "" for a check of no column
+    Column("state", String(16), nullable=False),  # firing | resolved
+    Column("incident", String(36), nullable=False),  # one id per firing episode
+    Column("since", BigInteger, nullable=False),  # when the episode started
+    Column("notice", Integer, nullable=False),  # notices sent in the episode (1: the first)
+    Column("notice_key", String(64), nullable=False),  # the idempotency key of the last notice
+    Column("notified_at", BigInteger, nullable=False),  # when the last notice was sent
+    Column("pending", Integer, nullable=False),  # 1: a channel has not delivered that notice
+    Column("verdict", String(32), nullable=False),  # the verdict that caused the last notice
+    Column("updated_at", BigInteger, nullable=False),
+)
+
+alert_deliveries = Table(
+    "alert_deliveries",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("monitor", String(128), nullable=False),
+    Column("check_name", String(64), nullable=False),
+    Column("column_name", String(256), nullable=False),
+    Column("state", String(16), nullable=False),  # firing | resolved (what the notice said)
+    Column("notice_key", String(64), nullable=False),  # the idempotency key sent
+    Column("channel", String(256), nullable=False),  # webhook:<host or ${VAR}> | log
+    Column("outcome", String(16), nullable=False),  # delivered | failed
+    Column("attempts", Integer, nullable=False),
+    Column("status_code", Integer, nullable=True),  # the last HTTP status, if any
+    Column("error", Text, nullable=True),  # the last error, truncated, secrets removed
+    Column("seconds", Float, nullable=False),  # wall time of all attempts
+    Column("at", BigInteger, nullable=False),
+    Index("ix_alert_deliveries_monitor", "monitor", "id"),
+    Index("ix_alert_deliveries_key", "notice_key"),
+)

@@ -15,6 +15,10 @@ Example::
     report.drifted                  # ['amount']
     report["amount"].effect_class   # 'small'
     print(report)                   # a table; report.to_html() a page with plots
+
+Alerts (``tarmac.monitoring.alerts``): ``Alerter(p, [webhook("${ALERT_URL}"), log()])``
+turns check results into one notice per episode, reminders after a cooldown and a resolved
+notice, delivered with retries and recorded (``alert_history(p, "churn")``).
 """
 
 from __future__ import annotations
@@ -29,7 +33,18 @@ from tarmac.monitoring._drift import (
     Verdict,
     drift,
 )
+from tarmac.monitoring.alerts import (
+    Alert,
+    Alerter,
+    CheckResult,
+    Delivery,
+    Notice,
+    alert_history,
+    log,
+    webhook,
+)
 from tarmac.monitoring.sdk import Monitoring
 
-__all__ = ["EFFECT_CLASSES", "MIN_ROWS", "THRESHOLDS", "ColumnDrift", "DriftReport",
-           "EffectClass", "Monitoring", "Verdict", "drift"]
+__all__ = ["EFFECT_CLASSES", "MIN_ROWS", "THRESHOLDS", "Alert", "Alerter", "CheckResult",
+           "ColumnDrift", "Delivery", "DriftReport", "EffectClass", "Monitoring", "Notice",
+           "Verdict", "alert_history", "drift", "log", "webhook"]

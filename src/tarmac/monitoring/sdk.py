@@ -12,8 +12,10 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
+from tarmac.catalog.alerts import DeliveryRecord
 from tarmac.monitoring._drift import DriftReport
 from tarmac.monitoring._drift import drift as _drift
+from tarmac.monitoring.alerts import alert_history
 
 if TYPE_CHECKING:
     from tarmac.project import Project
@@ -46,3 +48,13 @@ class Monitoring:
         ('large', 'not drifted')
         """
         return _drift(reference, current, columns, project=self._project, **options)
+
+    def alert_history(self, monitor: str | None = None, *,
+                      limit: int = 100) -> list[DeliveryRecord]:
+        """Alert deliveries of ``monitor`` (of all monitors if ``None``), newest first: per
+        notice and channel whether it was delivered, after how many attempts, the last status
+        code and error (see ``tarmac.monitoring.alerts``).
+
+        Example: ``[(d.state, d.outcome) for d in p.monitoring.alert_history("churn")]``
+        """
+        return alert_history(self._project, monitor, limit=limit)
