@@ -48,7 +48,14 @@ from tarmac.catalog import now_us
 from tarmac.errors import BackendUnavailableError, TarmacError, UsageError, WriteConflictError
 from tarmac.ingest.spec import StreamSource
 from tarmac.streams.log import PartitionReader, StreamLog
-from tarmac.streams.sink import SinkBatch, StreamSink, stream_source, stream_sources, to_micros
+from tarmac.streams.sink import (
+    Counts,
+    SinkBatch,
+    StreamSink,
+    stream_source,
+    stream_sources,
+    to_micros,
+)
 
 if TYPE_CHECKING:
     from prometheus_client import CollectorRegistry
@@ -62,18 +69,10 @@ Hook = Callable[[SinkBatch], Any]  # runs after each committed batch with its ro
 
 
 @dataclass
-class SourceReport:
+class SourceReport(Counts):
     """What a runner did for one source."""
 
-    source: str
-    table: str
     batches: int = 0
-    messages: int = 0
-    rows_loaded: int = 0
-    rows_quarantined: int = 0
-    late: int = 0
-    future: int = 0
-    duplicates: int = 0
     partitions: list[int] = field(default_factory=list)
     lag: dict[int, int] = field(default_factory=dict)
     lost_to_retention: int = 0

@@ -130,10 +130,9 @@ def stream_source(project: Project, source: str) -> StreamSource:
 
 
 @dataclass
-class SinkBatch:
-    """What one micro-batch did. ``offsets``: the next offset committed per partition;
-    ``rows``: the rows committed to the table (for streaming features); ``late``/``future``
-    are part of ``rows_quarantined``."""
+class Counts:
+    """Where a stream source's messages went: ``messages == rows_loaded + rows_quarantined +
+    duplicates``; ``late`` and ``future`` are part of ``rows_quarantined``."""
 
     source: str
     table: str
@@ -143,6 +142,13 @@ class SinkBatch:
     late: int = 0
     future: int = 0
     duplicates: int = 0
+
+
+@dataclass
+class SinkBatch(Counts):
+    """What one micro-batch did. ``offsets``: the next offset committed per partition;
+    ``rows``: the rows committed to the table (for streaming features)."""
+
     offsets: dict[int, int] = field(default_factory=dict)
     version: int | None = None
     seconds: float = 0.0
