@@ -234,8 +234,9 @@ def join_labels(project_or_tables: Project | Mapping[str, Any] | None, predictio
         where = ""
         if endpoint is not None:
             _need(p_schema, "endpoint", "predictions", "column")
-            where = "WHERE p.endpoint = $endpoint"
-        params = {"endpoint": endpoint} if endpoint is not None else {}
+            where = "WHERE endpoint = '" + endpoint.replace("'", "''") + "'"
+        # the predictions are scanned where they are (a view), never copied whole
+        con.execute(f"CREATE TEMP VIEW p AS SELECT * FROM preds_in {where}")
         select = ", ".join(f"p.{_q(c)}" if c != "label" else "p.label AS predicted"
                            for c in kept)
         ts = f"CAST(l.{_q(timestamp)} AS TIMESTAMPTZ)" if timestamp else "CAST(NULL AS TIMESTAMPTZ)"
@@ -248,37 +249,39 @@ def join_labels(project_or_tables: Project | Mapping[str, Any] | None, predictio
         total = lab_table.num_rows
         valid = _count(con, "SELECT count(*) FROM lv")
         if by == "id":
-            con.execute(f"""CREATE TEMP TABLE p AS SELECT {select}, CAST(p.id AS VARCHAR) AS __k
-                            FROM preds_in p {where}""", params)
             con.execute("""CREATE TEMP TABLE kept AS SELECT k, actual, observed_at FROM lv
                            QUALIFY row_number() OVER (PARTITION BY k
                                ORDER BY observed_at DESC NULLS LAST, rn DESC) = 1""")
             distinct = _count(con, "SELECT count(*) FROM kept")
-            joined = _count(con, "SELECT count(*) FROM kept SEMI JOIN p ON kept.k = p.__k")
+            joined = _count(con, "SELECT count(*) FROM kept SEMI JOIN p "
+                                 "ON kept.k = CAST(p.id AS VARCHAR)")
             duplicates, unknown = valid - distinct, distinct - joined
-            out = con.sql("""SELECT p.* EXCLUDE (__k), kept.actual, kept.observed_at
-                             FROM p LEFT JOIN kept ON p.__k = kept.k""")
         else:
             group = "coalesce(CAST(p.request_id AS VARCHAR), CAST(p.id AS VARCHAR))" if (
                 "request_id" in p_schema.names) else "CAST(p.id AS VARCHAR)"
-            con.execute(f"""CREATE TEMP TABLE p AS SELECT {select}, {pkey} AS __k,
-                            {group} AS __g FROM preds_in p {where}""", params)
+            # the narrow part of each prediction: its id, entity key, request and time
+            con.execute(f"""CREATE TEMP TABLE pk AS SELECT CAST(p.id AS VARCHAR) AS id,
+                            {pkey} AS k, {group} AS g, p.time FROM p""")
             wait_us = int(wait / timedelta(microseconds=1))
             con.execute(f"""CREATE TEMP TABLE matched AS
-                WITH pk AS (SELECT DISTINCT __k, __g, time FROM p WHERE __k IS NOT NULL),
-                     m AS (SELECT lv.*, pk.__g AS g, pk.time AS ptime
-                           FROM lv ASOF LEFT JOIN pk
-                           ON lv.k = pk.__k AND lv.observed_at >= pk.time)
+                WITH r AS (SELECT DISTINCT k, g, time FROM pk WHERE k IS NOT NULL),
+                     m AS (SELECT lv.*, r.g AS g, r.time AS ptime
+                           FROM lv ASOF LEFT JOIN r
+                           ON lv.k = r.k AND lv.observed_at >= r.time)
                 SELECT * FROM m WHERE g IS NOT NULL
                   AND ptime >= observed_at - to_microseconds({wait_us})""")
             found = _count(con, "SELECT count(*) FROM matched")
-            con.execute("""CREATE TEMP TABLE kept AS SELECT k, g, actual, observed_at
+            con.execute("""CREATE TEMP TABLE by_group AS SELECT k, g, actual, observed_at
                            FROM matched QUALIFY row_number() OVER (PARTITION BY g, k
                                ORDER BY observed_at DESC, rn DESC) = 1""")
-            joined = _count(con, "SELECT count(*) FROM kept")
+            joined = _count(con, "SELECT count(*) FROM by_group")
             duplicates, unknown = found - joined, valid - found
-            out = con.sql("""SELECT p.* EXCLUDE (__k, __g), kept.actual, kept.observed_at
-                             FROM p LEFT JOIN kept ON p.__g = kept.g AND p.__k = kept.k""")
+            # every prediction of that request row (a champion and its shadows): by its id
+            con.execute("""CREATE TEMP TABLE kept AS
+                           SELECT pk.id AS k, b.actual, b.observed_at
+                           FROM pk JOIN by_group b ON pk.g = b.g AND pk.k = b.k""")
+        out = con.sql(f"""SELECT {select}, kept.actual, kept.observed_at
+                          FROM p LEFT JOIN kept ON CAST(p.id AS VARCHAR) = kept.k""")
         table = out.to_arrow_table()
     except duckdb.Error as exc:
         raise UsageError(f"joining the labels failed: {exc}") from None
