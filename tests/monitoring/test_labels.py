@@ -208,3 +208,48 @@ def test_labels_ingest_cli_appends_and_refuses_a_missing_column(project: Project
     assert len(audited) >= 2  # both appends went through the audited write path
     with pytest.raises(TableNotFoundError):
         project.monitoring.join_labels("predictions", "outcomes", label_column="churned")
+
+
+def test_text_labels_and_one_endpoint() -> None:
+    preds, y = log(400)
+    n = preds.num_rows
+    answer = ["yes" if s >= 0.5 else "no" for s in preds.column("score").to_pylist()]
+    preds = preds.set_column(preds.schema.get_field_index("label"), "label",
+                             pa.array([json.dumps(a) for a in answer]))
+    preds = preds.append_column("endpoint", pa.array(["churn", "upsell"] * (n // 2)))
+    truth = np.where(y == 1, "yes", "no")
+    labels = pa.table({"prediction_id": preds.column("id"), "outcome": truth})
+    j = join_labels(None, preds, labels, label_column="outcome", endpoint="churn")
+    assert j.predictions == n // 2 and j.joined == n // 2 and j.unknown == n // 2
+    assert set(j.table.column("endpoint").to_pylist()) == {"churn"}
+    [row] = performance(j, ["accuracy"], window="30d", now=NOW).to_pylist()
+    mine = np.arange(n) % 2 == 0
+    expected = float(np.mean(truth[mine] == np.array(answer)[mine]))
+    assert row["value"] == pytest.approx(expected) and row["n_labeled"] == n // 2
+
+
+def test_a_project_without_a_prediction_log_says_so(tmp_path: Path) -> None:
+    from models.conftest import build
+
+    p = build(tmp_path / "proj")
+    try:
+        with pytest.raises(TableNotFoundError, match="no lake table named 'predictions'"):
+            p.monitoring.join_labels("predictions", pa.table({"prediction_id": ["x"],
+                                                               "y": [1]}), label_column="y")
+    finally:
+        p.close()
+
+
+def test_a_labels_csv_with_text_times_joins_by_entity(project: Project, tmp_path: Path) -> None:
+    csv = tmp_path / "by_customer.csv"
+    # customer 5 was scored once, in the first few days; a label a week later finds it
+    first = project.sql("SELECT time FROM predictions WHERE request->>'customer_id' = '5'")
+    seen = first.column("time")[0].as_py() + timedelta(days=7)
+    csv.write_text(f"customer_id,churned,observed_at\n5,1,{seen:%Y-%m-%dT%H:%M:%SZ}\n"
+                   f"5,0,{seen - timedelta(days=60):%Y-%m-%dT%H:%M:%SZ}\n")
+    project.monitoring.ingest_labels(csv, label_column="churned", entity="customer_id",
+                                     timestamp="observed_at", table="by_customer")
+    j = project.monitoring.join_labels("predictions", "by_customer", label_column="churned",
+                                       entity="customer_id", timestamp="observed_at")
+    assert (j.joined, j.unknown, j.duplicates) == (1, 1, 0)  # the older label precedes it
+    assert j.table.filter(pa.compute.field("actual") == 1).column("id").to_pylist() == ["p00005"]

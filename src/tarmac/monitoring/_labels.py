@@ -15,6 +15,7 @@ without a label yet stay in its table with a null ``actual``.
 
 from __future__ import annotations
 
+import contextlib
 import tempfile
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -229,6 +230,10 @@ def join_labels(project_or_tables: Project | Mapping[str, Any] | None, predictio
                              "features JSON to read the entity from")
     con = duckdb.connect(config={"temp_directory": _temp(project)})
     try:
+        # times without a zone are UTC, also where DuckDB has ICU and a local zone (without
+        # ICU the setting is refused and DuckDB's zone is UTC already)
+        with contextlib.suppress(duckdb.Error):
+            con.execute("SET TimeZone = 'UTC'")
         con.register("preds_in", preds)
         con.register("labels_in", lab_table)
         where = ""
