@@ -377,7 +377,7 @@ def label_join(rows: int) -> Any:
     import duckdb
     import pyarrow.dataset as pads
 
-    from tarmac.monitoring import join_labels
+    from tarmac.monitoring import join_labels, performance
 
     res = c.Result("monitoring-labels", rows=rows, labels=rows, **c.env_info())
     with c.workdir("monitoring-labels") as folder:
@@ -411,6 +411,9 @@ def label_join(rows: int) -> Any:
             times["ri"].append(t)
     te, re_, ti, ri = (min(times[k]) for k in ("te", "re", "ti", "ri"))
     j = out["te"]
+    c.log("performance over the entity+time join")
+    perf_s, perf = c.timed(lambda: performance(j, ["roc_auc", "pr_auc", "accuracy"],
+                                               window="1d", slices=["region"]))
     ref_labelled = out["re"].num_rows - out["re"].column("actual").null_count
     res.figure("join by entity+time, tarmac", te, "s",
                f"{rows:,} predictions x {rows:,} labels, best of 2")
@@ -422,6 +425,9 @@ def label_join(rows: int) -> Any:
     res.figure("labels joined / duplicate / unknown (entity+time)",
                f"{j.joined:,} / {j.duplicates:,} / {j.unknown:,}", "",
                f"labelled predictions: tarmac {j.labelled:,}, reference {ref_labelled:,}")
+    res.figure("performance per day and region", perf_s, "s",
+               f"{perf.num_rows:,} rows: windows x (all + 8 regions) x 3 metrics, "
+               "scikit-learn through tarmac.models.metrics")
     ji = out["ti"]
     res.figure("labels joined / unknown (id)", f"{ji.joined:,} / {ji.unknown:,}", "",
                f"duplicates {ji.duplicates:,}")
