@@ -21,6 +21,14 @@ one (scipy.stats.ks_2samp on the raw values, outside the timed part). Correctnes
 columns found, missed and falsely flagged.
 
     python benchmarks/bench_monitoring.py [--rows N] [--quick] [--json]
+
+``--labels`` runs the label-join benchmark instead (``label_join``): N predictions (Parquet,
+the prediction log's columns, JSON ``request``/``features``) and N late labels joined by entity
+and time (the latest prediction for the customer at or before the label, within 30 days) and by
+prediction id, with tarmac.monitoring.join_labels, against the same ASOF join written by hand in
+DuckDB on the same files in the same run. Goal: 1M x 1M in 5 s or less.
+
+    python benchmarks/bench_monitoring.py --labels [--rows N] [--quick] [--json]
 """
 
 from __future__ import annotations
@@ -231,8 +239,13 @@ def main() -> None:
         child(json.loads(sys.argv[2]))
         return
     ap = c.parser(__doc__.splitlines()[0], default_rows=1_000_000, quick_rows=SMALL)
+    ap.add_argument("--labels", action="store_true",
+                    help="benchmark the label join (N predictions x N labels) instead")
     args = ap.parse_args()
     rows = c.rows_for(args)
+    if args.labels:
+        label_join(rows).emit(args.json)
+        return
     res = c.Result("monitoring", rows=rows, columns=50, **c.env_info())
     import drift_data
 
@@ -283,6 +296,146 @@ def main() -> None:
     res.goal("every drifted column found, no false alarm", len(found ^ expected), "errors",
              "0", found == expected)
     res.emit(args.json)
+
+
+# -- the label join ----------------------------------------------------------------------------
+
+
+def write_label_data(folder: Path, rows: int) -> tuple[str, str, str]:
+    """N predictions over 90 days for N/5 customers, N labels by entity and time (a label
+    1 to 20 days after a prediction of its customer; 2% for customers never scored, 1% twice)
+    and N labels by prediction id (1% for unknown ids)."""
+    import pyarrow as pa
+    import pyarrow.compute as pc
+    import pyarrow.parquet as pq
+
+    rng = np.random.default_rng(11)
+    day = 86_400_000_000
+    t0 = c.T0_US
+    customers = rng.integers(0, max(rows // 5, 1), rows)
+    times = t0 + np.sort(rng.integers(0, 90 * day, rows))
+    ids = pc.utf8_lpad(pc.cast(pa.array(np.arange(rows)), pa.string()), 32, "0")
+    cust_text = pc.cast(pa.array(customers), pa.string())
+    region = pa.array(c.REGIONS[customers % len(c.REGIONS)])
+    score = rng.random(rows)
+    preds = pa.table({
+        "id": ids,
+        "request_id": ids,
+        "time": pa.array(times, pa.timestamp("us", tz="UTC")),
+        "endpoint": pa.array(["churn"] * rows),
+        "model": pa.array(["churn"] * rows),
+        "version": pa.array(np.full(rows, 3)),
+        "role": pa.array(["champion"] * rows),
+        "score": score,
+        "label": pc.cast(pa.array((score >= 0.5).astype(np.int64)), pa.string()),
+        "features": pc.binary_join_element_wise('{"region": "', region, '", "tenure": 12}', ""),
+        "request": pc.binary_join_element_wise('{"customer_id": ', cust_text, "}", ""),
+    })
+    pick = rng.integers(0, rows, rows)
+    observed = times[pick] + rng.integers(day, 20 * day, rows)
+    label_cust = customers[pick].copy()
+    strangers = rng.random(rows) < 0.02
+    label_cust[strangers] = -1 - np.arange(int(strangers.sum()))
+    y = (rng.random(rows) < score[pick]).astype(np.int64)
+    by_entity = pa.table({"customer_id": label_cust, "churned": y,
+                          "observed_at": pa.array(observed, pa.timestamp("us", tz="UTC"))})
+    id_pick = rng.permutation(rows)
+    label_ids = ids.take(pa.array(id_pick))
+    unknown = rng.random(rows) < 0.01
+    strangers_ids = pc.binary_join_element_wise(
+        "unknown-", pc.cast(pa.array(np.arange(rows)), pa.string()), "")
+    label_ids = pc.if_else(pa.array(unknown), strangers_ids, label_ids)
+    by_id = pa.table({"prediction_id": label_ids, "churned": y})
+    paths = (folder / "predictions.parquet", folder / "labels_entity.parquet",
+             folder / "labels_id.parquet")
+    for table, path in zip((preds, by_entity, by_id), paths, strict=True):
+        pq.write_table(table, path)
+    return str(paths[0]), str(paths[1]), str(paths[2])
+
+
+REFERENCE_ENTITY = """
+WITH p AS (SELECT *, json_extract_string(request, '$.customer_id') AS k FROM read_parquet($p)),
+     l AS (SELECT CAST(customer_id AS VARCHAR) AS k, churned, observed_at,
+                  row_number() OVER () AS rn FROM read_parquet($l)),
+     m AS (SELECT l.*, p.id AS pid, p.time AS ptime FROM l ASOF JOIN p
+           ON l.k = p.k AND l.observed_at >= p.time
+           WHERE p.time >= l.observed_at - INTERVAL 30 DAY
+           QUALIFY row_number() OVER (PARTITION BY p.id ORDER BY l.observed_at DESC, rn DESC) = 1)
+SELECT p.* EXCLUDE (k), m.churned AS actual, m.observed_at FROM p LEFT JOIN m ON p.id = m.pid
+"""
+REFERENCE_ID = """
+WITH n AS (SELECT prediction_id, churned, row_number() OVER () AS rn FROM read_parquet($l)),
+     l AS (SELECT * FROM n
+           QUALIFY row_number() OVER (PARTITION BY prediction_id ORDER BY rn DESC) = 1)
+SELECT p.*, l.churned AS actual FROM read_parquet($p) p LEFT JOIN l ON p.id = l.prediction_id
+"""
+
+
+def label_join(rows: int) -> Any:
+    """The label-join benchmark: tarmac's join_labels against the ASOF join by hand in DuckDB,
+    both from the same Parquet files, alternated, best of 2."""
+    import duckdb
+    import pyarrow.dataset as pads
+
+    from tarmac.monitoring import join_labels, performance
+
+    res = c.Result("monitoring-labels", rows=rows, labels=rows, **c.env_info())
+    with c.workdir("monitoring-labels") as folder:
+        c.log(f"writing {rows:,} predictions and {rows:,} labels (two sets) as Parquet")
+        preds, by_entity, by_id = write_label_data(folder, rows)
+
+        def ours(labels: str, **how: Any) -> Any:
+            return join_labels(None, pads.dataset(preds), pads.dataset(labels),
+                               label_column="churned", delay="30d", **how)
+
+        def theirs(sql: str, labels: str) -> Any:
+            con = duckdb.connect()
+            try:
+                return con.sql(sql, params={"p": preds, "l": labels}).to_arrow_table()
+            finally:
+                con.close()
+
+        times: dict[str, list[float]] = {k: [] for k in ("te", "re", "ti", "ri")}
+        out: dict[str, Any] = {}
+        for _ in range(2):
+            c.log("entity+time: tarmac, then the DuckDB reference")
+            t, out["te"] = c.timed(lambda: ours(by_entity, entity="customer_id",
+                                                 timestamp="observed_at"))
+            times["te"].append(t)
+            t, out["re"] = c.timed(lambda: theirs(REFERENCE_ENTITY, by_entity))
+            times["re"].append(t)
+            c.log("prediction id: tarmac, then the DuckDB reference")
+            t, out["ti"] = c.timed(lambda: ours(by_id, id_column="prediction_id"))
+            times["ti"].append(t)
+            t, out["ri"] = c.timed(lambda: theirs(REFERENCE_ID, by_id))
+            times["ri"].append(t)
+    te, re_, ti, ri = (min(times[k]) for k in ("te", "re", "ti", "ri"))
+    j = out["te"]
+    c.log("performance over the entity+time join")
+    perf_s, perf = c.timed(lambda: performance(j, ["roc_auc", "pr_auc", "accuracy"],
+                                               window="1d", slices=["region"]))
+    ref_labelled = out["re"].num_rows - out["re"].column("actual").null_count
+    res.figure("join by entity+time, tarmac", te, "s",
+               f"{rows:,} predictions x {rows:,} labels, best of 2")
+    res.figure("join by entity+time, DuckDB by hand", re_, "s", "same ASOF join, same files")
+    res.figure("time ratio tarmac/reference (entity+time)", te / re_, "x")
+    res.figure("join by prediction id, tarmac", ti, "s", "best of 2")
+    res.figure("join by prediction id, DuckDB by hand", ri, "s", "same files")
+    res.figure("time ratio tarmac/reference (id)", ti / ri, "x")
+    res.figure("labels joined / duplicate / unknown (entity+time)",
+               f"{j.joined:,} / {j.duplicates:,} / {j.unknown:,}", "",
+               f"labelled predictions: tarmac {j.labelled:,}, reference {ref_labelled:,}")
+    res.figure("performance per day and region", perf_s, "s",
+               f"{perf.num_rows:,} rows: windows x (all + 8 regions) x 3 metrics, "
+               "scikit-learn through tarmac.models.metrics")
+    ji = out["ti"]
+    res.figure("labels joined / unknown (id)", f"{ji.joined:,} / {ji.unknown:,}", "",
+               f"duplicates {ji.duplicates:,}")
+    res.goal("label join, entity+time", te, "s", "<= 5", te <= 5)
+    res.goal("label join, prediction id", ti, "s", "<= 5", ti <= 5)
+    res.goal("same labelled predictions as the reference", abs(j.labelled - ref_labelled),
+             "rows", "0", j.labelled == ref_labelled)
+    return res
 
 
 def _agreement(ours: dict[str, Any], theirs: dict[str, Any]) -> dict[str, Any]:

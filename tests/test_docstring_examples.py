@@ -32,6 +32,7 @@ METHODS = [
     ("tarmac.models.registry", "ModelRegistry.promote"),
     ("tarmac.models.registry", "ModelRegistry.score"),
     ("tarmac.monitoring.sdk", "Monitoring.drift"),
+    ("tarmac.monitoring", "join_labels"),
 ]
 FLAGS = doctest.ELLIPSIS | doctest.NORMALIZE_WHITESPACE
 

@@ -88,6 +88,7 @@ from tarmac.cli import (  # noqa: E402,F401
     _features,
     _governance,
     _ingest,
+    _labels,
     _lake,
     _model_import,
     _models,

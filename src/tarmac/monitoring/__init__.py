@@ -5,7 +5,10 @@ table, a frame, a dataset, SQL or a lake table, or the training profile stored w
 version) and returns a ``DriftReport``: per column a two-sample test, its p-value corrected for
 the number of columns, an effect size with its class (none/small/medium/large), and a verdict
 that needs both, so a million rows do not turn noise into alarms. ``p.monitoring.drift`` is
-the same on a project, where text names a lake table or is SQL. See ``docs/monitoring.md``.
+the same on a project, where text names a lake table or is SQL. ``join_labels`` joins late
+labels to the prediction log (by prediction id, else by entity and time) and ``performance``
+computes the gates' metrics per window and slice from them, marking windows whose labels are
+not complete yet. See ``docs/monitoring.md``.
 
 Example::
 
@@ -33,6 +36,15 @@ from tarmac.monitoring._drift import (
     Verdict,
     drift,
 )
+from tarmac.monitoring._labels import (
+    LABELS_TABLE,
+    PREDICTION_ID,
+    LabelJoin,
+    ingest_labels,
+    join_labels,
+    read_labels_file,
+)
+from tarmac.monitoring._performance import performance
 from tarmac.monitoring.alerts import (
     Alert,
     Alerter,
@@ -45,6 +57,7 @@ from tarmac.monitoring.alerts import (
 )
 from tarmac.monitoring.sdk import Monitoring
 
-__all__ = ["EFFECT_CLASSES", "MIN_ROWS", "THRESHOLDS", "Alert", "Alerter", "CheckResult",
-           "ColumnDrift", "Delivery", "DriftReport", "EffectClass", "Monitoring", "Notice",
-           "Verdict", "alert_history", "drift", "log", "webhook"]
+__all__ = ["EFFECT_CLASSES", "LABELS_TABLE", "MIN_ROWS", "PREDICTION_ID", "THRESHOLDS", "Alert",
+           "Alerter", "CheckResult", "ColumnDrift", "Delivery", "DriftReport", "EffectClass",
+           "LabelJoin", "Monitoring", "Notice", "Verdict", "alert_history", "drift",
+           "ingest_labels", "join_labels", "log", "performance", "read_labels_file", "webhook"]
