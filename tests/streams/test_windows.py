@@ -283,7 +283,7 @@ def test_a_conflicting_copy_needs_fetch() -> None:
 
 def test_the_state_forgets_old_tiles() -> None:
     state = WindowState(SPEC, lateness_seconds=LATENESS)
-    for i in range(50):  # a minute per batch, 20 users
+    for i in range(20):  # a minute per batch, 20 users
         state.apply(table([Event(i * 100 + u, u, i * 60 + u, 1.0, "a", 1) for u in range(20)]))
     # the largest window (3 tiles) + lateness (2 tiles) + 1, and the current tile
     assert state.cells <= 20 * (3 + 2 + 2)

@@ -372,6 +372,8 @@ class WindowState:
         self._con: duckdb.DuckDBPyConnection = duckdb.connect()
         self._con.execute("SET TimeZone = 'UTC'")
         self._ready = False
+        self._empty: pa.Table | None = None
+        self._live = 0  # cells after the last compaction
         self._churn = 0  # rows rewritten since the tables were last compacted
         keys = spec.keys
         cols = spec.columns
@@ -417,29 +419,29 @@ class WindowState:
         if missing:
             raise ValueError(f"the rows lack column(s) {', '.join(missing)} (they have: "
                              f"{', '.join(rows.column_names)})")
-        con = self._con
-        spec = self.spec
+        con, spec = self._con, self.spec
         con.register("__in", rows.select(spec.source_columns))
         try:
-            top = con.execute(f"SELECT max({time_us(q(spec.timestamp))}) FROM __in "
-                              f"WHERE {q(spec.timestamp)} IS NOT NULL").fetchall()[0]
-            con.execute(f"CREATE OR REPLACE TEMP TABLE __b AS {_normalized(spec, '__in')}")
+            top = self._one(f"SELECT max({time_us(q(spec.timestamp))}) FROM __in "
+                            f"WHERE {q(spec.timestamp)} IS NOT NULL")
+            valid = self._rows(f"CREATE OR REPLACE TEMP TABLE __b AS "
+                               f"{_normalized(spec, '__in')}")
         finally:
             con.unregister("__in")
-        update = WindowUpdate(pa.table({}), rows=rows.num_rows)
-        valid = self._count("__b")
-        update.skipped = rows.num_rows - valid
+        update = WindowUpdate(self._empty_values(), rows=rows.num_rows,
+                              skipped=rows.num_rows - valid)
         if not self._ready:
             self._create_tables()
         old = self.clock_us
-        if old is not None:
+        if old is not None and valid:
             update.too_late = self._drop_too_late(old)
-        affected = self._dedup(update) if spec.primary_key else False
-        if not spec.primary_key:
-            con.execute("CREATE OR REPLACE TEMP TABLE __new AS SELECT * FROM __b")
-            con.execute(f"CREATE OR REPLACE TEMP TABLE __aff AS SELECT {self._k}, __s "
-                        "FROM __b LIMIT 0")
-        update.applied = self._count("__new")
+            valid -= update.too_late
+        affected = False
+        if spec.primary_key:
+            affected = self._dedup(update, valid)
+        else:
+            con.execute("CREATE OR REPLACE TEMP VIEW __new AS SELECT * FROM __b")
+            update.applied = valid
         update.event_us = np.asarray(con.execute("SELECT __t FROM __new").fetchnumpy()["__t"],
                                      dtype=np.int64)
         if affected:
@@ -447,16 +449,14 @@ class WindowState:
                 raise ValueError("a conflicting copy of an already counted event arrived; "
                                  "rebuilding its tiles needs fetch")
             self._rebuild(fetch)
-        self._merge()
-        new_clock = top[0]
-        if new_clock is not None and (old is None or new_clock > old):
-            self.clock_us = int(new_clock)
+        if update.applied:
+            self._merge()
+        if top is not None and (old is None or top > old):
+            self.clock_us = int(top)
         update.clock_us = self.clock_us
         if values and self.clock_us is not None:
             self._touched(old)
             update.values = self._values(touched=True)
-        else:
-            update.values = self._empty_values()
         self._evict(old)
         return update
 
@@ -474,6 +474,10 @@ class WindowState:
     def _one(self, sql: str) -> Any:
         rows = self._con.execute(sql).fetchall()
         return rows[0][0] if rows else None
+
+    def _rows(self, sql: str) -> int:
+        """Run a statement that creates, inserts or deletes rows; how many it did."""
+        return int(self._con.execute(sql).fetchall()[0][0])
 
     def _count(self, table: str) -> int:
         if table != "__b" and not self._ready:
@@ -506,6 +510,7 @@ class WindowState:
         for c in self._distinct:
             con.execute(f"CREATE TABLE __dv{self._idx[c]} AS SELECT {k}, __s, {q(c)} AS __v "
                         "FROM __b LIMIT 0")
+        con.execute(f"CREATE TEMP TABLE __aff AS SELECT {k}, __s FROM __b LIMIT 0")
         self._ready = True
 
     def _drop_too_late(self, clock: int) -> int:
@@ -517,12 +522,9 @@ class WindowState:
             cond = f"__t < {floor}"
         else:
             cond = f"__s < {_cutoff_tile(spec, clock, self.lateness_us)}"
-        late = int(self._one(f"SELECT count(*) FROM __b WHERE {cond}"))
-        if late:
-            self._con.execute(f"DELETE FROM __b WHERE {cond}")
-        return late
+        return self._rows(f"DELETE FROM __b WHERE {cond}")
 
-    def _dedup(self, update: WindowUpdate) -> bool:
+    def _dedup(self, update: WindowUpdate, valid: int) -> bool:
         """Keep in ``__new`` the rows that count: the batch's winner per event (primary key,
         entity, time), if the index has no copy of it or a copy with a larger hash (then that
         (entity, tile) is rebuilt: ``__aff``). Returns whether any tile must be rebuilt."""
@@ -531,28 +533,26 @@ class WindowState:
         pk_extra = [q(p) for p in spec.primary_key if p not in spec.keys]
         con.execute(f"CREATE OR REPLACE TEMP TABLE __w AS SELECT * FROM __b"
                     f"{_dedup_qualify(spec)}")
-        lo, hi = con.execute("SELECT min(__t), max(__t) FROM __w").fetchall()[0]
-        if lo is None:
-            lo, hi = 0, -1
         on = " AND ".join(f"w.{c} = s.{c}" for c in ident)
         con.execute(f"CREATE OR REPLACE TEMP TABLE __j AS SELECT w.*, s.__h AS __oh FROM __w w "
-                    f"LEFT JOIN (SELECT * FROM __seen WHERE __t BETWEEN {lo} AND {hi}) s ON {on}")
+                    f"LEFT JOIN (SELECT * FROM __seen WHERE __t BETWEEN (SELECT min(__t) FROM "
+                    f"__w) AND (SELECT max(__t) FROM __w)) s ON {on}")
         replace = "__oh IS NOT NULL AND __h < __oh"
-        con.execute("CREATE OR REPLACE TEMP TABLE __new AS SELECT * EXCLUDE (__oh) FROM __j "
-                    f"WHERE __oh IS NULL OR {replace}")
-        update.duplicates = self._count("__b") - self._count("__new")
-        update.replaced = int(self._one(f"SELECT count(*) FROM __j WHERE {replace}"))
+        update.applied = self._rows("CREATE OR REPLACE TEMP TABLE __new AS SELECT * EXCLUDE "
+                                    f"(__oh) FROM __j WHERE __oh IS NULL OR {replace}")
+        update.duplicates = valid - update.applied
         not_null = " AND ".join(f"{q(p)} IS NOT NULL" for p in spec.primary_key)
         cols = ", ".join([k, *pk_extra, "__t", "__s", "__h"])
         con.execute(f"INSERT INTO __seen SELECT {cols} FROM __j WHERE __oh IS NULL AND "
                     f"{not_null}")
-        con.execute(f"CREATE OR REPLACE TEMP TABLE __aff AS SELECT DISTINCT {k}, __s FROM __j "
-                    f"WHERE {replace}")
+        update.replaced = self._rows(f"CREATE OR REPLACE TEMP TABLE __r AS SELECT * FROM __j "
+                                     f"WHERE {replace}")
         if not update.replaced:
+            con.execute("DELETE FROM __aff")
             return False
+        con.execute(f"CREATE OR REPLACE TEMP TABLE __aff AS SELECT DISTINCT {k}, __s FROM __r")
         on_seen = " AND ".join(f"__seen.{c} = j.{c}" for c in ident)
-        con.execute(f"UPDATE __seen SET __h = j.__h FROM (SELECT * FROM __j WHERE {replace}) j "
-                    f"WHERE {on_seen}")
+        con.execute(f"UPDATE __seen SET __h = j.__h FROM __r j WHERE {on_seen}")
         return True
 
     def _rebuild(self, fetch: Fetch) -> None:
@@ -585,10 +585,10 @@ class WindowState:
     def _merge(self) -> None:
         """Merge the partials of ``__new`` into the state (cells and distinct sets)."""
         con, k = self._con, self._k
-        if not self._count("__new"):
+        parts = self._rows(f"CREATE OR REPLACE TEMP TABLE __p AS {self._partials('__new')}")
+        if not parts:
             return
-        con.execute(f"CREATE OR REPLACE TEMP TABLE __p AS {self._partials('__new')}")
-        s_lo, s_hi = con.execute("SELECT min(__s), max(__s) FROM __p").fetchall()[0]
+        tiles = "BETWEEN (SELECT min(__s) FROM __p) AND (SELECT max(__s) FROM __p)"
         merged = ["coalesce(o.__n, 0) + p.__n AS __n", "greatest(o.__tmax, p.__tmax) AS __tmax"]
         for c, fns in self._fns.items():
             i = self._idx[c]
@@ -603,17 +603,16 @@ class WindowState:
         keys = ", ".join(f"p.{q(key)}" for key in self.spec.keys)
         con.execute(f"CREATE OR REPLACE TEMP TABLE __m AS SELECT {keys}, p.__s, "
                     f"{', '.join(merged)} FROM __p p LEFT JOIN (SELECT * FROM __cells WHERE "
-                    f"__s BETWEEN {s_lo} AND {s_hi}) o ON {self._on('p', 'o')} AND "
-                    "p.__s = o.__s")
+                    f"__s {tiles}) o ON {self._on('p', 'o')} AND p.__s = o.__s")
         con.execute(f"DELETE FROM __cells c USING __p p WHERE {self._on('c', 'p')} AND "
-                    f"c.__s = p.__s AND c.__s BETWEEN {s_lo} AND {s_hi}")
+                    "c.__s = p.__s")
         con.execute("INSERT INTO __cells BY NAME SELECT * FROM __m")
-        self._churn += self._count("__p")
+        self._churn += parts
         for c in self._distinct:
             table = f"__dv{self._idx[c]}"
             con.execute(f"INSERT INTO {table} SELECT DISTINCT {k}, __s, {q(c)} FROM __new "
                         f"WHERE {q(c)} IS NOT NULL EXCEPT SELECT {k}, __s, __v FROM {table} "
-                        f"WHERE __s BETWEEN {s_lo} AND {s_hi}")
+                        f"WHERE __s {tiles}")
 
     def _touched(self, old: int | None) -> None:
         """``__touch``: entities with new or rebuilt partials, and those holding a tile that
@@ -678,14 +677,17 @@ class WindowState:
                              f"ORDER BY {k}").to_arrow_table()
 
     def _empty_values(self) -> pa.Table:
-        if not self._ready:
-            return pa.table({})
-        saved = self.clock_us
-        self.clock_us = saved if saved is not None else 0
-        try:
-            return self._values(touched=False).slice(0, 0)
-        finally:
-            self.clock_us = saved
+        """No values, in the shape of ``_values`` (computed once)."""
+        if self._empty is None:
+            if not self._ready:
+                return pa.table({})
+            saved = self.clock_us
+            self.clock_us = saved if saved is not None else 0
+            try:
+                self._empty = self._values(touched=False).slice(0, 0)
+            finally:
+                self.clock_us = saved
+        return self._empty
 
     def _evict(self, old: int | None) -> None:
         """Forget tiles and duplicate-index entries no acceptable row can change, when the
@@ -696,16 +698,17 @@ class WindowState:
         spec = self.spec
         tile = spec.tile_us
         moved = old is None or _pyfdiv(old, tile) < _pyfdiv(self.clock_us, tile)
-        live = self._count("__cells")
-        if not moved and self._churn <= max(live, 50_000):
+        if not moved and self._churn <= max(self._live, 50_000):
             return
         cutoff = _cutoff_tile(spec, self.clock_us, self.lateness_us)
         keep = {"__cells": f"__s >= {cutoff}",
                 "__seen": f"__t >= {self.clock_us - self.lateness_us - tile}"}
         keep.update({f"__dv{self._idx[c]}": f"__s >= {cutoff}" for c in self._distinct})
         for table, cond in keep.items():
-            self._con.execute(f"CREATE OR REPLACE TABLE {table} AS SELECT * FROM {table} "
-                              f"WHERE {cond}")
+            n = self._rows(f"CREATE OR REPLACE TABLE {table} AS SELECT * FROM {table} "
+                           f"WHERE {cond}")
+            if table == "__cells":
+                self._live = n
         self._churn = 0
 
 
