@@ -20,7 +20,7 @@ sys.path.insert(0, str(HERE))
 import _common as c  # noqa: E402
 
 BENCHMARKS = ["lake", "sql", "catalog", "ledger", "audit", "ingest", "features", "models",
-              "predlog", "score", "serving"]
+              "predlog", "score", "serving", "windows"]
 
 
 def main() -> None:
@@ -36,7 +36,7 @@ def main() -> None:
     args = ap.parse_args()
     sizes = {"lake": args.rows, "sql": args.rows, "catalog": args.catalog_rows,
              "ledger": args.ledger_ops, "audit": None, "ingest": args.rows, "features": None,
-             "models": None, "predlog": None, "score": None, "serving": None}
+             "models": None, "predlog": None, "score": None, "serving": None, "windows": None}
 
     results: list[dict[str, Any]] = []
     failed: list[str] = []

@@ -136,6 +136,10 @@ def test_apply_registers_a_stream_view_before_any_event(proj: Project) -> None:
     assert view.streaming["spec"]["primary_key"] == ["event_id"]  # type: ignore[attr-defined]
     assert view.streaming["spec"]["tile_seconds"] == 300  # type: ignore[attr-defined]
     assert StreamingFeatures(proj).views_for("clicks")[0].name == "live"
+    with pytest.raises(UsageError, match="no source 'clickz'.*did you mean 'clicks'"):
+        StreamingFeatures(proj).views_for("clickz")
+    with pytest.raises(UsageError, match="source 'crm' is a file source, not a stream"):
+        StreamingFeatures(proj).start("crm")
     assert not [c for c in proj.features.apply().changes if c.action != "unchanged"]
     proj.lake.write("clicks", rows(BATCHES[0]))  # once the table exists, still unchanged
     assert not [c for c in proj.features.apply().changes if c.action != "unchanged"]
@@ -240,6 +244,23 @@ def test_training_sets_are_point_in_time(proj: Project) -> None:
         (1, 1), (0, 2),  # at 5 min the first tile left the 5m window
         (1, 3), (1, 3), (0, 3),  # at 10 min: the 5-10 tile left the 5m window
         (1, 1), (1, 2)]  # at 22 the 15m window starts at 10 min: 21; at 34 (from 20): 21, 31.5
+    # materialize reads the same definition in batch: it writes what streaming wrote
+    entities = [{"customer_id": c} for c in (1, 2, 3)]
+    at = T0 + timedelta(minutes=34)
+    before = proj.features.online(["live"], entities, now=at)
+    (result,) = proj.features.materialize(["live"])
+    # evaluation rows: customer 1 has 5 events and 6 boundaries up to the 33 min clock (5, 10,
+    # 15, 20, 25, 30 min), customer 2 has 3 + 3, customer 3 has 1 + 3 (15, 25, 30)
+    assert (result.entities, result.rows) == (3, 21)
+    after = proj.features.online(["live"], entities, now=at)
+    assert (after.rows, after.event_time) == (before.rows, before.event_time)
+    from tarmac.features.inspect import describe
+
+    shown = describe(proj.features, "live")
+    assert shown["source"] == ("stream clicks (lake table clicks): windows 5m, 15m, 30m "
+                               "tumbling; tile 5m")
+    # the lake table as it landed, the producer's copy included
+    assert shown["freshness"] == "newest event 2026-03-01 00:33:00 UTC, 10 rows"
     live.close()
 
 

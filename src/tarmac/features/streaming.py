@@ -272,7 +272,12 @@ class StreamingFeatures:
             rows = pa.Table.from_batches([rows])
         stats = ApplyStats(source, rows=rows.num_rows)
         events: list[np.ndarray] = []
-        for view in self.views_for(source):
+        views = self.views_for(source)
+        names = {v.name for v in views}
+        for name in [n for n, r in self._running.items()  # views no longer registered
+                     if n not in names and r.view.streaming["source"] == source]:  # type: ignore[attr-defined]
+            self._running.pop(name).state.close()
+        for view in views:
             run = self._running.get(view.name)
             if run is None or run.key != _key(view):
                 entities = self._start(source, view)

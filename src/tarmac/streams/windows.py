@@ -29,12 +29,12 @@ The batch query (``batch_sql``) returns one row per entity and evaluation time, 
 included up to the *clock*: the newest event time in the table. Time moves with the events,
 never with the wall clock: past the clock nothing is evaluated.
 
-**Duplicates.** With a primary key, rows sharing (primary key, event time) are one event: among
-them the row with the smallest content hash (DuckDB ``hash`` of the key and aggregated columns)
-counts and the others do not. Identical copies - a producer sending an event twice - therefore
-count once whatever their order; conflicting copies resolve the same way in batch and in
-streaming. Rows with a null key, a null event time or a null primary-key part are not deduplicated
-(the first two are not counted at all).
+**Duplicates.** With a primary key, rows sharing (primary key, entity, event time) are one
+event: among them the row with the smallest content hash (DuckDB ``hash`` of the aggregated
+columns) counts and the others do not. Identical copies - a producer sending an event twice -
+therefore count once whatever their order; conflicting copies resolve the same way in batch and
+in streaming. Rows with a null key or a null event time are not counted; rows with a null
+primary-key part are each their own event; without a primary key every row counts.
 
 ``WindowState`` computes the same thing incrementally: one partial aggregate per (entity, tile)
 (event count, newest event time, per column sum, non-null count, min, max, last as a
@@ -43,7 +43,7 @@ group-by per micro-batch - never a Python loop per event, never a rescan of a wi
 batch it answers the current values (at its clock, the newest event time it has seen) of the
 entities whose values changed: those with new events and those a tile boundary passed. The
 state forgets tiles older than the largest window plus the allowed lateness plus one tile, and
-the duplicate index forgets (primary key, time) pairs older than the lateness plus one tile:
+the duplicate index forgets events older than the lateness plus one tile:
 memory is bounded by (entities x tiles of the largest window) and by the events of the
 lateness horizon. A row older than that (which the stream sink quarantines as too late) is
 counted and skipped.
