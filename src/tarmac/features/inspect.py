@@ -49,13 +49,17 @@ def _view(store: FeatureStore, view: FeatureView, definition: fcat.Definition) -
     stream = getattr(view, "streaming", None)
     if stream:  # a stream view: its lake table, not the (costly) window computation
         relation = q(stream["table"])
-    try:
-        newest = query(project.lake, f"SELECT max({q(view.timestamp)}) AS t, count(*) AS n "
-                                     f"FROM {relation}").to_pylist()[0]
-        freshness = (f"newest event {newest['t']:%Y-%m-%d %H:%M:%S} UTC, {newest['n']:,} rows"
-                     if newest["t"] else "no rows")
-    except Exception as exc:  # a broken source is worth showing, not fatal to `show`
-        freshness = f"source unreadable: {str(exc).splitlines()[0]}"
+    if stream and project.lake.latest(stream["table"]) is None:
+        freshness = (f"no event has landed yet (lake table {stream['table']} does not "
+                     "exist)")
+    else:
+        try:
+            newest = query(project.lake, f"SELECT max({q(view.timestamp)}) AS t, count(*) "
+                                         f"AS n FROM {relation}").to_pylist()[0]
+            freshness = (f"newest event {newest['t']:%Y-%m-%d %H:%M:%S} UTC, "
+                         f"{newest['n']:,} rows" if newest["t"] else "no rows")
+        except Exception as exc:  # a broken source is worth showing, not fatal to `show`
+            freshness = f"source unreadable: {str(exc).splitlines()[0]}"
     last = fcat.last_materialization(project.catalog, view.name)
     stats = last.stats if last else {}
     try:
