@@ -287,6 +287,9 @@ def _share(x: float) -> str:
 def _source(view: Any) -> str:
     from tarmac.features.definitions import SqlSource
 
+    stream = getattr(view, "streaming", None)
+    if stream:  # a stream feature view: its stream, not the generated SQL
+        return f"stream {stream['source']}"
     if isinstance(view.source, SqlSource):
         text = view.source.query
         return "sql: " + (text if len(text) <= 40 else text[:37] + "...")

@@ -251,6 +251,198 @@ class FeatureView(_Features):
         }
 
 
+#: what an aggregate of a stream view computes (count takes no column)
+AGGREGATES = ("count", "sum", "mean", "min", "max", "last", "distinct")
+
+
+@dataclass(frozen=True)
+class Aggregation:
+    """One aggregate of a stream feature view (build it with ``tarmac.features.agg``):
+    ``fn`` of ``column``, output as ``{name}_{window}`` for every window of the view. ``dtype``
+    (optional) is the feature type; by default it follows the column (count and distinct count
+    are ``int64``, mean ``float64``)."""
+
+    fn: str
+    column: str | None = None
+    dtype: str | None = None
+    name: str | None = None
+
+    def __post_init__(self) -> None:
+        if self.fn not in AGGREGATES:
+            raise UsageError(f"unknown aggregate {self.fn!r}; expected one of: "
+                             f"{', '.join(AGGREGATES)}")
+        if self.fn == "count" and self.column is not None:
+            raise UsageError("agg.count() counts events and takes no column")
+        if self.fn != "count" and (not isinstance(self.column, str) or not self.column):
+            raise UsageError(f"agg.{self.fn}(column) needs the name of a column")
+        if self.dtype is not None and self.dtype not in TYPES:
+            raise UsageError(f"agg.{self.fn}({self.column!r}): unknown type {self.dtype!r}; "
+                             f"expected one of: {', '.join(TYPES)}")
+        if self.name is not None:
+            _check_name(f"name of agg.{self.fn}", self.name)
+
+    @property
+    def base(self) -> str:
+        """The start of its feature names: ``count``, ``amount_sum``, ``page_distinct``."""
+        if self.name:
+            return self.name
+        return "count" if self.column is None else f"{self.column}_{self.fn}"
+
+    def __str__(self) -> str:
+        return f"agg.{self.fn}({'' if self.column is None else repr(self.column)})"
+
+
+@dataclass(frozen=True)
+class WindowDef:
+    """A window of a stream feature view: ``sliding("1h")`` (hops by the tile; plain text
+    means sliding) or ``tumbling("1d")`` (epoch-aligned periods)."""
+
+    length: str | timedelta
+    tumbling: bool = False
+
+
+def sliding(length: str | timedelta) -> WindowDef:
+    """A sliding window of ``length`` (``"5m"``, ``"1h"``): it hops by the view's tile."""
+    return WindowDef(length)
+
+
+def tumbling(length: str | timedelta) -> WindowDef:
+    """A tumbling window of ``length``: the epoch-aligned period holding the time, so far."""
+    return WindowDef(length, tumbling=True)
+
+
+def _stream_field(view: str, what: str, value: Any) -> str:
+    return f"stream feature view '{view}': {what} {echo(repr(value))}"
+
+
+def _whole_seconds(view: str, what: str, value: Any) -> int:
+    """A duration given as text or timedelta, in whole seconds (UsageError naming the field)."""
+    if isinstance(value, timedelta):
+        seconds = value.total_seconds()
+    elif isinstance(value, str):
+        try:
+            seconds = parse_duration(value).total_seconds()
+        except ValueError as exc:
+            raise UsageError(f"{_stream_field(view, what, value)}: {exc}") from None
+    else:
+        raise UsageError(f"{_stream_field(view, what, value)}: expected a duration such as "
+                         "'5m', '1h' or '1d'")
+    if seconds <= 0 or seconds != int(seconds):
+        raise UsageError(f"{_stream_field(view, what, value)}: expected a positive whole "
+                         "number of seconds")
+    return int(seconds)
+
+
+@dataclass(frozen=True)
+class StreamFeatureView(FeatureView):
+    """Windowed aggregates over a ``type: stream`` source, per entity, on event time: kept up
+    to date online by ``tarmac stream run`` and computed in batch, from the same definition,
+    over the lake table the stream lands in (training sets, ``materialize``, ``check``).
+
+    ``source`` names the stream source in ``tarmac.yaml``; ``aggregates`` (from
+    ``tarmac.features.agg``) are computed over every window in ``windows`` (text such as
+    ``"1h"`` for a sliding window, or ``sliding(...)`` / ``tumbling(...)``); the features are
+    named ``{aggregate}_{window}``: ``count_5m``, ``amount_sum_1h``, ``page_distinct_1d``,
+    ``amount_sum_1d_tumbling``. ``tile`` (default: the greatest common divisor of the windows)
+    is the step windows hop by; every window is a whole number of tiles. ``timestamp``
+    defaults to the source's ``timestamp:`` (its event-time column). The exact semantics are
+    in docs/streams.md.
+
+    Example::
+
+        clicks_live = StreamFeatureView(
+            name="clicks_live", entities=[customer], source="clicks", ttl="2d",
+            aggregates=[agg.count(), agg.sum("amount"), agg.distinct("page")],
+            windows=["5m", "1h", "1d"])     # count_5m ... page_distinct_1d
+    """
+
+    source: str
+    timestamp: str | None = None  # type: ignore[assignment]
+    features: list[Feature] = field(default_factory=list)
+    aggregates: Sequence[Aggregation] = ()
+    windows: Sequence[str | timedelta | WindowDef] = ()
+    tile: str | timedelta | None = None
+
+    def __post_init__(self) -> None:
+        _check_name("feature view", self.name)
+        where = f"stream feature view '{self.name}'"
+        if not isinstance(self.source, str) or not self.source.strip():
+            raise UsageError(f"{where}: source must name a stream source of tarmac.yaml "
+                             "(type: stream)")
+        if self.features:
+            raise UsageError(f"{where}: features are derived from aggregates and windows "
+                             "(e.g. amount_sum_1h); do not pass features=")
+        if self.created is not None:
+            raise UsageError(f"{where}: created= does not apply (stream rows are counted once "
+                             "by primary key and event time)")
+        aggs = list(self.aggregates)
+        if not aggs:
+            raise UsageError(f"{where} declares no aggregates",
+                             hint="e.g. aggregates=[agg.count(), agg.sum('amount')]")
+        for i, a in enumerate(aggs):
+            if not isinstance(a, Aggregation):
+                raise UsageError(f"{where}: aggregates[{i}] is {echo(repr(a))}, not an "
+                                 "aggregate; build them with tarmac.features.agg (agg.count(), "
+                                 "agg.sum('amount'), ...)")
+        object.__setattr__(self, "aggregates", tuple(aggs))
+        raw = [self.windows] if isinstance(self.windows, str | WindowDef) else list(self.windows)
+        if not raw:
+            raise UsageError(f"{where} declares no windows", hint="e.g. windows=['5m', '1h']")
+        defs = [w if isinstance(w, WindowDef) else WindowDef(w) for w in raw]
+        object.__setattr__(self, "windows", tuple(defs))
+        spec = self.window_spec(keys=self.join_keys, timestamp=self.timestamp or "__event_time")
+        types = {"count": Int64, "distinct": Int64, "mean": Float64}
+        feats = [Feature(name, a_decl.dtype or types.get(a_decl.fn, Float64))
+                 for name, a_decl in zip([n for n, _a, _w in spec.features],
+                                         [a for a in aggs for _w in defs], strict=True)]
+        object.__setattr__(self, "features", feats)
+        super().__post_init__()
+
+    @property
+    def window_defs(self) -> list[WindowDef]:
+        """The windows as declared (text given alone means sliding)."""
+        return [w if isinstance(w, WindowDef) else WindowDef(w) for w in self.windows]
+
+    def window_spec(self, *, keys: Sequence[str], timestamp: str,
+                    primary_key: Sequence[str] = (),
+                    sql_types: dict[int, str] | None = None) -> Any:
+        """The ``tarmac.streams.windows.WindowSpec`` of this view for a source's columns;
+        ``sql_types`` (aggregate index -> DuckDB type) defaults to DOUBLE."""
+        from tarmac.streams.windows import Aggregate, Window, WindowSpec, default_tile
+
+        where = f"stream feature view '{self.name}'"
+        wins = [Window(_whole_seconds(self.name, f"windows[{i}]", wd.length), wd.tumbling)
+                for i, wd in enumerate(self.window_defs)]
+        if self.tile is None:
+            tile = default_tile(w.seconds for w in wins)
+        else:
+            tile = _whole_seconds(self.name, "tile", self.tile)
+        for i, w in enumerate(wins):
+            if w.seconds % tile:
+                raise UsageError(f"{where}: windows[{i}] ({w.name}) is not a whole number of "
+                                 f"tiles (tile {self.tile})",
+                                 hint="choose a tile that divides every window, or leave tile "
+                                      "out (the greatest common divisor of the windows)")
+        aggs = [Aggregate(a.fn, a.column, a.base, (sql_types or {}).get(i, "DOUBLE"))
+                for i, a in enumerate(self.aggregates)]
+        try:
+            return WindowSpec(keys=tuple(keys), timestamp=timestamp, aggregates=tuple(aggs),
+                              windows=tuple(wins), tile_seconds=tile,
+                              primary_key=tuple(primary_key))
+        except ValueError as exc:
+            raise UsageError(f"{where}: {exc}",
+                             hint="declare a larger tile= (the windows hop by it)"
+                             if "tiles" in str(exc) else None) from None
+
+    def spec(self) -> dict[str, Any]:
+        return {**super().spec(), "source": {"stream": self.source},
+                "aggregates": [{"fn": a.fn, "column": a.column, "dtype": a.dtype,
+                                "name": a.name} for a in self.aggregates],
+                "windows": [{"length": str(w.length), "tumbling": w.tumbling}
+                            for w in self.window_defs],
+                "tile": None if self.tile is None else str(self.tile)}
+
+
 @dataclass(frozen=True)
 class FeatureSelection:
     """Some features of a view, optionally output under a prefix."""
@@ -358,7 +550,7 @@ class FeatureService:
 
 Definition = Entity | FeatureView | OnDemandFeatureView | FeatureService
 KINDS: dict[type, str] = {Entity: "entity", FeatureView: "view", OnDemandFeatureView: "on_demand",
-                          FeatureService: "service"}
+                          FeatureService: "service", StreamFeatureView: "view"}
 
 
 def function_hash(fn: Any) -> str:

@@ -46,13 +46,20 @@ def _view(store: FeatureStore, view: FeatureView, definition: fcat.Definition) -
 
     project = store.project
     relation = f"({view.source.query})" if isinstance(view.source, SqlSource) else q(view.source)
-    try:
-        newest = query(project.lake, f"SELECT max({q(view.timestamp)}) AS t, count(*) AS n "
-                                     f"FROM {relation}").to_pylist()[0]
-        freshness = (f"newest event {newest['t']:%Y-%m-%d %H:%M:%S} UTC, {newest['n']:,} rows"
-                     if newest["t"] else "no rows")
-    except Exception as exc:  # a broken source is worth showing, not fatal to `show`
-        freshness = f"source unreadable: {str(exc).splitlines()[0]}"
+    stream = getattr(view, "streaming", None)
+    if stream:  # a stream view: its lake table, not the (costly) window computation
+        relation = q(stream["table"])
+    if stream and project.lake.latest(stream["table"]) is None:
+        freshness = (f"no event has landed yet (lake table {stream['table']} does not "
+                     "exist)")
+    else:
+        try:
+            newest = query(project.lake, f"SELECT max({q(view.timestamp)}) AS t, count(*) "
+                                         f"AS n FROM {relation}").to_pylist()[0]
+            freshness = (f"newest event {newest['t']:%Y-%m-%d %H:%M:%S} UTC, "
+                         f"{newest['n']:,} rows" if newest["t"] else "no rows")
+        except Exception as exc:  # a broken source is worth showing, not fatal to `show`
+            freshness = f"source unreadable: {str(exc).splitlines()[0]}"
     last = fcat.last_materialization(project.catalog, view.name)
     stats = last.stats if last else {}
     try:
@@ -75,8 +82,8 @@ def _view(store: FeatureStore, view: FeatureView, definition: fcat.Definition) -
         "kind": "view", "name": view.name, "version": definition.version,
         "description": view.description, "entities": [e.name for e in view.entities],
         "join_keys": view.join_keys,
-        "source": (f"sql: {view.source.query}" if isinstance(view.source, SqlSource)
-                   else f"lake table {view.source}"),
+        "source": (_stream_text(stream) if stream else f"sql: {view.source.query}"
+                   if isinstance(view.source, SqlSource) else f"lake table {view.source}"),
         "timestamp": view.timestamp, "created": view.created,
         "ttl": view.ttl_text, "freshness": freshness,
         "materialized": (f"{to_datetime(last.ended_at or last.started_at):%Y-%m-%d %H:%M:%S} "
@@ -86,6 +93,17 @@ def _view(store: FeatureStore, view: FeatureView, definition: fcat.Definition) -
         "consumers": _consumers(store, [f"{view.name}:{f.name}" for f in view.features]),
         "features": features, "stats": stats,
     }
+
+
+def _stream_text(stream: dict[str, Any]) -> str:
+    """``stream clicks (lake table clicks): windows 5m, 1h, 1d tumbling; tile 5m``."""
+    from tarmac.streams.windows import WindowSpec, window_text
+
+    spec = WindowSpec.from_dict(stream["spec"])
+    windows = ", ".join(window_text(w.seconds) + (" tumbling" if w.tumbling else "")
+                        for w in spec.windows)
+    return (f"stream {stream['source']} (lake table {stream['table']}): windows {windows}; "
+            f"tile {window_text(spec.tile_seconds)}")
 
 
 def _consumers(store: FeatureStore, refs: list[str]) -> list[str]:

@@ -34,6 +34,7 @@ from tarmac.features.definitions import (
     FeatureView,
     OnDemandFeatureView,
     SqlSource,
+    StreamFeatureView,
     spec_hash,
     type_of,
 )
@@ -55,7 +56,8 @@ class Definitions:
 
     def add(self, obj: Any, where: str) -> None:
         tables: dict[type, dict[str, Any]] = {Entity: self.entities, FeatureView: self.views,
-                                 OnDemandFeatureView: self.on_demand,
+                                               StreamFeatureView: self.views,
+                                               OnDemandFeatureView: self.on_demand,
                                                FeatureService: self.services}
         table = tables[type(obj)]
         known = table.get(obj.name)
@@ -319,7 +321,14 @@ def plan(project: Project, defs: Definitions) -> Plan:
     for kind, name, obj in defs.items():
         declared.add((kind, name))
         spec = obj.spec()
-        if kind == "view":
+        if isinstance(obj, StreamFeatureView):  # bound to its stream source: SQL and types
+            from tarmac.features.streaming import bind
+
+            obj, schema = bind(project, obj)
+            spec = obj.spec()
+            if project.lake.latest(spec["streaming"]["table"]) is not None:
+                check_source(obj, source_schema(project, obj))  # the generated SQL runs
+        elif kind == "view":
             schema = source_schema(project, obj)
             check_source(obj, schema)
             spec["key_types"] = key_types(obj, schema)
@@ -404,7 +413,7 @@ def from_specs(current: dict[tuple[str, str], fcat.Definition],
         source: str | SqlSource = (SqlSource(s["source"]["sql"]) if "sql" in s["source"]
                                    else s["source"]["table"])
         ttl = timedelta(seconds=s["ttl_seconds"]) if s.get("ttl_seconds") else None
-        defs.views[name] = _RegisteredView(
+        defs.views[name] = _RegisteredView(streaming=s.get("streaming"),
             name=name, entities=entities, source=source, timestamp=s["timestamp"],
             features=[Feature(f["name"], f["dtype"], f.get("description", ""),
                               tuple(f.get("tags", ()))) for f in s["features"]],
@@ -439,9 +448,14 @@ class _RegisteredView(FeatureView):
     """A view rebuilt from the registry; knows its join keys' value types in the source."""
 
     key_types: dict[str, str] = field(default_factory=dict)
+    # a stream feature view's binding: its source, lake table and window spec (None: batch)
+    streaming: dict[str, Any] | None = None
 
     def spec(self) -> dict[str, Any]:
-        return {**super().spec(), "key_types": self.key_types}
+        out = {**super().spec(), "key_types": self.key_types}
+        if self.streaming is not None:
+            out["streaming"] = self.streaming
+        return out
 
 
 def _unavailable(spec: dict[str, Any], changed: bool) -> OnDemandFeatureView:

@@ -42,6 +42,7 @@ if TYPE_CHECKING:
     from tarmac.features.check import CheckReport
     from tarmac.features.materialize import MaterializeProgress, MaterializeResult
     from tarmac.features.online import OnlineStore
+    from tarmac.features.streaming import StreamingFeatures
     from tarmac.project import Project
 
 __all__ = ["DemandPart", "EntityFrame", "FeatureRefs", "FeatureStore", "OnlineFeatures",
@@ -62,6 +63,7 @@ class FeatureStore:
         self._checked_at = 0.0
         self._reader = OnlineReader()
         self._online: OnlineStore | None = None
+        self._streaming: StreamingFeatures | None = None
 
     # -- definitions --------------------------------------------------------------------------
 
@@ -224,6 +226,17 @@ class FeatureStore:
         return self._reader.read(self.online_store, plan, entities,
                                  None if now is None else int(now.timestamp() * 1_000_000))
 
+    @property
+    def streaming(self) -> StreamingFeatures:
+        """The stream feature views' incremental side: ``start(source)`` and
+        ``apply(source, committed_rows)``, what ``tarmac stream run`` calls after each commit
+        (see ``tarmac.features.streaming``)."""
+        if self._streaming is None:
+            from tarmac.features.streaming import StreamingFeatures
+
+            self._streaming = StreamingFeatures(self.project)
+        return self._streaming
+
     # -- inspection --------------------------------------------------------------------------
 
     def check(self, features: FeatureRefs, *, sample: int = 100, seed: int = 0,
@@ -237,6 +250,9 @@ class FeatureStore:
 
     def close(self) -> None:
         """Close the online store's connection (reopened on next use)."""
+        if self._streaming is not None:
+            self._streaming.close()
+            self._streaming = None
         if self._online is not None:
             self._online.close()
             self._online = None
