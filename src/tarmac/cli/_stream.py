@@ -213,8 +213,12 @@ def _connect(p: Any, timeout: float) -> Any:
 
 
 def _feature_hooks(p: Any, sources: list[str] | None) -> list[Any]:
-    """Hooks that keep streaming feature views online (none yet: see tarmac.features)."""
-    return []
+    """The hook that keeps the stream feature views of these sources online (if any)."""
+    from tarmac.features.streaming import runner_hook
+    from tarmac.streams.sink import stream_sources
+
+    hook = runner_hook(p, list(sources or stream_sources(p)))
+    return [hook] if hook is not None else []
 
 
 @stream_app.command()

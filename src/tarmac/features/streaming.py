@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import json
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
@@ -401,3 +402,28 @@ def _event_us(rows: pa.Table, spec: WindowSpec) -> np.ndarray:
 
 
 __all__ = ["ApplyStats", "StreamingFeatures", "ViewApply", "bind", "lake_table", "stream_source"]
+
+
+def runner_hook(project: Project, sources: list[str]) -> Callable[[Any], ApplyStats | None] | None:
+    """The hook ``tarmac stream run`` gives its runner so the stream views of ``sources`` stay
+    online: each view is rebuilt from the lake first (a restart needs no manual step), then
+    every committed micro-batch is applied (None when no source has a stream view).
+
+    Example::
+
+        hook = runner_hook(p, ["clicks"])
+        StreamRunner(p, ["clicks"], hooks=[hook] if hook else []).run()
+    """
+    streaming = project.features.streaming
+    active = [s for s in sources if streaming.views_for(s)]
+    if not active:
+        return None
+    for source in active:
+        streaming.start(source)
+
+    def keep_online(batch: Any) -> ApplyStats | None:
+        if batch.source not in active or batch.rows is None or not batch.rows.num_rows:
+            return None
+        return streaming.apply(batch.source, batch.rows)
+
+    return keep_online

@@ -54,7 +54,6 @@ from tarmac.streams.sink import (
     StreamSink,
     stream_source,
     stream_sources,
-    to_micros,
 )
 
 if TYPE_CHECKING:
@@ -354,9 +353,9 @@ class StreamRunner:
                                          f"{type(exc).__name__}: {exc}")
                 log.error("stream %s: hook failed after commit: %s", src.name, exc)
                 continue
-            if self.metrics is not None and isinstance(result, dict) and \
-                    "online_at_us" in result and batch.rows is not None and src.spec.timestamp:
-                self.metrics.online(src.name, batch, src.spec.timestamp, result["online_at_us"])
+            latencies = getattr(result, "latencies", None)
+            if self.metrics is not None and callable(latencies):
+                self.metrics.online(src.name, latencies())
 
     def _lag(self, src: _Source) -> None:
         try:
@@ -409,10 +408,8 @@ class _Metrics:
         self.rate.labels(source).set(b.rows_loaded / seconds if seconds > 0 else 0)
         self.last_commit.labels(source).set(now_us() / 1e6)
 
-    def online(self, source: str, b: SinkBatch, column: str, at_us: int) -> None:
-        assert b.rows is not None
-        ts = to_micros(b.rows[column])
-        ts = ts[ts > np.iinfo(np.int64).min]
+    def online(self, source: str, seconds: np.ndarray) -> None:
+        """A hook's event-to-online latencies (seconds, one per event applied)."""
         hist = self.event_to_online.labels(source)
-        for lag in np.maximum(0, at_us - ts) / 1e6:
+        for lag in np.maximum(0.0, np.asarray(seconds, dtype=float)):
             hist.observe(float(lag))

@@ -59,6 +59,7 @@ from tarmac.catalog import sources as state_store
 from tarmac.errors import ConfigError, TarmacError, UsageError, WriteConflictError
 from tarmac.humanize import parse_duration
 from tarmac.ingest import quarantine
+from tarmac.ingest.base import table_name
 from tarmac.ingest.contract import REJECT_SCHEMA, Contract
 from tarmac.ingest.spec import StreamSource
 from tarmac.ingest.text import json_values
@@ -174,7 +175,7 @@ class StreamSink:
         self.spec = stream_source(project, source)
         self.source = source
         self.topic = self.spec.topic
-        self.table = self.spec.table or source
+        self.table = self.spec.table or table_name(source)
         self.log = log or project.streams
         self.runner_id = runner_id or uuid.uuid4().hex[:12]
         self.lake = project.lake
