@@ -552,6 +552,7 @@ LIVE_CLICKS = 400
 def _streams(p: Any, report: DemoReport, step: Step) -> None:
     """Live clicks on a stream: produced now (some broken, one re-sent, one an hour too late),
     then `tarmac stream run --once` puts them in the lake exactly once."""
+    import json
     from datetime import UTC, datetime, timedelta
 
     from tarmac.streams.runner import StreamRunner
@@ -588,6 +589,10 @@ def _streams(p: Any, report: DemoReport, step: Step) -> None:
         StreamRunner(p, ["live_clicks"], once=True, hooks=hooks).run()
         seen.append(p.features.online(refs, [{"customer_id": busiest}]).rows[0]["count_1h"])
     total = StreamRunner(p, ["live_clicks"], once=True).run()["live_clicks"]  # nothing left
+    more = [{"event_id": f"live-more-{i}", "customer_id": int(ids[0]), "event_type": "search",
+             "event_time": (now + timedelta(seconds=i)).isoformat()} for i in range(5)]
+    (report.root / "data" / "more_clicks.jsonl").write_text(  # for the README's tour
+        "".join(json.dumps(e) + "\n" for e in more), encoding="utf-8")
     t = _totals(p)
     check = p.features.check(refs)
     rows = p.sql("SELECT count(*) AS n, count(DISTINCT event_id) AS d FROM live_clicks")
