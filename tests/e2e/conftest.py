@@ -1,5 +1,8 @@
 """One demo project for the end-to-end tests that only read it (``demo_run``): building it
-takes a quarter of a minute, so it is built once per session."""
+takes a quarter of a minute, so it is built once per session. Under pytest-xdist (``make
+test``) the files that use it run on one worker (``SHARED_SCOPES`` in tests/conftest.py), so
+it is still built once; a new file that uses it belongs there too (else its worker builds a
+demo of its own: right, only slower)."""
 
 from __future__ import annotations
 
