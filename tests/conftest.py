@@ -18,6 +18,12 @@ import pytest
 import tarmac
 from tarmac.project import Project, scaffold
 
+# The CLI sizes its tables to the terminal, else to COLUMNS, else 160 columns; the tests read
+# its output as CI prints it (no terminal). pytest-xdist workers start with COLUMNS=80 in their
+# environment: the controller process has it in its C environment (GNU readline, loaded there,
+# exports the terminal's size), not in os.environ. Dropped here, before the CLI is imported.
+os.environ.pop("COLUMNS", None)
+
 PG_HOST = os.environ.get("TARMAC_TEST_PG_HOST", "127.0.0.1")
 PG_PORT = int(os.environ.get("TARMAC_TEST_PG_PORT", "5432"))
 PG_URL = f"postgresql://postgres@{PG_HOST}:{PG_PORT}/test"
