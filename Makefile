@@ -1,5 +1,7 @@
 # Two commands on a fresh machine: `make demo` and `make test`. Both build .venv from scratch.
 PYTHON ?= python3
+# pytest-xdist processes for `make test` (WORKERS=auto: one per core; WORKERS=0: no xdist)
+WORKERS ?= 2
 VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
@@ -16,10 +18,10 @@ demo: $(STAMP)                 ## build the demo company's project in ./tarmac-d
 	$(BIN)/tarmac demo tarmac-demo $(if $(SIZE),--size $(SIZE),)
 
 test: $(STAMP)                 ## the whole suite, slow end-to-end tests included
-	$(BIN)/python -m pytest -q
+	$(BIN)/python -m pytest -q -n $(WORKERS) --dist loadfile --no-loadscope-reorder
 
 test-fast: $(STAMP)            ## skip the slow end-to-end tests
-	$(BIN)/python -m pytest -q -m "not slow"
+	$(BIN)/python -m pytest -q -n $(WORKERS) --dist loadfile --no-loadscope-reorder -m "not slow"
 
 bench: $(STAMP)                ## benchmarks at full size (10M rows); figures go in the README
 	$(BIN)/python benchmarks/run_all.py

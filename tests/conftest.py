@@ -11,15 +11,50 @@ import socket
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
 import tarmac
 from tarmac.project import Project, scaffold
 
+# The CLI sizes its tables to the terminal, else to COLUMNS, else 160 columns; the tests read
+# its output as CI prints it (no terminal). pytest-xdist workers start with COLUMNS=80 in their
+# environment: the controller process has it in its C environment (GNU readline, loaded there,
+# exports the terminal's size), not in os.environ. Dropped here, before the CLI is imported.
+os.environ.pop("COLUMNS", None)
+
 PG_HOST = os.environ.get("TARMAC_TEST_PG_HOST", "127.0.0.1")
 PG_PORT = int(os.environ.get("TARMAC_TEST_PG_PORT", "5432"))
 PG_URL = f"postgresql://postgres@{PG_HOST}:{PG_PORT}/test"
+
+
+# Under pytest-xdist ``--dist loadfile`` (``make test``) each file runs on one worker, so its
+# module-scoped fixtures are built once; the files listed here share one worker too, because
+# they share a session-scoped fixture that is slow to build (the demo project, tests/e2e).
+SHARED_SCOPES = {
+    "tests/e2e/test_demo.py": "e2e-demo",
+    "tests/e2e/test_exit.py": "e2e-demo",
+}
+
+
+@pytest.hookimpl(optionalhook=True)  # a pytest-xdist hook: ignored without the plugin
+def pytest_xdist_make_scheduler(config: pytest.Config, log: Any) -> Any:
+    """``--dist loadfile``, with the files of ``SHARED_SCOPES`` sent to one worker together.
+
+    (xdist's own ``--dist loadgroup`` reads groups from node ids it rewrites, which pytest 9.2
+    no longer lets it do: pytest-dev/pytest-xdist#1386.)
+    """
+    if config.getvalue("dist") != "loadfile":
+        return None
+    from xdist.scheduler import LoadFileScheduling
+
+    class SharedFileScheduling(LoadFileScheduling):
+        def _split_scope(self, nodeid: str) -> str:
+            path = super()._split_scope(nodeid)
+            return SHARED_SCOPES.get(path, path)
+
+    return SharedFileScheduling(config, log)
 
 
 def require_server(name: str, host: str, port: int) -> None:

@@ -9,6 +9,7 @@ import json
 import time
 import warnings
 from collections import Counter
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -25,7 +26,7 @@ with warnings.catch_warnings():
     warnings.filterwarnings("ignore", message=".*httpx2")
     from fastapi.testclient import TestClient
 
-from serving.conftest import build_served  # noqa: E402
+from serving.conftest import _cleanup, build_served  # noqa: E402
 
 ENTITIES = [{"customer_id": i} for i in range(1, 601)]
 
@@ -134,6 +135,16 @@ def test_promote_canary_is_gated_like_promote(served: Project) -> None:
     assert p.ledger.audit(limit=1)[0].action == "deploy.abort"
 
 
+@pytest.fixture(scope="module")
+def undeployed(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Project]:
+    """One served project, never deployed, for the deployments that must be refused: each
+    case checks that nothing changed, so they can share it (building one trains two
+    models)."""
+    p = build_served(tmp_path_factory.mktemp("deploy") / "proj")
+    yield p
+    _cleanup(p)
+
+
 @pytest.mark.parametrize("kwargs, message", [
     ({"canary": 9, "percent": 10}, "has no version 9"),
     ({"canary": 1, "percent": 10}, "already the champion"),
@@ -152,16 +163,17 @@ def test_promote_canary_is_gated_like_promote(served: Project) -> None:
     ({}, "nothing to change"),
     ({"canary": "2", "percent": 10}, "must be a version number"),
 ])
-def test_bad_deployments_are_refused_clearly(served: Project, kwargs: dict[str, Any],
+def test_bad_deployments_are_refused_clearly(undeployed: Project, kwargs: dict[str, Any],
                                              message: str) -> None:
     with pytest.raises(UsageError, match=message):
-        served.serving.deploy("risk", **kwargs)
-    assert dcat.get_deployment(served.catalog, "risk").generation == 0  # nothing changed
+        undeployed.serving.deploy("risk", **kwargs)
+    assert dcat.get_deployment(undeployed.catalog, "risk").generation == 0  # nothing changed
 
 
-def test_unknown_model_names_close_ones(served: Project) -> None:
+def test_unknown_model_names_close_ones(undeployed: Project) -> None:
     with pytest.raises(UsageError, match="did you mean 'risk'"):
-        served.serving.deploy("rsk", canary=2, percent=10)
+        undeployed.serving.deploy("rsk", canary=2, percent=10)
+    assert dcat.get_deployment(undeployed.catalog, "risk").generation == 0
 
 
 def test_a_canary_needs_a_champion(tmp_path: Path) -> None:

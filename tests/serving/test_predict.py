@@ -24,7 +24,7 @@ with warnings.catch_warnings():
     warnings.filterwarnings("ignore", message=".*httpx2")
     from fastapi.testclient import TestClient
 
-from serving.conftest import build_served  # noqa: E402
+from serving.conftest import _cleanup, build_served  # noqa: E402
 
 URL = "/v1/predict/risk"
 
@@ -33,6 +33,20 @@ URL = "/v1/predict/risk"
 def client(served: Project) -> Iterator[TestClient]:
     with TestClient(create_app(served)) as c:
         yield c
+
+
+@pytest.fixture(scope="module")
+def refusing(tmp_path_factory: pytest.TempPathFactory) -> Iterator[TestClient]:
+    """One served project and app for the tests whose requests are refused (or answered
+    without anything a test reads back): a served project trains two models, so it is built
+    once for these cases instead of once per case. A test that reads counters, the log or the
+    audit gets a fresh one (``client``, ``served``)."""
+    p = build_served(tmp_path_factory.mktemp("predict") / "proj")
+    try:
+        with TestClient(create_app(p)) as c:
+            yield c
+    finally:
+        _cleanup(p)
 
 
 def post(client: TestClient, payload: Any, url: str = URL) -> Any:
@@ -101,9 +115,9 @@ GOOD = {"a": 0.5, "b": 0.1, "region": "east"}
     ([GOOD], ["body"], "dict_type"),
     ({"rows": [GOOD] * 10_000}, ["body", "rows"], "too_long"),
 ])
-def test_bad_fields_are_422_naming_field_and_row(client: TestClient, payload: Any,
+def test_bad_fields_are_422_naming_field_and_row(refusing: TestClient, payload: Any,
                                                  loc: list[Any], kind: str | None) -> None:
-    r = post(client, payload)
+    r = post(refusing, payload)
     assert r.status_code == 422, r.text
     errors = r.json()["detail"]
     assert errors[0]["loc"] == loc
@@ -112,18 +126,18 @@ def test_bad_fields_are_422_naming_field_and_row(client: TestClient, payload: An
     assert errors[0]["msg"]
 
 
-def test_the_rows_limit_is_stated(client: TestClient) -> None:
-    msg = post(client, {"rows": [GOOD] * (MAX_ROWS + 1)}).json()["detail"][0]["msg"]
+def test_the_rows_limit_is_stated(refusing: TestClient) -> None:
+    msg = post(refusing, {"rows": [GOOD] * (MAX_ROWS + 1)}).json()["detail"][0]["msg"]
     assert f"at most {MAX_ROWS:,}" in msg and "tarmac score" in msg
-    assert post(client, {"rows": [GOOD] * MAX_ROWS}).status_code == 200
+    assert post(refusing, {"rows": [GOOD] * MAX_ROWS}).status_code == 200
 
 
 @pytest.mark.parametrize("raw", [b'{"rows": [{"a": NaN, "b": 1, "region": "x"}]}',
                                  b'{"rows": [{"a": Infinity, "b": 1, "region": "x"}]}',
                                  b'{"rows": [{"a": 1e999, "b": 1, "region": "x"}]}',
                                  b'{"rows": [', b"", b"not json"])
-def test_malformed_json_nan_and_infinity_are_422(client: TestClient, raw: bytes) -> None:
-    r = client.post(URL, content=raw, headers={"content-type": "application/json"})
+def test_malformed_json_nan_and_infinity_are_422(refusing: TestClient, raw: bytes) -> None:
+    r = refusing.post(URL, content=raw, headers={"content-type": "application/json"})
     assert r.status_code == 422, r.text
     assert r.json()["detail"][0]["type"] in ("json_invalid", "float64_type")
 
@@ -135,23 +149,23 @@ def test_sdk_refuses_nan_like_http(served: Project) -> None:
         served.serving.predict("rsk", rows=[GOOD])
 
 
-def test_wrong_content_type_is_415(client: TestClient) -> None:
-    r = client.post(URL, content=b"a=1", headers={"content-type": "text/plain"})
+def test_wrong_content_type_is_415(refusing: TestClient) -> None:
+    r = refusing.post(URL, content=b"a=1", headers={"content-type": "text/plain"})
     assert r.status_code == 415 and "JSON" in r.json()["detail"]
     # curl -d sends a form content type: its JSON body is read as JSON
-    r = client.post(URL, content=orjson.dumps({"rows": [GOOD]}),
-                    headers={"content-type": "application/x-www-form-urlencoded"})
+    r = refusing.post(URL, content=orjson.dumps({"rows": [GOOD]}),
+                      headers={"content-type": "application/x-www-form-urlencoded"})
     assert r.status_code == 200
 
 
-def test_a_10_mb_body_is_413(client: TestClient) -> None:
-    r = client.post(URL, content=b'{"rows": [' + b" " * (10 << 20) + b"]}",
-                    headers={"content-type": "application/json"})
+def test_a_10_mb_body_is_413(refusing: TestClient) -> None:
+    r = refusing.post(URL, content=b'{"rows": [' + b" " * (10 << 20) + b"]}",
+                      headers={"content-type": "application/json"})
     assert r.status_code == 413
 
 
-def test_unknown_endpoint_is_404_naming_close_names(client: TestClient) -> None:
-    r = post(client, {"rows": [GOOD]}, "/v1/predict/rsk")
+def test_unknown_endpoint_is_404_naming_close_names(refusing: TestClient) -> None:
+    r = post(refusing, {"rows": [GOOD]}, "/v1/predict/rsk")
     assert r.status_code == 404
     assert "rsk" in r.json()["detail"] and "did you mean 'risk'" in r.json()["hint"]
 
@@ -239,12 +253,12 @@ def test_metrics_count_requests_features_and_in_flight(client: TestClient) -> No
     assert 'tarmac_model_serving{endpoint="risk",role="champion"} 1.0' in text
 
 
-def test_ready_says_which_versions_serve(client: TestClient) -> None:
-    r = client.get("/ready")
+def test_ready_says_which_versions_serve(refusing: TestClient) -> None:
+    r = refusing.get("/ready")
     assert r.status_code == 200, r.text
     assert r.json()["endpoints"] == {"risk": {"champion": 1}}
     assert r.json()["load_failures"] == []
-    listed = client.get("/v1/endpoints").json()["endpoints"]
+    listed = refusing.get("/v1/endpoints").json()["endpoints"]
     assert listed == [{"name": "risk", "champion": 1, "canary": None, "percent": None,
                        "shadow": None, "serving": {"champion": 1}}]
 
