@@ -172,9 +172,9 @@ def run(
         registry = CollectorRegistry()
         start_http_server(metrics_port, addr="127.0.0.1", registry=registry)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
-    hooks = _feature_hooks(p, sources or None)
     runner = StreamRunner(p, sources or None, once=once, max_records=max_records,
-                          linger=linger, hooks=hooks, registry=registry, log=log)
+                          linger=linger, registry=registry, log=log)  # checks the names
+    runner.hooks = _feature_hooks(p, list(runner.specs))
     runner.install_signal_handlers()
     report = runner.run()
     rows = [r.to_dict() for r in report.values()]
