@@ -201,18 +201,23 @@ def test_two_runners_share_the_partitions_and_stop_cleanly_on_sigterm(
         while len(list(members.glob("*.lock"))) < 2:  # both up, then a rebalance or two
             assert time.monotonic() < deadline, "the runners did not start"
             time.sleep(0.1)
-        time.sleep(1.0)
-        for _ in range(4):
-            producer.chunk(50)
         sink = StreamSink(p, "clicks")
-        deadline = time.monotonic() + 60
-        while [sink.position(i) for i in range(4)] != p.streams.end_offsets("clicks"):
-            assert time.monotonic() < deadline, "the runners did not catch up"
-            assert all(proc.poll() is None for proc in procs)
-            time.sleep(0.2)
-        owners = {s.stream: s.last_run_id for s in state_store.stream_states(p.catalog, "clicks")
-                  if ":" in s.stream}
+        deadline = time.monotonic() + 90
+        owners: dict[str, str | None] = {}
+        while True:  # rounds of events until the last commits show two runners, 2 + 2
+            producer.chunk(50)
+            while [sink.position(i) for i in range(4)] != p.streams.end_offsets("clicks"):
+                assert time.monotonic() < deadline, "the runners did not catch up"
+                assert all(proc.poll() is None for proc in procs)
+                time.sleep(0.2)
+            owners = {s.stream: s.last_run_id
+                      for s in state_store.stream_states(p.catalog, "clicks") if ":" in s.stream}
+            split = sorted(list(owners.values()).count(o) for o in set(owners.values()))
+            if len(owners) == 4 and split == [2, 2] or time.monotonic() > deadline:
+                break
+            time.sleep(0.5)
         assert len(owners) == 4 and len(set(owners.values())) == 2, owners
+        assert sorted(list(owners.values()).count(o) for o in set(owners.values())) == [2, 2]
     finally:
         for proc in procs:
             proc.send_signal(signal.SIGTERM)

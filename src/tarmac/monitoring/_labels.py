@@ -83,16 +83,23 @@ class LabelJoin:
                 "labelled": self.labelled, "unlabelled": self.unlabelled}
 
 
+def positive_duration(value: timedelta | str, what: str, example: str) -> timedelta:
+    """``value`` (text such as ``example``, or a timedelta) checked to be positive; a
+    ``UsageError`` naming ``what`` otherwise."""
+    if isinstance(value, str):
+        try:
+            value = parse_duration(value)
+        except ValueError as exc:
+            raise UsageError(f"{what}: {exc}") from None
+    if not isinstance(value, timedelta) or value <= timedelta(0):
+        raise UsageError(f"{what} must be a positive duration such as {example!r} "
+                         f"(got {value!r})")
+    return value
+
+
 def as_delay(delay: timedelta | str) -> timedelta:
     """``"30d"`` or a timedelta, checked to be positive."""
-    if isinstance(delay, str):
-        try:
-            delay = parse_duration(delay)
-        except ValueError as exc:
-            raise UsageError(f"delay: {exc}") from None
-    if not isinstance(delay, timedelta) or delay <= timedelta(0):
-        raise UsageError(f"delay must be a positive duration such as '30d' (got {delay!r})")
-    return delay
+    return positive_duration(delay, "delay", "30d")
 
 
 def _q(name: str) -> str:

@@ -18,9 +18,8 @@ import pandas as pd
 import pyarrow as pa
 
 from tarmac.errors import UsageError
-from tarmac.humanize import parse_duration
 from tarmac.models import metrics as M
-from tarmac.monitoring._labels import LabelJoin, as_delay
+from tarmac.monitoring._labels import LabelJoin, as_delay, positive_duration
 
 #: the slice name of all rows of a window
 ALL = "(all)"
@@ -39,14 +38,7 @@ SCHEMA = pa.schema([
 
 
 def _window(window: timedelta | str) -> timedelta:
-    if isinstance(window, str):
-        try:
-            window = parse_duration(window)
-        except ValueError as exc:
-            raise UsageError(f"window: {exc}") from None
-    if not isinstance(window, timedelta) or window <= timedelta(0):
-        raise UsageError(f"window must be a positive duration such as '1d' (got {window!r})")
-    return window
+    return positive_duration(window, "window", "1d")
 
 
 def _task(names: Sequence[str], actual: np.ndarray) -> str:
