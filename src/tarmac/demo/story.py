@@ -579,8 +579,7 @@ def _streams(p: Any, report: DemoReport, step: Step) -> None:
     p.features.apply()
     hooks = [h for h in [runner_hook(p, ["live_clicks"])] if h is not None]
     p.streams.create_topic("clicks", 2, exist_ok=True)
-    busiest = int(max(set(e["customer_id"] for e in events[:LIVE_CLICKS]),
-                      key=lambda c: sum(e["customer_id"] == c for e in events[:LIVE_CLICKS])))
+    busiest = int(Counter(e["customer_id"] for e in events[:LIVE_CLICKS]).most_common(1)[0][0])
     refs = ["live_activity:count_1h", "live_activity:event_type_distinct_1h"]
     seen = []
     half = LIVE_CLICKS // 2

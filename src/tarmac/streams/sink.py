@@ -44,7 +44,7 @@ import fcntl
 import os
 import time
 import uuid
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from types import TracebackType
@@ -59,16 +59,17 @@ from tarmac.catalog import sources as state_store
 from tarmac.errors import ConfigError, TarmacError, UsageError, WriteConflictError
 from tarmac.humanize import parse_duration
 from tarmac.ingest import quarantine
-from tarmac.ingest.base import table_name
+from tarmac.ingest.base import raw_json, table_name
 from tarmac.ingest.contract import REJECT_SCHEMA, Contract
 from tarmac.ingest.spec import StreamSource
 from tarmac.ingest.text import json_values
-from tarmac.lake import CommitOutcome, CommitPlan, Committer, TableCommit
+from tarmac.lake import CommitOutcome, CommitPlan, Committer, TableCommit, quote_ident
 from tarmac.streams.log import Message, StreamLog
 
 if TYPE_CHECKING:
     from sqlalchemy import Connection
 
+    from tarmac.lake import Lake
     from tarmac.project import Project
 
 __all__ = ["PREDICTIONS", "SinkBatch", "StreamSink", "app_id", "stream_source", "stream_sources"]
@@ -89,6 +90,21 @@ _PREDICTION_COLUMNS = {
     "features": "string", "feature_times": "string", "feature_status": "string",
     "request": "string", "score": "float", "label": "string", "latency_ms": "float",
     "error": "string"}
+
+
+def committed_positions(lake: Lake, source: str, topic: str, table: str,
+                        partitions: Iterable[int]) -> dict[int, int | None]:
+    """Per partition, the next offset the lake holds for a stream source: the newest offset
+    marker of its application id in ``table`` or in quarantine (None: nothing committed).
+    Reads each table's Delta log once; creates nothing (``tarmac stream status`` uses it)."""
+    wanted = list(partitions)
+    logs = [dt for dt in (lake.latest(table), lake.latest(quarantine.TABLE)) if dt is not None]
+    out: dict[int, int | None] = {}
+    for p in wanted:
+        app = app_id(source, topic, p)
+        have = [v for v in (dt.transaction_version(app) for dt in logs) if v is not None]
+        out[p] = max(have) if have else None
+    return out
 
 
 def stream_sources(project: Project) -> dict[str, StreamSource]:
@@ -257,11 +273,11 @@ class StreamSink:
     def position(self, partition: int) -> int | None:
         """The next offset to read in ``partition``: the newest offset marker in the Delta log
         of the table or of quarantine (None: nothing of it was ever committed)."""
-        app = app_id(self.source, self.topic, partition)
-        found = [self.lake.transaction_version(t, app) for t in (self.table, quarantine.TABLE)
-                 if self.lake.exists(t)]
-        have = [v for v in found if v is not None]
-        return max(have) if have else None
+        return self.positions([partition])[partition]
+
+    def positions(self, partitions: Iterable[int]) -> dict[int, int | None]:
+        """``position`` of several partitions, each table's Delta log read once."""
+        return committed_positions(self.lake, self.source, self.topic, self.table, partitions)
 
     # -- one micro-batch --------------------------------------------------------------------
 
@@ -335,11 +351,12 @@ class StreamSink:
     # -- the steps ------------------------------------------------------------------------
 
     def _fence(self, expected: dict[int, int | None], nxt: dict[int, int]) -> None:
-        for p in nxt:
-            if p in expected and self.position(p) != expected[p]:
+        now = self.positions(p for p in nxt if p in expected)
+        for p, at in now.items():
+            if at != expected[p]:
                 raise WriteConflictError(
                     f"stream source '{self.source}': partition {p} of topic '{self.topic}' was "
-                    f"committed by another process (the lake is at offset {self.position(p)}, "
+                    f"committed by another process (the lake is at offset {at}, "
                     f"this batch started at {expected[p]}); nothing was written",
                     hint="the runner re-reads its positions from the lake and goes on")
 
@@ -389,8 +406,6 @@ class StreamSink:
             f"from the future: event time after now plus max_future {self.spec.max_future}"))
         idx = np.flatnonzero(bad)
         shown = values.take(pa.array(idx)).cast(pa.string()).to_pylist()
-        from tarmac.ingest.base import raw_json
-
         rejected = pa.table({
             "reason": pa.array(reasons[idx].tolist(), pa.string()),
             "column": pa.array([column] * len(idx), pa.string()),
@@ -507,13 +522,11 @@ class StreamSink:
         if not keys or not column or not self.lake.exists(self.table) or not self._marks:
             return
         floor = min(self._marks.values()) - _us(self.lateness) - _us(self.max_future)
-        cols = ", ".join(f'"{k}"' for k in keys)
-        try:
-            found = self.project.sql(
-                f'SELECT {cols}, epoch_us("{column}") AS __t FROM "{self.table}" '
-                f'WHERE "{column}" >= make_timestamp({floor})')
-        except TarmacError:
-            return
+        cols = ", ".join(quote_ident(k) for k in keys)
+        ts = quote_ident(column)
+        found = self.project.sql(  # a failure here must stop the sink, not forget the keys
+            f"SELECT {cols}, epoch_us({ts}) AS __t FROM {quote_ident(self.table)} "
+            f"WHERE {ts} >= make_timestamp({int(floor)})")
         ts = found["__t"].to_numpy(zero_copy_only=False)
         for k, t in zip(_key_values(found, keys), ts, strict=True):
             self._recent[k] = int(t)

@@ -10,7 +10,8 @@ from tarmac.catalog import sources as state_store
 from tarmac.catalog.records import to_datetime
 from tarmac.errors import TopicNotFoundError
 from tarmac.ingest import quarantine
-from tarmac.streams.sink import StreamSink, stream_sources
+from tarmac.ingest.base import table_name
+from tarmac.streams.sink import committed_positions, stream_sources
 
 if TYPE_CHECKING:
     from tarmac.project import Project
@@ -20,7 +21,6 @@ def stream_status(project: Project) -> list[dict[str, Any]]:
     """One row per (stream source, partition); a topic not created yet gives one row."""
     rows: list[dict[str, Any]] = []
     for name, spec in sorted(stream_sources(project).items()):
-        sink = StreamSink(project, name)
         states = {s.stream: s for s in state_store.stream_states(project.catalog, name)}
         bad = _quarantined(project, name)
         try:
@@ -31,8 +31,10 @@ def stream_status(project: Project) -> list[dict[str, Any]]:
                          "quarantined": bad, "last_commit": None,
                          "note": f"topic {spec.topic!r} does not exist yet"})
             continue
+        table = spec.table or table_name(name)
+        at = committed_positions(project.lake, name, spec.topic, table, range(len(ends)))
         for p, end in enumerate(ends):
-            committed = sink.position(p)
+            committed = at[p]
             state = states.get(f"{spec.topic}:{p}")
             rows.append({"source": name, "topic": spec.topic, "partition": p,
                          "committed": committed, "end": end,
