@@ -1,4 +1,5 @@
-"""``tarmac stream``: topics of the project's stream log, produce JSON lines, tail a topic."""
+"""``tarmac stream``: topics, checked produce, tail, and stream sources into the lake
+(``run``, ``status``)."""
 
 from __future__ import annotations
 
@@ -15,8 +16,8 @@ from tarmac.errors import UsageError
 if TYPE_CHECKING:
     from tarmac.streams.produce import ProduceResult
 
-stream_app = typer.Typer(help="Stream topics: list, produce JSON lines, tail (no commit).",
-                         no_args_is_help=True)
+stream_app = typer.Typer(help="Stream topics and sources: list, produce (checked), tail, run "
+                              "into the lake exactly once, status.", no_args_is_help=True)
 app.add_typer(stream_app, name="stream")
 
 

@@ -5,8 +5,9 @@ Chosen by the ``streams:`` URL of ``tarmac.yaml`` through the backend registry; 
 ``redis://host:port/db`` is Redis Streams (``tarmac.streams.redis``); ``kafka://host:9092`` is
 Apache Kafka (``tarmac.streams.kafka``). ``Producer`` (``tarmac.streams.produce``, what
 ``p.produce`` uses) checks records against the contract of the stream source declared over a
-topic before they enter the log. The sink into the lake, windows and the runner come later
-(see docs/streams.md).
+topic before they enter the log. ``tarmac.streams.sink`` commits a stream source's messages
+to its lake table exactly once, ``tarmac.streams.runner`` runs sinks (``tarmac stream run``),
+and ``tarmac.streams.windows`` computes windowed aggregates incrementally (docs/streams.md).
 
 Example::
 
