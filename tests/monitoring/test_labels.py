@@ -147,10 +147,12 @@ def test_windows_with_labels_still_to_come_are_incomplete_not_a_drop() -> None:
         j, ["roc_auc"], now=NOW).to_pylist()}
     assert [r["complete"] for r in by_day.values()] == [True, True, False, False]
     assert "only" in by_day[T0 + timedelta(days=3)]["reason"]
-    # a window whose delay has not passed yet is incomplete, however well labelled
+    # before the delay has passed: a window with every prediction labelled is complete (no
+    # label is left to come); one partly labelled is incomplete, its value still shown
     soon = performance(j, ["roc_auc"], now=T0 + timedelta(days=5)).to_pylist()
-    assert not soon[0]["complete"] and "may still arrive until 2026-03-09" in soon[0]["reason"]
-    assert soon[0]["value"] is not None  # the value is still shown
+    assert soon[0]["complete"] and soon[0]["n_labeled"] == soon[0]["n_predictions"]
+    assert not soon[2]["complete"] and "may still arrive until 2026-03-11" in soon[2]["reason"]
+    assert soon[2]["value"] is not None
 
 
 def test_a_metric_the_window_cannot_define_has_a_reason() -> None:

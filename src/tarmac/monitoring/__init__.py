@@ -19,9 +19,17 @@ Example::
     report["amount"].effect_class   # 'small'
     print(report)                   # a table; report.to_html() a page with plots
 
+Monitors are declared in ``definitions.py`` with ``tarmac.monitoring.declare.monitor`` and
+evaluated window by window by ``run_monitor`` (``tarmac monitor run``, ``p.monitoring.run``) or
+the scheduler (``tarmac scheduler``): results in the ``monitor_results`` lake table, alerts to
+the declared channels, and the retraining loop started on decay or drift.
+
 Alerts (``tarmac.monitoring.alerts``): ``Alerter(p, [webhook("${ALERT_URL}"), log()])``
 turns check results into one notice per episode, reminders after a cooldown and a resolved
 notice, delivered with retries and recorded (``alert_history(p, "churn")``).
+
+``monitor_report(p, "churn")`` (``p.monitoring.report``, ``tarmac monitor report``) is one
+self-contained HTML page of a monitor's recent windows: drift per feature, trends and alerts.
 """
 
 from __future__ import annotations
@@ -55,9 +63,13 @@ from tarmac.monitoring.alerts import (
     log,
     webhook,
 )
+from tarmac.monitoring.monitor import Evaluation, run_monitor
+from tarmac.monitoring.report import monitor_report
 from tarmac.monitoring.sdk import Monitoring
 
 __all__ = ["EFFECT_CLASSES", "LABELS_TABLE", "MIN_ROWS", "PREDICTION_ID", "THRESHOLDS", "Alert",
            "Alerter", "CheckResult", "ColumnDrift", "Delivery", "DriftReport", "EffectClass",
+           "Evaluation",
            "LabelJoin", "Monitoring", "Notice", "Verdict", "alert_history", "drift",
-           "ingest_labels", "join_labels", "log", "performance", "read_labels_file", "webhook"]
+           "ingest_labels", "join_labels", "log", "monitor_report", "performance",
+           "read_labels_file", "run_monitor", "webhook"]

@@ -29,7 +29,7 @@ import pyarrow as pa
 import pyarrow.dataset as pads
 
 from tarmac.errors import UsageError
-from tarmac.humanize import parse_duration
+from tarmac.humanize import positive_duration
 from tarmac.models.metrics import did_you_mean
 from tarmac.monitoring._sources import _is_pandas
 
@@ -81,20 +81,6 @@ class LabelJoin:
                 "joined": self.joined, "duplicates": self.duplicates, "unknown": self.unknown,
                 "invalid": self.invalid, "predictions": self.predictions,
                 "labelled": self.labelled, "unlabelled": self.unlabelled}
-
-
-def positive_duration(value: timedelta | str, what: str, example: str) -> timedelta:
-    """``value`` (text such as ``example``, or a timedelta) checked to be positive; a
-    ``UsageError`` naming ``what`` otherwise."""
-    if isinstance(value, str):
-        try:
-            value = parse_duration(value)
-        except ValueError as exc:
-            raise UsageError(f"{what}: {exc}") from None
-    if not isinstance(value, timedelta) or value <= timedelta(0):
-        raise UsageError(f"{what} must be a positive duration such as {example!r} "
-                         f"(got {value!r})")
-    return value
 
 
 def as_delay(delay: timedelta | str) -> timedelta:

@@ -18,8 +18,9 @@ import pandas as pd
 import pyarrow as pa
 
 from tarmac.errors import UsageError
+from tarmac.humanize import positive_duration
 from tarmac.models import metrics as M
-from tarmac.monitoring._labels import LabelJoin, as_delay, positive_duration
+from tarmac.monitoring._labels import LabelJoin, as_delay
 
 #: the slice name of all rows of a window
 ALL = "(all)"
@@ -106,14 +107,17 @@ def performance(joined: LabelJoin | pa.Table, metrics: Sequence[str] = ("roc_auc
                 window: timedelta | str = "1d", slices: Sequence[str] | None = None,
                 complete_after: timedelta | str | None = None, *, min_coverage: float = 0.5,
                 min_rows: int = 30, task: str | None = None,
-                now: datetime | None = None) -> pa.Table:
+                now: datetime | None = None, origin: datetime | None = None) -> pa.Table:
     """Each metric per window of prediction time, overall and per slice value, from labelled
     predictions (``join_labels``'s result, or a table with ``time``, ``actual`` and ``score``
     and/or ``predicted``). One row per window, slice and metric: ``window_start``,
     ``window_end``, ``slice`` (``"(all)"`` or ``"region=South"``), ``metric``, ``value``,
-    ``n_predictions``, ``n_labeled``, ``complete`` and ``reason``.
+    ``n_predictions``, ``n_labeled``, ``complete`` and ``reason``. Windows are ``window``
+    wide from ``origin`` (default: the epoch): a monitor's window ``[start, end)`` is one
+    window with ``origin=start``.
 
-    ``value`` is ``tarmac.models.metrics`` on the window's labelled rows (the gates' metrics,
+    A window whose every prediction is labelled is complete at once (no label is left to
+    come). ``value`` is ``tarmac.models.metrics`` on the window's labelled rows (the gates' metrics,
     equal to scikit-learn's); it is null, with the reason, when the rows cannot define it (one
     class only, no scores) or there are fewer than ``min_rows`` labelled rows. A window is
     incomplete while labels may still arrive (its end plus ``complete_after``, by default the
@@ -165,7 +169,9 @@ def performance(joined: LabelJoin | pa.Table, metrics: Sequence[str] = ("roc_auc
     times = table.column("time").cast(pa.timestamp("us", tz="UTC")).to_numpy(
         zero_copy_only=False).astype("datetime64[us]").astype(np.int64)
     width_us = int(width / timedelta(microseconds=1))
-    starts = np.floor_divide(times, width_us) * width_us
+    origin_us = 0 if origin is None else int(
+        (origin if origin.tzinfo else origin.replace(tzinfo=UTC)).timestamp() * 1_000_000)
+    starts = origin_us + np.floor_divide(times - origin_us, width_us) * width_us
     labelled = ~pd.isna(actual)
     keys: list[tuple[str, np.ndarray]] = [(ALL, np.full(len(actual), "", dtype=object))]
     for s in slices or ():
@@ -183,7 +189,7 @@ def performance(joined: LabelJoin | pa.Table, metrics: Sequence[str] = ("roc_auc
             have = rows[labelled[rows]]
             n_pred, n_lab = len(rows), len(have)
             complete, why = True, ""
-            if int(start) + width_us + wait_us > now_us:
+            if n_lab < n_pred and int(start) + width_us + wait_us > now_us:
                 complete = False
                 until = datetime(1970, 1, 1, tzinfo=UTC) + timedelta(
                     microseconds=int(start) + width_us + wait_us)

@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from tarmac.profile import Histogram, TopK
+from tarmac.profile import ColumnStats, Histogram, TopK
 
 if TYPE_CHECKING:
     from tarmac.monitoring._drift import ColumnDrift, DriftReport
@@ -115,27 +115,35 @@ def html(report: DriftReport, title: str) -> str:
 
 def _card(i: int, c: ColumnDrift) -> str:
     esc = _html.escape
-    plot = _plot(c)
-    legend = ('<div class="legend"><span style="background:' + _REF + '"></span>reference'
-              '<span style="background:' + _CUR + '"></span>current</div>') if plot else ""
+    plot = distribution(c.kind, c.reference, c.current)
     note = f'<p class="why">{esc(c.note)}</p>' if c.note else ""
     return (f'<div class="card" id="col-{i}"><h2>{esc(c.column)} '
             f'<span class="badge {_css(c.verdict)}">{esc(c.verdict)}</span></h2>'
-            f'<p class="why">{esc(c.reason)}</p>{note}{legend}{plot}</div>')
+            f'<p class="why">{esc(c.reason)}</p>{note}{legend() if plot else ""}{plot}</div>')
 
 
 def _css(verdict: str) -> str:
     return verdict.replace(" ", "-")
 
 
-def _plot(c: ColumnDrift) -> str:
-    """Reference and current shares side by side: per reference decile (numbers, plus the
-    values below and above the reference's range) or per category."""
-    ref = c.reference.sketch if c.reference is not None else None
-    cur = c.current.sketch if c.current is not None else None
-    if ref is None and c.reference is not None:
-        ref = c.reference.histogram if c.kind == "numeric" else c.reference.top
+def legend() -> str:
+    """The colour key of ``distribution``'s bars (HTML)."""
+    return ('<div class="legend"><span style="background:' + _REF + '"></span>reference'
+            '<span style="background:' + _CUR + '"></span>current</div>')
+
+
+def distribution(kind: str, reference: ColumnStats | None, current: ColumnStats | None) -> str:
+    """Reference and current shares side by side as inline SVG (``""`` when the two carry no
+    comparable counts): per reference decile for numbers (plus the values below and above
+    the reference's range), per category for text and booleans. Takes the drift sketches,
+    else a reference profile's histogram or top values."""
+    ref = reference.sketch if reference is not None else None
+    cur = current.sketch if current is not None else None
+    if ref is None and reference is not None:
+        ref = reference.histogram if kind == "numeric" else reference.top
     if isinstance(ref, Histogram) and isinstance(cur, Histogram):
+        if len(ref.counts) != len(cur.counts):  # not counted on the reference's grid
+            return ""
         labels, r, k = _numeric_groups(ref, cur)
     elif isinstance(ref, TopK) and isinstance(cur, TopK):
         labels, r, k = _category_groups(ref, cur)
@@ -175,7 +183,8 @@ def _category_groups(ref: TopK, cur: TopK) -> tuple[list[str], np.ndarray, np.nd
         r.append(rest_ref)
         k.append(rest_cur)
     if cur.unseen:
-        labels.append("new")
+        named = ", ".join(str(v) for v, _n in cur.new[:3]) + (" …" if len(cur.new) > 3 else "")
+        labels.append(f"new: {named}" if named else "new")
         r.append(0.0)
         k.append(cur.unseen)
     return labels, np.array(r), np.array(k)
