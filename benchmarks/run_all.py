@@ -20,7 +20,7 @@ sys.path.insert(0, str(HERE))
 import _common as c  # noqa: E402
 
 BENCHMARKS = ["lake", "sql", "catalog", "ledger", "audit", "ingest", "features", "models",
-              "predlog", "score", "serving", "monitoring", "streams", "windows"]
+              "predlog", "score", "serving", "monitoring", "streams", "windows", "trace"]
 
 
 def main() -> None:
@@ -37,7 +37,7 @@ def main() -> None:
     sizes = {"lake": args.rows, "sql": args.rows, "catalog": args.catalog_rows,
              "ledger": args.ledger_ops, "audit": None, "ingest": args.rows, "features": None,
              "models": None, "predlog": None, "score": None, "serving": None,
-             "monitoring": None, "streams": None, "windows": None}
+             "monitoring": None, "streams": None, "windows": None, "trace": None}
 
     results: list[dict[str, Any]] = []
     failed: list[str] = []

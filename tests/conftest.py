@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import os
 import socket
+import tempfile
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -23,6 +24,13 @@ from tarmac.project import Project, scaffold
 # environment: the controller process has it in its C environment (GNU readline, loaded there,
 # exports the terminal's size), not in os.environ. Dropped here, before the CLI is imported.
 os.environ.pop("COLUMNS", None)
+
+# Audit anchors (and audit keys) default to files in the user's state/config folders, outside
+# the project: the tests keep theirs in one temporary folder per session, never in $HOME.
+_XDG = tempfile.mkdtemp(prefix="tarmac-tests-xdg-")
+os.environ["XDG_STATE_HOME"] = os.path.join(_XDG, "state")
+os.environ["XDG_CONFIG_HOME"] = os.path.join(_XDG, "config")
+os.environ.pop("TARMAC_AUDIT_KEY", None)
 
 PG_HOST = os.environ.get("TARMAC_TEST_PG_HOST", "127.0.0.1")
 PG_PORT = int(os.environ.get("TARMAC_TEST_PG_PORT", "5432"))
@@ -93,15 +101,23 @@ def pg_url(pg_schema: str) -> str:
     return f"{PG_URL}?options=-csearch_path%3D{pg_schema}"
 
 
-def make_project(root: Path, *, catalog: str | None = None) -> Project:
-    """A fresh project in ``root``; ``catalog`` overrides the default SQLite catalog URL."""
+def make_project(root: Path, *, catalog: str | None = None, auth: str | None = None,
+                 token: str | None = None) -> Project:
+    """A fresh project in ``root``; ``catalog`` overrides the default SQLite catalog URL.
+    ``auth`` is written to tarmac.yaml; by default a PostgreSQL catalog gets ``auth: off``
+    (``auto`` would check tokens there once users exist: tests/access tests that)."""
     scaffold(root, name="test")
     if catalog:
         text = (root / "tarmac.yaml").read_text()
         lines = [f"catalog: {catalog}" if line.startswith("catalog:") else line
                  for line in text.splitlines()]
         (root / "tarmac.yaml").write_text("\n".join(lines) + "\n")
-    return tarmac.open(root)
+    if auth is None and catalog and catalog.startswith("postgresql"):
+        auth = "off"
+    if auth is not None:
+        with open(root / "tarmac.yaml", "a", encoding="utf-8") as f:
+            f.write(f"auth: {auth}\n")
+    return tarmac.open(root, token=token)
 
 
 @pytest.fixture

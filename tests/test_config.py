@@ -131,3 +131,15 @@ def test_unreachable_postgres_fails_fast_and_clearly(tmp_path: Path) -> None:
         tarmac.open(tmp_path)
     assert time.monotonic() - start < 10
     assert "cannot reach the catalog" in str(e.value) and "pw" not in str(e.value)
+
+
+def test_auth_off_written_bare_in_yaml_is_off(tmp_path: Path) -> None:
+    """YAML reads `auth: off` as a boolean; it means the word."""
+    import tarmac
+
+    p = tarmac.init(tmp_path / "p")
+    p.close()
+    with open(tmp_path / "p" / "tarmac.yaml", "a", encoding="utf-8") as f:
+        f.write("auth: off\n")
+    with tarmac.open(tmp_path / "p") as again:
+        assert again.config.auth == "off"

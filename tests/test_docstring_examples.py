@@ -27,6 +27,7 @@ METHODS = [
     ("tarmac.features.store", "FeatureStore.training_set"),
     ("tarmac.features.store", "FeatureStore.materialize"),
     ("tarmac.features.store", "FeatureStore.online"),
+    ("tarmac.features.store", "FeatureStore.freshness"),
     ("tarmac.models.registry", "ModelRegistry.train"),
     ("tarmac.models.registry", "ModelRegistry.validate"),
     ("tarmac.models.registry", "ModelRegistry.promote"),

@@ -34,13 +34,18 @@ def copy_catalog(to: str, *, source: str | None = None, project: Path | str | No
     holding something else is refused before anything is written (``CatalogCopyError``)."""
     from tarmac.catalog.copy import copy_catalog as copy
     from tarmac.catalog.copy import destination_url
+    from tarmac.errors import UsageError
+    from tarmac.ledger.keys import resolve_key
     from tarmac.project import find_root
 
-    if source is None:
-        source = load_config(find_root(project) / CONFIG_FILE).catalog
-    else:
-        source = destination_url(source)
-    return copy(source, destination_url(to), dry_run=dry_run, batch_size=batch_size)
+    root = find_root(project)
+    config = load_config(root / CONFIG_FILE)
+    source = config.catalog if source is None else destination_url(source)
+    key = resolve_key(project=config.name, configured=config.audit_key, root=root)
+    if key.problem:
+        raise UsageError(key.problem)
+    return copy(source, destination_url(to), dry_run=dry_run, batch_size=batch_size,
+                audit_key=key.key)
 
 
 def claim_catalog(project: Path | str | None = None) -> tuple[str | None, str]:
@@ -50,14 +55,17 @@ def claim_catalog(project: Path | str | None = None) -> tuple[str | None, str]:
     from tarmac.catalog import Catalog
     from tarmac.catalog import store as cat
     from tarmac.ledger import Ledger
+    from tarmac.ledger.keys import resolve_key
     from tarmac.project import find_root
 
-    config = load_config(find_root(project) / CONFIG_FILE)
+    root = find_root(project)
+    config = load_config(root / CONFIG_FILE)
     catalog = Catalog(config.catalog)
     try:
         old = catalog.project_name()
         if old != config.name:
-            Ledger(catalog, namespace=config.name).commit(
+            key = resolve_key(project=config.name, configured=config.audit_key, root=root)
+            Ledger(catalog, namespace=config.name, key=key).commit(
                 "catalog.claim", config.name, {"from": old},
                 change=lambda conn: cat.set_project(conn, config.name))
         return old, config.name

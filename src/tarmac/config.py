@@ -136,6 +136,18 @@ _ENV_PATTERN = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\}")
 _NAME_PATTERN = r"^[A-Za-z][A-Za-z0-9_.-]{0,62}$"
 
 
+class AuditAnchorConfig(BaseModel):
+    """``audit_anchor``: where the audit chain's head is published and how often
+    (``tarmac.ledger.anchors``); the default file is outside the project, one per catalog."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    enabled: bool = True
+    path: str | None = None  # default: ~/.local/state/tarmac/<name>-<catalog id>.anchors
+    every_records: int = Field(default=100, ge=1)
+    every_minutes: float = Field(default=60.0, gt=0)
+
+
 class ProjectConfig(BaseModel):
     """The validated contents of ``tarmac.yaml``; URLs are absolute after ``load_config``."""
 
@@ -149,8 +161,15 @@ class ProjectConfig(BaseModel):
     compute: str = "local"
     artifacts: str = "./.tarmac/artifacts"  # model files, by SHA-256 (a shared path for a team)
     owner: str | None = None
+    # the audit key file (outside the catalog; `tarmac audit key init` creates it); unset: the
+    # default ~/.config/tarmac/<name>.key if it exists; TARMAC_AUDIT_KEY overrides both
+    audit_key: str | None = None
+    audit_anchor: AuditAnchorConfig = Field(default_factory=AuditAnchorConfig)
     sources: dict[str, dict[str, Any]] = Field(default_factory=dict)
     serving: ServingConfig = Field(default_factory=lambda: ServingConfig())
+    # who must show a token: required, off, or auto (required with a PostgreSQL catalog or a
+    # server bound beyond loopback; the embedded laptop default stays open)
+    auth: Literal["required", "off", "auto"] = "auto"
 
     @field_validator("lake", "catalog", "online_store", "streams", "compute")
     @classmethod
@@ -158,6 +177,16 @@ class ProjectConfig(BaseModel):
         problem = _backend_problem(info.field_name, value)
         if problem is not None:
             raise ValueError(problem)
+        return value
+
+    @field_validator("auth", mode="before")
+    @classmethod
+    def _auth_words(cls, value: Any) -> Any:
+        # YAML reads a bare `off` / `on` as a boolean: take them as the words they are
+        if value is False:
+            return "off"
+        if value is True:
+            return "required"
         return value
 
     @field_validator("artifacts")

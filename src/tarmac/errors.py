@@ -22,7 +22,8 @@ def echo(value: object, limit: int = ECHO_CHARS) -> str:
 class TarmacError(Exception):
     """Base of all user-facing errors.
 
-    ``exit_code`` follows the CLI convention: 1 a check failed, 2 usage or configuration error.
+    ``exit_code`` follows the CLI convention: 1 a check failed, 2 usage or configuration error,
+    3 not allowed (no valid token, or a permission the user lacks).
     """
 
     exit_code: int = 1
@@ -80,6 +81,31 @@ class WriteConflictError(TarmacError):
 
 class SqlError(UsageError):
     """A SQL query failed: DuckDB's message plus what the lake holds."""
+
+
+class AuthenticationRequired(TarmacError):
+    """Access is enforced and no valid token says who is acting (``TARMAC_TOKEN``); the message
+    does not say which part of a token was wrong."""
+
+    exit_code = 3
+
+
+class PermissionDenied(TarmacError):
+    """The acting user's role and grants do not allow this; names the permission and resource
+    (the denial is audited as ``access.denied``)."""
+
+    exit_code = 3
+
+
+class ApprovalRequired(TarmacError):
+    """A protected alias moves only with approvals from other users: the change is recorded
+    as a request (``request_id``) and waits for ``tarmac approve``."""
+
+    exit_code = 3
+
+    def __init__(self, message: str, *, request_id: str, hint: str | None = None) -> None:
+        super().__init__(message, hint=hint)
+        self.request_id = request_id
 
 
 class AuditChainError(TarmacError):

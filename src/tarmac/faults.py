@@ -15,11 +15,25 @@ its name says what moment it is::
 
 Every point is declared in ``POINTS`` (injecting an unknown name is an error, so a renamed
 point cannot silently stop a test from testing anything).
+
+A process started by a test or a drill (``tarmac`` run as a subprocess) takes its faults from
+the environment instead: ``TARMAC_FAULTS="POINT=ACTION[;POINT=ACTION...]"``, where ACTION is
+``kill`` (the process sends itself SIGKILL: no cleanup, no ``finally``, like the OOM killer or
+a pulled plug) or ``sleep:SECONDS`` (a window in which to kill it from outside), optionally
+``@N`` to act only at the Nth pass (default: the first)::
+
+    TARMAC_FAULTS="erase.after_delete=kill@2" tarmac erase --subject customer_id=7 --reason r
+
+A malformed value is an error naming the variable, raised when this module is imported (before
+any operation starts).
 """
 
 from __future__ import annotations
 
+import os
+import signal
 import threading
+import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from typing import Any
@@ -47,8 +61,15 @@ POINTS: dict[str, str] = {
                              "records)",
     "predlog.after_commit": "after a prediction-log flush's Delta commit, before the log notes it "
                             "or deletes the segment (context: segment, version)",
+    "erase.after_delete": "after an erasure's DELETE of one table's subject rows, before that "
+                          "table is vacuumed: the current version is clean, older files still "
+                          "hold the subject (context: table, version)",
+    "monitor.after_results": "after a monitor's window results are written to monitor_results, "
+                             "before the window is recorded as evaluated (context: monitor, "
+                             "run_id, window_end)",
 }
 
+ENV = "TARMAC_FAULTS"
 Hook = Callable[..., Any]
 _hooks: dict[str, list[Hook]] = {}
 _lock = threading.Lock()
@@ -76,3 +97,52 @@ def inject(name: str, hook: Hook) -> Iterator[None]:
             _hooks[name].remove(hook)
             if not _hooks[name]:
                 del _hooks[name]
+
+
+def _load_env() -> None:
+    """Install the faults ``TARMAC_FAULTS`` names (see the module's docstring)."""
+    text = os.environ.get(ENV, "").strip()
+    parsed = [_env_fault(part.strip()) for part in text.split(";") if part.strip()]
+    for name, hook in parsed:
+        _hooks.setdefault(name, []).append(hook)
+
+
+def _env_fault(spec: str) -> tuple[str, Hook]:
+    name, sep, action = spec.partition("=")
+    name, action = name.strip(), action.strip()
+    if not sep or name not in POINTS:
+        raise UsageError(f"{ENV}: {spec!r} must be POINT=ACTION with POINT one of: "
+                         f"{', '.join(sorted(POINTS))}")
+    action, _, nth_text = action.partition("@")
+    if not nth_text:
+        nth = 1
+    elif nth_text.strip().isdigit() and int(nth_text) > 0:
+        nth = int(nth_text)
+    else:
+        raise UsageError(f"{ENV}: {spec!r}: after @ comes the pass to act at, a whole "
+                         f"number from 1 (got {nth_text!r})")
+    seconds = 0.0
+    if action.startswith("sleep:"):
+        try:
+            seconds = float(action.removeprefix("sleep:"))
+        except ValueError:
+            seconds = -1.0
+        if not 0 <= seconds <= 3600:
+            raise UsageError(f"{ENV}: {spec!r}: sleep:SECONDS takes 0 to 3600 seconds")
+    elif action != "kill":
+        raise UsageError(f"{ENV}: {spec!r}: the action is kill or sleep:SECONDS (got "
+                         f"{action!r})")
+    passes = [0]
+
+    def hook(**_context: Any) -> None:
+        passes[0] += 1
+        if passes[0] != nth:
+            return
+        if action == "kill":
+            os.kill(os.getpid(), signal.SIGKILL)
+        time.sleep(seconds)
+
+    return name, hook
+
+
+_load_env()

@@ -22,6 +22,27 @@ def parse_duration(text: str, *, default_unit: str | None = None,
     return timedelta(seconds=float(m.group(1)) * _SECONDS[unit])
 
 
+def positive_duration(value: timedelta | str, what: str, example: str) -> timedelta:
+    """``value`` (text such as ``example``, or a timedelta) checked to be positive; a
+    ``UsageError`` naming ``what`` otherwise (the one check behind every "how long" option:
+    windows, delays, retention, token expiry).
+
+    Example: ``positive_duration("400d", "retention", "400d")  # timedelta(days=400)``
+    """
+    from tarmac.errors import UsageError, echo
+
+    span: object = value
+    if isinstance(value, str):
+        try:
+            span = parse_duration(value)
+        except ValueError as exc:
+            raise UsageError(f"{what}: {exc}") from None
+    if not isinstance(span, timedelta) or span <= timedelta(0):
+        raise UsageError(f"{what} must be a positive duration such as {example!r} "
+                         f"(got {echo(value)!r})")
+    return span
+
+
 def duration(seconds: float) -> str:
     """The inverse of ``parse_duration`` for whole units: ``864000`` -> ``'10d'``."""
     for unit in ("w", "d", "h", "m"):

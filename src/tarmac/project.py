@@ -2,7 +2,7 @@
 
 ``Project`` is the SDK's front door and exposes one namespace per concern (``p.lake``,
 ``p.ledger``, ``p.catalog``, ``p.features``, ``p.models``, ``p.serving``, ``p.monitoring``)
-plus ``p.sql`` and ``p.ingest``. The CLI is a thin layer over it.
+plus ``p.sql``, ``p.ingest`` and ``p.model_card``. The CLI is a thin layer over it.
 
 Example::
 
@@ -17,7 +17,7 @@ import atexit
 import contextlib
 import os
 import weakref
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from datetime import datetime
 from functools import cached_property
 from pathlib import Path
@@ -31,6 +31,8 @@ from tarmac.ledger import Ledger
 if TYPE_CHECKING:
     import pyarrow as pa
 
+    from tarmac.access import Erasure, Retention
+    from tarmac.access.identity import Identity
     from tarmac.features.store import FeatureStore
     from tarmac.ingest.load import IngestResults, LoadProgress
     from tarmac.ingest.spec import SourceSpec
@@ -40,6 +42,8 @@ if TYPE_CHECKING:
     from tarmac.serving.sdk import Serving
     from tarmac.streams import StreamLog
     from tarmac.streams.produce import ProduceResult
+    from tarmac.trace import DecisionTrace
+    from tarmac.trace.card import ModelCard
 
 _SCAFFOLD = Path(__file__).parent / "scaffold"
 
@@ -47,7 +51,8 @@ _SCAFFOLD = Path(__file__).parent / "scaffold"
 class Project:
     """An open Tarmac project. Close it (or use ``with``) to release database connections."""
 
-    def __init__(self, root: Path, config: ProjectConfig, *, check_lake: bool = True) -> None:
+    def __init__(self, root: Path, config: ProjectConfig, *, check_lake: bool = True,
+                 token: str | None = None) -> None:
         self.root = root
         self.config = config
         self.catalog = Catalog(config.catalog)
@@ -60,8 +65,29 @@ class Project:
         except BaseException:
             self.catalog.close()
             raise
+        from tarmac.ledger.anchors import AnchorPolicy, default_anchor_path
+        from tarmac.ledger.keys import resolve_key
+
+        anchor = config.audit_anchor
+        anchor_path = None
+        if anchor.enabled:
+            anchor_path = (Path(anchor.path).expanduser() if anchor.path
+                           else default_anchor_path(config.name, config.catalog))
+            if not anchor_path.is_absolute():
+                anchor_path = (root / anchor_path).resolve()
         self.ledger = Ledger(self.catalog, namespace=config.name, lake_uri=redact(config.lake),
-                             lake_root=config.lake)
+                             lake_root=config.lake,
+                             key=resolve_key(project=config.name, configured=config.audit_key,
+                                             root=root),
+                             anchors=AnchorPolicy(anchor_path, anchor.every_records,
+                                                  anchor.every_minutes))
+        from tarmac.access.policy import Access
+
+        self.access = Access(self, token)
+        """Who is acting and what they may do: roles, grants, protected aliases
+        (``tarmac.access.policy``); installed on the ledger's guard when enforced."""
+        if self.access.enforced:
+            self.ledger.guard.authorizer = self.access
         _OPEN.add(self)  # closed at interpreter exit if the script did not close it
 
     @cached_property
@@ -94,6 +120,23 @@ class Project:
 
         return Monitoring(self)
 
+    def model_card(self, name: str, version: int | None = None, *,
+                   alias: str | None = None) -> ModelCard:
+        """The model card of ``name`` at ``version`` (or ``alias``; neither: the champion,
+        else the latest version): intended use, owner and limitations as declared on
+        ``@model``, training data with lineage, metrics overall and per slice, gate results,
+        the alias history, the deployment and the monitoring status. ``to_markdown()`` and
+        ``to_html()`` render it (``tarmac models card``); see ``tarmac.trace.card``.
+
+        Example::
+
+            card = p.model_card("churn")
+            Path("card.html").write_text(card.to_html())
+        """
+        from tarmac.trace.card import model_card
+
+        return model_card(self, name, version, alias=alias)
+
     @cached_property
     def streams(self) -> StreamLog:
         """The stream log the ``streams:`` URL names (``embedded``: ``.tarmac/streams.db``)."""
@@ -101,8 +144,8 @@ class Project:
 
         return open_stream_log(self.config.streams, root=self.root, namespace=self.name)
 
-    def produce(self, name: str, records: Sequence[Any], *,
-                key: str | None = None) -> ProduceResult:
+    def produce(self, name: str, records: Sequence[Any], *, key: str | None = None,
+                numbers: Sequence[int] | None = None) -> ProduceResult:
         """Append ``records`` to a stream source's topic (``name``: the source or its topic)
         after checking each against the source's contract: a JSON object whose declared
         columns coerce to their types and pass their rules, with its key field present and
@@ -118,7 +161,9 @@ class Project:
         """
         from tarmac.streams.produce import Producer
 
-        return Producer(self.streams, self.sources).produce(name, records, key=key)
+        self.ledger.guard.check("produce")
+        return Producer(self.streams, self.sources).produce(name, records, key=key,
+                                                           numbers=numbers)
 
     @cached_property
     def serving(self) -> Serving:
@@ -127,9 +172,48 @@ class Project:
 
         return Serving(self)
 
+    @cached_property
+    def identity(self) -> Identity:
+        """Users, roles and API tokens (``add_user``, ``create_token``, ``revoke``,
+        ``authenticate``; see ``tarmac.access.identity``)."""
+        from tarmac.access.identity import Identity
+
+        return Identity(self)
+
+    @property
+    def retention(self) -> Retention:
+        """Retention policies: how long each lake table keeps its rows (``set``, ``unset``,
+        ``list``, ``apply``; see ``tarmac.access.retention``)."""
+        from tarmac.access import Retention
+
+        return Retention(self)
+
+    def erase(self, subject: Mapping[str, Any] | str, *, reason: str,
+              dry_run: bool = False) -> Erasure:
+        """Erase a data subject (``"customer_id=10001"``) from every lake table, the prediction
+        log and the online store, old files included; ``dry_run`` lists what would go (see
+        ``tarmac.access.erase``).
+
+        Example: ``p.erase("customer_id=10001", reason="GDPR request #123", dry_run=True)``
+        """
+        from tarmac.access import erase
+
+        return erase(self, subject, reason=reason, dry_run=dry_run)
+
     @property
     def name(self) -> str:
         return self.config.name
+
+    def trace(self, prediction_id: str) -> DecisionTrace:
+        """The decision trace of one logged prediction (``tarmac trace ID``): what the model
+        saw, which version decided, how it was trained, gated and promoted, and per-feature
+        contributions to its output (``tarmac.trace``). An unknown id is a UsageError.
+
+        Example: ``print(p.trace(answer["predictions"][0]["id"]).summary())``
+        """
+        from tarmac.trace import trace
+
+        return trace(self, prediction_id)
 
     def sql(self, sql: str, *,
             as_of: dict[str, int | datetime | str] | None = None) -> pa.Table:
@@ -243,8 +327,10 @@ def find_root(start: Path | str | None = None) -> Path:
 
 
 def open(path: Path | str | None = None, *,  # noqa: A001 - tarmac.open is the SDK verb
-         check_lake: bool = True) -> Project:
-    """Open the project at ``path`` (a folder holding tarmac.yaml, or the file itself).
+         check_lake: bool = True, token: str | None = None) -> Project:
+    """Open the project at ``path`` (a folder holding tarmac.yaml, or the file itself), acting
+    as ``token``'s user (default: ``TARMAC_TOKEN``) where access is enforced
+    (``tarmac.access.policy``).
 
     Opening refuses a catalog that belongs to another project, and one that does not know
     tables Tarmac wrote in the lake (see ``tarmac.catalog.lake_check``); ``check_lake=False``
@@ -253,7 +339,7 @@ def open(path: Path | str | None = None, *,  # noqa: A001 - tarmac.open is the S
     if root.is_file():
         root = root.parent
     config = load_config(root / CONFIG_FILE)
-    return Project(root, config, check_lake=check_lake)
+    return Project(root, config, check_lake=check_lake, token=token)
 
 
 def init(path: Path | str, *, name: str | None = None) -> Project:

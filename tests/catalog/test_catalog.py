@@ -11,6 +11,7 @@ from tarmac.catalog import Catalog
 from tarmac.catalog._engine import HEAD_REVISION, current_revision, upgrade
 from tarmac.errors import UsageError
 from tarmac.ledger import Ledger
+from tarmac.ledger.chain import GENESIS, canonical, make_record
 from tarmac.project import Project
 
 
@@ -39,16 +40,30 @@ def test_upgrade_from_first_release_keeps_metadata(backend: str, tmp_path: Path,
     old = Catalog(url, migrate=False)
     upgrade(old.engine, to="0001")
     assert current_revision(old.engine) == "0001"
-    ledger = Ledger(old)
-    with ledger.run("old_job"):
-        ledger.commit("lake.write", "customers", {"version": 0})
+    # what the first release wrote, in its own columns (today's code writes today's columns)
+    first = make_record(1, 1_700_000_000_000_000, "ann", "lake.write", "customers",
+                        canonical({"version": 0}), GENESIS)
+    second = make_record(2, 1_700_000_000_000_001, "ann", "run.succeeded", "old_job",
+                         canonical({"run_id": "r1"}), first.hash)
+    with old.engine.begin() as conn:
+        conn.execute(sa.text(
+            "INSERT INTO runs (id, job, status, actor, started_at, ended_at, error, params, "
+            "host, pid) VALUES ('r1', 'old_job', 'succeeded', 'ann', 1, 2, NULL, '{}', 'h', 1)"))
+        for rec in (first, second):
+            conn.execute(sa.text(
+                "INSERT INTO audit_log (seq, time, actor, action, target, details, prev_hash, "
+                "hash) VALUES (:seq, :time, :actor, :action, :target, :details, :prev, :hash)"),
+                {"seq": rec.seq, "time": rec.time_us, "actor": rec.actor, "action": rec.action,
+                 "target": rec.target, "details": rec.details, "prev": rec.prev_hash,
+                 "hash": rec.hash})
     old.close()
 
     new = Catalog(url)
     assert current_revision(new.engine) == HEAD_REVISION
     runs = new.list_runs(limit=10).items
     assert [r.job for r in runs] == ["old_job"] and runs[0].status == "succeeded"
-    assert Ledger(new).verify().ok and new.count("audit_log") == 2
+    check = Ledger(new).verify()
+    assert check.ok and new.count("audit_log") == 2 and (check.keyed, check.unkeyed) == (0, 2)
     with new.engine.connect() as conn:
         indexes = {ix["name"] for ix in sa.inspect(conn).get_indexes("audit_log")}
     assert "ix_audit_actor_time" in indexes

@@ -171,3 +171,29 @@ def test_debug_flag_shows_the_real_exception(filled: Project,
     assert result.exit_code == SqlError.exit_code == 2
     assert "Traceback" in result.stderr and "SqlError" in result.stderr
     assert "error:" in result.stderr
+
+
+def test_tag_sets_and_clears_column_tags_and_masks_for_analysts(filled: Project) -> None:
+    code, out = run(filled, "tag", "customers", "region=pii,region_code", "--json")
+    assert code == 0, out
+    assert json.loads(out) == {"table": "customers",
+                               "column_tags": {"region": ["pii", "region_code"]}}
+    [record] = filled.ledger.audit(action="dataset.annotate", limit=1).items
+    assert record.target == "customers" and "region" in record.details
+    code, out = run(filled, "tag", "customers", "region=")
+    assert code == 0 and "customers.region: (no tags)" in out
+    info = filled.catalog.get_dataset("customers")
+    assert info is not None and all(not c.tags for c in info.columns)
+
+
+@pytest.mark.parametrize(("args", "message"), [
+    (["customers", "region"], "expected COLUMN=TAG"),
+    (["customers", "=pii"], "expected COLUMN=TAG"),
+    (["customers", "region=p ii"], "tag 'p ii' may hold"),
+    (["customers", "region=pii", "region=email"], "column 'region' is given twice"),
+    (["customers", "nope=pii"], "table 'customers' has no column(s) nope"),
+    (["nope", "region=pii"], "nope"),
+])
+def test_bad_tags_say_what_is_wrong(filled: Project, args: list[str], message: str) -> None:
+    code, out = run(filled, "tag", *args)
+    assert code == 2 and message in out, out

@@ -6,6 +6,7 @@ command as a process of its own."""
 from __future__ import annotations
 
 import json
+import math
 import re
 import shutil
 import sys
@@ -32,8 +33,9 @@ def test_demo_builds_the_lake(demo_dir: Path) -> None:
     tables = {t["name"]: t for t in listed}
     assert set(tables) == {"customers", "orders", "products", "clicks", "tickets", "labels",
                            "customer_activity", "quarantine", "churn_training",
-                           "predictions", "live_clicks"}
-    assert tables["customers"]["version"] == 1 and tables["customers"]["rows"] > 1000
+                           "predictions", "live_clicks", "churn_outcomes", "monitor_results"}
+    # customers: loaded, the CRM's changes, then the downgrades after the price rise
+    assert tables["customers"]["version"] == 2 and tables["customers"]["rows"] > 1000
     assert all(t["owner"] == "data-platform" for t in tables.values())
     assert (demo_dir / "survey.html").read_text().startswith("<!DOCTYPE html>")
     survey = json.loads((demo_dir / "survey.json").read_text())
@@ -51,7 +53,8 @@ def test_messy_records_are_quarantined_with_reasons(demo_dir: Path) -> None:
     assert any("not a JSON object" in r["reason"] for r in clicks)
     sources = {s["source"]: s for s in json.loads(tarmac_here("sources", "--json",
                                                               cwd=demo_dir).stdout)}
-    assert sources["crm"]["loads"] == 2 and sources["crm"]["cursor"].startswith("20")
+    # the CRM: loaded, its changes, the downgrades after the price rise (monitoring chapter)
+    assert sources["crm"]["loads"] == 3 and sources["crm"]["cursor"].startswith("20")
     assert sources["live_clicks"]["status"] == "streams"
     assert sources["live_clicks"]["rows_loaded_total"] == 400
     status = json.loads(tarmac("stream", "status", "--json", cwd=demo_dir).stdout)
@@ -80,7 +83,7 @@ def test_tour_commands(demo_dir: Path) -> None:
     assert 0 < older < customers
 
     history = json.loads(tarmac_here("history", "customers", "--json", cwd=demo_dir).stdout)
-    assert [h["operation"] for h in history] == ["MERGE", "INGEST"]
+    assert [h["operation"] for h in history] == ["MERGE", "MERGE", "INGEST"]
     assert {h["actor"] for h in history} == {"newcomer"}
 
     lineage = tarmac_here("lineage", "customer_activity", cwd=demo_dir).stdout
@@ -150,7 +153,8 @@ def test_a_demo_whose_data_is_older_than_the_ttl_fails_the_check(tmp_path: Path)
     bad = tarmac("demo", "old", "--as-of", "2025-06-31", cwd=tmp_path)
     assert bad.returncode == 2 and "--as-of '2025-06-31': expected a day as YYYY-MM-DD" in (
         bad.stderr)
-    made = tarmac("demo", "old", "--seed", "7", "--as-of", "2025-06-30", cwd=tmp_path)
+    made = tarmac("demo", "old", "--seed", "7", "--as-of", "2025-06-30", "--no-loop",
+                  cwd=tmp_path)
     assert made.returncode == 0, made.stderr
     assert "activity up to 2025-06-30" in made.stdout and "NOT CONSISTENT" in made.stdout
     check = tarmac_here("features", "check", "churn", "--json", cwd=tmp_path / "old")
@@ -166,19 +170,22 @@ def test_a_demo_whose_data_is_older_than_the_ttl_fails_the_check(tmp_path: Path)
 
 def test_the_demo_model_story_is_visible_everywhere(demo_dir: Path) -> None:
     shown = json.loads(tarmac_here("models", "show", "churn", "--json", cwd=demo_dir).stdout)
-    assert shown["aliases"] == {"champion": 1}
-    # newest first: the serving story's challenger v3, the worse v2, the champion v1
-    first, worse = shown["versions"][2], shown["versions"][1]
+    # the monitoring chapter's retrained v4 ends as champion (see test_the_loop_closes)
+    assert shown["aliases"] == {"champion": 4}
+    # newest first: the retrained v4, the serving story's challenger v3, the worse v2, v1
+    by = {v["version"]: v for v in shown["versions"]}
+    first, worse = by[1], by[2]
     assert first["validation"]["status"] == "passed", first["validation"]
     assert worse["validation"]["status"] == "failed"
     assert first["metrics"]["roc_auc"] > worse["metrics"]["roc_auc"]
     assert [(h["action"], h["from"], h["to"], h["forced"]) for h in shown["history"]] == [
-        ("rollback", 2, 1, False), ("promote", 1, 2, True), ("promote", None, 1, False)]
+        ("promote", 1, 4, False), ("rollback", 2, 1, False), ("promote", 1, 2, True),
+        ("promote", None, 1, False)]
     report = (demo_dir / "validation-v2.md").read_text()
     assert report.startswith("### ❌ churn v2 failed") and "no regression in roc_auc" in report
     runs = json.loads(tarmac_here("runs", "--model", "churn", "--json", cwd=demo_dir).stdout)
-    assert [r["status"] for r in runs] == ["succeeded"] * 3
-    assert set(runs[0]["inputs"]) == {"labels", "customers", "orders", "clicks", "tickets"}
+    assert [r["status"] for r in runs] == ["succeeded"] * 4
+    assert set(runs[-1]["inputs"]) == {"labels", "customers", "orders", "clicks", "tickets"}
     lineage = tarmac_here("lineage", "model:churn@1", cwd=demo_dir)
     assert lineage.returncode == 0 and "training_set:churn@1" in lineage.stdout
     assert "ingest.crm" in lineage.stdout
@@ -201,7 +208,13 @@ def test_the_demo_serves_the_champion_a_canary_and_a_shadow(demo_run: tuple[Path
     assert found, out[-3000:]
     answered = int(found[1].replace(",", ""))
 
+    audit = json.loads(tarmac_here("audit", "log", "--json", "-n", "1000", cwd=demo_dir).stdout)
+    # the serving chapter ends when its canary is aborted; the monitoring chapter serves more
+    ended = max(a["time"] for a in audit if a["action"] == "deploy.abort")
+
     def sql(query: str) -> list[dict[str, Any]]:
+        query = query.replace("FROM predictions", "FROM (SELECT * FROM predictions WHERE "
+                              f"time <= TIMESTAMPTZ '{ended}')")
         done = tarmac_here("sql", "--json", query, cwd=demo_dir)
         assert done.returncode == 0, done.stderr
         return json.loads(done.stdout)
@@ -235,10 +248,82 @@ def test_the_demo_serves_the_champion_a_canary_and_a_shadow(demo_run: tuple[Path
     assert unknown == {"n": 5, "scored": 0}
     assert "5 of 5 unknown ids answered with status missing" in text
     assert "the same as from its features fetched online" in text
-    # the demo leaves the endpoint to its champion: the tour deploys its own canary
+    # the demo leaves the endpoint to its champion (the retrained v4 after the monitoring
+    # chapter's canary): the tour deploys its own canary
     status = json.loads(tarmac_here("deploy", "status", "churn", "--json", cwd=demo_dir).stdout)
     endpoint = status[0] if isinstance(status, list) else status
-    assert (endpoint["champion"], endpoint["canary"], endpoint["shadow"]) == (1, None, None)
-    assert endpoint["pending"] == 0 and endpoint["logged"] == answered + 250
-    audit = json.loads(tarmac_here("audit", "log", "--json", "-n", "500", cwd=demo_dir).stdout)
+    assert (endpoint["champion"], endpoint["canary"], endpoint["shadow"]) == (4, None, None)
+    total = json.loads(tarmac_here("sql", "--json", "SELECT count(*) AS n FROM predictions",
+                                   cwd=demo_dir).stdout)[0]["n"]
+    assert endpoint["pending"] == 0 and endpoint["logged"] == total
     assert {"deploy.canary", "deploy.abort", "deploy.stop_shadow"} <= {a["action"] for a in audit}
+
+
+def test_the_served_features_are_fresh_not_stale(demo_run: tuple[Path, str]) -> None:
+    """The demo carries its own clock (its data ends three days before today) and its windowed
+    views keep a row for every customer up to the newest day of data, so every feature served
+    to a known customer is present: none stale (older than its ttl, served as null) and none
+    missing. The only null on purpose: the average order value of a customer with no orders
+    (an on-demand feature: present, since it was computed from inputs that were there)."""
+    demo_dir = demo_run[0]
+    done = tarmac_here("sql", "--json", "SELECT features, feature_status FROM predictions "
+                       "WHERE role <> 'shadow' AND TRY_CAST(request->>'customer_id' AS BIGINT) "
+                       "IN (SELECT customer_id FROM customers)", cwd=demo_dir)
+    assert done.returncode == 0, done.stderr
+    rows = json.loads(done.stdout)
+    assert len(rows) >= 400
+    statuses = [json.loads(r["feature_status"]) for r in rows]
+    values = [json.loads(r["features"]) for r in rows]
+    assert all(len(s) == 11 for s in statuses)
+    assert sum(v == "stale" for s in statuses for v in s.values()) == 0
+    for status, value in zip(statuses, values, strict=True):
+        others = {f: v for f, v in status.items() if f != "avg_order_value"}
+        assert set(others.values()) == {"present"}, status
+        assert status["avg_order_value"] == "present"
+        assert value["avg_order_value"] is not None or value["orders_90d"] == 0
+    assert sum(json.loads(r["features"])["avg_order_value"] is not None
+               for r in rows) > 0.7 * len(rows)
+
+
+def test_the_loop_closes(demo_run: tuple[Path, str]) -> None:
+    """The monitoring chapter: prices rise through the sources, the served inputs drift, late
+    labels show the champion decaying, the monitor alerts a local webhook (signatures checked)
+    and its policy retrains, gates, canaries and promotes; the audit log tells it in order."""
+    demo_dir, out = demo_run
+    text = " ".join(out.split())
+    assert "the loop: closed:" in text, out[-3000:]
+    assert "decay flagged" in text and "champion v1 -> v4" in text
+    shown = json.loads(tarmac_here("monitor", "show", "churn", "--json", cwd=demo_dir).stdout)
+    checks = shown["checks"]
+    assert shown["latest"]["verdict"] == "failed"
+    drifted = {c["column"] for c in checks if c["check"] == "drift" and c["verdict"] == "drifted"}
+    assert {"plan", "cancel_page_views_30d"} <= drifted  # what the price rise moved
+    assert not {"region", "orders_90d"} & drifted  # what it did not
+    [perf] = [c for c in checks if c["check"] == "performance" and c["slice"] == "(all)"]
+    assert perf["verdict"] == "decayed" and perf["value"] < perf["threshold"]
+    [loop] = shown["loops"]
+    assert (loop["state"], loop["version"], loop["champion"]) == ("promoted", 4, 1)
+    assert loop["trigger_run"] == shown["latest"]["run_id"]
+    alerts = [a for a in shown["alerts"] if a["channel"].startswith("webhook")]
+    assert alerts and all(a["outcome"] == "delivered" for a in alerts)
+    audit = json.loads(tarmac_here("audit", "log", "--json", "-n", "1000", cwd=demo_dir).stdout)
+    story = [a["action"] for a in reversed(audit) if a["action"].startswith(
+        ("retrain.", "deploy.promote_canary", "alert.delivered"))]
+    assert story.index("alert.delivered") < story.index("retrain.started") \
+        < story.index("retrain.trained") < story.index("retrain.canary_started") \
+        < story.index("deploy.promote_canary") < story.index("retrain.promoted")
+    # one of the canary's decisions, traced: the explanation adds up to what it answered
+    traced = re.search(r"a decision traced \(tarmac trace ([0-9a-f-]+)\)", text)
+    assert traced, out[-3000:]
+    shown_trace = tarmac_here("trace", traced[1], "--json", cwd=demo_dir)
+    assert shown_trace.returncode == 0, shown_trace.stderr
+    t = json.loads(shown_trace.stdout)
+    assert (t["version"], t["role"]) == (4, "canary")
+    e = t["explanation"]
+    assert e["method"] == "linear" and e["exact"]
+    logit = e["base"] + sum(c["contribution"] for c in e["contributions"])
+    assert abs(1 / (1 + math.exp(-logit)) - t["score"]) < 1e-6
+    page = (demo_dir / "churn-monitor.html").read_text()
+    assert "cancel_page_views_30d" in page and "<script" not in page
+    verify = tarmac_here("audit", "verify", cwd=demo_dir)
+    assert verify.returncode == 0, verify.stdout

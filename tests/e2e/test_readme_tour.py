@@ -8,7 +8,8 @@ the tour in the README stays true: every command must exit 0. A newcomer runs it
   first `tarmac ingest` (on a free port, named by ``KESTREL_TICKETS_URL``; the README's
   `tarmac demo-api &` line, when there, is started the same way);
 * `tarmac serve` runs until stopped: it is started, asked `/health` and `/ready`, and stopped;
-* ``RUN_ID`` is the run the tour's `tarmac train` just made.
+* ``RUN_ID`` is the run the tour's `tarmac train` just made, ``PREDICTION_ID`` the newest
+  scored prediction.
 """
 
 from __future__ import annotations
@@ -123,6 +124,13 @@ def test_every_tour_command_exits_zero(demo: tuple[Path, dict[str, str]]) -> Non
                     server.wait(timeout=30)
                 ran.append(shlex.join(words))
                 continue
+            if "PREDICTION_ID" in words:  # the newest scored prediction of the demo
+                found = subprocess.run([TARMAC, "sql", "--json", "SELECT id FROM predictions "
+                                        "WHERE score IS NOT NULL ORDER BY time DESC LIMIT 1"],
+                                       cwd=project, env=env, capture_output=True, text=True,
+                                       timeout=120)
+                [row] = json.loads(found.stdout)
+                words = [row["id"] if w == "PREDICTION_ID" else w for w in words]
             if "RUN_ID" in words:
                 assert run_id, "the tour reproduces a run before training one"
                 words = [run_id if w == "RUN_ID" else w for w in words]

@@ -106,19 +106,26 @@ def fs_project(tmp_path: Path) -> Iterator[Project]:
 REDIS_URL = "redis://127.0.0.1:6379/15"
 
 
-@pytest.fixture(params=["sqlite", "redis"])
-def fs_any(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Project]:
-    """The same project on each online store."""
+def on_store(param: str, root: Path, make: Callable[..., Project]) -> Iterator[Project]:
+    """``make(root, online_store=...)`` on the online store ``param`` names (``sqlite`` or
+    ``redis``), its Redis views cleared afterwards: the body of every store-parametrized
+    fixture."""
     store = None
-    if request.param == "redis":
+    if param == "redis":
         require_server("Redis", "127.0.0.1", 6379)
         store = REDIS_URL
-    p = build(tmp_path / "proj", online_store=store)
+    p = make(root, online_store=store)
     yield p
-    if request.param == "redis":
+    if param == "redis":
         for view in p.features.online_store.views():
             p.features.online_store.clear(view)
     p.close()
+
+
+@pytest.fixture(params=["sqlite", "redis"])
+def fs_any(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Project]:
+    """The same project on each online store."""
+    yield from on_store(request.param, tmp_path / "proj", build)
 
 
 Entities = Callable[..., pa.Table]

@@ -267,6 +267,20 @@ def test_on_demand_features_are_equal_offline_and_online(fs_project: Project) ->
     assert [r["sessions"] for r in online.rows] == [r["sessions"] for r in offline]
 
 
+def test_an_on_demand_null_is_present_when_its_inputs_are_missing_when_not(
+        fs_project: Project) -> None:
+    fs = fs_project.features
+    fs.materialize()
+    online = fs.online("scored", [{"customer_id": 1, "basket": 5}, {"customer_id": 999,
+                                                                     "basket": 5}],
+                       now=day(9.5))
+    known, unknown = online.status
+    # customer 1's spend is a stored null: the share computed from it is null, and that is
+    # the answer (present), not a missing feature; an unknown customer's share is missing
+    assert online.rows[0]["basket_share"] is None and known["basket_share"] == "present"
+    assert unknown["spend"] == "missing" and unknown["basket_share"] == "missing"
+
+
 def test_on_demand_errors_say_which_view(fs_project: Project) -> None:
     fs = fs_project.features
     with pytest.raises(UsageError, match="request column"):

@@ -18,14 +18,13 @@ import pyarrow as pa
 import pytest
 
 import tarmac
-from conftest import require_server
+from features.conftest import on_store
 from tarmac.errors import SchemaConflictError, UsageError
 from tarmac.features import StreamingFeatures
 from tarmac.project import Project, scaffold
 
 T0 = datetime(2026, 3, 1, tzinfo=UTC)
 TS = pa.timestamp("us", tz="UTC")
-REDIS_URL = "redis://127.0.0.1:6379/15"
 
 SOURCES = """
 sources:
@@ -110,16 +109,7 @@ def proj(tmp_path: Path) -> Iterator[Project]:
 
 @pytest.fixture(params=["sqlite", pytest.param("redis", marks=pytest.mark.redis)])
 def any_store(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Project]:
-    store = None
-    if request.param == "redis":
-        require_server("Redis", "127.0.0.1", 6379)
-        store = REDIS_URL
-    p = build(tmp_path / "proj", online_store=store)
-    yield p
-    if request.param == "redis":
-        for view in p.features.online_store.views():
-            p.features.online_store.clear(view)
-    p.close()
+    yield from on_store(request.param, tmp_path / "proj", build)
 
 
 def test_apply_registers_a_stream_view_before_any_event(proj: Project) -> None:

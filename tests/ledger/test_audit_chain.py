@@ -11,6 +11,7 @@ from hypothesis import strategies as st
 
 from tarmac.catalog import AuditRecord
 from tarmac.ledger.chain import GENESIS, canonical, make_record, verify
+from tarmac.ledger.keys import AuditKey
 from tarmac.project import Project
 
 
@@ -124,3 +125,77 @@ def test_any_single_tampering_is_detected(n: int, data: st.DataObject) -> None:
         expected_bad = min(i, j) + 1
     result = verify(records)
     assert not result.ok and result.bad_seq == expected_bad
+
+
+KEY = AuditKey(b"k" * 32, "test")
+OTHER_KEY = AuditKey(b"m" * 32, "attacker")
+
+
+def keyed_chain(n: int, key: AuditKey | None = KEY, *,
+                unkeyed_first: int = 0) -> list[AuditRecord]:
+    """``n`` records, the first ``unkeyed_first`` written before keying was turned on."""
+    out, prev = [], GENESIS
+    for i in range(1, n + 1):
+        rec = make_record(i, 1_700_000_000_000_000 + i, "ann", "lake.write", f"t{i % 3}",
+                          canonical({"version": i}), prev, None if i <= unkeyed_first else key)
+        out.append(rec)
+        prev = rec.hash
+    return out
+
+
+def rehash_from(records: list[AuditRecord], i: int, mode: str) -> list[AuditRecord]:
+    """The attack a catalog writer can make: edit record ``i`` and re-hash every record after
+    it so the chain links again; the MACs are kept (``keep``), stripped, or remade with a key
+    that is not the project's (``forge``)."""
+    out, prev = list(records[:i]), records[i - 1].hash if i else GENESIS
+    for j, r in enumerate(records[i:], start=i):
+        details = canonical({"version": -1}) if j == i else r.details
+        new = make_record(r.seq, r.time_us, r.actor, r.action, r.target, details, prev,
+                          OTHER_KEY if mode == "forge" else None)
+        if mode == "keep":
+            new = AuditRecord(**{**new.__dict__, "mac": r.mac, "key_id": r.key_id})
+        out.append(new)
+        prev = new.hash
+    return out
+
+
+@settings(max_examples=150, suppress_health_check=[HealthCheck.too_slow])
+@given(n=st.integers(2, 25), data=st.data())
+def test_rehashing_a_keyed_chain_is_detected(n: int, data: st.DataObject) -> None:
+    """Property: with the key, any edit followed by a re-hash of the rest of the chain fails at
+    the edited record, whatever the attacker does with the MACs; records written before keying
+    was turned on are counted, not blamed."""
+    unkeyed = data.draw(st.integers(0, n - 1))
+    records = keyed_chain(n, unkeyed_first=unkeyed)
+    intact = verify(records, key=KEY)
+    assert intact.ok and (intact.keyed, intact.unkeyed) == (n - unkeyed, unkeyed)
+    i = data.draw(st.integers(unkeyed, n - 1))  # a keyed record
+    mode = data.draw(st.sampled_from(["keep", "strip", "forge"]))
+    if mode == "strip" and i == unkeyed:
+        # stripping every MAC leaves a valid unkeyed chain: only an anchor catches that
+        # (test_stripping_every_mac_is_caught_by_the_anchor)
+        mode = "keep"
+    tampered = rehash_from(records, i, mode)
+    result = verify(tampered, key=KEY)
+    assert not result.ok and result.bad_seq == i + 1
+    expected = "wrong-key" if mode == "forge" and i == unkeyed else "tampered"
+    assert result.kind == expected
+    # and without the key nothing keyed can be vouched for
+    if mode != "strip":
+        assert not verify(tampered).ok
+
+
+def test_unkeyed_chain_rehash_is_the_documented_limit() -> None:
+    """Without a key, an edited-and-re-hashed chain verifies: why the key exists."""
+    records = rehash_from(keyed_chain(6, None), 2, "strip")
+    assert verify(records).ok and verify(records, key=KEY).ok
+
+
+def test_keyed_chain_without_or_with_wrong_key() -> None:
+    records = keyed_chain(5, unkeyed_first=2)
+    none = verify(records)
+    assert not none.ok and none.kind == "no-key" and none.bad_seq == 3
+    assert "no audit key is configured" in none.problem and "3 record(s)" in none.problem
+    wrong = verify(records, key=OTHER_KEY)
+    assert not wrong.ok and wrong.kind == "wrong-key" and "wrong audit key" in wrong.problem
+    assert KEY.key_id in wrong.problem and OTHER_KEY.key_id in wrong.problem

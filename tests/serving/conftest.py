@@ -59,6 +59,10 @@ def build_served(root: Path, *, catalog: str | None = None, online: str | None =
         set_key(root, "online_store", online)
     if catalog:
         set_key(root, "catalog", catalog)
+        # a PostgreSQL catalog turns tokens on (auth: auto); these tests are about serving,
+        # tests/serving/test_auth.py about tokens
+        with open(root / "tarmac.yaml", "a", encoding="utf-8") as f:
+            f.write("auth: off\n")
     (root / "definitions.py").write_text(text or definitions())
     p = tarmac.open(root)
     signals = signal_rows()

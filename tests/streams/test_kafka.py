@@ -232,9 +232,9 @@ def test_a_broker_lost_mid_run_is_a_clear_error_not_a_hang(
     own = MockCluster()
     try:
         with _open(own, monkeypatch, tmp_path) as log:
-            log.timeout = 1.0
             log.create_topic("t")
-            log.produce("t", [b"before"])
+            log.produce("t", [b"before"])  # the default timeout: a loaded machine still confirms it
+            log.timeout = 1.0  # now bound the wait for the records the lost broker cannot take
             own.broker_down()
             started = time.monotonic()
             with pytest.raises(BackendUnavailableError, match="2 of 2 records were not "

@@ -93,6 +93,10 @@ audit_log = Table(
     Column("details", Text, nullable=False),  # canonical JSON, hashed as stored
     Column("prev_hash", String(64), nullable=False),
     Column("hash", String(64), nullable=False),
+    # HMAC-SHA256 of ``hash`` with the audit key (kept outside the catalog) and that key's id;
+    # NULL on records written before keying was turned on (migration 0012)
+    Column("mac", String(64), nullable=True),
+    Column("key_id", String(16), nullable=True),
     Index("ix_audit_time", "time"),
     Index("ix_audit_actor_seq", "actor", "seq"),
     Index("ix_audit_actor_time", "actor", "time"),
@@ -362,4 +366,142 @@ alert_deliveries = Table(
     Column("at", BigInteger, nullable=False),
     Index("ix_alert_deliveries_monitor", "monitor", "id"),
     Index("ix_alert_deliveries_key", "notice_key"),
+)
+
+# -- monitors: what definitions.py declares, one row per evaluated window, and retrain loops ----
+# (see catalog/monitors.py and tarmac.monitoring)
+
+monitors = Table(
+    "monitors",
+    metadata,
+    Column("name", String(128), primary_key=True),
+    Column("model", String(128), nullable=False),  # the served model (endpoint) it watches
+    Column("spec", Text, nullable=False),  # JSON: the declaration as evaluated last
+    Column("spec_hash", String(64), nullable=False),
+    Column("every_seconds", BigInteger, nullable=False),
+    Column("window_seconds", BigInteger, nullable=False),
+    Column("created_at", BigInteger, nullable=False),
+    Column("updated_at", BigInteger, nullable=False),
+)
+
+monitor_runs = Table(
+    "monitor_runs",
+    metadata,
+    Column("run_id", String(36), primary_key=True),
+    Column("monitor", String(128), nullable=False),
+    Column("window_start", BigInteger, nullable=False),
+    Column("window_end", BigInteger, nullable=False),
+    Column("status", String(16), nullable=False),  # running | succeeded | failed
+    Column("owner", String(128), nullable=False),  # host:pid of the process evaluating it
+    Column("attempts", Integer, nullable=False),
+    Column("started_at", BigInteger, nullable=False),
+    Column("finished_at", BigInteger, nullable=True),
+    Column("verdict", String(16), nullable=True),  # passed | failed | no data
+    Column("checks", Integer, nullable=True),  # result rows written
+    Column("failing", Integer, nullable=True),  # of them firing (drifted, failed, decayed ...)
+    Column("undecided", Integer, nullable=True),  # not enough data, labels incomplete
+    Column("summary", Text, nullable=True),  # JSON: the failing checks, counts, version
+    Column("error", Text, nullable=True),
+    UniqueConstraint("monitor", "window_end", name="uq_monitor_runs_window"),
+    Index("ix_monitor_runs_monitor", "monitor", "window_end"),
+)
+
+retrain_loops = Table(
+    "retrain_loops",
+    metadata,
+    Column("id", String(36), primary_key=True),
+    Column("monitor", String(128), nullable=False),
+    Column("model", String(128), nullable=False),
+    Column("trigger_run", String(36), nullable=False),  # the monitor run that started it
+    Column("trigger", Text, nullable=False),  # JSON: the failing checks that started it
+    Column("policy", Text, nullable=False),  # JSON: the retrain() policy
+    # training | awaiting_approval | canary | promoted | failed | rejected | superseded
+    Column("state", String(24), nullable=False),
+    Column("champion", Integer, nullable=True),  # the champion when it started
+    Column("version", Integer, nullable=True),  # the version it trained
+    Column("canary_since", BigInteger, nullable=True),
+    Column("reason", Text, nullable=True),
+    Column("started_at", BigInteger, nullable=False),
+    Column("updated_at", BigInteger, nullable=False),
+    Index("ix_retrain_loops_model", "model", "state"),
+)
+
+# -- retention: how long each lake table keeps its rows (see catalog/retention.py) ---------------
+
+retention_policies = Table(
+    "retention_policies",
+    metadata,
+    Column("table_name", String(256), primary_key=True),
+    Column("keep_seconds", BigInteger, nullable=False),
+    Column("time_column", String(256), nullable=False),
+    Column("created_at", BigInteger, nullable=False),
+    Column("updated_at", BigInteger, nullable=False),
+    Column("actor", String(128), nullable=False),
+    Column("applied_at", BigInteger, nullable=True),  # when rows were last deleted by it
+)
+
+# -- identity: users with a role, and their API tokens (stored hashed; see catalog/identity.py) --
+
+users = Table(
+    "users",
+    metadata,
+    Column("name", String(128), primary_key=True),
+    Column("role", String(32), nullable=False),
+    Column("created_at", BigInteger, nullable=False),
+    Column("actor", String(128), nullable=False),
+    Column("disabled_at", BigInteger, nullable=True),
+)
+
+api_tokens = Table(
+    "api_tokens",
+    metadata,
+    Column("id", String(32), primary_key=True),  # public: printed, listed, revoked by
+    Column("user_name", String(128), nullable=False),
+    Column("secret_sha256", String(64), nullable=False),  # the secret itself is never stored
+    Column("created_at", BigInteger, nullable=False),
+    Column("expires_at", BigInteger, nullable=True),
+    Column("revoked_at", BigInteger, nullable=True),
+    Column("actor", String(128), nullable=False),
+    Index("ix_api_tokens_user", "user_name"),
+)
+
+# -- access: per-resource grants, protected aliases, alias changes awaiting approvals
+#    (see catalog/access.py) --
+
+grants = Table(
+    "grants",
+    metadata,
+    Column("subject", String(160), primary_key=True),  # role:NAME or user:NAME
+    Column("permission", String(32), primary_key=True),
+    Column("resource", String(400), primary_key=True),  # table:X, model:X, alias:MODEL@ALIAS
+    Column("created_at", BigInteger, nullable=False),
+    Column("actor", String(128), nullable=False),
+)
+
+protected_aliases = Table(
+    "protected_aliases",
+    metadata,
+    Column("model", String(200), primary_key=True),
+    Column("alias", String(64), primary_key=True),
+    Column("role", String(32), nullable=False),
+    Column("approvals", Integer, nullable=False),
+    Column("created_at", BigInteger, nullable=False),
+    Column("actor", String(128), nullable=False),
+)
+
+alias_requests = Table(
+    "alias_requests",
+    metadata,
+    Column("id", String(32), primary_key=True),
+    Column("model", String(200), nullable=False),
+    Column("alias", String(64), nullable=False),
+    Column("version", Integer, nullable=False),
+    Column("action", String(16), nullable=False),  # promote | rollback
+    Column("requested_by", String(128), nullable=False),
+    Column("requested_at", BigInteger, nullable=False),
+    Column("reason", Text, nullable=True),
+    Column("approvers", Text, nullable=False),  # JSON list of user names
+    Column("status", String(16), nullable=False),  # pending | applied | rejected
+    Column("closed_at", BigInteger, nullable=True),
+    Index("ix_alias_requests_open", "model", "alias", "status"),
 )

@@ -23,7 +23,7 @@ from __future__ import annotations
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import (
     Connection,
@@ -46,6 +46,9 @@ from tarmac.catalog.records import now_us
 from tarmac.catalog.store import Catalog
 from tarmac.config import redact
 from tarmac.errors import ConfigError, TarmacError, UsageError
+
+if TYPE_CHECKING:
+    from tarmac.ledger.keys import AuditKey
 
 COPY_ACTION = "catalog.copy"
 DEFAULT_BATCH = 5000
@@ -103,8 +106,12 @@ class CopyResult:
 
 def copy_catalog(source_url: str, dest_url: str, *, dry_run: bool = False,
                  batch_size: int = DEFAULT_BATCH, actor: str | None = None,
-                 progress: Callable[[str, int], None] | None = None) -> CopyResult:
+                 progress: Callable[[str, int], None] | None = None,
+                 audit_key: AuditKey | None = None) -> CopyResult:
     """Copy every table of the catalog at ``source_url`` into the one at ``dest_url``.
+
+    ``audit_key`` (``tarmac.ledger.keys``): the project's audit key, which keys the copy's own
+    record and checks the MACs of the copied chain (a keyed chain needs it).
 
     ``dry_run`` writes nothing (the destination is not even migrated) and reports, per table,
     how many rows would be copied; ``progress(table, rows_done)`` is called after each batch.
@@ -144,9 +151,9 @@ def copy_catalog(source_url: str, dest_url: str, *, dry_run: bool = False,
                 else:
                     with dst.write() as dconn:
                         _copy(sconn, dconn, result, batch_size, project, source_url,
-                              actor, progress)
+                              actor, progress, audit_key)
         if not dry_run:
-            _verify(src, dst, result)
+            _verify(src, dst, result, audit_key)
     finally:
         src.close()
         dst.close()
@@ -238,7 +245,7 @@ def _compare(conn: Connection, table: Table, rows: list[dict[str, Any]], tc: Tab
 
 def _copy(sconn: Connection, dconn: Connection, result: CopyResult, size: int,
           project: str | None, source_url: str, actor: str | None,
-          progress: Callable[[str, int], None] | None) -> None:
+          progress: Callable[[str, int], None] | None, audit_key: AuditKey | None) -> None:
     dest_url = result.destination
     dest_audit_before = _count(dconn, t.audit_log)
     for table in _tables():
@@ -278,9 +285,14 @@ def _copy(sconn: Connection, dconn: Connection, result: CopyResult, size: int,
         details = {"from": redact(source_url), "rows": result.copied,
                    "audit_records_before": dest_audit_before,
                    "tables": {tc.table: tc.copied for tc in result.tables if tc.copied}}
+        if audit_key is None and head is not None and head[2] is not None:
+            raise CatalogCopyError(
+                "the audit trail is keyed but no audit key was given: the copy's own record "
+                "could not be keyed; nothing copied",
+                hint="set TARMAC_AUDIT_KEY or the project's `audit_key:` and copy again")
         cat.insert_audit(dconn, make_record(seq, now_us(), actor or current_actor(),
                                             COPY_ACTION, project or "catalog",
-                                            canonical(details), prev))
+                                            canonical(details), prev, audit_key))
 
 
 def _head(conn: Connection) -> int:
@@ -322,7 +334,8 @@ def _dry_run(sconn: Connection, dst_engine: Any, result: CopyResult, size: int) 
             dconn.close()
 
 
-def _verify(src: Catalog, dst: Catalog, result: CopyResult) -> None:
+def _verify(src: Catalog, dst: Catalog, result: CopyResult,
+            audit_key: AuditKey | None = None) -> None:
     """The destination's chain must verify and hold the source's head record unchanged."""
     from tarmac.ledger.chain import verify
 
@@ -330,7 +343,7 @@ def _verify(src: Catalog, dst: Catalog, result: CopyResult) -> None:
         row = conn.execute(select(t.audit_log.c.seq, t.audit_log.c.hash)
                            .order_by(t.audit_log.c.seq.desc()).limit(1)).first()
     anchor = (row.seq, row.hash) if row else None
-    check = verify(dst.iter_audit(), anchor=anchor)
+    check = verify(dst.iter_audit(), anchor=anchor, key=audit_key)
     result.verified, result.audit_records = check.ok, check.records
     result.head_seq, result.head_hash = check.head_seq, check.head_hash
     if not check.ok:

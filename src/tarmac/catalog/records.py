@@ -168,6 +168,8 @@ class AuditRecord:
     details: str  # canonical JSON, exactly as hashed
     prev_hash: str
     hash: str
+    mac: str | None = None  # HMAC-SHA256 of ``hash`` with the audit key; None: unkeyed
+    key_id: str | None = None  # which audit key made ``mac``
 
     @property
     def time(self) -> datetime:
@@ -183,4 +185,6 @@ class AuditRecord:
             "details": json.loads(self.details),
             "prev_hash": self.prev_hash,
             "hash": self.hash,
+            "mac": self.mac,
+            "key_id": self.key_id,
         }

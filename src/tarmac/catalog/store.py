@@ -154,6 +154,16 @@ class Catalog:
         with self.engine.connect() as conn:
             return [row.id for row in conn.execute(q)]
 
+    def written_from(self, dataset: str) -> list[str]:
+        """The datasets written by any run that read ``dataset`` (its direct downstream, in
+        one query however many runs read it), by name; ``dataset`` itself excluded."""
+        i, o = t.lineage_edges.alias("i"), t.lineage_edges.alias("o")
+        q = (select(o.c.dataset).join_from(i, o, i.c.run_id == o.c.run_id)
+             .where(i.c.dataset == dataset, i.c.role == "input", o.c.role == "output",
+                    o.c.dataset != dataset).distinct().order_by(o.c.dataset))
+        with self.engine.connect() as conn:
+            return [row.dataset for row in conn.execute(q)]
+
     def get_runs(self, run_ids: list[str]) -> list[Run]:
         """Several runs with their edges, in two queries."""
         if not run_ids:
@@ -227,7 +237,8 @@ _FINISH_RUN = update(t.runs).where(t.runs.c.id == bindparam("run_id")).values(
 _INSERT_EDGE = insert(t.lineage_edges)
 _DATASET_STATE = select(t.datasets.c.version, t.datasets.c.columns).where(
     t.datasets.c.name == bindparam("name"))
-_AUDIT_HEAD = select(t.audit_log.c.seq, t.audit_log.c.hash).order_by(
+_AUDIT_HEAD = select(t.audit_log.c.seq, t.audit_log.c.hash, t.audit_log.c.mac,
+                     t.audit_log.c.key_id).order_by(
     t.audit_log.c.seq.desc()).limit(1)
 _INSERT_AUDIT = insert(t.audit_log)
 
@@ -308,10 +319,11 @@ def delete_dataset(conn: Connection, name: str) -> None:
     conn.execute(t.datasets.delete().where(t.datasets.c.name == name))
 
 
-def audit_head(conn: Connection) -> tuple[int, str] | None:
-    """The last (seq, hash) of the chain; call inside a write transaction."""
+def audit_head(conn: Connection) -> tuple[int, str, str | None, str | None] | None:
+    """The last (seq, hash, mac, key_id) of the chain (``mac`` None: unkeyed); call inside a
+    write transaction."""
     row = conn.execute(_AUDIT_HEAD).first()
-    return (row.seq, row.hash) if row else None
+    return (row.seq, row.hash, row.mac, row.key_id) if row else None
 
 
 def insert_audit(conn: Connection, record: AuditRecord) -> None:
@@ -327,7 +339,8 @@ def insert_audit_many(conn: Connection, records: list[AuditRecord]) -> None:
 def _audit_row(record: AuditRecord) -> dict[str, Any]:
     return {"seq": record.seq, "time": record.time_us, "actor": record.actor,
             "action": record.action, "target": record.target, "details": record.details,
-            "prev_hash": record.prev_hash, "hash": record.hash}
+            "prev_hash": record.prev_hash, "hash": record.hash, "mac": record.mac,
+            "key_id": record.key_id}
 
 
 # -- row mapping --------------------------------------------------------------------------------

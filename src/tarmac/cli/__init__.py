@@ -1,7 +1,8 @@
 """The ``tarmac`` command: one verb per job, a thin layer over the SDK.
 
-Exit codes: 0 ok, 1 a check failed, 2 usage or configuration error. User errors print one
-clear line (and a hint); ``TARMAC_DEBUG=1`` also prints the traceback, with the same exit code.
+Exit codes: 0 ok, 1 a check failed, 2 usage or configuration error, 3 not allowed. User errors
+print one clear line (and a hint); ``TARMAC_DEBUG=1`` also prints the traceback, with the same
+exit code.
 """
 
 from __future__ import annotations
@@ -81,6 +82,7 @@ def open_project(ctx: typer.Context, *, check_lake: bool = True) -> Any:
 
 # importing the command modules registers their commands
 from tarmac.cli import (  # noqa: E402,F401
+    _access,
     _catalog,
     _deploy,
     _doctor,
@@ -90,14 +92,18 @@ from tarmac.cli import (  # noqa: E402,F401
     _ingest,
     _labels,
     _lake,
+    _loop,
     _model_import,
     _models,
+    _monitor,
+    _permissions,
     _predictions,
     _project,
     _score,
     _serve,
     _stream,
     _survey,
+    _trace,
 )
 
 

@@ -52,7 +52,8 @@ def doctor(ctx: typer.Context, as_json: bool = typer.Option(
     chain = p.ledger.verify()
     checks.append({"check": "audit chain", "ok": chain.ok,
                    "detail": f"{chain.records:,} records, chain intact" if chain.ok
-                   else f"broken at record {chain.bad_seq}: {chain.problem}"})
+                   else f"broken at record {chain.bad_seq}: {chain.problem}"
+                   if chain.kind == "tampered" and chain.bad_seq else str(chain.problem)})
     if as_json:
         print_json(checks)
     else:

@@ -30,16 +30,24 @@ def apply(
     reason: str = typer.Option(None, "--reason", help="Why a forced change is fine (audited)."),
     as_json: bool = JSON,
 ) -> None:
-    """Register definitions.py: shows what is added, changed and removed, like a plan.
+    """Register definitions.py (features and monitors): shows what is added, changed and
+    removed, like a plan.
 
     A change that breaks a consumer (a removed feature or a type change that a saved training
     set or model version uses) is refused unless --force.
     """
     p = open_project(ctx)
     result = p.features.apply(force=force, dry_run=dry_run, reason=reason)
+    monitors = p.monitoring.apply(dry_run=dry_run)
     if as_json:
-        print_json(result.to_dict())
+        print_json({**result.to_dict(), "monitors": [m.to_dict() for m in monitors]})
         return
+    for m in monitors:
+        if m.action != "unchanged":
+            mark = _MARK.get(m.action, "[yellow]?[/yellow]")
+            console.print(f"{mark} monitor [bold]{esc(m.name)}[/bold] of {esc(m.model)}"
+                          + (" (no longer declared; its history is kept)"
+                             if m.action == "undeclared" else ""))
     for c in result.changes:
         if c.action == "unchanged":
             continue

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import re
 import time
 from datetime import UTC, datetime, timedelta
@@ -77,7 +78,8 @@ def _draw(tree: Tree, node: LineageNode) -> None:
             if child.repeated:
                 label += " [dim](shown above)[/dim]"
         else:
-            label = f"[bold]{esc(child.name)}[/bold]@{child.version}"
+            at = f"@{child.version}" if child.version is not None else ""
+            label = f"[bold]{esc(child.name)}[/bold]{at}"
         _draw(tree.add(label), child)
 
 
@@ -145,8 +147,9 @@ def audit_log(
 def audit_verify(
     ctx: typer.Context,
     anchor: str | None = typer.Option(
-        None, "--anchor", help="SEQ:HASH published earlier; also proves no record after it was "
-                               "cut from the end."),
+        None, "--anchor", help="SEQ:HASH published earlier (default: the latest anchor the "
+                               "project published automatically); proves no record after it "
+                               "was cut from the end."),
     as_json: bool = JSON,
 ) -> None:
     """Check the audit hash chain: exit 0 if intact, 1 naming the first bad record."""
@@ -162,12 +165,91 @@ def audit_verify(
         print_json(result.to_dict())
     elif result.ok:
         head = f"{result.head_seq}:{result.head_hash}" if result.head_seq else "(empty)"
-        console.print(f"[green]ok[/green]: {result.records:,} audit record(s), chain intact. "
-                      f"Head {head}")
+        console.print(f"[green]ok[/green]: {result.records:,} audit record(s), chain intact; "
+                      "aliases, deployments and validations match the trail. "
+                      f"Head {head}", soft_wrap=True)
+        if result.keyed:
+            console.print(f"{result.keyed:,} keyed record(s) checked with the audit key"
+                          + (f"; {result.unkeyed:,} earlier record(s) were written before "
+                             "keying was turned on (hash-chained only)" if result.unkeyed
+                             else ""))
+        elif result.records:
+            console.print("[yellow]note[/yellow]: no record is keyed: anyone who can write the "
+                          "catalog could re-hash the chain; `tarmac audit key init` turns "
+                          "keying on", soft_wrap=True)
+        if result.anchor:
+            console.print(f"checked against the anchor {result.anchor[0]}:"
+                          f"{result.anchor[1][:12]}…")
     else:
-        verdict = "INCOMPLETE" if result.records == 0 else "TAMPERED"  # records elsewhere
-        console.print(f"[bold red]{verdict}[/bold red]: {esc(result.problem)}")
+        verdict = {"incomplete": "INCOMPLETE", "no-key": "NO AUDIT KEY",
+                   "wrong-key": "WRONG AUDIT KEY", "bad-key": "AUDIT KEY UNUSABLE",
+                   "state": "CATALOG DISAGREES WITH THE TRAIL"}.get(result.kind or "",
+                                                                    "TAMPERED")
+        console.print(f"[bold red]{verdict}[/bold red]: {esc(result.problem)}", soft_wrap=True)
+        for extra in result.state[1:]:
+            console.print(f"  also: {esc(extra)}", soft_wrap=True)
     raise typer.Exit(0 if result.ok else 1)
+
+
+@audit_app.command("anchor")
+def audit_anchor(ctx: typer.Context, as_json: bool = JSON) -> None:
+    """Publish the chain head now to the anchor file (it is also published automatically every
+    `audit_anchor.every_records` records or `every_minutes` minutes)."""
+    p = open_project(ctx)
+    anchor = p.ledger.publish_anchor()
+    path = p.ledger.anchors.path if p.ledger.anchors else None
+    if as_json:
+        print_json({"anchor": anchor.to_dict() if anchor else None,
+                    "path": str(path) if path else None})
+        return
+    if path is None:
+        raise UsageError("audit anchors are off (`audit_anchor: {enabled: false}` in "
+                         "tarmac.yaml)")
+    if anchor is None:
+        console.print("the audit chain is empty: nothing to anchor")
+        return
+    console.print(f"[green]published[/green] anchor {anchor.seq}:{anchor.hash} to "
+                  f"{esc(str(path))}", soft_wrap=True)
+
+
+key_app = typer.Typer(help="The audit key that keys every new audit record (kept outside the "
+                           "catalog).", no_args_is_help=True)
+audit_app.add_typer(key_app, name="key")
+
+
+@key_app.command("init")
+def audit_key_init(
+    ctx: typer.Context,
+    path: str | None = typer.Option(
+        None, "--path", help="Where to write the key (default: `audit_key:` of tarmac.yaml, "
+                             "else ~/.config/tarmac/<project>.key)."),
+) -> None:
+    """Create the audit key file (32 random bytes, mode 0600); new records are keyed with it.
+
+    Keep the file off the catalog's host and back it up: without it the trail cannot be
+    verified. Records written before stay valid and are reported as unkeyed.
+    """
+    from pathlib import Path
+
+    from tarmac.config import CONFIG_FILE, load_config
+    from tarmac.ledger.keys import ENV_VAR, create_key_file, key_file_path
+    from tarmac.project import find_root
+
+    root = find_root((ctx.find_root().obj or {}).get("project"))
+    config = load_config(root / CONFIG_FILE)
+    target = (Path(path).expanduser().resolve() if path
+              else key_file_path(config.audit_key, project=config.name, root=root))
+    key = create_key_file(target)
+    console.print(f"[green]created[/green] audit key {key.key_id} at {esc(str(target))} "
+                  "(mode 0600)", soft_wrap=True)
+    if path and config.audit_key is None:
+        console.print(f"add `audit_key: {esc(str(target))}` to tarmac.yaml so the project "
+                      "uses it", soft_wrap=True)
+    if os.environ.get(ENV_VAR, "").strip():
+        console.print(f"[yellow]note[/yellow]: {ENV_VAR} is set and takes precedence over "
+                      "this file")
+    console.print("back it up and keep it off the catalog's database host: without it the "
+                  "trail cannot be verified", soft_wrap=True)
 
 
 _RELATIVE = re.compile(r"^(\d+)\s*([smhdw])$")

@@ -1,4 +1,4 @@
-"""Lake commands: tables, sql, history, compact, vacuum."""
+"""Lake commands: tables, tag, sql, history, compact, vacuum."""
 
 from __future__ import annotations
 
@@ -29,6 +29,47 @@ def tables(ctx: typer.Context, as_json: bool = JSON) -> None:
                 ("tags", "tags"), ("health", "health")],
          as_json=as_json, empty="no tables yet: write one with p.lake.write(...) or run "
                                 "`tarmac demo`")
+
+
+@app.command()
+def tag(
+    ctx: typer.Context,
+    table: str = typer.Argument(..., help="A lake table."),
+    assignments: list[str] = typer.Argument(
+        ..., help="COLUMN=TAG[,TAG...]: the column's tags, replacing its old ones "
+                  "(COLUMN= clears them). E.g. email=pii customer_id=subject:customer_id"),
+    as_json: bool = JSON,
+) -> None:
+    """Tag columns of a table: `pii`, `email`, `phone`... are masked for readers without
+    read:pii where access is enforced, and `subject:KEY` marks a column that holds a data
+    subject's KEY for `tarmac erase`. A governed change (write on the table), audited.
+
+    Example: tarmac tag customers email=email phone=pii
+    """
+    column_tags: dict[str, list[str]] = {}
+    for item in assignments:
+        column, sep, value = item.partition("=")
+        if not sep or not column.strip():
+            raise UsageError(f"{item!r}: expected COLUMN=TAG[,TAG...] (COLUMN= clears the "
+                             "column's tags)", hint="e.g. tarmac tag customers email=pii")
+        tags = [x.strip() for x in value.split(",") if x.strip()]
+        bad = [x for x in tags if not all(ch.isalnum() or ch in "_-:." for ch in x)]
+        if bad:
+            raise UsageError(f"{item!r}: tag {bad[0]!r} may hold letters, digits and _ - : . "
+                             "only")
+        if column.strip() in column_tags:
+            raise UsageError(f"column {column.strip()!r} is given twice")
+        column_tags[column.strip()] = tags
+    p = open_project(ctx)
+    p.lake.annotate(table, column_tags=column_tags)
+    info = p.catalog.get_dataset(table)
+    shown = {c.name: list(c.tags) for c in (info.columns if info else []) if c.tags}
+    if as_json:
+        print_json({"table": table, "column_tags": shown})
+        return
+    for column in column_tags:
+        now = ", ".join(shown.get(column, [])) or "(no tags)"
+        console.print(f"{esc(table)}.{esc(column)}: {esc(now)}")
 
 
 @app.command()

@@ -1,4 +1,4 @@
-"""Model commands: train, models list / show, validate, promote, rollback."""
+"""Model commands: train, models list / show / card, validate, promote, rollback."""
 
 from __future__ import annotations
 
@@ -154,6 +154,47 @@ def models_show(
                           f"{'v' + str(h.from_version) if h.from_version else '(none)'} -> "
                           f"v{h.to_version}{forced} by {esc(h.actor)}, "
                           f"{age(utc(h.at))}{why}")  # type: ignore[arg-type]
+
+
+@models_app.command("card")
+def models_card(
+    ctx: typer.Context,
+    model: str = typer.Argument(..., help="Model name."),
+    version: int = typer.Option(None, "--version", "-v",
+                                help="Version (default: the champion, else the latest)."),
+    alias: str = typer.Option(None, "--alias", help="The version an alias points at."),
+    output: str = typer.Option(None, "--output", "-o",
+                               help="Write the card to this file (.html: an HTML page, else "
+                                    "Markdown) instead of printing Markdown."),
+    fmt: str = typer.Option(None, "--format", help="markdown or html (default: from the "
+                            "--output suffix, else markdown)."),
+) -> None:
+    """A version's model card: intended use, owner and limitations (declared on @model),
+    training data with lineage, metrics overall and per slice, gate results, the champion
+    history, the deployment and the monitoring status. Markdown for a pull request, HTML for
+    people: tarmac models card churn -o card.html
+    """
+    import sys
+    from pathlib import Path
+
+    if fmt is None:
+        fmt = ("html" if output and Path(output).suffix.lower() in (".html", ".htm")
+               else "markdown")
+    if fmt not in ("markdown", "html"):
+        raise UsageError(f"--format {fmt!r}: expected markdown or html")
+    p = open_project(ctx)
+    card = p.models.card(model, version, alias=alias)
+    text = card.to_html() if fmt == "html" else card.to_markdown()
+    if not output:
+        sys.stdout.write(text)  # not through Rich: it would wrap and restyle the Markdown
+        return
+    target = Path(output)
+    try:
+        target.write_text(text, encoding="utf-8")
+    except OSError as exc:
+        raise UsageError(f"cannot write the card to {output}: {exc.strerror or exc}") from None
+    console.print(f"wrote {esc(str(target))}: the {fmt} model card of "
+                  f"[bold]{esc(model)} v{card.version}[/bold] ({len(text):,} bytes)")
 
 
 @models_app.command("annotate")

@@ -40,6 +40,9 @@ def demo(
     as_of: str = typer.Option(None, "--as-of", help="The demo's clock: its data ends on this "
                                                     "day (YYYY-MM-DD; default: 3 days ago). The "
                                                     "same seed and as-of date give the same data."),
+    loop: bool = typer.Option(True, "--loop/--no-loop",
+                              help="Tell the last chapter: prices rise, the monitor flags drift "
+                                   "and decay, a retrained model takes over (about 13 s)."),
 ) -> None:
     """Build the demo company's project and run the story so far."""
     if size not in SIZES:
@@ -54,7 +57,7 @@ def demo(
             console.print(f"• {esc(message)}")
 
         report = run_demo(directory, size=size, seed=seed, data_only=data_only, as_of=day,
-                          step=step)
+                          step=step, loop=loop)
     emit(report.sources, [("source", "source"), ("kind", "kind"), ("records", "raw records"),
                           ("location", "where it lives")], as_json=False,
          title="Kestrel Mobile's data, scattered and messy on purpose")
@@ -96,6 +99,21 @@ def demo(
     if report.streams:
         mark = "[green]exactly once[/green]" if report.streams["ok"] else "[red]NOT EXACT[/red]"
         console.print(f"[bold]streams:[/bold] {mark}: {esc(report.streams['check'])}")
+    if report.monitoring:
+        m = report.monitoring
+        emit(m["steps"], [("step", "closed loop"), ("detail", "")], as_json=False,
+             title="Monitoring: prices rise, the monitor notices, a retrained model takes over")
+        mark = "[green]closed[/green]" if m.get("ok") else "[red]NOT CLOSED[/red]"
+        console.print(f"[bold]the loop:[/bold] {mark}: {esc(m.get('check'))}")
+        if m.get("trace"):
+            console.print(f"[bold]a decision traced[/bold] (tarmac trace {esc(m['trace']['id'])}):"
+                          f"\n{esc(m['trace']['summary'])}")
+    if report.governance:
+        g = report.governance
+        mark = "[green]refused[/green]" if g.get("ok") else "[red]NOT REFUSED[/red]"
+        console.print(f"[bold]governance:[/bold] {g['user']} ({g['role']}) promoting churn "
+                      f"v{g['version']}: {mark}: {esc(g.get('refused') or '')} "
+                      f"[dim](audit record #{g.get('denial')}: access.denied)[/dim]")
     chain = "[green]intact[/green]" if report.chain_ok else "[red]BROKEN[/red]"
     console.print(Panel.fit(
         f"Kestrel Mobile keeps its customers in a CRM database, orders in another, products in "
@@ -111,7 +129,9 @@ def demo(
         f"Then it served the champion over HTTP, put a challenger on 10% of the customers as "
         f"a canary and the worse variant in shadow, and reconciled every answer with the "
         f"prediction log. Live clicks then came in on a stream and landed in the lake exactly "
-        f"once.\n\n"
+        f"once. Then prices rose: the served inputs drifted, late labels showed the champion "
+        f"decaying, the monitor alerted a local webhook, and a retrained version went through "
+        f"its gates and a canary to become champion.\n\n"
         f"Try next:\n"
         f"  cd {esc(report.root)}\n"
         f"  tarmac sources\n"
@@ -139,12 +159,21 @@ def demo(
         f"  tarmac deploy status churn\n"
         f"  tarmac stream status\n"
         f"  tarmac stream tail clicks -n 5\n"
+        f"  tarmac monitor show churn\n"
+        f"  tarmac monitor report churn -o churn.html\n"
+        f"  tarmac monitor loops churn\n"
+        f"  tarmac trace PREDICTION_ID   # e.g. the id traced above\n"
+        f"  tarmac models card churn -o card.html\n"
         f"  tarmac audit log --since 1h\n"
         f"  tarmac audit verify",
         title="what just happened", border_style="cyan"))
     if report.streams and not report.streams.get("ok"):
         console.print("[bold red]the live clicks did not land exactly once (see 'streams' "
                       "above)[/bold red]")
+        raise typer.Exit(1)
+    if report.monitoring and not report.monitoring.get("ok"):
+        console.print("[bold red]the monitoring loop did not close (see 'the loop' above)"
+                      "[/bold red]")
         raise typer.Exit(1)
     if report.serving and not report.serving.get("ok"):
         console.print("[bold red]the demo's predictions do not reconcile with the prediction "

@@ -81,11 +81,13 @@ def serve(
     if n == 1:
         from tarmac.serving import create_app
 
-        uvicorn.run(create_app(p, access_log=access_log, log_file=log_file), **options)
+        uvicorn.run(create_app(p, access_log=access_log, log_file=log_file, host=host),
+                    **options)
         return
     # Each worker process opens the project itself (app_from_env): pass it by absolute path.
     os.environ["TARMAC_PROJECT"] = str(p.root.resolve())
     os.environ["TARMAC_ACCESS_LOG"] = "1" if access_log else "0"
+    os.environ["TARMAC_SERVE_HOST"] = host
     if log_file is not None:
         os.environ["TARMAC_LOG_FILE"] = str(log_file.resolve())
     else:

@@ -77,7 +77,7 @@ def produce(
             raise UsageError(f"--partitions {partitions}: topic '{target.topic}' of stream "
                              f"source '{target.source}' has {target.partitions} (declared in "
                              "tarmac.yaml)", hint="leave out --partitions")
-        result = producer.produce(name, records, key=key, numbers=lines)
+        result = p.produce(name, records, key=key, numbers=lines)
     else:
         for record, line in zip(records, lines, strict=True):
             if key is not None and not isinstance(record, dict):
@@ -85,7 +85,7 @@ def produce(
                                  "nothing was produced")
         if create:
             p.streams.create_topic(name, partitions or 1, exist_ok=True)
-        result = producer.produce(name, records, key=key)
+        result = p.produce(name, records, key=key)
     _report(result, target.partitions, as_json)
 
 

@@ -29,6 +29,7 @@ from ._commerce import make_catalog, order_rows
 from ._population import (
     COMPANY,
     Clock,
+    Population,
     crm_rows,
     labels_rows,
     make_population,
@@ -105,14 +106,8 @@ def generate(out_dir: Path, *, size: str = "small", seed: int = 0,
     An existing ``data`` directory is replaced so reruns stay byte-identical.
     """
     as_of = as_of or default_as_of()
-    if size not in SIZES:
-        raise ValueError(f"unknown demo size {size!r}; allowed sizes: {', '.join(SIZES)}")
-    n_customers, clicks_per_customer, orders_per_customer = SIZES[size]
-    # Independent streams per source: changing one generator leaves the others alone.
-    root = np.random.SeedSequence([seed, 20250630])
-    r_pop, r_crm, r_cat, r_ord, r_tix, r_lab, r_ev, r_file = (
-        np.random.default_rng(s) for s in root.spawn(8)
-    )
+    n_customers, clicks_per_customer, orders_per_customer = _size(size)
+    r_pop, r_crm, r_cat, r_ord, r_tix, r_lab, r_ev, r_file = _streams(seed)
 
     data = Path(out_dir) / "data"
     if data.exists():
@@ -184,6 +179,26 @@ def generate(out_dir: Path, *, size: str = "small", seed: int = 0,
     )
 
 
+def _size(size: str) -> tuple[int, float, float]:
+    if size not in SIZES:
+        raise ValueError(f"unknown demo size {size!r}; allowed sizes: {', '.join(SIZES)}")
+    return SIZES[size]
+
+
+def _streams(seed: int) -> list[np.random.Generator]:
+    """Independent random streams per source: changing one generator leaves the others
+    alone."""
+    root = np.random.SeedSequence([seed, 20250630])
+    return [np.random.default_rng(s) for s in root.spawn(8)]
+
+
+def population(size: str = "small", seed: int = 0, as_of: date | None = None) -> Population:
+    """The latent customers behind ``generate(size=, seed=, as_of=)``: the same draw, so the
+    demo's later chapters (a price change, late labels) continue the world its data shows."""
+    n_customers = _size(size)[0]
+    return make_population(n_customers, _streams(seed)[0], Clock(as_of or default_as_of()))
+
+
 def _write_sqlite(path: Path, ddl: str, table: str, columns: dict[str, list[Any]]) -> None:
     """Create ``path`` with one table and bulk-insert column lists in one transaction."""
     names = list(columns)
@@ -205,4 +220,4 @@ def _write_csv(table: pa.Table, path: Path) -> None:
     table.to_pandas().to_csv(path, index=False, lineterminator="\n")
 
 
-__all__ = ["SIZES", "DemoSources", "default_as_of", "generate"]
+__all__ = ["SIZES", "DemoSources", "default_as_of", "generate", "population"]

@@ -167,6 +167,8 @@ class DemoReport:
     models: list[dict[str, Any]] = field(default_factory=list)  # the model story, step by step
     serving: dict[str, Any] = field(default_factory=dict)  # the champion served, canary, shadow
     streams: dict[str, Any] = field(default_factory=dict)  # live clicks through the stream sink
+    monitoring: dict[str, Any] = field(default_factory=dict)  # drift, decay, the closed loop
+    governance: dict[str, Any] = field(default_factory=dict)  # a promotion refused by role
     runs: int = 0
     audit_records: int = 0
     chain_ok: bool = False
@@ -189,9 +191,12 @@ def prepare(root: Path) -> None:
 
 
 def run_demo(root: Path, *, size: str = "small", seed: int = 0, data_only: bool = False,
-             as_of: date | None = None, step: Step = lambda _msg: None) -> DemoReport:
+             as_of: date | None = None, step: Step = lambda _msg: None,
+             loop: bool = True) -> DemoReport:
     """Build the demo company's project in ``root`` and run the story so far. Its data ends on
-    ``as_of`` (default: three days before today), so the features are fresh online."""
+    ``as_of`` (default: three days before today), so the features are fresh online. ``loop``
+    False stops before the last chapter (prices rise, the monitor closes the loop), for tests
+    of that chapter's pieces."""
     import tarmac
     from tarmac.demo import TicketsServer, generate
     from tarmac.project import scaffold
@@ -247,6 +252,14 @@ def run_demo(root: Path, *, size: str = "small", seed: int = 0, data_only: bool 
         worse = _models(p, report, step)
         _serving(p, report, step, worse)
         _streams(p, report, step)
+        from tarmac.demo._monitor_story import monitoring_story
+
+        if loop:
+            report.monitoring = monitoring_story(p, root, step, size=size, seed=seed,
+                                                 as_of=sources.as_of)
+        from tarmac.demo._governance_story import governance_story
+
+        report.governance = governance_story(p, step)
         report.runs = p.catalog.count("runs")
         report.audit_records = p.catalog.count("audit_log")
         report.chain_ok = p.ledger.verify().ok

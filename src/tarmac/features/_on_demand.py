@@ -109,10 +109,16 @@ def online_on_demand(resolved: Resolved, entities: Sequence[Mapping[str, Any]],
          for c, f in zip(columns, fields, strict=True)], schema=pa.schema(fields))
     out = with_on_demand(batch, resolved.demand)
     for part in resolved.demand:
+        inputs = list(part.inputs.values())
         for _f, name, _typ in part.features:
             for i, v in enumerate(out.column(name).to_pylist()):
                 if v is None:
-                    rows[i][name], status[i][name] = None, "missing"
+                    # a null computed from inputs that are all there is the answer (no orders:
+                    # no average order value), not a missing feature; one from a missing or
+                    # stale input is missing
+                    bad = any(status[i].get(c) in ("missing", "stale", "invalid")
+                              for c in inputs)
+                    rows[i][name], status[i][name] = None, "missing" if bad else "present"
                 elif type(v) is float and not math.isfinite(v):  # inf, -inf or NaN: no value
                     rows[i][name], status[i][name] = None, "invalid"  # JSON has none for it
                 else:

@@ -1,13 +1,17 @@
 """What ``tarmac features show`` tells about a view or service: schema, source, freshness,
-statistics from the last materialization, lineage and who consumes it."""
+statistics from the last materialization, lineage and who consumes it; and ``freshness``, the
+newest event time each view serves online (what a monitor's freshness check reads)."""
 
 from __future__ import annotations
 
+import json
+from collections.abc import Sequence
+from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
 from tarmac.catalog import features as fcat
 from tarmac.catalog import to_datetime
-from tarmac.errors import UsageError
+from tarmac.errors import UsageError, echo
 from tarmac.features.definitions import FeatureView, SqlSource, suggest
 from tarmac.features.offline import q
 
@@ -39,6 +43,73 @@ def describe(store: FeatureStore, name: str) -> dict[str, Any]:
                 "consumers": _consumers(store, [f"{r['view']}:{r['feature']}" for r in rows])}
     raise UsageError(f"no feature view or service named '{name}'"
                      + suggest(name, [*defs.views, *defs.on_demand, *defs.services]))
+
+
+def freshness(store: FeatureStore, views: Sequence[str] | None = None,
+              ) -> dict[str, datetime | None]:
+    """The newest event time each stored view (all registered ones by default) serves online,
+    or None for a view that never reached the online store.
+
+    * a view ``materialize`` fills: the newest event time among the values it wrote, kept in
+      the online store's checkpoint of the view, so reading it costs one key lookup (a view
+      last materialized by an older Tarmac: the newest event time of its source at the table
+      versions that run read);
+    * a stream view: also the newest event its stream has landed in the lake, which the stream
+      runner applies online right after each commit.
+
+    A view whose sources stopped receiving data, or that nobody materialized since, gets an
+    old time: that is what a monitor's ``quality(freshness=...)`` alarms on.
+
+    Example::
+
+        freshness(p.features, ["signals"])   # {'signals': datetime(2024, 1, 1, tzinfo=UTC)}
+    """
+    from tarmac.features.materialize import NEWEST
+
+    defs = store.registered()
+    names = sorted(defs.views) if views is None else list(views)
+    for name in names:
+        if name not in defs.views:
+            raise UsageError(f"no feature view named {echo(name)!r}"
+                             + suggest(str(name), defs.views),
+                             hint="freshness is kept for stored and stream views "
+                                  "(not on-demand views or services)")
+    online = store.online_store
+    out: dict[str, datetime | None] = {}
+    for name in names:
+        view = defs.views[name]
+        saved = online.checkpoint(name)
+        newest: int | None = json.loads(saved).get(NEWEST) if saved else None
+        stream = getattr(view, "streaming", None)
+        if stream:
+            landed = _newest_us(store, view, q(stream["table"]), None)
+            newest = max((v for v in (newest, landed) if v is not None), default=None)
+        elif newest is None and saved:  # materialized before checkpoints kept the time
+            last = fcat.last_materialization(store.project.catalog, name)
+            if last is not None:
+                relation = (f"({view.source.query})" if isinstance(view.source, SqlSource)
+                            else q(view.source))
+                newest = _newest_us(store, view, relation, last.inputs)
+        out[name] = None if newest is None else datetime.fromtimestamp(newest / 1e6, UTC)
+    return out
+
+
+def _newest_us(store: FeatureStore, view: FeatureView, relation: str,
+               as_of: dict[str, int] | None) -> int | None:
+    """The newest event time (UTC microseconds) in ``relation`` (at the ``as_of`` versions),
+    None when it has no rows or its lake table does not exist yet."""
+    from tarmac.lake.sql import query
+
+    lake = store.project.lake
+    if as_of is not None and any(lake.latest(t) is None for t in as_of):
+        return None
+    stream = getattr(view, "streaming", None)
+    if stream and lake.latest(stream["table"]) is None:
+        return None
+    newest = f"CAST(max({q(view.timestamp)}) AS TIMESTAMPTZ)"
+    sql = f"SELECT epoch_us({newest}) AS t FROM {relation}"
+    got = query(lake, sql, as_of=as_of).column("t")[0].as_py()
+    return None if got is None else int(got)
 
 
 def _view(store: FeatureStore, view: FeatureView, definition: fcat.Definition) -> dict[str, Any]:

@@ -44,6 +44,8 @@ if TYPE_CHECKING:
     from tarmac.features.store import FeatureStore
 
 BATCH = 10_000
+#: the checkpoint's key for the newest event time (UTC microseconds) in the online store
+NEWEST = "newest_us"
 
 
 @dataclass(frozen=True)
@@ -96,6 +98,14 @@ def materialize(store: FeatureStore, views: Sequence[str] | None = None, *,
                 progress: Callable[[MaterializeProgress], None] | None = None,
                 ) -> list[MaterializeResult]:
     """Materialize the named views (all registered views by default), one run each."""
+    with store.project.ledger.guard.acting("apply"):
+        return _materialize(store, views, since=since, full=full, progress=progress)
+
+
+def _materialize(store: FeatureStore, views: Sequence[str] | None, *,
+                 since: datetime | str | None, full: bool,
+                 progress: Callable[[MaterializeProgress], None] | None,
+                 ) -> list[MaterializeResult]:
     defs = store.registered()
     names = list(views) if views else sorted(defs.views)
     if not names:
@@ -168,7 +178,8 @@ class _Materializer:
         with self.project.ledger.run(f"features.materialize:{self.view.name}",
                                      params={"mode": mode, "since_us": self.since_us}) as run:
             result = self._materialize(run, mode, files, target, done,
-                                       point.get("next", 0) if resume else 0)
+                                       point.get("next", 0) if resume else 0,
+                                       point.get(NEWEST))
         result.seconds = time.perf_counter() - started
         return result
 
@@ -227,14 +238,14 @@ class _Materializer:
 
     def _materialize(self, run: Any, mode: str, files: list[str] | None,
                      target: dict[str, int], done: dict[str, int] | None,
-                     start: int) -> MaterializeResult:
+                     start: int, prior_newest: int | None) -> MaterializeResult:
         from tarmac.lake.sql import connect
 
         view = self.view
         result = MaterializeResult(view.name, "resumed" if start else mode, inputs=target,
                                    ttl=view.ttl_text)
         if files == []:  # nothing new to read: record the versions as done
-            self._finish(run, result, {"done": target}, mode)
+            self._finish(run, result, {"done": target, NEWEST: prior_newest}, mode)
             return result
         latest = self._query(files)
         if files is not None:
@@ -249,8 +260,12 @@ class _Materializer:
             ttl_s = view.ttl_seconds  # values already older than the ttl, counted as written
             cutoff = started_at - int(ttl_s * 1_000_000) if ttl_s is not None else None
             stale = f"count(*) FILTER (WHERE __ev < {cutoff})" if cutoff is not None else "0"
-            total, rows, result.stale = con.execute(
-                f"SELECT count(*), coalesce(sum(__n), 0), {stale} FROM __latest").fetchall()[0]
+            total, rows, result.stale, newest = con.execute(
+                f"SELECT count(*), coalesce(sum(__n), 0), {stale}, max(__ev) "
+                "FROM __latest").fetchall()[0]
+            # the newest event time online once this run is done (the store never regresses,
+            # so the newer of this run's and the last run's): what freshness monitors read
+            newest_us = max((v for v in (prior_newest, newest) if v is not None), default=None)
             result.rows = int(rows)
             batches = (total + BATCH - 1) // BATCH
             result.batches = batches
@@ -263,7 +278,8 @@ class _Materializer:
                     last = index + 1 == batches
                     point = {"target": target, "mode": mode, "files": files, "next": index + 1,
                              "batches": batches, "done": target if last else done,
-                             "run_id": run.id}
+                             "run_id": run.id,
+                             NEWEST: newest_us if last else prior_newest}
                     try:
                         self.online.write_batch(
                             view.name, batch.column(0).to_pylist(),

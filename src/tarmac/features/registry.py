@@ -371,6 +371,7 @@ def _next_version(project: Project, kind: str, name: str) -> int:
 def apply(project: Project, defs: Definitions, *, force: bool = False,
           dry_run: bool = False, reason: str | None = None) -> Plan:
     """Register the declarations; refuse changes that break a consumer unless ``force``."""
+    project.ledger.guard.check("apply")
     result = plan(project, defs)
     if result.breaking and not force:
         raise SchemaConflictError(

@@ -125,6 +125,22 @@ class FeatureStore:
         mode, counts and when it ended. What ``tarmac features list`` shows as freshness."""
         return fcat.last_materialization(self.project.catalog, view)
 
+    def freshness(self, views: Sequence[str] | None = None) -> dict[str, datetime | None]:
+        """The newest event time each stored view (all by default) serves online, None for a
+        view never materialized: from the materialization's checkpoint, and for a stream view
+        also the newest event its stream landed (see ``features.inspect.freshness``). What a
+        monitor's ``quality(freshness=...)`` check compares with now.
+
+        >>> p.features.freshness()
+        {'signals': None}
+        >>> _ = p.features.materialize(["signals"])
+        >>> p.features.freshness(["signals"])["signals"].isoformat()
+        '2024-01-01T00:00:00+00:00'
+        """
+        from tarmac.features.inspect import freshness
+
+        return freshness(self, views)
+
     # -- offline -----------------------------------------------------------------------------
 
     def training_set(self, entities: EntityFrame, features: FeatureRefs, *,

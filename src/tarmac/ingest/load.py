@@ -44,13 +44,14 @@ def ingest(project: Project, names: Iterable[str] | None = None, *, full_refresh
         raise UsageError("no sources are declared in tarmac.yaml",
                          hint="add a `sources:` block; see docs/ingestion.md")
     results = IngestResults()
-    for name in wanted:
-        spec = specs[name]
-        if isinstance(spec, StreamSource):
-            results.append(LoadResult(name, name, "-", "skipped",
-                                      error="stream sources are consumed by `tarmac stream`"))
-            continue
-        results.extend(_ingest_source(project, name, spec, full_refresh, progress))
+    with project.ledger.guard.acting("ingest"):
+        for name in wanted:
+            spec = specs[name]
+            if isinstance(spec, StreamSource):
+                results.append(LoadResult(name, name, "-", "skipped",
+                                          error="stream sources are consumed by `tarmac stream`"))
+                continue
+            results.extend(_ingest_source(project, name, spec, full_refresh, progress))
     return results
 
 

@@ -207,6 +207,7 @@ def _stream(st: StreamProfile) -> str:
             f'<div class="meta">{"".join(meta)}</div>{notes}'
             "<table><thead><tr><th>column</th><th>type</th><th>empty</th>"
             f"<th>distinct{'' if st.complete else ' (in sample)'}</th><th>personal data</th>"
+            "<th>examples</th>"
             "</tr></thead>"
             f"<tbody>{rows}</tbody></table>")
 
@@ -219,4 +220,5 @@ def _column_row(c: ColumnProfile, badges: list[str]) -> str:
            f"{'~' if c.estimated and c.null_rate else ''}{pct:.1f}%")
     distinct = "-" if c.distinct is None else approx(c.distinct, c.estimated)
     return (f"<tr><td>{e(c.name)}</td><td><code>{e(c.type)}</code></td><td>{bar}</td>"
-            f'<td class="num">{e(distinct)}</td><td>{"".join(badges) or "-"}</td></tr>')
+            f'<td class="num">{e(distinct)}</td><td>{"".join(badges) or "-"}</td>'
+            f"<td>{e(', '.join(c.examples)) or '-'}</td></tr>")

@@ -33,6 +33,7 @@ from tarmac.catalog import all_items
 from tarmac.config import backend
 from tarmac.errors import (
     DataFileMissingError,
+    PermissionDenied,
     UsageError,
     VersionNotFoundError,
     WriteConflictError,
@@ -124,6 +125,7 @@ class Lake:
     def table(self, name: str, *, version: int | None = None,
               as_of: datetime | str | None = None) -> DeltaTable:
         """The Delta table, optionally at a version or as it was at a time."""
+        self.ledger.guard.check("read", f"table:{name}")
         dt = self.latest(name)
         if dt is None:
             raise self.missing(name)
@@ -150,8 +152,21 @@ class Lake:
 
     def scan(self, name: str, *, version: int | None = None,
              as_of: datetime | str | None = None) -> pads.Dataset:
-        """A lazy Arrow dataset over one version: filters and projections push down to files."""
+        """A lazy Arrow dataset over one version: filters and projections push down to files.
+        Raw by nature, so it is refused (``PermissionDenied``) to a user who sees some of the
+        table's columns masked (``tarmac.lake.masking``): ``read`` and SQL mask them."""
         dt = self.table(name, version=version, as_of=as_of)
+        guard = self.ledger.guard
+        if guard.enforced and not guard.inside:
+            from tarmac.lake.masking import masked_columns
+
+            masked = masked_columns(self, name)
+            if masked:
+                raise PermissionDenied(
+                    f"table '{name}' has personal columns ({', '.join(sorted(masked))}) this "
+                    "user may only see masked, and a raw Arrow scan would show them",
+                    hint=f"read it with lake.read or p.sql (masked), or ask an admin for "
+                         f"read:pii:table:{name}")
         self._note_input(name, dt.version())
         return self.dataset(dt)
 
@@ -161,10 +176,10 @@ class Lake:
         whose scanner threads can outlive the interpreter and abort it at exit (SIGABRT,
         apache/arrow#34314, delta-io/delta-rs#2184)."""
         if not self.is_local:
-            return dt.to_pyarrow_dataset()
+            return _without_null_bounds(dt.to_pyarrow_dataset())
         root = dt.table_uri.removeprefix("file://").rstrip("/")
-        return dt.to_pyarrow_dataset(
-            filesystem=pafs.SubTreeFileSystem(root, pafs.LocalFileSystem()))
+        return _without_null_bounds(dt.to_pyarrow_dataset(
+            filesystem=pafs.SubTreeFileSystem(root, pafs.LocalFileSystem())))
 
     def read(self, name: str, *, version: int | None = None, as_of: datetime | str | None = None,
              columns: list[str] | None = None, filter: str | pc.Expression | None = None,
@@ -183,7 +198,10 @@ class Lake:
         >>> p.lake.read("signals", version=0).num_rows  # time travel: the first version
         600
         """
-        if isinstance(filter, str):
+        from tarmac.lake.masking import masked_columns
+
+        masked = bool(masked_columns(self, name)) if self.ledger.guard.enforced else False
+        if isinstance(filter, str) or (masked and filter is None):
             from tarmac.lake._quote import quote_ident
             from tarmac.lake.sql import query
 
@@ -191,7 +209,10 @@ class Lake:
             when = version if version is not None else as_of
             pin: dict[str, int | datetime | str] | None = {name: when} if when is not None \
                 else None
-            return query(self, f"SELECT {cols} FROM {quote_ident(name)} WHERE {filter}", as_of=pin)
+            where = f" WHERE {filter}" if filter is not None else ""
+            return query(self, f"SELECT {cols} FROM {quote_ident(name)}{where}", as_of=pin)
+        if masked:  # an Arrow filter over what this user may see: the masked rows
+            return self.read(name, version=version, as_of=as_of, columns=columns).filter(filter)
         dt = self.table(name, version=version, as_of=as_of)
         self._note_input(name, dt.version())
         dataset = self.dataset(dt)
@@ -268,6 +289,7 @@ class Lake:
         >>> p.lake.read("scores").sort_by("id").column("score").to_pylist()
         [0.5, 0.9, 0.1]
         """
+        self.ledger.guard.check("write", f"table:{name}")
         if mode not in ("append", "overwrite", "merge"):
             raise UsageError(f"unknown write mode {mode!r}: expected append, overwrite or merge")
         if on_duplicate not in ("error", "last", "first"):
@@ -297,15 +319,18 @@ class Lake:
 
     def delete(self, name: str, predicate: str) -> WriteResult:
         """Delete the rows matching a SQL predicate, e.g. ``"region = 'North'"``."""
+        self.ledger.guard.check("write", f"table:{name}")
         return _maintenance.delete(self, name, predicate)
 
     def compact(self, name: str, *, z_order: list[str] | None = None) -> dict[str, Any]:
         """Rewrite small files into large ones (optionally Z-ordered); data is unchanged."""
+        self.ledger.guard.check("write", f"table:{name}")
         return _maintenance.compact(self, name, z_order)
 
     def vacuum(self, name: str, *, retain: str | timedelta = "7d",
                dry_run: bool = False) -> list[str]:
         """Delete files no version newer than ``retain`` needs; time travel past it ends."""
+        self.ledger.guard.check("write", f"table:{name}")
         return _maintenance.vacuum(self, name, retain, dry_run)
 
     def applied(self, name: str, txn: Txns) -> bool:
@@ -359,6 +384,7 @@ class Lake:
         uncommitted for the caller to delete. ``compare=False`` skips that comparison (a scan
         of both versions) for writers whose rows always differ (batch scores carry their time).
         """
+        self.ledger.guard.check("write", f"table:{name}")
         txns = _markers.markers(txn)
         if _markers.check(name, self.latest(name), txns):
             return self._skipped(name)
@@ -371,6 +397,7 @@ class Lake:
                  column_tags: dict[str, list[str]] | None = None) -> None:
         """Set a table's owner, description, tags or per-column tags (e.g. ``{"email": ["pii"]}``);
         a governed change, audited like a write. Tags given replace the old ones."""
+        self.ledger.guard.check("write", f"table:{name}")
         _annotate.annotate(self, name, owner=owner, description=description, tags=tags,
                            column_tags=column_tags)
 
@@ -467,3 +494,24 @@ def _check_name(name: str) -> str:
         raise UsageError(f"invalid table name {name!r}: use lowercase letters, digits and "
                          "underscores, starting with a letter (at most 63 characters)")
     return name
+
+
+def _without_null_bounds(dataset: pads.Dataset) -> pads.Dataset:
+    """``dataset`` with no fragment pruned on a bound its file does not have.
+
+    delta-rs turns a file's column statistics into each fragment's partition expression; a
+    file whose log entry has no min/max for a column (timestamps and floats of some merge
+    writes) gets ``col >= null``, which is never true, so a filter on that column silently
+    skipped the whole file. Such fragments are rebuilt with no expression (read, then
+    filtered row by row); the others keep their bounds for pruning.
+    """
+    if not isinstance(dataset, pads.FileSystemDataset):
+        return dataset
+    fragments = list(dataset.get_fragments())
+    bad = [i for i, f in enumerate(fragments) if "null[" in str(f.partition_expression)]
+    if not bad:
+        return dataset
+    fmt, fs = dataset.format, dataset.filesystem
+    for i in bad:
+        fragments[i] = fmt.make_fragment(fragments[i].path, fs)
+    return pads.FileSystemDataset(fragments, dataset.schema, fmt, fs)

@@ -15,6 +15,7 @@ Example::
 from __future__ import annotations
 
 import re
+import secrets
 from collections.abc import Mapping
 from datetime import datetime
 
@@ -23,6 +24,7 @@ import pyarrow as pa
 from deltalake import DeltaTable
 
 from tarmac.errors import SqlError, UsageError
+from tarmac.lake import masking
 from tarmac.lake._delta import plain
 from tarmac.lake._quote import literal_list, quote_ident
 from tarmac.lake._readonly import check_read_only, sandbox
@@ -54,11 +56,15 @@ def connect(lake: Lake, sql: str, *, as_of: AsOf | None = None,
     if unused:
         raise UsageError(f"as_of names {', '.join(unused)}, which the query does not read")
     con = _database(lake).cursor()  # a private session: its temp views are its own
+    guard = lake.ledger.guard
+    if guard.enforced and not guard.inside:  # a user's SQL reads through the masking views
+        masking.check_reads_around(con, sql)
     try:
         for name in sorted(names):
             latest = lake.latest(name) if is_table_name(name) else None
             if latest is None:
                 continue  # DuckDB reports unknown tables itself; we add the list of tables
+            guard.check("read", f"table:{name}")
             pin = pins.get(name)
             if isinstance(pin, str) and pin.isdigit():
                 pin = int(pin)
@@ -71,7 +77,10 @@ def connect(lake: Lake, sql: str, *, as_of: AsOf | None = None,
             lake._note_input(name, dt.version())
             if bound is not None:
                 bound[name] = dt.version()
-            _bind(con, lake, name, dt)
+            masked = masking.masked_columns(lake, name)
+            if masked:
+                masking.install(_database(lake), guard.mask_key or b"")
+            _bind(con, lake, name, dt, masked)
     except duckdb.Error as exc:
         con.close()
         raise sql_error(lake, exc) from None
@@ -106,15 +115,18 @@ def referenced_tables(lake: Lake, sql: str) -> set[str]:
         return identifiers & set(lake.tables())
 
 
-def _bind(con: duckdb.DuckDBPyConnection, lake: Lake, name: str, dt: DeltaTable) -> None:
+def _bind(con: duckdb.DuckDBPyConnection, lake: Lake, name: str, dt: DeltaTable,
+          masked: dict[str, str] | None = None) -> None:
     quoted = quote_ident(name)
+    schema_names = set(pa.schema(dt.schema().to_arrow()).names)
+    shown = masking.replace_clause(masked or {}, schema_names)
     if lake._missing(dt):  # say which file of which version, not DuckDB's internal SQL
         raise lake.files_gone(name, dt)
     files = dt.file_uris()
     if not files:
         empty = pa.schema(dt.schema().to_arrow()).empty_table()
         con.register(f"__empty_{name}", empty)
-        con.execute(f'CREATE TEMP VIEW {quoted} AS SELECT * FROM "__empty_{name}"')
+        con.execute(f'CREATE TEMP VIEW {quoted} AS SELECT {shown} FROM "__empty_{name}"')
         return
     if lake.is_local and plain(dt):
         listing = literal_list(files)
@@ -129,7 +141,14 @@ def _bind(con: duckdb.DuckDBPyConnection, lake: Lake, name: str, dt: DeltaTable)
             types = dict(con.execute(f'SELECT column_name, column_type FROM '
                                      f'(DESCRIBE "__schema_{name}")').fetchall())
             columns += "".join(f', CAST(NULL AS {types[c]}) AS "{c}"' for c in missing)
+        if shown != "*":
+            source = f"(SELECT {columns} FROM {source})"
+            columns = shown
         con.execute(f"CREATE TEMP VIEW {quoted} AS SELECT {columns} FROM {source}")
+    elif shown != "*":  # the raw dataset under a name user SQL may not use (see masking)
+        hidden = f"{masking.HIDDEN}{secrets.token_hex(8)}"
+        con.register(hidden, lake.dataset(dt))
+        con.execute(f'CREATE TEMP VIEW {quoted} AS SELECT {shown} FROM "{hidden}"')
     else:
         con.register(name, lake.dataset(dt))
 

@@ -129,14 +129,18 @@ class Stager:
 
 
 class Stats:
-    """Delta file statistics: row count, null counts, and min/max for ints, strings and dates
-    (types whose bounds are exact; others are left out, which only costs file skipping)."""
+    """Delta file statistics: row count, null counts, and min/max for ints, strings, dates and
+    time-zone-aware timestamps (floats are left out: NaN has no place in a bound, which only
+    costs file skipping). Delta keeps timestamp bounds to the millisecond, so a minimum is
+    rounded down and a maximum up to one: a bound never excludes a row of its file."""
 
     def __init__(self, schema: pa.Schema) -> None:
         self.rows = 0
         self.nulls = {f.name: 0 for f in schema}
         self.bounded = [f.name for f in schema if pa.types.is_integer(f.type)
                         or pa.types.is_string(f.type) or pa.types.is_date32(f.type)]
+        self.instants = [f.name for f in schema
+                         if pa.types.is_timestamp(f.type) and f.type.tz is not None]
         self.lo: dict[str, Any] = {}
         self.hi: dict[str, Any] = {}
 
@@ -150,6 +154,14 @@ class Stats:
                 continue
             self.lo[name] = mm["min"] if name not in self.lo else min(self.lo[name], mm["min"])
             self.hi[name] = mm["max"] if name not in self.hi else max(self.hi[name], mm["max"])
+        for name in self.instants:
+            micros = table[name].cast(pa.timestamp("us", tz="UTC")).cast(pa.int64())
+            mm = pc.min_max(micros).as_py()
+            if mm["min"] is None:
+                continue
+            lo, hi = mm["min"] // 1000 * 1000, -(-mm["max"] // 1000) * 1000
+            self.lo[name] = _Instant(lo if name not in self.lo else min(self.lo[name].us, lo))
+            self.hi[name] = _Instant(hi if name not in self.hi else max(self.hi[name].us, hi))
 
     def to_json(self) -> str:
         def plain(v: Any) -> Any:
@@ -159,6 +171,19 @@ class Stats:
                            "minValues": {k: plain(v) for k, v in self.lo.items()},
                            "maxValues": {k: plain(v) for k, v in self.hi.items()},
                            "nullCount": self.nulls})
+
+
+class _Instant:
+    """A timestamp bound in microseconds, written as Delta writes them (UTC, milliseconds)."""
+
+    def __init__(self, us: int) -> None:
+        self.us = us
+
+    def isoformat(self) -> str:
+        from datetime import UTC, datetime, timedelta
+
+        at = datetime(1970, 1, 1, tzinfo=UTC) + timedelta(microseconds=self.us)
+        return at.strftime("%Y-%m-%dT%H:%M:%S.") + f"{at.microsecond // 1000:03d}Z"
 
 
 def same_rows(current: list[str], staged: list[str], columns: list[str]) -> bool:
@@ -172,9 +197,9 @@ def same_rows(current: list[str], staged: list[str], columns: list[str]) -> bool
             return 0, 0
         listing = literal_list(files)
         row = ", ".join(f"{quote_ident(c)} := {quote_ident(c)}" for c in columns)
-        found = con.execute(f"SELECT count(*), coalesce(sum(hash(struct_pack({row}))::HUGEINT), "
-                            f"0) FROM read_parquet([{listing}], union_by_name = true)").fetchone()
-        assert found is not None
+        [found] = con.execute(
+            f"SELECT count(*), coalesce(sum(hash(struct_pack({row}))::HUGEINT), 0) "
+            f"FROM read_parquet([{listing}], union_by_name = true)").fetchall()
         return int(found[0]), int(found[1])
 
     con = duckdb.connect()

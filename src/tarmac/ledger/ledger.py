@@ -19,8 +19,12 @@ Example::
 
 from __future__ import annotations
 
+import contextlib
 import contextvars
 import getpass
+import hmac
+import json
+import logging
 import os
 import socket
 import traceback
@@ -34,15 +38,31 @@ from sqlalchemy import Connection
 
 from tarmac.catalog import AuditRecord, Catalog, DatasetVersion, Page, Run, all_items, now_us
 from tarmac.catalog import store as cat
+from tarmac.catalog.governed import validation_rows
+from tarmac.errors import AuditChainError, UsageError
+from tarmac.ledger.anchors import Anchor, AnchorFile, AnchorPolicy
 from tarmac.ledger.chain import (
     GENESIS,
     Verification,
     batch_digest,
     canonical,
     make_record,
+    record_hash,
     verify,
 )
+from tarmac.ledger.guard import Guard
+from tarmac.ledger.keys import ENV_VAR, AuditKey, KeySetting
 from tarmac.ledger.lineage import Direction, LineageNode, lineage, openlineage_events
+from tarmac.ledger.replay import (
+    TOKEN_ACTIONS,
+    USER_ACTIONS,
+    VALIDATE_ACTION,
+    GovernedState,
+    claim_of,
+    validation_problem,
+)
+
+_log = logging.getLogger(__name__)
 
 _current_run: contextvars.ContextVar[ActiveRun | None] = contextvars.ContextVar(
     "tarmac_current_run", default=None
@@ -94,17 +114,58 @@ class Ledger:
     """Lineage and the tamper-evident audit trail over a ``Catalog``."""
 
     def __init__(self, catalog: Catalog, *, namespace: str = "tarmac",
-                 lake_uri: str = "lake", lake_root: str | None = None) -> None:
+                 lake_uri: str = "lake", lake_root: str | None = None,
+                 key: KeySetting | None = None, anchors: AnchorPolicy | None = None) -> None:
         self.catalog = catalog
         self.namespace = namespace
         self.lake_uri = lake_uri  # the OpenLineage dataset namespace (secrets masked)
         self.lake_root = lake_root  # where the lake is: an empty chain is checked against it
+        self.key_setting = key or KeySetting()  # the audit key (outside the catalog), if any
+        self.anchors = anchors  # where the chain head is published, and how often
+        self._anchor_file = (AnchorFile(anchors.path)
+                             if anchors is not None and anchors.path is not None else None)
+        self._last_anchor: Anchor | None = None
+        self._anchor_loaded = False
+        self._chain_id: str | None = None  # the hash of record 1, once known
+        self._opened_us = now_us()
         self.host = socket.gethostname()
-        self.reap()
+        self.guard = Guard()  # who may do what: ``tarmac.access.policy`` installs the answers
+        with contextlib.suppress(UsageError):  # a keyed trail and no key here: the dead runs
+            self.reap()                          # wait for a process that has the key
+
+    @property
+    def key(self) -> AuditKey | None:
+        """The audit key new records are keyed with (None: unkeyed records)."""
+        return self.key_setting.key
+
+    def _signing_key(self, head: tuple[int, str, str | None, str | None] | None
+                     ) -> AuditKey | None:
+        """The key for the next record; refuses (``UsageError``) a configured key that cannot
+        be read, an unkeyed record after a keyed one (it would read as a stripped MAC), and a
+        key other than the one the trail is keyed with."""
+        setting = self.key_setting
+        if setting.problem:
+            raise UsageError(f"cannot append to the audit trail: {setting.problem}",
+                             hint=f"fix the key file, or unset {ENV_VAR} / `audit_key:`")
+        if setting.key is None and head is not None and head[2] is not None:
+            raise UsageError(
+                f"the audit trail is keyed (record {head[0]} carries a MAC) but this process "
+                "has no audit key: an unkeyed record after it would break the trail",
+                hint=f"set {ENV_VAR}, or `audit_key: PATH` in tarmac.yaml, or put the key "
+                     f"file at ~/.config/tarmac/{self.namespace}.key")
+        if setting.key is not None and head is not None and head[3] is not None \
+                and head[3] != setting.key.key_id:
+            raise UsageError(
+                f"the audit trail is keyed with key id {head[3]} but this process's audit key "
+                f"({setting.key.source}) has id {setting.key.key_id}: wrong audit key",
+                hint="use the key the trail was keyed with (rotating keys is not supported)")
+        return setting.key
 
     @property
     def actor(self) -> str:
-        return current_actor()
+        """Who the audit trail names: the token's user when access is enforced, else
+        ``TARMAC_USER`` or the operating-system user."""
+        return self.guard.user or current_actor()
 
     # -- runs -------------------------------------------------------------------------------
 
@@ -154,7 +215,10 @@ class Ledger:
                                            "outputs": [str(o) for o in active.outputs]}
                 if error:
                     details["error"] = error[:2000]
-                self._append(conn, f"run.{status}", active.job, details, actor=active.actor)
+                record = self._append(conn, f"run.{status}", active.job, details,
+                                      actor=active.actor)
+        if status == "failed" or not active.implicit:
+            self._maybe_anchor(record)
 
     def reap(self) -> list[str]:
         """Mark runs whose process on this host is gone as failed; returns their ids."""
@@ -201,7 +265,9 @@ class Ledger:
                     # a lone write's run ends with its commit: one transaction fewer per write
                     cat.finish_run(conn, run.id, status="succeeded", ended_at=now_us())
                     run.finished = True
-            return self._append(conn, action, target, details)
+            record = self._append(conn, action, target, details)
+        self._maybe_anchor(record)
+        return record
 
     def commit_batch(
         self,
@@ -242,16 +308,80 @@ class Ledger:
         actor = self.actor
         with self.catalog.write() as conn:
             head = cat.audit_head(conn)
+            key = self._signing_key(head)
             seq, prev = (head[0] + 1, head[1]) if head else (1, GENESIS)
             now = now_us()
             records = []
             for entry in entries:
                 record = make_record(seq, now, entry.actor or actor, entry.action, entry.target,
-                                     canonical(entry.details), prev)
+                                     canonical(entry.details), prev, key)
                 records.append(record)
                 seq, prev = seq + 1, record.hash
             cat.insert_audit_many(conn, records)
+        self._maybe_anchor(records[-1])
         return records
+
+    # -- anchors --------------------------------------------------------------------------
+
+    def latest_anchor(self) -> Anchor | None:
+        """The newest anchor published for this chain (None: anchors off, an empty chain, or
+        none yet); raises ``UsageError`` if the anchor file cannot be read."""
+        chain = self._chain()
+        if self._anchor_file is None or chain is None:
+            return None
+        return self._anchor_file.latest(chain)
+
+    def _chain(self) -> str | None:
+        """The hash of record 1 (None: the chain is empty), cached once seen."""
+        if self._chain_id is None:
+            first = self.catalog.list_audit(limit=1, newest_first=False).items
+            self._chain_id = first[0].hash if first and first[0].seq == 1 else None
+        return self._chain_id
+
+    def publish_anchor(self) -> Anchor | None:
+        """Publish the chain head now (None: anchors are off, or the chain is empty).
+
+        Example: ``p.ledger.publish_anchor()`` -> ``Anchor(seq=120, hash=..., ...)``
+        """
+        if self._anchor_file is None:
+            return None
+        with self.catalog.engine.connect() as conn:
+            head = cat.audit_head(conn)
+        chain = self._chain()
+        if head is None or chain is None:
+            return None
+        anchor = Anchor(head[0], head[1], head[2], now_us(), chain)
+        self._anchor_file.publish(anchor)
+        self._last_anchor, self._anchor_loaded = anchor, True
+        return anchor
+
+    def _maybe_anchor(self, head: AuditRecord) -> None:
+        """Publish ``head`` if ``every_records`` records or ``every_minutes`` passed since the
+        last anchor. The change is committed already: a failure to publish is logged, and the
+        next commit tries again."""
+        policy, target = self.anchors, self._anchor_file
+        if policy is None or target is None:
+            return
+        try:
+            if head.seq == 1:
+                self._chain_id = head.hash
+            chain = self._chain()
+            if chain is None:
+                return
+            if not self._anchor_loaded:
+                self._last_anchor, self._anchor_loaded = target.latest(chain), True
+            last = self._last_anchor
+            last_seq, last_us = (last.seq, last.time_us) if last else (0, self._opened_us)
+            now = now_us()
+            if head.seq <= last_seq:
+                return
+            if (head.seq - last_seq >= policy.every_records
+                    or now - last_us >= policy.every_minutes * 60e6):
+                anchor = Anchor(head.seq, head.hash, head.mac, now, chain)
+                target.publish(anchor)
+                self._last_anchor = anchor
+        except (OSError, UsageError) as exc:
+            _log.warning("could not publish the audit anchor to %s: %s", target.path, exc)
 
     def _flush_inputs(self, conn: Connection, run: ActiveRun) -> None:
         for dv in run._pending_inputs:
@@ -261,9 +391,10 @@ class Ledger:
     def _append(self, conn: Connection, action: str, target: str, details: dict[str, Any],
                 *, actor: str | None = None) -> AuditRecord:
         head = cat.audit_head(conn)
+        key = self._signing_key(head)
         seq, prev = (head[0] + 1, head[1]) if head else (1, GENESIS)
         record = make_record(seq, now_us(), actor or self.actor, action, target,
-                             canonical(details), prev)
+                             canonical(details), prev, key)
         cat.insert_audit(conn, record)
         return record
 
@@ -276,24 +407,210 @@ class Ledger:
         return self.catalog.list_audit(since_us=since_us, actor=actor, target=target,
                                        action=action, limit=limit, cursor=cursor)
 
-    def verify(self, *, anchor: tuple[int, str] | None = None) -> Verification:
+    def verify(self, *, anchor: tuple[int, str] | None = None, state: bool = True,
+               published: bool = True) -> Verification:
         """Check the whole chain; if broken, ``problem`` names the first bad record.
 
+        With an audit key, every keyed record's MAC is checked (a chain re-hashed without the
+        key fails); a keyed chain and no key fails as ``no-key``, another key as ``wrong-key``.
+        With ``state`` (the default), the aliases, deployments and validations the trail
+        replays to are compared with the catalog's rows, and every mismatch is listed in
+        ``state`` (``kind`` ``"state"``). Without an explicit ``anchor``, the latest published
+        anchor is checked (``published=False``: none), so a tail cut after it is caught.
+
         An empty chain is only intact if the lake holds no table Tarmac wrote: otherwise the
-        records of those writes are somewhere else (a catalog re-pointed at a new database)."""
-        result = verify(self.catalog.iter_audit(), anchor=anchor)
+        records of those writes are somewhere else (a catalog re-pointed at a new database).
+
+        Example::
+
+            result = p.ledger.verify()
+            result.ok, result.keyed, result.unkeyed, result.state
+        """
+        if self.key_setting.problem:
+            return Verification(False, 0, None, None, problem=self.key_setting.problem,
+                                kind="bad-key")
+        pinned: Anchor | None = None
+        if anchor is None and published:
+            try:
+                pinned = self.latest_anchor()
+            except UsageError as exc:
+                return Verification(False, 0, None, None, problem=exc.message, kind="anchor")
+            if pinned is not None:
+                anchor = (pinned.seq, pinned.hash)
+        replay = GovernedState()
+        at_anchor: list[AuditRecord] = []
+
+        def fed() -> Iterator[AuditRecord]:
+            for rec in self.catalog.iter_audit():
+                replay.feed(rec)
+                if anchor is not None and rec.seq == anchor[0]:
+                    at_anchor.append(rec)
+                yield rec
+
+        result = verify(fed(), anchor=anchor, key=self.key)
+        if result.ok and pinned is not None and pinned.mac and at_anchor \
+                and at_anchor[0].mac != pinned.mac:
+            return Verification(
+                False, result.records, result.head_seq, result.head_hash, bad_seq=pinned.seq,
+                problem=f"the published anchor says record {pinned.seq} was keyed, but the "
+                        f"catalog's record {pinned.seq} carries "
+                        f"{'no MAC' if at_anchor[0].mac is None else 'another MAC'}: the MACs "
+                        "were stripped or remade", kind="tampered", keyed=result.keyed,
+                unkeyed=result.unkeyed, anchor=anchor)
+        if result.ok and state:
+            problems = replay.compare(self.catalog)
+            if problems:
+                return Verification(False, result.records, result.head_seq, result.head_hash,
+                                    problem=problems[0], kind="state", keyed=result.keyed,
+                                    unkeyed=result.unkeyed, state=tuple(problems),
+                                    anchor=result.anchor)
         if result.ok and result.records == 0 and self.lake_root is not None:
             from tarmac.catalog.lake_check import commit_runs, lake_tables
 
             written = [n for n in lake_tables(self.lake_root) if commit_runs(self.lake_root, n)]
             if written:
                 return Verification(
-                    False, 0, None, None, bad_seq=1,
+                    False, 0, None, None, bad_seq=1, kind="incomplete",
                     problem=f"the audit chain is empty but the lake holds {len(written)} "
                             f"table(s) Tarmac wrote ({', '.join(written[:5])}"
                             f"{', ...' if len(written) > 5 else ''}): their records are in "
                             "another catalog (copy it with `tarmac catalog copy`)")
         return result
+
+    def validation_problem(self, validation_id: str) -> str | None:
+        """Why the catalog's validation ``validation_id`` cannot be trusted, or None: it must
+        be the validation the newest ``model.validate`` record of its model version names, that
+        record must hold (its hash, and its MAC with a key), and the row (status, champion,
+        gates, report, gate results) must be what the record says. What ``promote`` checks
+        before it believes a validation.
+
+        Example: ``p.ledger.validation_problem(p.models.validations("churn", 2)[0].id)``
+        """
+        rows = list(validation_rows(self.catalog, [validation_id]))
+        if not rows:
+            return f"validation {validation_id[:8]} is not in the catalog"
+        row = rows[0]
+        target = f"model:{row.model}@{row.version}"
+        records = list(all_items(lambda c: self.catalog.list_audit(
+            target=target, action=VALIDATE_ACTION, limit=500, cursor=c)))  # newest first
+        mine = next((r for r in records
+                     if json.loads(r.details).get("validation") == validation_id), None)
+        claim = None if mine is None else claim_of(mine, json.loads(mine.details))
+        if mine is not None and claim is not None:
+            broken = self._record_problem(mine)
+            if broken:
+                return broken
+            newest = records[0]
+            if newest.seq != mine.seq:
+                later = claim_of(newest, json.loads(newest.details))
+                status = f" ({later.status})" if later else ""
+                return (f"the audit trail's latest validation of {row.model} v{row.version} is "
+                        f"record #{newest.seq}{status}, not validation {validation_id[:8]} "
+                        f"(record #{mine.seq}): a newer validation row was deleted or this "
+                        "one's time was edited")
+        return validation_problem(row, claim)
+
+    def alias_problem(self, model: str, alias: str, version: int) -> str | None:
+        """Why ``model@alias`` pointing at ``version`` (as the catalog says) is not what the
+        audit trail last recorded, or None: the newest ``model.promote`` / ``model.rollback`` /
+        ``deploy.promote_canary`` record that moved it must hold and name ``version``. What
+        ``promote`` and ``tarmac serve`` check before they trust an alias row.
+
+        Example: ``p.ledger.alias_problem("churn", "champion", 3)`` -> None
+        """
+        newest: tuple[AuditRecord, int] | None = None
+        for target, actions in ((f"model:{model}", ("model.promote", "model.rollback")),
+                                (f"endpoint:{model}", ("deploy.promote_canary",))):
+            for action in actions:
+                for rec in self._records(target, action):
+                    if newest is not None and rec.seq < newest[0].seq:
+                        break
+                    details = json.loads(rec.details)
+                    moved = details.get("promotion", details)
+                    if isinstance(moved, dict) and moved.get("alias") == alias \
+                            and isinstance(moved.get("to"), int):
+                        newest = (rec, moved["to"])
+                        break
+        if newest is None:
+            return (f"alias {model}@{alias} is v{version} in the catalog but the audit trail "
+                    "never moved it: the row was written outside Tarmac")
+        rec, to = newest
+        broken = self._record_problem(rec)
+        if broken:
+            return broken
+        if to != version:
+            return (f"alias {model}@{alias} is v{version} in the catalog but the audit trail "
+                    f"last moved it to v{to} (record #{rec.seq})")
+        return None
+
+    def trusted(self, action: str, target: str | None = None) -> list[AuditRecord]:
+        """Every ``action`` record (about ``target``), oldest first, each checked on its own
+        (hash; MAC with a key): the state decisions read is folded from these, not from the
+        catalog rows anyone with write access could edit. An edited record raises
+        ``AuditChainError`` naming it (a decision is never made on a record that does not
+        hold)."""
+        found = list(all_items(lambda c: self.catalog.list_audit(
+            target=target, action=action, limit=500, cursor=c, newest_first=False)))
+        for rec in found:
+            broken = self._record_problem(rec)
+            if broken:
+                raise AuditChainError(broken, hint="`tarmac audit verify` shows the whole "
+                                      "trail; restore the catalog from a backup")
+        return found
+
+    def identity_problem(self, user: str, role: str, token_id: str | None = None,
+                         digest: str | None = None) -> str | None:
+        """Why the catalog's ``user`` with ``role`` (and its token ``token_id`` hashing to
+        ``digest``) is not what the audit trail says, or None: what authentication checks
+        before it believes a user row or a token row (a role edited to ``admin`` in the
+        catalog, or a token inserted there, is refused).
+
+        Example: ``p.ledger.identity_problem("ana", "ml-engineer")`` -> None
+        """
+        state = GovernedState()
+        records = sorted((r for action in (*USER_ACTIONS, *TOKEN_ACTIONS)
+                          for r in self.trusted(action, f"user:{user}")), key=lambda r: r.seq)
+        for rec in records:
+            state.feed(rec)
+        said = state.users.get(user)
+        if said is None:
+            return f"user {user} is in the catalog but the audit trail never added them"
+        if said[0] != role:
+            return (f"user {user} is {role} in the catalog but the audit trail says "
+                    f"{said[0]} (record #{said[1]})")
+        if token_id is not None and user not in state.legacy_token_users:
+            claim = state.tokens.get(token_id)
+            if claim is None:
+                return f"token {token_id} is in the catalog but the audit trail never created it"
+            if claim[0] != user or claim[1] != digest or claim[3]:
+                return (f"token {token_id} in the catalog differs from what the audit trail "
+                        f"says (record #{claim[4]})")
+        return None
+
+    def _records(self, target: str, action: str) -> Iterator[AuditRecord]:
+        """``action`` records about ``target``, newest first, page by page."""
+        cursor: str | None = None
+        while True:
+            page = self.catalog.list_audit(target=target, action=action, limit=50,
+                                           cursor=cursor)
+            yield from page.items
+            if not (cursor := page.next_cursor):
+                return
+
+    def _record_problem(self, rec: AuditRecord) -> str | None:
+        """Why one audit record does not hold on its own (hash; MAC with a key), or None."""
+        if record_hash(rec.seq, rec.time_us, rec.actor, rec.action, rec.target, rec.details,
+                       rec.prev_hash) != rec.hash:
+            return f"audit record #{rec.seq} ({rec.action} {rec.target}) was edited"
+        if rec.mac is not None:
+            key = self.key
+            if key is None:
+                return (f"audit record #{rec.seq} is keyed but no audit key is configured "
+                        "to check it")
+            if rec.key_id != key.key_id or not hmac.compare_digest(rec.mac, key.mac(rec.hash)):
+                return (f"audit record #{rec.seq} ({rec.action} {rec.target}) does not carry "
+                        "a valid MAC for the audit key: it was forged or re-hashed")
+        return None
 
     def runs(self, *, job: str | None = None, status: str | None = None, limit: int = 100,
              cursor: str | None = None) -> Page[Run]:

@@ -8,7 +8,10 @@ version must pass, and how it is fitted (the decorated function)::
     @model(name="churn", features="churn",
            label=label("labels", "churned", timestamp="observed_until"),
            split=time_split(test="last 20%", by="label_time"),
-           gates=[metric("roc_auc") >= 0.75], params={"max_depth": 4})
+           gates=[metric("roc_auc") >= 0.75], params={"max_depth": 4},
+           owner="growth-ml@kestrel.example",
+           intended_use="rank customers for the retention team's outreach",
+           limitations=["trained on customers with 90 days of history"])
     def train(data: TrainingData):
         return make_pipeline(...).fit(data.X, data.y)
 """
@@ -23,7 +26,7 @@ from dataclasses import dataclass, field
 from datetime import timedelta
 from typing import TYPE_CHECKING, Any
 
-from tarmac.errors import UsageError
+from tarmac.errors import UsageError, echo
 from tarmac.features.definitions import function_hash, spec_hash, suggest
 from tarmac.humanize import parse_duration
 
@@ -151,13 +154,25 @@ class ModelDefinition:
     slices: tuple[str, ...] = ()
     description: str = ""
     tags: Mapping[str, str] = field(default_factory=dict)
+    # what a model card says of it (``tarmac models card``); None: not declared
+    owner: str | None = None
+    intended_use: str | None = None
+    limitations: tuple[str, ...] | None = None
 
     def spec(self) -> dict[str, Any]:
         return {"name": self.name, "features": self.features, "label": self.label.spec(),
                 "split": self.split.spec(), "gates": [g.spec() for g in self.gates],
                 "params": dict(self.params), "slices": list(self.slices),
                 "description": self.description, "tags": dict(self.tags),
-                "code_hash": self.code_hash()}
+                **self.card_spec(), "code_hash": self.code_hash()}
+
+    def card_spec(self) -> dict[str, Any]:
+        """What the model card shows as declared: owner, intended use, known limitations.
+        Recorded with each version's spec, so an old version's card shows what was declared
+        when it was trained."""
+        return {"owner": self.owner, "intended_use": self.intended_use,
+                "limitations": list(self.limitations) if self.limitations is not None
+                else None}
 
     def gates_hash(self) -> str:
         return spec_hash({"gates": [g.spec() for g in self.gates]})[:16]
@@ -183,8 +198,14 @@ def model(name: str, *, features: str | Sequence[str], label: Label,
           split: TimeSplit | None = None, gates: Sequence[Gate] = (),
           params: Mapping[str, Any] | None = None, slices: Sequence[str] = (),
           description: str = "", tags: Mapping[str, str] | None = None,
+          owner: str | None = None, intended_use: str | None = None,
+          limitations: Sequence[str] | None = None,
           ) -> Callable[[Callable[[TrainingData], Any]], ModelDefinition]:
-    """Declare a model; decorate its training function (``TrainingData -> fitted model``)."""
+    """Declare a model; decorate its training function (``TrainingData -> fitted model``).
+
+    ``owner`` (who answers for it), ``intended_use`` (what it is for) and ``limitations``
+    (a list of sentences: where it must not be trusted) are what its model card shows as
+    declared; each trained version records them."""
     from tarmac.gates import Gate
 
     if not isinstance(name, str) or not _NAME.match(name):
@@ -200,15 +221,38 @@ def model(name: str, *, features: str | Sequence[str], label: Label,
     feats = features if isinstance(features, str) else tuple(features)
     if not feats:
         raise UsageError(f"model '{name}': features must name a feature service or features")
+    for what, value in (("owner", owner), ("intended_use", intended_use)):
+        if value is not None and (not isinstance(value, str) or not value.strip()):
+            raise UsageError(f"model '{name}': {what} must be non-empty text, not "
+                             f"{echo(repr(value))}")
+    limits = _limitations(name, limitations)
 
     def wrap(fn: Callable[[TrainingData], Any]) -> ModelDefinition:
         if not callable(fn):
             raise UsageError(f"@model('{name}') must decorate a function")
         return ModelDefinition(name, fn, feats, label, split or time_split(), tuple(gates),
                                dict(params or {}), tuple(slices), description or
-                               (inspect.getdoc(fn) or "").split("\n")[0], dict(tags or {}))
+                               (inspect.getdoc(fn) or "").split("\n")[0], dict(tags or {}),
+                               owner.strip() if owner else None,
+                               intended_use.strip() if intended_use else None, limits)
 
     return wrap
+
+
+def _limitations(name: str, limitations: Sequence[str] | None) -> tuple[str, ...] | None:
+    """The declared limitations as a tuple of sentences (None: not declared)."""
+    if limitations is None:
+        return None
+    if isinstance(limitations, str):
+        raise UsageError(f"model '{name}': limitations must be a list of sentences, not one "
+                         "text", hint=f"limitations=[{echo(repr(limitations))}]")
+    out = []
+    for item in limitations:
+        if not isinstance(item, str) or not item.strip():
+            raise UsageError(f"model '{name}': each limitation must be non-empty text, not "
+                             f"{echo(repr(item))}")
+        out.append(item.strip())
+    return tuple(out)
 
 
 def parse_param(text: str) -> tuple[str, Any]:

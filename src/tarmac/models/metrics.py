@@ -20,8 +20,6 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
-from sklearn import metrics as skm
-from sklearn.exceptions import UndefinedMetricWarning
 
 from tarmac.errors import UsageError
 from tarmac.features.definitions import suggest
@@ -46,6 +44,14 @@ class Metric:
 
 
 # --- binary labels of any kind -----------------------------------------------------------------
+
+def _skm() -> Any:
+    """scikit-learn's metrics, imported on first use: importing sklearn costs ~1 s, and every
+    command that reads a project's gates imports this module without computing a metric."""
+    from sklearn import metrics
+
+    return metrics
+
 
 def _classes(values: np.ndarray) -> np.ndarray:
     """The distinct labels, sorted."""
@@ -91,20 +97,20 @@ def _both_classes(t: np.ndarray, what: str) -> None:
 def _roc_auc(y: np.ndarray, s: np.ndarray) -> float:
     (t,) = _binarize(y)
     _both_classes(t, "ROC AUC")
-    return float(skm.roc_auc_score(t, s))
+    return float(_skm().roc_auc_score(t, s))
 
 
 def _pr_auc(y: np.ndarray, s: np.ndarray) -> float:
     (t,) = _binarize(y)
     if t.sum() == 0:
         raise MetricUndefined("PR AUC is not defined when the labels hold no positive")
-    return float(skm.average_precision_score(t, s))
+    return float(_skm().average_precision_score(t, s))
 
 
 def _log_loss(y: np.ndarray, s: np.ndarray) -> float:
     if s.ndim == 1:
         (t,) = _binarize(y)
-        return float(skm.log_loss(t, s, labels=[0, 1]))
+        return float(_skm().log_loss(t, s, labels=[0, 1]))
     k = s.shape[1]
     classes = _classes(y)
     if len(classes) == k:
@@ -114,30 +120,30 @@ def _log_loss(y: np.ndarray, s: np.ndarray) -> float:
     else:
         raise MetricUndefined(f"the scores have {k} columns but the labels hold "
                               f"{len(classes)} classes")
-    return float(skm.log_loss(y, s, labels=labels))
+    return float(_skm().log_loss(y, s, labels=labels))
 
 
 def _brier(y: np.ndarray, s: np.ndarray) -> float:
     (t,) = _binarize(y)
-    return float(skm.brier_score_loss(t, s, pos_label=1))
+    return float(_skm().brier_score_loss(t, s, pos_label=1))
 
 
 def _accuracy(y: np.ndarray, p: np.ndarray) -> float:
-    return float(skm.accuracy_score(y, p))
+    return float(_skm().accuracy_score(y, p))
 
 
 def _precision(y: np.ndarray, p: np.ndarray) -> float:
     t, q = _binarize(y, p)
     if q.sum() == 0:
         raise MetricUndefined("precision is not defined when nothing is predicted positive")
-    return float(skm.precision_score(t, q))
+    return float(_skm().precision_score(t, q))
 
 
 def _recall(y: np.ndarray, p: np.ndarray) -> float:
     t, q = _binarize(y, p)
     if t.sum() == 0:
         raise MetricUndefined("recall is not defined when the labels hold no positive")
-    return float(skm.recall_score(t, q))
+    return float(_skm().recall_score(t, q))
 
 
 def _f1(y: np.ndarray, p: np.ndarray) -> float:
@@ -145,26 +151,26 @@ def _f1(y: np.ndarray, p: np.ndarray) -> float:
     if t.sum() == 0 and q.sum() == 0:
         raise MetricUndefined("F1 is not defined when neither labels nor predictions hold "
                               "a positive")
-    return float(skm.f1_score(t, q))
+    return float(_skm().f1_score(t, q))
 
 
 def _f1_macro(y: np.ndarray, p: np.ndarray) -> float:
-    return float(skm.f1_score(y, p, average="macro", zero_division=0.0))
+    return float(_skm().f1_score(y, p, average="macro", zero_division=0.0))
 
 
 def _rmse(y: np.ndarray, p: np.ndarray) -> float:
-    return float(skm.root_mean_squared_error(y, p))
+    return float(_skm().root_mean_squared_error(y, p))
 
 
 def _mae(y: np.ndarray, p: np.ndarray) -> float:
-    return float(skm.mean_absolute_error(y, p))
+    return float(_skm().mean_absolute_error(y, p))
 
 
 def _r2(y: np.ndarray, p: np.ndarray) -> float:
     y = np.asarray(y, dtype=float)
     if len(y) < 2 or np.all(y == y[0]):
         raise MetricUndefined("R² is not defined when the true values are constant")
-    return float(skm.r2_score(y, p))
+    return float(_skm().r2_score(y, p))
 
 
 def _mape(y: np.ndarray, p: np.ndarray) -> float:
@@ -172,7 +178,7 @@ def _mape(y: np.ndarray, p: np.ndarray) -> float:
     zeros = int(np.count_nonzero(y == 0))
     if zeros:
         raise MetricUndefined(f"MAPE divides by the true values and {zeros:,} of them are 0")
-    return float(skm.mean_absolute_percentage_error(y, p))
+    return float(_skm().mean_absolute_percentage_error(y, p))
 
 
 _B, _M, _R = "binary", "multiclass", "regression"
@@ -300,6 +306,8 @@ def _value(task: str, metric: Metric, y: np.ndarray, p: np.ndarray | None,
         x = p
         if (n := _nulls(p)):
             raise MetricUndefined(f"{n:,} of {len(p):,} predictions are null")
+    from sklearn.exceptions import UndefinedMetricWarning
+
     with warnings.catch_warnings():
         warnings.simplefilter("error", UndefinedMetricWarning)
         try:

@@ -34,6 +34,7 @@ import pyarrow.parquet as pq
 from tarmac import faults
 from tarmac.catalog import MAX_PAGE, Page, all_items, now_us
 from tarmac.catalog import models as mcat
+from tarmac.catalog.governed import report_digest
 from tarmac.errors import PromotionRefused, UsageError
 from tarmac.features.definitions import suggest
 from tarmac.features.store import OnlineFeatures
@@ -213,8 +214,9 @@ class ModelRegistry:
         found, module = self._declared()
         definition = self._definition(name, found)
         recorded = mcat.get_train_run(self.project.catalog, reproduce) if reproduce else None
-        return train(self.project, definition, self.artifacts, params=params,
-                     reproduce=recorded, module=module, step=step or (lambda _m: None))
+        with self.project.ledger.guard.acting("train", f"model:{name}"):
+            return train(self.project, definition, self.artifacts, params=params,
+                         reproduce=recorded, module=module, step=step or (lambda _m: None))
 
     def runs(self, model: str | None = None, *, status: str | None = None,
              limit: int = 20) -> list[mcat.TrainRun]:
@@ -250,6 +252,17 @@ class ModelRegistry:
                 cursor: str | None = None) -> Page[mcat.AliasMove]:
         """A page of the model's alias moves, newest first."""
         return mcat.alias_history(self.project.catalog, name, alias, limit=limit, cursor=cursor)
+
+    def card(self, name: str, version: int | None = None, *, alias: str | None = None) -> Any:
+        """The model card of a version (the champion, else the latest, by default): the same
+        ``ModelCard`` as ``p.model_card`` (``tarmac.trace.card``), which this calls through the
+        project (model cards read monitoring and deployments, layers above the registry).
+
+        Example::
+
+            print(p.models.card("churn").to_markdown())
+        """
+        return self.project.model_card(name, version, alias=alias)
 
     def version(self, name: str, version: int | None = None, *,
                 alias: str | None = None) -> mcat.ModelVersion:
@@ -317,14 +330,18 @@ class ModelRegistry:
         """
         from tarmac.models.score import score
 
-        return score(self, name, input, output, **options)
+        guard = self.project.ledger.guard
+        guard.check("write", f"table:{output}")
+        with guard.acting("predict", f"model:{name}"):
+            return score(self, name, input, output, **options)
 
     def import_model(self, source: str, name: str, **options: Any) -> mcat.ModelVersion:
         """Register an MLflow model (directory or ``models:/`` URI) or an ONNX file as a new
         version of ``name`` (see ``tarmac.models.imports``)."""
         from tarmac.models.imports import import_model
 
-        return import_model(self, source, name, **options)
+        with self.project.ledger.guard.acting("train", f"model:{name}"):
+            return import_model(self, source, name, **options)
 
     def holdout(self, record: mcat.ModelVersion) -> pd.DataFrame:
         """The version's holdout rows, as stored when it was trained (hash verified)."""
@@ -335,6 +352,7 @@ class ModelRegistry:
     def annotate(self, name: str, version: int, *, description: str | None = None,
                  tags: dict[str, str | None] | None = None) -> mcat.ModelVersion:
         """Describe a version and set or remove (value None) its tags; audited."""
+        self.project.ledger.guard.check("train", f"model:{name}")
         record = self.version(name, version)
         merged = dict(record.tags)
         for key, value in (tags or {}).items():
@@ -373,6 +391,7 @@ class ModelRegistry:
         """
         from tarmac.gates import Champion, GateContext, run_gates
 
+        self.project.ledger.guard.check("validate", f"model:{name}")
         definition = self.definition(name)
         record = self.version(name, version)
         champion_alias = mcat.get_alias(self.project.catalog, name, CHAMPION)
@@ -402,6 +421,7 @@ class ModelRegistry:
             "model.validate", f"model:{name}@{record.version}",
             {"status": report.status, "champion": validation.champion,
              "gates_not_met": failed, "validation": validation.id,
+             "gates": validation.gates, "report_sha256": report_digest(validation.report),
              **({"holdout": f"declared: {len(holdout):,} rows built today from the "
                             f"declaration of '{name}'"} if imported else {})},
             change=lambda conn: mcat.insert_validation(conn, validation))
@@ -460,6 +480,8 @@ class ModelRegistry:
         ``Ledger.commit`` change), so a promotion can land together with another change and
         one audit record (``deploy(promote_canary=True)``). Raises what ``promote`` raises."""
         _check_alias(alias)
+        guard = self.project.ledger.guard
+        guard.check("promote", f"alias:{name}@{alias}")
         if force and not (reason and reason.strip()):
             raise UsageError("a forced promotion needs a reason (it goes into the audit trail)",
                              hint='--force --reason "why this cannot wait"')
@@ -477,6 +499,8 @@ class ModelRegistry:
             raise PromotionRefused(f"not promoting {name} v{record.version} to {alias}: {problem}",
                              hint=f"tarmac validate {name} {record.version}; or, to override, "
                                   '--force --reason "..." (audited)')
+        guard.protected_move(name, alias, record.version,
+                             "force-promote" if force and problem else "promote", reason)
         actor = self.project.ledger.actor
         forced = bool(problem) and force
 
@@ -501,6 +525,13 @@ class ModelRegistry:
         """Why the gate results do not allow promotion, or None if they do."""
         if validation is None:
             return "it has never been validated"
+        untrusted = self.project.ledger.validation_problem(validation.id)
+        if untrusted:
+            return f"its validation in the catalog does not match the audit trail: {untrusted}"
+        if champion is not None:
+            moved = self.project.ledger.alias_problem(name, CHAMPION, champion.version)
+            if moved:
+                return f"the champion in the catalog does not match the audit trail: {moved}"
         if validation.status != "passed":
             bad = [r["name"] for r in validation.report.get("results", [])
                    if r["status"] in ("failed", "error")]
@@ -522,6 +553,8 @@ class ModelRegistry:
         (or to ``to``, a version that held it before). Returning to a version whose gates never
         passed (it was forced in) needs ``force`` and a ``reason``, like forcing it did."""
         _check_alias(alias)
+        guard = self.project.ledger.guard
+        guard.check("promote", f"alias:{name}@{alias}")
         if force and not (reason and reason.strip()):
             raise UsageError("a forced rollback needs a reason (it goes into the audit trail)",
                              hint='--force --reason "why"')
@@ -546,12 +579,17 @@ class ModelRegistry:
             if to == current.version:
                 raise UsageError(f"v{to} is already the {alias} of '{name}'")
         validation = mcat.latest_validation(self.project.catalog, name, to)
-        unvetted = validation is None or validation.status != "passed"
+        untrusted = (None if validation is None
+                     else self.project.ledger.validation_problem(validation.id))
+        unvetted = validation is None or validation.status != "passed" or bool(untrusted)
         if unvetted and not force:
+            why = (f"its validation in the catalog does not match the audit trail: {untrusted}"
+                   if untrusted else "its gates never passed (it was forced in)")
             raise PromotionRefused(
-                f"not rolling '{name}' {alias} back to v{to}: its gates never passed (it was "
-                "forced in)", hint='pass --force --reason "..." (audited), or --to another '
-                                   "earlier version")
+                f"not rolling '{name}' {alias} back to v{to}: {why}",
+                hint='pass --force --reason "..." (audited), or --to another earlier version')
+        guard.protected_move(name, alias, to, "force-rollback" if force and unvetted
+                             else "rollback", reason)
         actor = self.project.ledger.actor
         target = to
         forced = unvetted and force

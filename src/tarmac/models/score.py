@@ -208,8 +208,8 @@ def _sql_error(exc: Exception) -> SqlError:
 
 def _count(project: Any, sql: str) -> int:
     found = _run_sql(project, sql, lambda c: c.execute(
-        f"SELECT count(*) FROM ({sql}) AS __input").fetchone())
-    return int(found[0]) if found else 0
+        f"SELECT count(*) FROM ({sql}) AS __input").fetchall())
+    return int(found[0][0]) if found else 0
 
 
 def _schema_of(project: Any, sql: str) -> pa.Schema:

@@ -311,12 +311,14 @@ def declared_holdout(project: Project, definition: ModelDefinition) -> pd.DataFr
 
 
 def _spec(definition: ModelDefinition, resolved: Resolved, plan: _LabelPlan) -> dict[str, Any]:
-    """A version's record of how it was defined: features, keys, label, split, gates."""
+    """A version's record of how it was defined: features, keys, label, split, gates, and
+    what its model card shows as declared (owner, intended use, limitations)."""
     return {"features": definition.features, "feature_refs": resolved.refs,
             "keys": resolved.join_keys, "label": definition.label.spec(),
             "timestamp": plan.timestamp, "split": definition.split.spec(),
             "split_by": plan.split_by, "gates": [g.spec() for g in definition.gates],
-            "gates_hash": definition.gates_hash(), "slices": _wanted_slices(definition)}
+            "gates_hash": definition.gates_hash(), "slices": _wanted_slices(definition),
+            **definition.card_spec()}
 
 
 def _features_name(definition: ModelDefinition) -> str:

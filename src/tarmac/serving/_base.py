@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import AsyncIterator, Callable, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from typing import Any
@@ -79,6 +79,8 @@ class TarmacApp(FastAPI):
         self._fast_lane: bool | None = None  # decided on the first request
         self.access_log = access_log
         self.request_ids = RequestIds()
+        # checks each request's token and permission (tarmac.serving._auth); None: open
+        self.gate: Callable[[Scope, Receive, Send], Awaitable[bool]] | None = None
 
     def add_fast_route(self, method: str, path: str, endpoint: ASGIApp) -> None:
         """``path`` exactly, or, ending in ``/{param}``, every path with that prefix and one
@@ -124,6 +126,8 @@ class TarmacApp(FastAPI):
             await send(message)
 
         try:
+            if self.gate is not None and not await self.gate(scope, receive, send_with_id):
+                return
             endpoint = self._fast_endpoint(scope["method"], scope["path"])
             if endpoint is not None and self._fast_lane_open():
                 await endpoint(scope, receive, send_with_id)

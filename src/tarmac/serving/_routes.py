@@ -185,7 +185,13 @@ class Routes:
         deployment = dcat.get_deployment(catalog, name)
         champion: LoadedModel | None = None
         error: str | None = f"model '{name}' has no champion"
-        if alias is not None:
+        moved = (None if alias is None
+                 else self.project.ledger.alias_problem(name, CHAMPION, alias.version))
+        if moved is not None:  # an alias row edited outside Tarmac: not served
+            log.error("tarmac serve: %s", moved)
+            champion = old.champion if old else None
+            error = f"the champion of '{name}' does not match the audit trail: {moved}"
+        elif alias is not None:
             champion, error = self._load(name, alias.version, "champion",
                                          old.champion if old else None)
         canary = shadow = None

@@ -19,6 +19,8 @@ from typing import TYPE_CHECKING
 from fastapi import FastAPI
 
 from tarmac.serving._access import AccessLog
+from tarmac.serving._auth import Gate
+from tarmac.serving._auth import required as auth_required
 from tarmac.serving._base import TarmacApp, build_app
 from tarmac.serving.features_api import MAX_BODY_BYTES, features_concern
 from tarmac.serving.predict import Predictions
@@ -30,16 +32,18 @@ if TYPE_CHECKING:
 
 
 def create_app(project: Project, *, owns_project: bool = False,
-               access_log: bool = False, log_file: Path | None = None) -> FastAPI:
+               access_log: bool = False, log_file: Path | None = None,
+               host: str | None = None) -> FastAPI:
     """A FastAPI app serving ``project``: ``POST /features``, ``POST /v1/predict/{name}`` and
     ``POST /v1/topics/{topic}`` (records appended to a stream source's topic, checked).
     It keeps one FeatureStore (``project.features``) and one set of loaded models (kept
     current by a hot-reload poller) for its lifetime; ``owns_project``: close the project
     when the app shuts down.
     ``access_log``: one JSON line per request to ``log_file`` (else stderr), written by a
-    background thread while the app runs."""
+    background thread while the app runs. ``host`` is the address it listens on, which
+    ``auth: auto`` reads (tokens are required beyond loopback; see ``tarmac.serving._auth``)."""
     predictions = Predictions(project)
-    return build_app(
+    app = build_app(
         f"Tarmac: {project.name}",
         [features_concern(project.features), models_concern(predictions),
          topics_concern(project, predictions.metrics)],
@@ -47,6 +51,9 @@ def create_app(project: Project, *, owns_project: bool = False,
         version=_version(), max_body_size=MAX_BODY_BYTES,
         access_log=AccessLog(log_file) if access_log else None,
         on_shutdown=project.close if owns_project else None)
+    if auth_required(project, host):
+        app.gate = Gate(project, project.identity)
+    return app
 
 
 def app_from_env() -> FastAPI:
@@ -58,7 +65,8 @@ def app_from_env() -> FastAPI:
     log_file = os.environ.get("TARMAC_LOG_FILE")
     return create_app(tarmac.open(os.environ.get("TARMAC_PROJECT") or None), owns_project=True,
                       access_log=os.environ.get("TARMAC_ACCESS_LOG") == "1",
-                      log_file=Path(log_file) if log_file else None)
+                      log_file=Path(log_file) if log_file else None,
+                      host=os.environ.get("TARMAC_SERVE_HOST"))
 
 
 def _version() -> str:

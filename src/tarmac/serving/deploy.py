@@ -82,6 +82,7 @@ def deploy(project: Project, name: str, *, canary: int | None = None,
     changes the share of the current canary); ``shadow``: a version scoring every request off
     the hot path; ``promote_canary``: the canary becomes champion (gated, as ``promote``);
     ``abort``: the canary is removed; ``stop_shadow``: the shadow is removed."""
+    project.ledger.guard.check("deploy", f"model:{name}")
     ending = [a for a, on in (("promote_canary", promote_canary), ("abort", abort)) if on]
     setting = [a for a, on in (("canary", canary is not None), ("percent", percent is not None),
                                ("shadow", shadow is not None), ("stop_shadow", stop_shadow))

@@ -84,6 +84,7 @@ class Serving:
                 request_id: str | None = None) -> dict[str, Any]:
         """Predictions of endpoint ``name`` for ``entities`` (features fetched online) and/or
         ``rows`` (raw feature values): ``{"predictions": [...], "request_id": ...}``."""
+        self.project.ledger.guard.check("predict", f"model:{name}")
         data: dict[str, Any] = {}
         if entities is not None:
             data["entities"] = entities

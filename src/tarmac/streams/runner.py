@@ -185,6 +185,7 @@ class _Source:
             self.leases.release(p)
         if taken:
             self.report.recovered += self.sink.recover()
+            self.sink.refresh()  # their keys may have been committed by another runner
         for p in taken:
             self._seek(p)
         self.report.partitions = sorted(self.leases.held)

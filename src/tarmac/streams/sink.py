@@ -514,6 +514,15 @@ class StreamSink:
             marks[p] = max(marks.get(p, top), top)
         return min(marks.values()) if marks else None
 
+    def refresh(self) -> None:
+        """Reload the event-time marks and the keys committed within the lateness horizon from
+        the catalog and the lake: after partitions moved between runners, the keys another
+        runner committed on them are not in this one's memory, and a producer's repeat on such
+        a partition must still be recognised."""
+        states = state_store.stream_states(self.project.catalog, self.source)
+        self._marks = self._stored_marks(states)
+        self._load_recent()
+
     def _load_recent(self) -> None:
         """The primary keys committed within the lateness horizon (where a repeat could still
         be on time), so a producer's retry after a restart is still recognised."""

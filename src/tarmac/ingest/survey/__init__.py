@@ -3,7 +3,9 @@
 For every declared source the survey asks its connector for a *sample* of each stream (the
 connector counts rows, files and bytes cheaply and may give the exact newest cursor value) and
 profiles only that sample: column types, null rates, distinct counts, duplicate primary keys,
-freshness and personal data (by column name and by sampled values). Figures computed on a
+freshness, personal data (by column name and by sampled values) and a few example values per
+column (``[redacted]`` for personal columns where access is enforced and the reader lacks
+``read:pii`` on the stream's lake table). Figures computed on a
 sample that is not the whole source are marked estimated. Nothing is written to the lake or the
 catalog.
 

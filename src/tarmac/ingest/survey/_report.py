@@ -25,10 +25,13 @@ class ColumnProfile:
     nulls: int  # null rows in the sample
     distinct: int | None  # distinct non-null values in the sample (None: not countable)
     estimated: bool  # True when the sample is not the whole source
+    #: a few sampled values, as text (``[redacted]`` for personal data the reader may not see)
+    examples: list[str] = field(default_factory=list)
 
     def to_dict(self) -> dict[str, Any]:
         return {"name": self.name, "type": self.type, "null_rate": self.null_rate,
-                "nulls": self.nulls, "distinct": self.distinct, "estimated": self.estimated}
+                "nulls": self.nulls, "distinct": self.distinct, "estimated": self.estimated,
+                "examples": list(self.examples)}
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> ColumnProfile:

@@ -73,6 +73,7 @@ def survey(project: Project, names: list[str] | None = None, *,
             sources = list(pool.map(one, items))
     else:
         sources = [one(item) for item in items]
+    _redact_personal(project, sources, chosen)
     gaps: list[Gap] = []
     for src in sources:
         gaps.extend(find_gaps(src, chosen[src.name], stale_after=stale_after,
@@ -82,6 +83,41 @@ def survey(project: Project, names: list[str] | None = None, *,
                         stale_after_seconds=stale_after.total_seconds(),
                         seconds=round(time.perf_counter() - started, 3), sources=sources,
                         gaps=gaps)
+
+
+REDACTED = "[redacted]"
+
+
+def _redact_personal(project: Project, sources: list[SourceProfile],
+                     specs: dict[str, SourceSpec]) -> None:
+    """Where access is enforced, a reader without ``read:pii`` on the lake table a stream lands
+    in sees ``[redacted]`` for the sampled values of its personal columns (detected by the
+    survey or tagged personal on the source), like the lake masks them: in the report, its JSON
+    and its HTML alike."""
+    from tarmac.lake.masking import is_personal
+
+    guard = project.ledger.guard
+    if not guard.enforced:
+        return
+    for src in sources:
+        spec = specs[src.name]
+        tagged = {name for name, col in (getattr(spec, "columns", None) or {}).items()
+                  if is_personal(list(getattr(col, "tags", ()) or ()))}
+        for st in src.streams:
+            if guard.allows("read:pii", f"table:{st.table}"):
+                continue
+            personal = tagged | {f.column for f in st.pii}
+            hidden = False
+            for c in st.columns:
+                if c.name in personal and c.examples:
+                    c.examples = [REDACTED] * len(c.examples)
+                    hidden = True
+            f = st.freshness
+            if f is not None and f.column in personal and not f.temporal:
+                f.newest, hidden = REDACTED, True
+            if hidden:
+                st.notes.append("sampled values of personal columns are redacted: reading them "
+                                "needs read:pii on table " + st.table)
 
 
 @dataclass(frozen=True)

@@ -16,6 +16,8 @@ from tarmac.ingest.survey._report import ColumnProfile, KeyProfile, StreamProfil
 from tarmac.profile import ColumnStats, profile
 from tarmac.profile.pii import PII_THRESHOLD, detect_pii
 
+EXAMPLES = 3  # sampled values shown per column
+
 
 def profile_sample(sample: Sample, spec: SourceSpec, now: datetime | None = None, *,
                    stale_after: timedelta = DEFAULT_STALE_AFTER,
@@ -64,8 +66,20 @@ def _column_profiles(table: pa.Table, *, estimated: bool) -> list[ColumnProfile]
         distinct = s.distinct if s is not None else None
         out.append(ColumnProfile(name=name, type=str(table.schema.field(i).type),
                                  null_rate=round(nulls / n, 6) if n else 0.0, nulls=nulls,
-                                 distinct=distinct if n else 0, estimated=estimated))
+                                 distinct=distinct if n else 0, estimated=estimated,
+                                 examples=_examples(table.column(i))))
     return out
+
+
+def _examples(column: pa.ChunkedArray, limit: int = EXAMPLES, width: int = 60) -> list[str]:
+    """The first ``limit`` distinct non-null values of a column as text (cut to ``width``), so
+    a reader sees what a column holds; nested or odd types that cannot be listed give none."""
+    try:
+        head = column.slice(0, 1000).drop_null()
+        values = pc.unique(head).slice(0, limit).to_pylist()
+    except (pa.ArrowNotImplementedError, pa.ArrowInvalid, pa.ArrowTypeError):
+        return []
+    return [str(v) if len(str(v)) <= width else str(v)[:width - 1] + "…" for v in values]
 
 
 def _one(column: pa.Table) -> ColumnStats | None:

@@ -21,6 +21,7 @@ import pyarrow.compute as pc
 from tarmac import faults
 from tarmac.lake import Lake
 from tarmac.ledger.chain import batch_digest
+from tarmac.ledger.guard import internal
 from tarmac.serving.predlog._record import to_table
 from tarmac.serving.predlog._segment import app_id
 
@@ -58,7 +59,8 @@ def commit_segment(lake: Lake, segment: str, payloads: Sequence[bytes], total: i
                     implicit=True) as run:
         for model, version in _models(rows):
             run.add_input(f"model:{model}", version)
-        result = lake.write(table, rows, txn=(app, total), extra=extra)
+        with internal("the prediction log"):  # the requests were checked (predict)
+            result = lake.write(table, rows, txn=(app, total), extra=extra)
     faults.point("predlog.after_commit", segment=segment, version=result.version)
     if result.operation == "SKIPPED":
         return Committed(0, None)
