@@ -97,6 +97,7 @@ def test_every_tour_command_exits_zero(demo: tuple[Path, dict[str, str]]) -> Non
 
     failures: list[str] = []
     ran: list[str] = []
+    took: list[tuple[float, str]] = []  # seconds per command, printed: the slowest first
     run_id = ""
     try:
         for words in tour_commands():
@@ -134,8 +135,10 @@ def test_every_tour_command_exits_zero(demo: tuple[Path, dict[str, str]]) -> Non
             if "RUN_ID" in words:
                 assert run_id, "the tour reproduces a run before training one"
                 words = [run_id if w == "RUN_ID" else w for w in words]
+            started = time.monotonic()
             done = subprocess.run(words, cwd=project, env=env, capture_output=True, text=True,
                                   timeout=600)
+            took.append((time.monotonic() - started, shlex.join(words[1:])))
             ran.append(shlex.join(words))
             if done.returncode != 0:
                 failures.append(f"{shlex.join(words)}: exit {done.returncode}\n"
@@ -149,5 +152,8 @@ def test_every_tour_command_exits_zero(demo: tuple[Path, dict[str, str]]) -> Non
         for proc in running:
             proc.terminate()
             proc.wait(timeout=30)
+        print(f"tour: {sum(t for t, _ in took):.0f} s in {len(took)} commands; slowest:")
+        for seconds, command in sorted(took, reverse=True)[:15]:
+            print(f"  {seconds:6.1f} s  {command[:120]}")
     assert not failures, "tour commands failed:\n" + "\n\n".join(failures)
     assert any(c.split()[1] == "ingest" for c in ran)

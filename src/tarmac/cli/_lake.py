@@ -62,7 +62,7 @@ def tag(
         column_tags[column.strip()] = tags
     p = open_project(ctx)
     p.lake.annotate(table, column_tags=column_tags)
-    info = p.catalog.get_dataset(table)
+    info = p.dataset(table)
     shown = {c.name: list(c.tags) for c in (info.columns if info else []) if c.tags}
     if as_json:
         print_json({"table": table, "column_tags": shown})
