@@ -29,6 +29,8 @@ from pathlib import Path
 import httpx
 import pytest
 
+from e2e.conftest import copy_demo  # tests/ is on sys.path
+
 pytestmark = pytest.mark.slow
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -71,15 +73,17 @@ def wait_for(url: str, proc: subprocess.Popen[str], timeout: float = 60) -> None
 
 
 @pytest.fixture(scope="module")
-def demo(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Path, dict[str, str]]]:
+def demo(tmp_path_factory: pytest.TempPathFactory,
+         demo_template: Path) -> Iterator[tuple[Path, dict[str, str]]]:
+    """A copy of the session's `tarmac demo tarmac-demo` (tests/e2e/conftest.py), with a state
+    folder of its own: the tour changes the project and its audit trail's anchors."""
     root = tmp_path_factory.mktemp("tour")
-    env = {**os.environ, "TARMAC_USER": "alice", "COLUMNS": "200"}
+    project, _ = copy_demo(demo_template, root, root / "state")
+    env = {**os.environ, "TARMAC_USER": "alice", "COLUMNS": "200",
+           "XDG_STATE_HOME": str(root / "state")}
     env.pop("TARMAC_PROJECT", None)
     env.pop("KESTREL_TICKETS_URL", None)
-    built = subprocess.run([TARMAC, "demo", "tarmac-demo", "--size", "small"], cwd=root,
-                           env=env, capture_output=True, text=True, timeout=600)
-    assert built.returncode == 0, built.stderr[-2000:]
-    yield root / "tarmac-demo", env
+    yield project, env
 
 
 def test_every_tour_command_exits_zero(demo: tuple[Path, dict[str, str]]) -> None:
