@@ -433,3 +433,39 @@ def test_a_raw_arrow_scan_of_a_table_with_masked_columns_is_refused(realm: Realm
     with pytest.raises(PermissionDenied, match=r"personal columns \(email\)"):
         realm.as_user("mel").lake.scan("scan_pii")
     assert realm.admin.lake.scan("scan_pii").to_table().column("email")[0].as_py() == "s@x.io"
+
+
+def test_online_features_from_personal_columns_are_masked_but_models_score_on_the_values(
+        realm: Realm, monkeypatch: pytest.MonkeyPatch) -> None:
+    from tarmac.features import store
+
+    monkeypatch.setattr(store, "PERSONAL_CACHE_SECONDS", 0.0)  # (30 s: a server's tag cache)
+    admin, ana = realm.admin, realm.as_user("ana")
+    entity = [{"customer_id": 1}]
+    raw = admin.features.online("risk", entity).rows[0]["region"]
+    before = ana.serving.predict("risk", entity)["predictions"][0]["score"]
+    admin.lake.annotate("signals", column_tags={"region": ["pii"]})  # the view reads it as is
+    try:
+        ana.access._grants = None
+        masked = ana.features.online("risk", entity).rows[0]
+        offline = ana.sql("SELECT region FROM signals WHERE customer_id = 1").column(0)[0]
+        assert masked["region"] == offline.as_py() != raw  # online == offline: one pseudonym
+        assert masked["region"].startswith("pii_") and isinstance(masked["a"], float)
+        assert admin.features.online("risk", entity).rows[0]["region"] == raw
+        # the model still scores on the value: a prediction shows none of its inputs
+        assert ana.serving.predict("risk", entity)["predictions"][0]["score"] \
+            == pytest.approx(before)
+        with TestClient(create_app(admin)) as client:
+            def region(user: str) -> Any:
+                got = client.post("/features", json={"features": "risk", "entities": entity},
+                                  headers={"Authorization": f"Bearer {realm.tokens[user]}"})
+                assert got.status_code == 200, got.text
+                return got.json()["results"][0]["values"]["region"]
+
+            assert region("ana") == masked["region"] and region("root") == raw
+        admin.access.grant("analyst", "read:pii:table:signals")  # per table, as in SQL
+        ana.access._grants = None
+        assert ana.features.online("risk", entity).rows[0]["region"] == raw
+        admin.access.ungrant("analyst", "read:pii:table:signals")
+    finally:
+        admin.lake.annotate("signals", column_tags={"region": []})

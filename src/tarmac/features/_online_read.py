@@ -104,6 +104,10 @@ class ReadPlan:
     views: list[ViewRead]
     outputs: list[str]  # resolved.outputs, computed once
     hidden: frozenset[str] = frozenset()
+    #: when worked out (monotonic seconds), and the personal outputs -> (``hash`` | ``redact``,
+    #: the ``table:`` resource whose ``read:pii`` shows them raw, or None); filled by the
+    #: feature store, which knows the column tags
+    personal: tuple[float, dict[str, tuple[str, str | None]]] | None = None
 
 
 def _iso(stamps: list[int]) -> list[str]:

@@ -31,12 +31,13 @@ from typing import TYPE_CHECKING, Any
 from tarmac.catalog import features as fcat
 from tarmac.errors import UsageError
 from tarmac.features import registry
-from tarmac.features._online_read import OnlineFeatures, OnlineReader, OnlineState
+from tarmac.features._online_read import OnlineFeatures, OnlineReader, OnlineState, ReadPlan
 from tarmac.features._resolve import DemandPart, Resolved, ViewPart, resolve
 from tarmac.features._training import EntityFrame, TrainingSet
 from tarmac.features._training import training_set as _training_set
 from tarmac.features.definitions import OnDemandFeatureView
 from tarmac.features.offline import Semantics
+from tarmac.lake.masking import mask_kind, mask_value
 
 if TYPE_CHECKING:
     from tarmac.features.check import CheckReport
@@ -50,6 +51,10 @@ __all__ = ["DemandPart", "EntityFrame", "FeatureRefs", "FeatureStore", "OnlineFe
 
 REFRESH_S = 5.0
 FeatureRefs = str | Sequence[str]  # a service name, or refs: "view:feature" or "view" (all)
+
+
+#: how long the personal features of a read plan are trusted before the tags are read again
+PERSONAL_CACHE_SECONDS = 30.0
 
 
 class FeatureStore:
@@ -227,7 +232,10 @@ class FeatureStore:
         features need (and the request values of on-demand views) to values. One batched read
         of the online store per call, from a plan cached per distinct ``features``: model
         serving calls this per request. Unknown names and missing keys raise ``UsageError``;
-        a failing on-demand function raises ``OnDemandError``.
+        a failing on-demand function raises ``OnDemandError``. Where access is enforced, a
+        personal feature reads as its pseudonym (or ``[redacted]``) for a user without
+        ``read:pii``, as it does in SQL (see ``_personal``; ``model_inputs`` is the unmasked
+        read model serving scores on).
 
         Example, after ``materialize``:
 
@@ -238,9 +246,57 @@ class FeatureStore:
         >>> got.status[1]
         {'a': 'missing', 'b': 'missing', 'region': 'missing'}
         """
+        got, plan = self._read_online(features, entities, now)
+        guard = self.project.ledger.guard
+        if not guard.enforced:
+            return got
+        hidden = {out: kind for out, (kind, resource) in self._personal(plan).items()
+                  if not guard.allows("read:pii", resource)}
+        key = guard.mask_key
+        if hidden and key is not None:  # (enforced: the key is there)
+            for row in got.rows:
+                for out, kind in hidden.items():
+                    if out in row:
+                        row[out] = mask_value(row[out], kind, key)
+        return got
+
+    def model_inputs(self, features: FeatureRefs, entities: Sequence[Mapping[str, Any]], *,
+                     now: datetime | None = None) -> OnlineFeatures:
+        """``online`` without the masking of personal features: what model serving scores on
+        (a model needs the values; its answer shows only their status). Not for showing to a
+        person: ``POST /features`` and ``tarmac features get`` read through ``online``."""
+        return self._read_online(features, entities, now)[0]
+
+    def _read_online(self, features: FeatureRefs, entities: Sequence[Mapping[str, Any]],
+                     now: datetime | None) -> tuple[OnlineFeatures, ReadPlan]:
         plan = self._reader.plan(self.registered(), features)
         return self._reader.read(self.online_store, plan, entities,
-                                 None if now is None else int(now.timestamp() * 1_000_000))
+                                 None if now is None else int(now.timestamp() * 1_000_000)), plan
+
+    def _personal(self, plan: ReadPlan) -> dict[str, tuple[str, str | None]]:
+        """The plan's personal outputs, worked out once per plan: a feature tagged personal
+        (``pii``, ``email``, ...; see ``tarmac.lake.masking``), every feature of a view tagged
+        so, and a feature of a view over a lake table named like one of its personal columns
+        (``tarmac tag``). Kept for ``PERSONAL_CACHE_SECONDS``: a tag set in another process
+        reaches a running server within that time, as a revoked token does."""
+        if plan.personal is not None and \
+                time.monotonic() - plan.personal[0] < PERSONAL_CACHE_SECONDS:
+            return plan.personal[1]
+        found: dict[str, tuple[str, str | None]] = {}
+        for part in plan.resolved.parts:
+            view = part.view
+            resource = f"table:{view.source}" if isinstance(view.source, str) else None
+            columns: dict[str, tuple[str, ...]] = {}
+            if isinstance(view.source, str):
+                dataset = self.project.dataset(view.source)
+                columns = {c.name: tuple(c.tags) for c in dataset.columns} if dataset else {}
+            for name, out, _type in part.features:
+                tags = (*view.tags, *view.feature(name).tags, *columns.get(name, ()))
+                kind = mask_kind(tags)
+                if kind is not None and out not in part.hidden:
+                    found[out] = (kind, resource)
+        plan.personal = (time.monotonic(), found)
+        return found
 
     @property
     def streaming(self) -> StreamingFeatures:

@@ -53,6 +53,30 @@ def is_personal(tags: tuple[str, ...] | list[str]) -> bool:
     return bool(low & PERSONAL) or any(t.startswith(("pii:", "pii.")) for t in low)
 
 
+def mask_kind(tags: tuple[str, ...] | list[str]) -> str | None:
+    """How a value with these tags is masked: ``hash``, ``redact``, or None (not personal)."""
+    if not is_personal(tags):
+        return None
+    return REDACT if REDACT in {t.lower() for t in tags} else "hash"
+
+
+def pseudonym(key: bytes, text: str) -> str:
+    """``pii_`` + 16 hex digits of HMAC-SHA256(key, text): what a masked value reads as."""
+    return "pii_" + hmac.new(key, text.encode("utf-8"), hashlib.sha256).hexdigest()[:16]
+
+
+def mask_value(value: object, how: str, key: bytes) -> str | None:
+    """One Python value masked as the engine masks a column (null stays null; the text is
+    DuckDB's ``CAST(... AS VARCHAR)`` of it for the scalar types features hold, so a masked
+    online value equals the masked offline one)."""
+    if value is None:
+        return None
+    if how == REDACT:
+        return "[redacted]"
+    text = ("true" if value else "false") if isinstance(value, bool) else str(value)
+    return pseudonym(key, text)
+
+
 def masked_columns(lake: Lake, name: str) -> dict[str, str]:
     """The columns of ``name`` the acting user sees masked: column -> ``hash`` | ``redact``
     (empty when access is not enforced or the user holds ``read:pii`` on the table)."""
@@ -62,9 +86,9 @@ def masked_columns(lake: Lake, name: str) -> dict[str, str]:
     out = {c: REDACT for c in RAW_COLUMNS.get(name, ())}
     dataset = lake.ledger.catalog.get_dataset(name)
     for column in dataset.columns if dataset is not None else ():
-        if is_personal(column.tags):
-            low = {t.lower() for t in column.tags}
-            out[column.name] = REDACT if REDACT in low else "hash"
+        masked = mask_kind(column.tags)
+        if masked is not None:
+            out[column.name] = masked
     return out
 
 
@@ -92,9 +116,8 @@ def install(con: duckdb.DuckDBPyConnection, key: bytes) -> None:
         pass
 
     def mask(values: pa.Array) -> pa.Array:
-        return pa.array([None if v is None else
-                         "pii_" + hmac.new(key, v.encode("utf-8"), hashlib.sha256).hexdigest()[:16]
-                         for v in values.to_pylist()], pa.string())
+        return pa.array([None if v is None else pseudonym(key, v) for v in values.to_pylist()],
+                        pa.string())
 
     con.create_function(UDF, mask, ["VARCHAR"], "VARCHAR",  # type: ignore[call-overload]
                         type="arrow", null_handling="special", side_effects=False)

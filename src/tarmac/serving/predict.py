@@ -441,7 +441,7 @@ class Predictions:
         fetched online in one read, request values over them."""
         out: list[_Scored] = []
         wanted = [job.entities[i] for job, i in refs if job.entities]
-        got = self.project.features.online(model.record.spec["features"], wanted) \
+        got = self.project.features.model_inputs(model.record.spec["features"], wanted) \
             if wanted else None
         j = 0
         for job, i in refs:
