@@ -1,5 +1,7 @@
 """Access and personal data: erasure of a data subject (``erase``) and retention policies
-(``Retention``, ``p.retention``); users, roles, grants and masking are still to come (issue 16).
+(``Retention``, ``p.retention``); who may do what in ``policy`` (roles, grants, protected
+aliases), ``identity`` (users, tokens) and ``approvals``; masking is the engine's
+(``tarmac.lake.masking``).
 
 Example::
 
