@@ -32,7 +32,8 @@ import uuid
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
-from typing import Any
+from pathlib import Path
+from typing import IO, Any
 
 from sqlalchemy import Connection
 
@@ -49,6 +50,14 @@ from tarmac.ledger.chain import (
     make_record,
     record_hash,
     verify,
+)
+from tarmac.ledger.export import (
+    EXPORT_ACTION,
+    AuditExport,
+    Tally,
+    check_format,
+    staged_file,
+    write_records,
 )
 from tarmac.ledger.guard import Guard
 from tarmac.ledger.keys import ENV_VAR, AuditKey, KeySetting
@@ -406,6 +415,61 @@ class Ledger:
         """Audit records, newest first, filtered and paginated."""
         return self.catalog.list_audit(since_us=since_us, actor=actor, target=target,
                                        action=action, limit=limit, cursor=cursor)
+
+    def export(self, out: IO[str] | str | os.PathLike[str], *, format: str = "jsonl",
+               since_us: int | None = None, until_us: int | None = None,
+               actor: str | None = None, action: str | None = None) -> AuditExport:
+        """Write every audit record in ``[since_us, until_us)`` (by ``actor``, whose action
+        starts with ``action``) to ``out`` as ``format`` (``jsonl`` or ``csv``), oldest first,
+        for a SIEM; see ``tarmac.ledger.export`` for the columns. Records are streamed page by
+        page, never held in memory together; the export stops at the head it started from.
+
+        Needs ``read:audit`` where access is enforced (admins only by default). The export is
+        itself recorded, as ``audit.export`` with its count, range and filters (never the
+        contents). ``out`` is a text stream, or a path: then the file appears whole (written
+        beside it, mode 0600, and renamed) or not at all.
+
+        Example::
+
+            done = p.ledger.export("audit.jsonl", since_us=now_us() - 30 * 86_400_000_000)
+            done.count, done.first_seq, done.last_seq
+        """
+        check_format(format)
+        self.guard.check("read:audit")
+        with self.catalog.engine.connect() as conn:
+            head = cat.audit_head(conn)
+        through = head[0] if head else 0
+        records = self.catalog.iter_audit(since_us=since_us, until_us=until_us, actor=actor,
+                                          action_prefix=action, through_seq=through)
+
+        def finish(tally: Tally, destination: str, complete: bool = True) -> AuditExport:
+            done = AuditExport(tally.count, tally.first, tally.last, format, since_us, until_us,
+                               actor, action, destination, complete)
+            self.commit(EXPORT_ACTION, "audit", {**done.to_dict(), "through_seq": through})
+            return done
+
+        if isinstance(out, str | os.PathLike):
+            path = Path(out)
+            with staged_file(path) as (fh, staged):
+                tally = write_records(records, fh, format)
+                fh.flush()
+                os.fsync(fh.fileno())
+                # recorded before the file appears: an export nobody recorded never exists
+                done = finish(tally, str(path))
+                os.replace(staged, path)
+            return done
+        name = getattr(out, "name", None)
+        destination = name if isinstance(name, str) else "stream"
+        tally = Tally()
+        try:
+            write_records(records, out, format, tally)
+            out.flush()
+        except BaseException:
+            # records may have left already (a pipe closed part-way): recorded all the same
+            with contextlib.suppress(Exception):
+                finish(tally, destination, complete=False)
+            raise
+        return finish(tally, destination)
 
     def verify(self, *, anchor: tuple[int, str] | None = None, state: bool = True,
                published: bool = True) -> Verification:
