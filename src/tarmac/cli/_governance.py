@@ -238,23 +238,25 @@ def audit_verify(
 
 @audit_app.command("anchor")
 def audit_anchor(ctx: typer.Context, as_json: bool = JSON) -> None:
-    """Publish the chain head now to the anchor file (it is also published automatically every
-    `audit_anchor.every_records` records or `every_minutes` minutes)."""
+    """Publish the chain head now to the anchor file or object-store prefix, and the webhook if
+    one is set (it is also published automatically every `audit_anchor.every_records` records
+    or `every_minutes` minutes). Exit 1 naming any target that failed."""
     p = open_project(ctx)
-    anchor = p.ledger.publish_anchor()
-    path = p.ledger.anchors.path if p.ledger.anchors else None
-    if as_json:
-        print_json({"anchor": anchor.to_dict() if anchor else None,
-                    "path": str(path) if path else None})
-        return
-    if path is None:
+    targets = p.ledger.anchor_targets
+    if not targets and not as_json:
         raise UsageError("audit anchors are off (`audit_anchor: {enabled: false}` in "
                          "tarmac.yaml)")
+    anchor = p.ledger.publish_anchor()
+    if as_json:
+        location = p.ledger.anchors.location if p.ledger.anchors else None
+        print_json({"anchor": anchor.to_dict() if anchor else None, "path": location,
+                    "targets": targets})
+        return
     if anchor is None:
         console.print("the audit chain is empty: nothing to anchor")
         return
     console.print(f"[green]published[/green] anchor {anchor.seq}:{anchor.hash} to "
-                  f"{esc(str(path))}", soft_wrap=True)
+                  f"{esc(', '.join(targets))}", soft_wrap=True)
 
 
 key_app = typer.Typer(help="The audit key that keys every new audit record (kept outside the "

@@ -40,8 +40,16 @@ from sqlalchemy import Connection
 from tarmac.catalog import AuditRecord, Catalog, DatasetVersion, Page, Run, all_items, now_us
 from tarmac.catalog import store as cat
 from tarmac.catalog.governed import validation_rows
-from tarmac.errors import AuditChainError, UsageError
-from tarmac.ledger.anchors import Anchor, AnchorFile, AnchorPolicy
+from tarmac.errors import AuditChainError, TarmacError, UsageError
+from tarmac.ledger.anchors import (
+    Anchor,
+    AnchorFailed,
+    AnchorFile,
+    AnchorObjects,
+    AnchorPolicy,
+    AnchorStore,
+    AnchorWebhook,
+)
 from tarmac.ledger.chain import (
     GENESIS,
     Verification,
@@ -72,6 +80,9 @@ from tarmac.ledger.replay import (
 )
 
 _log = logging.getLogger(__name__)
+
+#: the record a failed anchor publication leaves (one per attempt, naming each failed target)
+ANCHOR_FAILED = "audit.anchor_failed"
 
 _current_run: contextvars.ContextVar[ActiveRun | None] = contextvars.ContextVar(
     "tarmac_current_run", default=None
@@ -131,10 +142,10 @@ class Ledger:
         self.lake_root = lake_root  # where the lake is: an empty chain is checked against it
         self.key_setting = key or KeySetting()  # the audit key (outside the catalog), if any
         self.anchors = anchors  # where the chain head is published, and how often
-        self._anchor_file = (AnchorFile(anchors.path)
-                             if anchors is not None and anchors.path is not None else None)
+        self._anchor_store, self._anchor_webhook = _anchor_targets(anchors, namespace)
         self._last_anchor: Anchor | None = None
         self._anchor_loaded = False
+        self._anchor_tried: tuple[int, int] | None = None  # (seq, time) of the last attempt
         self._chain_id: str | None = None  # the hash of record 1, once known
         self._opened_us = now_us()
         self.host = socket.gethostname()
@@ -334,11 +345,16 @@ class Ledger:
 
     def latest_anchor(self) -> Anchor | None:
         """The newest anchor published for this chain (None: anchors off, an empty chain, or
-        none yet); raises ``UsageError`` if the anchor file cannot be read."""
+        none yet); raises ``UsageError`` if the anchor file or objects cannot be read."""
         chain = self._chain()
-        if self._anchor_file is None or chain is None:
+        if self._anchor_store is None or chain is None:
             return None
-        return self._anchor_file.latest(chain)
+        return self._anchor_store.latest(chain)
+
+    @property
+    def anchor_targets(self) -> list[str]:
+        """Where anchors go: the file or object-store prefix, then the webhook (by host)."""
+        return [t.where for t in (self._anchor_store, self._anchor_webhook) if t is not None]
 
     def _chain(self) -> str | None:
         """The hash of record 1 (None: the chain is empty), cached once seen."""
@@ -348,11 +364,13 @@ class Ledger:
         return self._chain_id
 
     def publish_anchor(self) -> Anchor | None:
-        """Publish the chain head now (None: anchors are off, or the chain is empty).
+        """Publish the chain head now to every anchor target (None: anchors are off, or the
+        chain is empty). A target that fails raises ``AnchorFailed`` naming it (after the
+        others were published, and the failure recorded as ``audit.anchor_failed``).
 
         Example: ``p.ledger.publish_anchor()`` -> ``Anchor(seq=120, hash=..., ...)``
         """
-        if self._anchor_file is None:
+        if self._anchor_store is None and self._anchor_webhook is None:
             return None
         with self.catalog.engine.connect() as conn:
             head = cat.audit_head(conn)
@@ -360,16 +378,55 @@ class Ledger:
         if head is None or chain is None:
             return None
         anchor = Anchor(head[0], head[1], head[2], now_us(), chain)
-        self._anchor_file.publish(anchor)
-        self._last_anchor, self._anchor_loaded = anchor, True
+        failed = self._publish(anchor)
+        if failed:
+            done = [w for w in self.anchor_targets if w not in dict(failed)]
+            raise AnchorFailed(
+                "; ".join(f"publishing anchor {anchor.seq} to {where} failed: {why}"
+                          for where, why in failed)
+                + (f" (published to {', '.join(done)})" if done else ""),
+                hint="the audit records are committed all the same; the next anchor (or "
+                     "`tarmac audit anchor`) publishes the head again")
         return anchor
+
+    def _publish(self, anchor: Anchor) -> list[tuple[str, str]]:
+        """Send ``anchor`` to every target; returns the failed ones (where, why), which are
+        logged and recorded as ONE ``audit.anchor_failed`` record. Never raises."""
+        self._anchor_tried = (anchor.seq, anchor.time_us)
+        failed: list[tuple[str, str]] = []
+        for target in (self._anchor_store, self._anchor_webhook):
+            if target is None:
+                continue
+            try:
+                target.publish(anchor)
+            except Exception as exc:  # a target down never blocks or loses a record
+                why = exc.message if isinstance(exc, TarmacError) else \
+                    f"{type(exc).__name__}: {exc}"
+                failed.append((target.where, why[:300]))
+                _log.warning("could not publish audit anchor %s to %s: %s", anchor.seq,
+                             target.where, why)
+            else:
+                if target is self._anchor_store:
+                    self._last_anchor, self._anchor_loaded = anchor, True
+        if failed:
+            try:
+                with self.catalog.write() as conn:
+                    record = self._append(conn, ANCHOR_FAILED, "audit", {
+                        "seq": anchor.seq, "hash": anchor.hash,
+                        "failed": [{"target": w, "error": e} for w, e in failed]})
+                # the next trigger counts from this record: one per trigger, not one per two
+                self._anchor_tried = (record.seq, anchor.time_us)
+            except Exception as exc:  # the warning above still says it
+                _log.error("could not record the failed audit anchor: %s", exc)
+        return failed
 
     def _maybe_anchor(self, head: AuditRecord) -> None:
         """Publish ``head`` if ``every_records`` records or ``every_minutes`` passed since the
-        last anchor. The change is committed already: a failure to publish is logged, and the
-        next commit tries again."""
-        policy, target = self.anchors, self._anchor_file
-        if policy is None or target is None:
+        last anchor (or the last attempt: a target that failed is tried again at the next
+        trigger, not at every commit). The change is committed already: a failure to publish
+        is logged and recorded, never raised."""
+        policy, store = self.anchors, self._anchor_store
+        if policy is None or (store is None and self._anchor_webhook is None):
             return
         try:
             if head.seq == 1:
@@ -378,19 +435,21 @@ class Ledger:
             if chain is None:
                 return
             if not self._anchor_loaded:
-                self._last_anchor, self._anchor_loaded = target.latest(chain), True
-            last = self._last_anchor
-            last_seq, last_us = (last.seq, last.time_us) if last else (0, self._opened_us)
-            now = now_us()
-            if head.seq <= last_seq:
-                return
-            if (head.seq - last_seq >= policy.every_records
-                    or now - last_us >= policy.every_minutes * 60e6):
-                anchor = Anchor(head.seq, head.hash, head.mac, now, chain)
-                target.publish(anchor)
-                self._last_anchor = anchor
-        except (OSError, UsageError) as exc:
-            _log.warning("could not publish the audit anchor to %s: %s", target.path, exc)
+                self._anchor_loaded = True
+                self._last_anchor = store.latest(chain) if store is not None else None
+        except Exception as exc:
+            _log.warning("could not read the latest audit anchor from %s: %s",
+                         store.where if store else "?", exc)
+        last = self._last_anchor
+        last_seq, last_us = (last.seq, last.time_us) if last else (0, self._opened_us)
+        if self._anchor_tried is not None and self._anchor_tried[0] > last_seq:
+            last_seq, last_us = self._anchor_tried
+        now = now_us()
+        if head.seq <= last_seq or self._chain_id is None:
+            return
+        if (head.seq - last_seq >= policy.every_records
+                or now - last_us >= policy.every_minutes * 60e6):
+            self._publish(Anchor(head.seq, head.hash, head.mac, now, self._chain_id))
 
     def _flush_inputs(self, conn: Connection, run: ActiveRun) -> None:
         for dv in run._pending_inputs:
@@ -708,6 +767,22 @@ class Ledger:
                 self.catalog.runs_touching(table, "input"))
             runs = self.catalog.get_runs(sorted(ids))
         return openlineage_events(runs, namespace=self.namespace, lake_uri=self.lake_uri)
+
+
+def _anchor_targets(policy: AnchorPolicy | None, project: str
+                    ) -> tuple[AnchorStore | None, AnchorWebhook | None]:
+    """The readable anchor store (a file or an object-store prefix) and the webhook, if any."""
+    if policy is None:
+        return None, None
+    store: AnchorStore | None = None
+    if policy.url is not None:
+        store = AnchorObjects(policy.url, policy.storage_options)
+    elif policy.path is not None:
+        store = AnchorFile(policy.path)
+    hook = None
+    if policy.webhook is not None and store is not None:
+        hook = AnchorWebhook(policy.webhook, policy.webhook_secret or "", project=project)
+    return store, hook
 
 
 def _pid_alive(pid: int) -> bool:
