@@ -266,3 +266,13 @@ def test_bad_anchor_settings_name_the_key(project: Project, anchor: str, message
     yaml.write_text(yaml.read_text() + f"audit_anchor: {{{anchor}}}\n")
     code, out = cli(project, "audit", "verify")
     assert code == 2 and message in out and "audit_anchor" in out
+
+
+def test_missing_moto_skips_on_a_laptop_and_fails_under_ci(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("CI", raising=False)
+    with pytest.raises(pytest.skip.Exception, match="needs the Python package moto"):
+        require_module("no_such_module_here", "S3 (moto)", "moto[server]")
+    monkeypatch.setenv("CI", "true")
+    with pytest.raises(pytest.fail.Exception, match="CI must exercise the S3 \\(moto\\) path"):
+        require_module("no_such_module_here", "S3 (moto)", "moto[server]")

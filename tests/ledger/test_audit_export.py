@@ -47,7 +47,8 @@ def as_us(iso: str) -> int:
     return int(when.timestamp()) * 1_000_000 + when.microsecond
 
 
-def test_jsonl_rows_equal_the_records_and_rehash(project: Project) -> None:
+def test_jsonl_rows_equal_the_records_and_rehash(any_project: Project) -> None:
+    project = any_project
     records = fill(project)
     out = io.StringIO()
     done = project.ledger.export(out)
@@ -82,7 +83,8 @@ def test_the_export_is_audited_with_count_and_range_not_contents(project: Projec
     assert details["complete"] is True and "champion" not in rec.details
 
 
-def test_filters_actor_action_prefix_and_time_range(project: Project) -> None:
+def test_filters_actor_action_prefix_and_time_range(any_project: Project) -> None:
+    project = any_project
     records = fill(project)
     out = io.StringIO()
     project.ledger.export(out, action="model.")
