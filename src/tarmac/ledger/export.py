@@ -29,6 +29,8 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import IO, Any
 
+import orjson
+
 from tarmac.catalog import AuditRecord
 from tarmac.errors import UsageError, echo
 
@@ -81,10 +83,48 @@ def check_format(fmt: str) -> str:
 
 
 def row(rec: AuditRecord) -> dict[str, Any]:
-    """One record as the JSON-lines export writes it (``details`` nested)."""
+    """One record as the JSON-lines export writes it, as a dict (``details`` nested when it
+    is strict JSON, else its text: see ``write_records``)."""
     return {"seq": rec.seq, "time": iso_time(rec.time_us), "actor": rec.actor,
-            "action": rec.action, "target": rec.target, "details": json.loads(rec.details),
+            "action": rec.action, "target": rec.target,
+            "details": json.loads(rec.details) if _strict(rec.details) else rec.details,
             "hash": rec.hash, "prev_hash": rec.prev_hash, "mac": rec.mac, "key_id": rec.key_id}
+
+
+def _strict(text: str) -> bool:
+    """Whether ``text`` is strict JSON (no NaN or Infinity, which Python's json writes)."""
+    try:
+        orjson.loads(text)
+    except orjson.JSONDecodeError:
+        return False
+    return True
+
+
+def _line(rec: AuditRecord, times: _Seconds) -> str:
+    """One JSON line. ``details`` is embedded as the exact text that was hashed (so integers
+    of any size stay exact) when it is strict JSON, else as a JSON string of that text."""
+    details = orjson.Fragment(rec.details) if _strict(rec.details) else rec.details
+    return orjson.dumps({
+        "seq": rec.seq, "time": times.iso(rec.time_us), "actor": rec.actor,
+        "action": rec.action, "target": rec.target, "details": details, "hash": rec.hash,
+        "prev_hash": rec.prev_hash, "mac": rec.mac, "key_id": rec.key_id,
+    }).decode("utf-8") + "\n"
+
+
+class _Seconds:
+    """``iso_time`` for records in time order: the date and time to the second are formatted
+    once per second, not once per record (most records share their second with the last)."""
+
+    def __init__(self) -> None:
+        self._second: int | None = None
+        self._prefix = ""
+
+    def iso(self, us: int) -> str:
+        second, micro = divmod(us, 1_000_000)
+        if second != self._second:
+            when = _EPOCH + timedelta(seconds=second)
+            self._second, self._prefix = second, when.strftime("%Y-%m-%dT%H:%M:%S")
+        return f"{self._prefix}.{micro:06d}Z"
 
 
 @dataclass
@@ -105,19 +145,23 @@ class Tally:
 def write_records(records: Iterable[AuditRecord], out: IO[str], fmt: str,
                   tally: Tally | None = None) -> Tally:
     """Write ``records`` to ``out`` as ``fmt``; returns (and keeps ``tally`` up to date with,
-    so a caller knows how far a failed write got) the count and first/last sequence."""
+    so a caller knows how far a failed write got) the count and first/last sequence.
+
+    Every JSON line is strict JSON: ``details`` is nested as the exact canonical text that was
+    hashed, unless that text is not strict JSON (a NaN or an infinity in it, or an edit outside
+    Tarmac), when it is a JSON string holding that text."""
     check_format(fmt)
     tally = tally if tally is not None else Tally()
+    times = _Seconds()
     if fmt == "jsonl":
-        encode = json.JSONEncoder(ensure_ascii=False, separators=(",", ":")).encode
         for rec in records:
-            out.write(encode(row(rec)) + "\n")
+            out.write(_line(rec, times))
             tally.add(rec.seq)
     else:
         writer = csv.writer(out, lineterminator="\n")
         writer.writerow(COLUMNS)
         for rec in records:
-            writer.writerow((rec.seq, iso_time(rec.time_us), rec.actor, rec.action, rec.target,
+            writer.writerow((rec.seq, times.iso(rec.time_us), rec.actor, rec.action, rec.target,
                              rec.details, rec.hash, rec.prev_hash, rec.mac or "",
                              rec.key_id or ""))
             tally.add(rec.seq)
