@@ -166,13 +166,12 @@ def audit_export(
                                       help="Only actions starting with this, e.g. model. or "
                                            "access.denied."),
 ) -> None:
-    """Every audit record in a time range, oldest first, for a SIEM: seq, time (ISO-8601 UTC),
-    actor, action, target, details, hash, prev_hash, mac, key_id.
+    """Every audit record of a time range, oldest first, as JSON lines or CSV for a SIEM.
 
-    Streamed page by page from the catalog. Needs read:audit where access is enforced
-    (admins); the export itself is recorded in the trail as audit.export (count and range,
-    not the contents). The summary goes to standard error when the records go to standard
-    output.
+    Columns: seq, time (ISO-8601 UTC), actor, action, target, details, hash, prev_hash, mac,
+    key_id. Read page by page from the catalog. Needs read:audit where access is enforced
+    (admins). The export is itself recorded as audit.export (count and range, not contents).
+    With no -o, standard output carries only the records; the summary goes to standard error.
     """
     from tarmac.ledger.export import check_format
 
@@ -238,9 +237,11 @@ def audit_verify(
 
 @audit_app.command("anchor")
 def audit_anchor(ctx: typer.Context, as_json: bool = JSON) -> None:
-    """Publish the chain head now to the anchor file or object-store prefix, and the webhook if
-    one is set (it is also published automatically every `audit_anchor.every_records` records
-    or `every_minutes` minutes). Exit 1 naming any target that failed."""
+    """Publish the chain head now to every anchor target (file or S3 prefix, and webhook).
+
+    It is also published automatically every `audit_anchor.every_records` records or
+    `every_minutes` minutes. Exit 1 naming any target that failed (the others still get it).
+    """
     p = open_project(ctx)
     targets = p.ledger.anchor_targets
     if not targets and not as_json:
