@@ -20,6 +20,7 @@ from typer.testing import CliRunner
 import tarmac
 from conftest import require_module
 from tarmac.cli import app
+from tarmac.ledger.keys import ENV_VAR
 from tarmac.project import Project
 from tarmac.webhooks import KEY_HEADER, SIGNATURE_HEADER, TIMESTAMP_HEADER, sign
 
@@ -160,6 +161,24 @@ def test_s3_anchors_publish_read_back_and_catch_a_cut_tail(project: Project, s3:
                "removed from the end" in (result.problem or "")
         code, out = cli(p, "audit", "verify")
         assert code == 1 and "TAMPERED" in out and "removed from the end" in out
+    finally:
+        p.close()
+
+
+def test_every_mac_stripped_is_caught_by_the_s3_anchor(project: Project, s3: Any,
+                                                        monkeypatch: pytest.MonkeyPatch) -> None:
+    """As with the file: the anchor remembers that its record was keyed."""
+    monkeypatch.setenv(ENV_VAR, "ab" * 32)
+    p = configure(project, f"path: s3://{BUCKET}/keyed, every_records: 2")
+    try:
+        record_some(p, 4)
+        assert p.ledger.latest_anchor().mac is not None  # type: ignore[union-attr]
+        assert p.ledger.verify().ok
+        with p.catalog.engine.begin() as conn:
+            conn.execute(sa.text("UPDATE audit_log SET mac = NULL, key_id = NULL"))
+        result = p.ledger.verify()
+        assert not result.ok and "published anchor says record 4 was keyed" in \
+            (result.problem or "")
     finally:
         p.close()
 
