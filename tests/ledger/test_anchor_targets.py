@@ -203,7 +203,7 @@ def test_an_unreachable_store_never_loses_a_record(project: Project, s3: Any,
     monkeypatch.setenv("TARMAC_STORAGE_AWS_ENDPOINT_URL", f"http://127.0.0.1:{free_port()}")
     p = configure(project, f"path: s3://{BUCKET}/down, every_records: 2")
     try:
-        with caplog.at_level(logging.WARNING, logger="tarmac.ledger.ledger"):
+        with caplog.at_level(logging.WARNING, logger="tarmac.ledger"):
             record_some(p, 4)
         actions = [r.action for r in p.catalog.iter_audit()]
         assert actions.count("test.action") == 4  # every record, and one failure a trigger
@@ -246,7 +246,7 @@ def test_webhook_down_records_still_written_and_failure_reported(
     p = configure(project, f"webhook: {receiver.url}, webhook_secret: \"${{ANCHOR_SECRET}}\", "
                            "every_records: 2")
     try:
-        with caplog.at_level(logging.WARNING, logger="tarmac.ledger.ledger"):
+        with caplog.at_level(logging.WARNING, logger="tarmac.ledger"):
             record_some(p, 2)
         assert [r.action for r in p.catalog.iter_audit()] == \
             ["test.action", "test.action", "audit.anchor_failed"]

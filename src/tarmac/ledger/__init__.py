@@ -1,9 +1,9 @@
 """Lineage and the tamper-evident audit trail: the choke point every write goes through.
 
 The trail is hash-chained; with an audit key (``keys``) every record is also keyed, its head is
-published to anchors outside the project (``anchors``), and ``Ledger.verify`` replays the
-governed state (aliases, deployments, validations) from it (``replay``); ``Ledger.export``
-writes it out for a SIEM (``export``).
+published to anchors outside the project (``anchors``; when: ``anchoring``), and
+``Ledger.verify`` replays the governed state (aliases, deployments, validations) from it
+(``replay``); ``Ledger.export`` writes it out for a SIEM (``export``).
 """
 
 from tarmac.ledger.anchors import Anchor, AnchorPolicy

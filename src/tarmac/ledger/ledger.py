@@ -40,16 +40,9 @@ from sqlalchemy import Connection
 from tarmac.catalog import AuditRecord, Catalog, DatasetVersion, Page, Run, all_items, now_us
 from tarmac.catalog import store as cat
 from tarmac.catalog.governed import validation_rows
-from tarmac.errors import AuditChainError, TarmacError, UsageError
-from tarmac.ledger.anchors import (
-    Anchor,
-    AnchorFailed,
-    AnchorFile,
-    AnchorObjects,
-    AnchorPolicy,
-    AnchorStore,
-    AnchorWebhook,
-)
+from tarmac.errors import AuditChainError, UsageError
+from tarmac.ledger.anchoring import Anchoring
+from tarmac.ledger.anchors import Anchor, AnchorFailed, AnchorPolicy
 from tarmac.ledger.chain import (
     GENESIS,
     Verification,
@@ -142,12 +135,10 @@ class Ledger:
         self.lake_root = lake_root  # where the lake is: an empty chain is checked against it
         self.key_setting = key or KeySetting()  # the audit key (outside the catalog), if any
         self.anchors = anchors  # where the chain head is published, and how often
-        self._anchor_store, self._anchor_webhook = _anchor_targets(anchors, namespace)
-        self._last_anchor: Anchor | None = None
-        self._anchor_loaded = False
-        self._anchor_tried: tuple[int, int] | None = None  # (seq, time) of the last attempt
         self._chain_id: str | None = None  # the hash of record 1, once known
         self._opened_us = now_us()
+        self._anchoring = Anchoring(anchors, namespace, opened_us=self._opened_us,
+                                    record_failure=self._record_anchor_failure)
         self.host = socket.gethostname()
         self.guard = Guard()  # who may do what: ``tarmac.access.policy`` installs the answers
         with contextlib.suppress(UsageError):  # a keyed trail and no key here: the dead runs
@@ -347,14 +338,12 @@ class Ledger:
         """The newest anchor published for this chain (None: anchors off, an empty chain, or
         none yet); raises ``UsageError`` if the anchor file or objects cannot be read."""
         chain = self._chain()
-        if self._anchor_store is None or chain is None:
-            return None
-        return self._anchor_store.latest(chain)
+        return None if chain is None else self._anchoring.latest(chain)
 
     @property
     def anchor_targets(self) -> list[str]:
         """Where anchors go: the file or object-store prefix, then the webhook (by host)."""
-        return [t.where for t in (self._anchor_store, self._anchor_webhook) if t is not None]
+        return self._anchoring.targets
 
     def _chain(self) -> str | None:
         """The hash of record 1 (None: the chain is empty), cached once seen."""
@@ -370,7 +359,7 @@ class Ledger:
 
         Example: ``p.ledger.publish_anchor()`` -> ``Anchor(seq=120, hash=..., ...)``
         """
-        if self._anchor_store is None and self._anchor_webhook is None:
+        if not self._anchoring.enabled:
             return None
         with self.catalog.engine.connect() as conn:
             head = cat.audit_head(conn)
@@ -378,7 +367,7 @@ class Ledger:
         if head is None or chain is None:
             return None
         anchor = Anchor(head[0], head[1], head[2], now_us(), chain)
-        failed = self._publish(anchor)
+        failed = self._anchoring.publish(anchor)
         if failed:
             done = [w for w in self.anchor_targets if w not in dict(failed)]
             raise AnchorFailed(
@@ -389,67 +378,28 @@ class Ledger:
                      "`tarmac audit anchor`) publishes the head again")
         return anchor
 
-    def _publish(self, anchor: Anchor) -> list[tuple[str, str]]:
-        """Send ``anchor`` to every target; returns the failed ones (where, why), which are
-        logged and recorded as ONE ``audit.anchor_failed`` record. Never raises."""
-        self._anchor_tried = (anchor.seq, anchor.time_us)
-        failed: list[tuple[str, str]] = []
-        for target in (self._anchor_store, self._anchor_webhook):
-            if target is None:
-                continue
-            try:
-                target.publish(anchor)
-            except Exception as exc:  # a target down never blocks or loses a record
-                why = exc.message if isinstance(exc, TarmacError) else \
-                    f"{type(exc).__name__}: {exc}"
-                failed.append((target.where, why[:300]))
-                _log.warning("could not publish audit anchor %s to %s: %s", anchor.seq,
-                             target.where, why)
-            else:
-                if target is self._anchor_store:
-                    self._last_anchor, self._anchor_loaded = anchor, True
-        if failed:
-            try:
-                with self.catalog.write() as conn:
-                    record = self._append(conn, ANCHOR_FAILED, "audit", {
-                        "seq": anchor.seq, "hash": anchor.hash,
-                        "failed": [{"target": w, "error": e} for w, e in failed]})
-                # the next trigger counts from this record: one per trigger, not one per two
-                self._anchor_tried = (record.seq, anchor.time_us)
-            except Exception as exc:  # the warning above still says it
-                _log.error("could not record the failed audit anchor: %s", exc)
-        return failed
+    def _record_anchor_failure(self, anchor: Anchor, failed: list[tuple[str, str]]) -> int:
+        """ONE ``audit.anchor_failed`` record for a publication that failed somewhere; its
+        sequence number."""
+        with self.catalog.write() as conn:
+            return self._append(conn, ANCHOR_FAILED, "audit", {
+                "seq": anchor.seq, "hash": anchor.hash,
+                "failed": [{"target": w, "error": e} for w, e in failed]}).seq
 
     def _maybe_anchor(self, head: AuditRecord) -> None:
-        """Publish ``head`` if ``every_records`` records or ``every_minutes`` passed since the
-        last anchor (or the last attempt: a target that failed is tried again at the next
-        trigger, not at every commit). The change is committed already: a failure to publish
-        is logged and recorded, never raised."""
-        policy, store = self.anchors, self._anchor_store
-        if policy is None or (store is None and self._anchor_webhook is None):
+        """Publish ``head`` if an anchor is due (``tarmac.ledger.anchoring``). The change is
+        committed already: a failure to publish is logged and recorded, never raised."""
+        if not self._anchoring.enabled:
             return
         try:
             if head.seq == 1:
                 self._chain_id = head.hash
             chain = self._chain()
-            if chain is None:
-                return
-            if not self._anchor_loaded:
-                self._anchor_loaded = True
-                self._last_anchor = store.latest(chain) if store is not None else None
         except Exception as exc:
-            _log.warning("could not read the latest audit anchor from %s: %s",
-                         store.where if store else "?", exc)
-        last = self._last_anchor
-        last_seq, last_us = (last.seq, last.time_us) if last else (0, self._opened_us)
-        if self._anchor_tried is not None and self._anchor_tried[0] > last_seq:
-            last_seq, last_us = self._anchor_tried
-        now = now_us()
-        if head.seq <= last_seq or self._chain_id is None:
+            _log.warning("could not publish the audit anchor: %s", exc)
             return
-        if (head.seq - last_seq >= policy.every_records
-                or now - last_us >= policy.every_minutes * 60e6):
-            self._publish(Anchor(head.seq, head.hash, head.mac, now, self._chain_id))
+        if chain is not None:
+            self._anchoring.maybe(head, chain)
 
     def _flush_inputs(self, conn: Connection, run: ActiveRun) -> None:
         for dv in run._pending_inputs:
@@ -767,22 +717,6 @@ class Ledger:
                 self.catalog.runs_touching(table, "input"))
             runs = self.catalog.get_runs(sorted(ids))
         return openlineage_events(runs, namespace=self.namespace, lake_uri=self.lake_uri)
-
-
-def _anchor_targets(policy: AnchorPolicy | None, project: str
-                    ) -> tuple[AnchorStore | None, AnchorWebhook | None]:
-    """The readable anchor store (a file or an object-store prefix) and the webhook, if any."""
-    if policy is None:
-        return None, None
-    store: AnchorStore | None = None
-    if policy.url is not None:
-        store = AnchorObjects(policy.url, policy.storage_options)
-    elif policy.path is not None:
-        store = AnchorFile(policy.path)
-    hook = None
-    if policy.webhook is not None and store is not None:
-        hook = AnchorWebhook(policy.webhook, policy.webhook_secret or "", project=project)
-    return store, hook
 
 
 def _pid_alive(pid: int) -> bool:
