@@ -10,6 +10,9 @@
                table, --batch rows per transaction: the ceiling for the batched path
   lake write   the catalog's share of one tiny p.lake.write (time inside Catalog.write),
                which the batched paths must not grow
+  export       p.ledger.export of the whole trail to a file, JSON lines and CSV (keyset pages
+               of 5,000, one JSON object per record); reference: one raw cursor over the
+               audit table writing each row as a JSON array, no paging and no ISO times
 
 Runs against whichever tarmac is imported, so ``PYTHONPATH=<older checkout>/src`` measures the
 "before" (the batched figures are skipped where the ledger has no ``append``).
@@ -116,6 +119,14 @@ def bench_backend(res: c.Result, backend: str, url: str | None, n: int, batch: i
         overhead = lake_write_overhead(p, writes)
         res.figure(f"{backend}: catalog share of a tiny lake write", overhead, "ms",
                    f"median over {writes} writes (time inside Catalog.write)")
+        for fmt in ("jsonl", "csv"):
+            out = work / f"audit.{fmt}"
+            export_s, done = c.timed(lambda fmt=fmt, out=out: p.ledger.export(out, format=fmt))
+            res.figure(f"{backend}: export {fmt}", done.count / export_s, "records/s",
+                       f"{done.count:,} records, {out.stat().st_size / 2**20:.1f} MiB")
+        ref_n, ref_s = export_reference(p, work / "audit-ref.jsonl")
+        res.figure(f"{backend}: reference raw cursor to JSON", ref_n / ref_s, "records/s",
+                   "one query, each row json.dumps'd as an array")
         v = p.ledger.verify()
         res.figure(f"{backend}: audit chain after the run", v.records, "records",
                    f"verify ok={v.ok}")
@@ -161,6 +172,28 @@ def reference(p: Any, n: int, batch: int) -> float:
     finally:
         raw.close()
     return n / elapsed
+
+
+def export_reference(p: Any, path: Path) -> tuple[int, float]:
+    """Every audit row through one raw DB-API cursor, written as a JSON array per line."""
+    import json
+
+    raw = p.catalog.engine.raw_connection()
+    n = 0
+    start = time.perf_counter()
+    try:
+        cur = raw.cursor()
+        cur.execute("SELECT seq, time, actor, action, target, details, prev_hash, hash, mac, "
+                    "key_id FROM audit_log ORDER BY seq")
+        with open(path, "w", encoding="utf-8") as fh:
+            while rows := cur.fetchmany(5000):
+                for row in rows:
+                    fh.write(json.dumps(list(row)) + "\n")
+                n += len(rows)
+        cur.close()
+    finally:
+        raw.close()
+    return n, time.perf_counter() - start
 
 
 def lake_write_overhead(p: Any, writes: int) -> float:

@@ -1,7 +1,8 @@
 """Shared fixtures: real projects in temp folders, on SQLite and on the real PostgreSQL.
 
-Server-backed tests skip with a reason when the server is unreachable on a laptop, and fail
-under CI (``CI=true``), so a green CI run means the PostgreSQL path really ran.
+Server-backed tests skip with a reason when the server is unreachable (or, for the local S3,
+the ``moto`` package is missing) on a laptop, and fail under CI (``CI=true``), so a green CI
+run means the PostgreSQL (and S3) path really ran.
 """
 
 from __future__ import annotations
@@ -12,7 +13,7 @@ import tempfile
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
+from typing import Any, NoReturn
 
 import pytest
 
@@ -65,16 +66,31 @@ def pytest_xdist_make_scheduler(config: pytest.Config, log: Any) -> Any:
     return SharedFileScheduling(config, log)
 
 
+def missing(name: str, message: str) -> NoReturn:
+    """Skip (laptop) or fail (CI, ``CI=true``) a test whose server or package is missing."""
+    if os.environ.get("CI", "").lower() in ("1", "true", "yes"):
+        pytest.fail(f"{message}; CI must exercise the {name} path")
+    pytest.skip(message)
+
+
 def require_server(name: str, host: str, port: int) -> None:
     """Skip (laptop) or fail (CI) when a server the test needs is not listening."""
     try:
         with socket.create_connection((host, port), timeout=2):
             return
     except OSError as exc:
-        message = f"{name} is not reachable at {host}:{port} ({exc})"
-        if os.environ.get("CI", "").lower() in ("1", "true", "yes"):
-            pytest.fail(f"{message}; CI must exercise the {name} path")
-        pytest.skip(message)
+        missing(name, f"{name} is not reachable at {host}:{port} ({exc})")
+
+
+def require_module(module: str, name: str, install: str) -> Any:
+    """The imported ``module``; skip (laptop) or fail (CI) when it is not installed."""
+    import importlib
+
+    try:
+        return importlib.import_module(module)
+    except ImportError as exc:
+        missing(name, f"{name} needs the Python package {install} ({exc}); "
+                      "`pip install -e '.[dev]'` installs it")
 
 
 @pytest.fixture

@@ -22,7 +22,15 @@ from typing import Any, Literal
 from urllib.parse import urlsplit, urlunsplit
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    SecretStr,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 
 from tarmac.errors import ConfigError
 
@@ -143,9 +151,39 @@ class AuditAnchorConfig(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
     enabled: bool = True
-    path: str | None = None  # default: ~/.local/state/tarmac/<name>-<catalog id>.anchors
+    # a file (default: ~/.local/state/tarmac/<name>-<catalog id>.anchors) or an object-store
+    # prefix, s3://bucket/prefix (one object per anchor; credentials as for the lake)
+    path: str | None = None
     every_records: int = Field(default=100, ge=1)
     every_minutes: float = Field(default=60.0, gt=0)
+    # besides the file or objects: each anchor POSTed here, signed with webhook_secret
+    webhook: str | None = None
+    webhook_secret: SecretStr | None = None
+
+    @field_validator("path")
+    @classmethod
+    def _anchor_place(cls, value: str | None) -> str | None:
+        if value is not None and url_scheme(value) not in ("", "file", "s3"):
+            raise ValueError("expected a file path or s3://BUCKET/PREFIX (object-store anchors "
+                             "are S3-compatible stores for now)")
+        if value is not None and url_scheme(value) == "s3" and not value[5:].strip("/"):
+            raise ValueError("expected s3://BUCKET/PREFIX")
+        return value
+
+    @field_validator("webhook")
+    @classmethod
+    def _webhook_url(cls, value: str | None) -> str | None:
+        if value is not None and urlsplit(value).scheme not in ("http", "https"):
+            raise ValueError("expected an http:// or https:// URL")
+        return value
+
+    @model_validator(mode="after")
+    def _signed(self) -> AuditAnchorConfig:
+        if self.webhook is not None and not (
+                self.webhook_secret and self.webhook_secret.get_secret_value()):
+            raise ValueError("audit_anchor.webhook needs webhook_secret (anchors are signed "
+                             "with HMAC-SHA256), e.g. webhook_secret: ${ANCHOR_SECRET}")
+        return self
 
 
 class ProjectConfig(BaseModel):

@@ -24,7 +24,14 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from tarmac.catalog import Catalog, Dataset
-from tarmac.config import CONFIG_FILE, ProjectConfig, load_config, open_backend, redact
+from tarmac.config import (
+    CONFIG_FILE,
+    ProjectConfig,
+    load_config,
+    open_backend,
+    redact,
+    url_scheme,
+)
 from tarmac.errors import ConfigError, UsageError
 from tarmac.ledger import Ledger
 
@@ -69,18 +76,26 @@ class Project:
         from tarmac.ledger.keys import resolve_key
 
         anchor = config.audit_anchor
-        anchor_path = None
-        if anchor.enabled:
-            anchor_path = (Path(anchor.path).expanduser() if anchor.path
+        anchor_path, anchor_url, anchor_options = None, None, None
+        if anchor.enabled and anchor.path and url_scheme(anchor.path) == "s3":
+            # the lake's own object-store access: the same AWS_* / TARMAC_STORAGE_* settings
+            objects = open_backend("lake", anchor.path)
+            anchor_url, anchor_options = objects.root, objects.options
+        elif anchor.enabled:
+            anchor_path = (Path(anchor.path.removeprefix("file://")).expanduser() if anchor.path
                            else default_anchor_path(config.name, config.catalog))
             if not anchor_path.is_absolute():
                 anchor_path = (root / anchor_path).resolve()
+        secret = anchor.webhook_secret.get_secret_value() if anchor.webhook_secret else None
         self.ledger = Ledger(self.catalog, namespace=config.name, lake_uri=redact(config.lake),
                              lake_root=config.lake,
                              key=resolve_key(project=config.name, configured=config.audit_key,
                                              root=root),
-                             anchors=AnchorPolicy(anchor_path, anchor.every_records,
-                                                  anchor.every_minutes))
+                             anchors=AnchorPolicy(
+                                 anchor_path, anchor.every_records, anchor.every_minutes,
+                                 url=anchor_url, storage_options=anchor_options,
+                                 webhook=anchor.webhook if anchor.enabled else None,
+                                 webhook_secret=secret))
         from tarmac.access.policy import Access
 
         self.access = Access(self, token)

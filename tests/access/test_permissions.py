@@ -5,6 +5,7 @@ table; protected aliases that need approvals from other users.
 
 from __future__ import annotations
 
+import io
 import json
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -115,6 +116,7 @@ SDK: dict[str, tuple[str, Callable[[Project, str], Any]]] = {
     "manage users": ("manage:users", lambda p, u: p.identity.add_user(f"new_{u}", "viewer")),
     "predict": ("predict", lambda p, u: p.serving.predict("risk", [{"customer_id": 1}])),
     "produce": ("produce", lambda p, u: p.produce("events", [{"n": 1}])),
+    "export the audit trail": ("read:audit", lambda p, u: p.ledger.export(io.StringIO())),
 }
 
 
@@ -163,6 +165,8 @@ CLI: dict[str, tuple[str, list[str]]] = {
                         "--dry-run"]),
     "manage users": ("manage:users", ["tokens", "create", "--user", "vic"]),
     "write table": ("write", ["vacuum", "signals", "--dry-run"]),
+    "read the audit log": ("read:audit", ["audit", "log", "-n", "1"]),
+    "export the audit trail": ("read:audit", ["audit", "export", "--since", "1h"]),
 }
 
 

@@ -54,7 +54,7 @@ ROLES: dict[str, frozenset[str]] = {
     "admin": frozenset({"*"}),
 }
 PERMISSIONS = ("read", "predict", "write", "ingest", "produce", "apply", "train", "validate",
-               "promote", "deploy", "erase", "read:pii", "manage:users")
+               "promote", "deploy", "erase", "read:pii", "read:audit", "manage:users")
 _NAME = re.compile(r"^[A-Za-z][A-Za-z0-9_.@-]{0,127}$")
 _TOKEN = re.compile(r"^tmk_([a-f0-9]{16})_([A-Za-z0-9_-]{43})$")
 #: how long a checked token is trusted without asking the catalog again (a revocation takes

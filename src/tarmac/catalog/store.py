@@ -200,15 +200,30 @@ class Catalog:
             rows, nxt = paginate(conn, q, [(a.seq, newest_first)], limit=limit, cursor=cursor)
         return Page([AuditRecord(*row) for row in rows], nxt)
 
-    def iter_audit(self, *, batch: int = 5000) -> Iterator[AuditRecord]:
-        """Every audit record in sequence order, streamed in batches (for verification)."""
+    def iter_audit(self, *, batch: int = 5000, since_us: int | None = None,
+                   until_us: int | None = None, actor: str | None = None,
+                   action_prefix: str | None = None, through_seq: int | None = None
+                   ) -> Iterator[AuditRecord]:
+        """Audit records in sequence order, streamed ``batch`` at a time by a keyset query on
+        ``seq`` (never the whole log in memory): all of them (for verification), or those in
+        ``[since_us, until_us)``, by ``actor``, whose action starts with ``action_prefix``,
+        up to ``through_seq`` (for an export)."""
         a = t.audit_log.c
+        base = select(t.audit_log)
+        if since_us is not None:
+            base = base.where(a.time >= since_us)
+        if until_us is not None:
+            base = base.where(a.time < until_us)
+        if actor:
+            base = base.where(a.actor == actor)
+        if action_prefix:
+            base = base.where(a.action.startswith(action_prefix, autoescape=True))
+        if through_seq is not None:
+            base = base.where(a.seq <= through_seq)
         after = -1
         with self.engine.connect() as conn:
             while True:
-                rows = conn.execute(
-                    select(t.audit_log).where(a.seq > after).order_by(a.seq).limit(batch)
-                ).all()
+                rows = conn.execute(base.where(a.seq > after).order_by(a.seq).limit(batch)).all()
                 if not rows:
                     return
                 for row in rows:

@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import os
 import re
+import sys
 import time
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 from typing import TYPE_CHECKING
 
 import typer
@@ -13,7 +15,7 @@ from rich.tree import Tree
 
 from tarmac.cli import app, open_project
 from tarmac.cli._lake import JSON
-from tarmac.cli._output import age, console, emit, error_line, esc, print_json
+from tarmac.cli._output import age, console, emit, err_console, error_line, esc, print_json
 from tarmac.errors import UsageError
 
 if TYPE_CHECKING:
@@ -126,9 +128,10 @@ def audit_log(
     limit: int = typer.Option(50, "--limit", "-n", help="Newest records to show."),
     as_json: bool = JSON,
 ) -> None:
-    """Who changed what, newest first."""
-    p = open_project(ctx)
+    """Who changed what, newest first (needs read:audit where access is enforced)."""
     since_us = _since(since) if since else None
+    p = open_project(ctx)
+    p.ledger.guard.check("read:audit")
     page = p.ledger.audit(since_us=since_us, actor=actor, target=target, action=action,
                           limit=limit)
     rows = [r.to_dict() for r in page.items]
@@ -141,6 +144,47 @@ def audit_log(
     emit(rows, [("seq", "#"), ("time", "time"), ("actor", "actor"), ("action", "action"),
                 ("target", "target"), ("details", "details"), ("hash", "hash")],
          as_json=as_json, empty="no audit records match")
+
+
+@audit_app.command("export")
+def audit_export(
+    ctx: typer.Context,
+    since: str | None = typer.Option(
+        None, "--since", help="Only records this recent: 30m, 1h, 30d or a time such as "
+                              "2026-01-31T12:00:00Z (default: from the first record)."),
+    until: str | None = typer.Option(
+        None, "--until", help="Only records before this: 1h (ago) or a time (default: up to "
+                              "the head when the export starts)."),
+    fmt: str = typer.Option("jsonl", "--format", "-f",
+                            help="jsonl (one JSON object per line, details nested) or csv "
+                                 "(a header row; details as a JSON string)."),
+    output: Path | None = typer.Option(
+        None, "--output", "-o", help="Write to this file: it appears whole, mode 0600, or not "
+                                     "at all (default: standard output)."),
+    actor: str | None = typer.Option(None, "--actor", help="Only this actor's records."),
+    action: str | None = typer.Option(None, "--action",
+                                      help="Only actions starting with this, e.g. model. or "
+                                           "access.denied."),
+) -> None:
+    """Every audit record of a time range, oldest first, as JSON lines or CSV for a SIEM.
+
+    Columns: seq, time (ISO-8601 UTC), actor, action, target, details, hash, prev_hash, mac,
+    key_id. Read page by page from the catalog. Needs read:audit where access is enforced
+    (admins). The export is itself recorded as audit.export (count and range, not contents).
+    With no -o, standard output carries only the records; the summary goes to standard error.
+    """
+    from tarmac.ledger.export import check_format
+
+    check_format(fmt)
+    since_us = _since(since) if since else None
+    until_us = _since(until, "--until") if until else None
+    p = open_project(ctx)
+    done = p.ledger.export(output if output is not None else sys.stdout, format=fmt,
+                           since_us=since_us, until_us=until_us, actor=actor, action=action)
+    span = f" (#{done.first_seq}..#{done.last_seq})" if done.count else ""
+    where = esc(str(output)) if output is not None else "standard output"
+    (console if output is not None else err_console).print(
+        f"exported {done.count:,} audit record(s){span} as {fmt} to {where}", soft_wrap=True)
 
 
 @audit_app.command("verify")
@@ -193,23 +237,27 @@ def audit_verify(
 
 @audit_app.command("anchor")
 def audit_anchor(ctx: typer.Context, as_json: bool = JSON) -> None:
-    """Publish the chain head now to the anchor file (it is also published automatically every
-    `audit_anchor.every_records` records or `every_minutes` minutes)."""
+    """Publish the chain head now to every anchor target (file or S3 prefix, and webhook).
+
+    It is also published automatically every `audit_anchor.every_records` records or
+    `every_minutes` minutes. Exit 1 naming any target that failed (the others still get it).
+    """
     p = open_project(ctx)
-    anchor = p.ledger.publish_anchor()
-    path = p.ledger.anchors.path if p.ledger.anchors else None
-    if as_json:
-        print_json({"anchor": anchor.to_dict() if anchor else None,
-                    "path": str(path) if path else None})
-        return
-    if path is None:
+    targets = p.ledger.anchor_targets
+    if not targets and not as_json:
         raise UsageError("audit anchors are off (`audit_anchor: {enabled: false}` in "
                          "tarmac.yaml)")
+    anchor = p.ledger.publish_anchor()
+    if as_json:
+        location = p.ledger.anchors.location if p.ledger.anchors else None
+        print_json({"anchor": anchor.to_dict() if anchor else None, "path": location,
+                    "targets": targets})
+        return
     if anchor is None:
         console.print("the audit chain is empty: nothing to anchor")
         return
     console.print(f"[green]published[/green] anchor {anchor.seq}:{anchor.hash} to "
-                  f"{esc(str(path))}", soft_wrap=True)
+                  f"{esc(', '.join(targets))}", soft_wrap=True)
 
 
 key_app = typer.Typer(help="The audit key that keys every new audit record (kept outside the "
@@ -229,7 +277,6 @@ def audit_key_init(
     Keep the file off the catalog's host and back it up: without it the trail cannot be
     verified. Records written before stay valid and are reported as unkeyed.
     """
-    from pathlib import Path
 
     from tarmac.config import CONFIG_FILE, load_config
     from tarmac.ledger.keys import ENV_VAR, create_key_file, key_file_path
@@ -255,7 +302,9 @@ def audit_key_init(
 _RELATIVE = re.compile(r"^(\d+)\s*([smhdw])$")
 
 
-def _since(value: str) -> int:
+def _since(value: str, option: str = "--since") -> int:
+    """A relative age (30m, 1h, 7d: that long ago) or an ISO time, as catalog microseconds;
+    a ``UsageError`` naming ``option`` and the value otherwise."""
     m = _RELATIVE.match(value.strip())
     if m:
         n, unit = int(m.group(1)), m.group(2)
@@ -264,7 +313,7 @@ def _since(value: str) -> int:
     try:
         when = datetime.fromisoformat(value.strip().replace("Z", "+00:00"))
     except ValueError:
-        raise UsageError(f"--since {value!r}: expected e.g. 30m, 1h, 7d or "
+        raise UsageError(f"{option} {value!r}: expected e.g. 30m, 1h, 7d or "
                          "2026-01-31T12:00:00Z") from None
     when = when if when.tzinfo else when.replace(tzinfo=UTC)
     return int((when - datetime(1970, 1, 1, tzinfo=UTC)) / timedelta(microseconds=1))

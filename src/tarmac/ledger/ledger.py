@@ -32,7 +32,8 @@ import uuid
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
-from typing import Any
+from pathlib import Path
+from typing import IO, Any
 
 from sqlalchemy import Connection
 
@@ -40,7 +41,8 @@ from tarmac.catalog import AuditRecord, Catalog, DatasetVersion, Page, Run, all_
 from tarmac.catalog import store as cat
 from tarmac.catalog.governed import validation_rows
 from tarmac.errors import AuditChainError, UsageError
-from tarmac.ledger.anchors import Anchor, AnchorFile, AnchorPolicy
+from tarmac.ledger.anchoring import Anchoring
+from tarmac.ledger.anchors import Anchor, AnchorFailed, AnchorPolicy
 from tarmac.ledger.chain import (
     GENESIS,
     Verification,
@@ -49,6 +51,14 @@ from tarmac.ledger.chain import (
     make_record,
     record_hash,
     verify,
+)
+from tarmac.ledger.export import (
+    EXPORT_ACTION,
+    AuditExport,
+    Tally,
+    check_format,
+    staged_file,
+    write_records,
 )
 from tarmac.ledger.guard import Guard
 from tarmac.ledger.keys import ENV_VAR, AuditKey, KeySetting
@@ -63,6 +73,9 @@ from tarmac.ledger.replay import (
 )
 
 _log = logging.getLogger(__name__)
+
+#: the record a failed anchor publication leaves (one per attempt, naming each failed target)
+ANCHOR_FAILED = "audit.anchor_failed"
 
 _current_run: contextvars.ContextVar[ActiveRun | None] = contextvars.ContextVar(
     "tarmac_current_run", default=None
@@ -122,12 +135,10 @@ class Ledger:
         self.lake_root = lake_root  # where the lake is: an empty chain is checked against it
         self.key_setting = key or KeySetting()  # the audit key (outside the catalog), if any
         self.anchors = anchors  # where the chain head is published, and how often
-        self._anchor_file = (AnchorFile(anchors.path)
-                             if anchors is not None and anchors.path is not None else None)
-        self._last_anchor: Anchor | None = None
-        self._anchor_loaded = False
         self._chain_id: str | None = None  # the hash of record 1, once known
         self._opened_us = now_us()
+        self._anchoring = Anchoring(anchors, namespace, opened_us=self._opened_us,
+                                    record_failure=self._record_anchor_failure)
         self.host = socket.gethostname()
         self.guard = Guard()  # who may do what: ``tarmac.access.policy`` installs the answers
         with contextlib.suppress(UsageError):  # a keyed trail and no key here: the dead runs
@@ -325,11 +336,14 @@ class Ledger:
 
     def latest_anchor(self) -> Anchor | None:
         """The newest anchor published for this chain (None: anchors off, an empty chain, or
-        none yet); raises ``UsageError`` if the anchor file cannot be read."""
+        none yet); raises ``UsageError`` if the anchor file or objects cannot be read."""
         chain = self._chain()
-        if self._anchor_file is None or chain is None:
-            return None
-        return self._anchor_file.latest(chain)
+        return None if chain is None else self._anchoring.latest(chain)
+
+    @property
+    def anchor_targets(self) -> list[str]:
+        """Where anchors go: the file or object-store prefix, then the webhook (by host)."""
+        return self._anchoring.targets
 
     def _chain(self) -> str | None:
         """The hash of record 1 (None: the chain is empty), cached once seen."""
@@ -339,11 +353,13 @@ class Ledger:
         return self._chain_id
 
     def publish_anchor(self) -> Anchor | None:
-        """Publish the chain head now (None: anchors are off, or the chain is empty).
+        """Publish the chain head now to every anchor target (None: anchors are off, or the
+        chain is empty). A target that fails raises ``AnchorFailed`` naming it (after the
+        others were published, and the failure recorded as ``audit.anchor_failed``).
 
         Example: ``p.ledger.publish_anchor()`` -> ``Anchor(seq=120, hash=..., ...)``
         """
-        if self._anchor_file is None:
+        if not self._anchoring.enabled:
             return None
         with self.catalog.engine.connect() as conn:
             head = cat.audit_head(conn)
@@ -351,37 +367,39 @@ class Ledger:
         if head is None or chain is None:
             return None
         anchor = Anchor(head[0], head[1], head[2], now_us(), chain)
-        self._anchor_file.publish(anchor)
-        self._last_anchor, self._anchor_loaded = anchor, True
+        failed = self._anchoring.publish(anchor)
+        if failed:
+            done = [w for w in self.anchor_targets if w not in dict(failed)]
+            raise AnchorFailed(
+                "; ".join(f"publishing anchor {anchor.seq} to {where} failed: {why}"
+                          for where, why in failed)
+                + (f" (published to {', '.join(done)})" if done else ""),
+                hint="the audit records are committed all the same; the next anchor (or "
+                     "`tarmac audit anchor`) publishes the head again")
         return anchor
 
+    def _record_anchor_failure(self, anchor: Anchor, failed: list[tuple[str, str]]) -> int:
+        """ONE ``audit.anchor_failed`` record for a publication that failed somewhere; its
+        sequence number."""
+        with self.catalog.write() as conn:
+            return self._append(conn, ANCHOR_FAILED, "audit", {
+                "seq": anchor.seq, "hash": anchor.hash,
+                "failed": [{"target": w, "error": e} for w, e in failed]}).seq
+
     def _maybe_anchor(self, head: AuditRecord) -> None:
-        """Publish ``head`` if ``every_records`` records or ``every_minutes`` passed since the
-        last anchor. The change is committed already: a failure to publish is logged, and the
-        next commit tries again."""
-        policy, target = self.anchors, self._anchor_file
-        if policy is None or target is None:
+        """Publish ``head`` if an anchor is due (``tarmac.ledger.anchoring``). The change is
+        committed already: a failure to publish is logged and recorded, never raised."""
+        if not self._anchoring.enabled:
             return
         try:
             if head.seq == 1:
                 self._chain_id = head.hash
             chain = self._chain()
-            if chain is None:
-                return
-            if not self._anchor_loaded:
-                self._last_anchor, self._anchor_loaded = target.latest(chain), True
-            last = self._last_anchor
-            last_seq, last_us = (last.seq, last.time_us) if last else (0, self._opened_us)
-            now = now_us()
-            if head.seq <= last_seq:
-                return
-            if (head.seq - last_seq >= policy.every_records
-                    or now - last_us >= policy.every_minutes * 60e6):
-                anchor = Anchor(head.seq, head.hash, head.mac, now, chain)
-                target.publish(anchor)
-                self._last_anchor = anchor
-        except (OSError, UsageError) as exc:
-            _log.warning("could not publish the audit anchor to %s: %s", target.path, exc)
+        except Exception as exc:
+            _log.warning("could not publish the audit anchor: %s", exc)
+            return
+        if chain is not None:
+            self._anchoring.maybe(head, chain)
 
     def _flush_inputs(self, conn: Connection, run: ActiveRun) -> None:
         for dv in run._pending_inputs:
@@ -406,6 +424,61 @@ class Ledger:
         """Audit records, newest first, filtered and paginated."""
         return self.catalog.list_audit(since_us=since_us, actor=actor, target=target,
                                        action=action, limit=limit, cursor=cursor)
+
+    def export(self, out: IO[str] | str | os.PathLike[str], *, format: str = "jsonl",
+               since_us: int | None = None, until_us: int | None = None,
+               actor: str | None = None, action: str | None = None) -> AuditExport:
+        """Write every audit record in ``[since_us, until_us)`` (by ``actor``, whose action
+        starts with ``action``) to ``out`` as ``format`` (``jsonl`` or ``csv``), oldest first,
+        for a SIEM; see ``tarmac.ledger.export`` for the columns. Records are streamed page by
+        page, never held in memory together; the export stops at the head it started from.
+
+        Needs ``read:audit`` where access is enforced (admins only by default). The export is
+        itself recorded, as ``audit.export`` with its count, range and filters (never the
+        contents). ``out`` is a text stream, or a path: then the file appears whole (written
+        beside it, mode 0600, and renamed) or not at all.
+
+        Example::
+
+            done = p.ledger.export("audit.jsonl", since_us=now_us() - 30 * 86_400_000_000)
+            done.count, done.first_seq, done.last_seq
+        """
+        check_format(format)
+        self.guard.check("read:audit")
+        with self.catalog.engine.connect() as conn:
+            head = cat.audit_head(conn)
+        through = head[0] if head else 0
+        records = self.catalog.iter_audit(since_us=since_us, until_us=until_us, actor=actor,
+                                          action_prefix=action, through_seq=through)
+
+        def finish(tally: Tally, destination: str, complete: bool = True) -> AuditExport:
+            done = AuditExport(tally.count, tally.first, tally.last, format, since_us, until_us,
+                               actor, action, destination, complete)
+            self.commit(EXPORT_ACTION, "audit", {**done.to_dict(), "through_seq": through})
+            return done
+
+        if isinstance(out, str | os.PathLike):
+            path = Path(out)
+            with staged_file(path) as (fh, staged):
+                tally = write_records(records, fh, format)
+                fh.flush()
+                os.fsync(fh.fileno())
+                # recorded before the file appears: an export nobody recorded never exists
+                done = finish(tally, str(path))
+                os.replace(staged, path)
+            return done
+        name = getattr(out, "name", None)
+        destination = name if isinstance(name, str) else "stream"
+        tally = Tally()
+        try:
+            write_records(records, out, format, tally)
+            out.flush()
+        except BaseException:
+            # records may have left already (a pipe closed part-way): recorded all the same
+            with contextlib.suppress(Exception):
+                finish(tally, destination, complete=False)
+            raise
+        return finish(tally, destination)
 
     def verify(self, *, anchor: tuple[int, str] | None = None, state: bool = True,
                published: bool = True) -> Verification:

@@ -34,11 +34,9 @@ Example::
 from __future__ import annotations
 
 import hashlib
-import hmac
 import json
 import logging
 import os
-import re
 import time
 import uuid
 from collections.abc import Callable, Iterable, Mapping, Sequence
@@ -49,6 +47,7 @@ from urllib.parse import urlsplit
 
 import httpx
 
+from tarmac import webhooks
 from tarmac.catalog import now_us, to_datetime
 from tarmac.catalog.alerts import (
     AlertState,
@@ -63,6 +62,14 @@ from tarmac.catalog.alerts import (
 )
 from tarmac.errors import UsageError, echo
 from tarmac.humanize import duration, parse_duration
+from tarmac.webhooks import (
+    ENV_REFERENCE,
+    ERROR_CHARS,
+    KEY_HEADER,
+    SIGNATURE_HEADER,
+    TIMESTAMP_HEADER,
+    sign,
+)
 
 if TYPE_CHECKING:
     from tarmac.monitoring._drift import DriftReport
@@ -76,15 +83,10 @@ FIRING_VERDICTS = frozenset({"drifted", "failed", "decayed", "breached", "stale"
 PASSING_VERDICTS = frozenset({"not drifted", "passed", "ok"})
 #: the environment variable a webhook takes its signing secret from when none is given
 SECRET_ENV = "TARMAC_ALERT_SECRET"
-SIGNATURE_HEADER = "X-Tarmac-Signature"
-TIMESTAMP_HEADER = "X-Tarmac-Timestamp"
-KEY_HEADER = "Idempotency-Key"
-#: characters of an error kept in the delivery history
-ERROR_CHARS = 300
 PAYLOAD_VERSION = 1
 
 _log = logging.getLogger("tarmac.alerts")
-_ENV = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\}")
+_ENV = ENV_REFERENCE
 
 
 # -- what is alerted on ---------------------------------------------------------------------
@@ -272,66 +274,22 @@ class Webhook:
     def name(self) -> str:
         """``webhook:`` and the URL as written if it names variables (``${ALERT_URL}``), else
         its scheme and host: a webhook URL often IS the secret (Slack's carry a token)."""
-        if _ENV.search(self.url):
-            return f"webhook:{self.url}"[:256]
-        parts = urlsplit(self.url)
-        host = parts.hostname or "?"
-        port = f":{parts.port}" if parts.port else ""
-        return f"webhook:{parts.scheme}://{host}{port}"[:256]
+        return f"webhook:{webhooks.display_name(self.url)}"[:256]
 
     def send(self, alert: Alert) -> Delivery:
         """POST the notice, retrying what may pass on a retry; never raises."""
-        started = time.monotonic()
-        secrets: list[str] = []
-        try:
-            url = _expand(self.url, "url")
-            secrets.append(url)
-            secret = _expand(self.secret, "secret") if self.secret is not None \
-                else os.environ.get(SECRET_ENV) or None
-            if secret:
-                secrets.append(secret)
-        except UsageError as exc:
-            return Delivery(self.name, "failed", 0, error=_clean(exc.message, secrets))
+        secret = self.secret if self.secret is not None \
+            else os.environ.get(SECRET_ENV) or None
         body = json.dumps(alert.slack() if self.format == "slack" else alert.payload(),
                           sort_keys=True, separators=(",", ":"), default=str).encode()
-        attempts, status, error = 0, None, None
-        with httpx.Client(timeout=self.timeout, transport=self.transport,
-                          follow_redirects=False) as client:
-            while True:
-                attempts += 1
-                headers = {"Content-Type": "application/json", "User-Agent": "tarmac-alerts",
-                           KEY_HEADER: alert.key, **self.headers}
-                if secret:
-                    stamp = str(int(time.time()))
-                    headers[TIMESTAMP_HEADER] = stamp
-                    headers[SIGNATURE_HEADER] = "sha256=" + sign(secret, stamp, body)
-                retry = False
-                try:
-                    response = client.post(url, content=body, headers=headers)
-                    status = response.status_code
-                    if 200 <= status < 300:
-                        return Delivery(self.name, "delivered", attempts, status,
-                                        seconds=time.monotonic() - started)
-                    error = f"HTTP {status}: {response.text[:ERROR_CHARS]}"
-                    retry = status >= 500 or status == 429
-                except httpx.TimeoutException as exc:
-                    status, error, retry = None, f"timed out after {self.timeout:g}s " \
-                                                 f"({type(exc).__name__})", True
-                except httpx.TransportError as exc:
-                    status, error, retry = None, f"{type(exc).__name__}: {exc}", True
-                except (httpx.HTTPError, ValueError) as exc:  # a malformed URL, and the like
-                    status, error = None, f"{type(exc).__name__}: {exc}"
-                wait = self.backoff * 2 ** (attempts - 1)
-                elapsed = time.monotonic() - started
-                if not retry or attempts > self.retries \
-                        or elapsed + wait + self.timeout > self.max_seconds:
-                    break
-                self.sleep(wait)
-        why = error or "no response"
-        if retry and attempts > 1:
-            why = f"failed after {attempts} attempts; last: {why}"
-        return Delivery(self.name, "failed", attempts, status, _clean(why, secrets),
-                        time.monotonic() - started)
+        got = webhooks.post(self.url, body, secret=secret, timeout=self.timeout,
+                            retries=self.retries, backoff=self.backoff,
+                            max_seconds=self.max_seconds,
+                            headers={KEY_HEADER: alert.key, **self.headers},
+                            user_agent="tarmac-alerts", transport=self.transport,
+                            sleep=self.sleep)
+        return Delivery(self.name, "delivered" if got.ok else "failed", got.attempts,
+                        got.status_code, got.error, got.seconds)
 
 
 @dataclass(frozen=True)
@@ -396,18 +354,6 @@ def log(logger: str = "tarmac.alerts") -> Log:
     Example: ``Alerter(p, [log()]).observe(results)``
     """
     return Log(logger)
-
-
-def sign(secret: str, timestamp: str, body: bytes) -> str:
-    """The hex HMAC-SHA256 a webhook sends: over ``<timestamp>.<body>`` with ``secret``.
-
-    Example, on the receiving side::
-
-        expected = "sha256=" + sign(secret, request.headers["X-Tarmac-Timestamp"], raw_body)
-        hmac.compare_digest(expected, request.headers["X-Tarmac-Signature"])
-    """
-    return hmac.new(secret.encode(), timestamp.encode() + b"." + body,
-                    hashlib.sha256).hexdigest()
 
 
 # -- the alerter ----------------------------------------------------------------------------
@@ -574,28 +520,6 @@ def _audit(alert: Alert) -> dict[str, Any]:
             "value": _finite(r.value), "threshold": _finite(r.threshold), "effect": r.effect,
             "window": r.window, "run_id": r.run_id, "notice": alert.notice,
             "severity": alert.severity}
-
-
-def _expand(value: str, what: str) -> str:
-    """``${VAR}``/``${VAR:-default}`` as ``tarmac.yaml`` expands them (an unset variable with
-    no default is an error naming it; never the value)."""
-    def substitute(match: re.Match[str]) -> str:
-        var, default = match.group(1), match.group(2)
-        found = os.environ.get(var)
-        if found is not None and (found or default is None):
-            return found
-        if default is not None:
-            return default
-        raise UsageError(f"the webhook {what} uses ${{{var}}} but the environment variable "
-                         f"{var} is not set", hint=f"export {var}=...")
-    return _ENV.sub(substitute, value)
-
-
-def _clean(text: str, secrets: Sequence[str]) -> str:
-    """An error for the history: no secret or expanded URL in it, at most ERROR_CHARS."""
-    for s in sorted((s for s in secrets if s), key=len, reverse=True):
-        text = text.replace(s, "***")
-    return text if len(text) <= ERROR_CHARS else text[:ERROR_CHARS - 1] + "…"
 
 
 def _seconds(value: str | float | timedelta) -> float:
