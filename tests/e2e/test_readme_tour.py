@@ -10,6 +10,11 @@ the tour in the README stays true: every command must exit 0. A newcomer runs it
 * `tarmac serve` runs until stopped: it is started, asked `/health` and `/ready`, and stopped;
 * ``RUN_ID`` is the run the tour's `tarmac train` just made, ``PREDICTION_ID`` the newest
   scored prediction.
+
+Each command is a process of its own, forked from one that has already imported the CLI and its
+libraries (``Forker``, tests/e2e/conftest.py): the imports are the same for every command and
+would cost about a second and a half of CPU each. `tarmac serve` and `tarmac demo-api` start
+as the `tarmac` executable.
 """
 
 from __future__ import annotations
@@ -29,7 +34,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from e2e.conftest import copy_demo  # tests/ is on sys.path
+from e2e.conftest import Forker, copy_demo  # tests/ is on sys.path
 
 pytestmark = pytest.mark.slow
 
@@ -103,61 +108,58 @@ def test_every_tour_command_exits_zero(demo: tuple[Path, dict[str, str]]) -> Non
     ran: list[str] = []
     took: list[tuple[float, str]] = []  # seconds per command, printed: the slowest first
     run_id = ""
-    try:
-        for words in tour_commands():
-            words = [TARMAC, *words[1:]]  # this venv's tarmac, whatever PATH says
-            verb = words[1]
-            if verb == "demo-api":
-                if not running:
-                    start_api()
-                continue
-            if verb == "ingest" and not running:
-                start_api()  # what the README should say: `tarmac demo-api &` first
-            if verb == "serve":
-                port = free_port()
-                server = subprocess.Popen([*words, "--port", str(port)], cwd=project, env=env,
-                                          stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                                          text=True)
-                try:
-                    wait_for(f"http://127.0.0.1:{port}/health", server, timeout=120)
-                    ready = httpx.get(f"http://127.0.0.1:{port}/ready", timeout=10)
-                    if ready.status_code != 200:
-                        failures.append(f"{shlex.join(words)}: /ready {ready.status_code} "
-                                        f"{ready.text[:300]}")
-                finally:
-                    server.terminate()
-                    server.wait(timeout=30)
+    with Forker(env, project.parent) as forker:
+        try:
+            for words in tour_commands():
+                words = [TARMAC, *words[1:]]  # this venv's tarmac, whatever PATH says
+                verb = words[1]
+                if verb == "demo-api":
+                    if not running:
+                        start_api()
+                    continue
+                if verb == "ingest" and not running:
+                    start_api()  # what the README should say: `tarmac demo-api &` first
+                if verb == "serve":
+                    port = free_port()
+                    server = subprocess.Popen([*words, "--port", str(port)], cwd=project, env=env,
+                                              stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                                              text=True)
+                    try:
+                        wait_for(f"http://127.0.0.1:{port}/health", server, timeout=120)
+                        ready = httpx.get(f"http://127.0.0.1:{port}/ready", timeout=10)
+                        if ready.status_code != 200:
+                            failures.append(f"{shlex.join(words)}: /ready {ready.status_code} "
+                                            f"{ready.text[:300]}")
+                    finally:
+                        server.terminate()
+                        server.wait(timeout=30)
+                    ran.append(shlex.join(words))
+                    continue
+                if "PREDICTION_ID" in words:  # the newest scored prediction of the demo
+                    found = forker(["sql", "--json", "SELECT id FROM predictions "
+                                    "WHERE score IS NOT NULL ORDER BY time DESC LIMIT 1"],
+                                   cwd=project)
+                    [row] = json.loads(found.stdout)
+                    words = [row["id"] if w == "PREDICTION_ID" else w for w in words]
+                if "RUN_ID" in words:
+                    assert run_id, "the tour reproduces a run before training one"
+                    words = [run_id if w == "RUN_ID" else w for w in words]
+                started = time.monotonic()
+                done = forker(words[1:], cwd=project)
+                took.append((time.monotonic() - started, shlex.join(words[1:])))
                 ran.append(shlex.join(words))
-                continue
-            if "PREDICTION_ID" in words:  # the newest scored prediction of the demo
-                found = subprocess.run([TARMAC, "sql", "--json", "SELECT id FROM predictions "
-                                        "WHERE score IS NOT NULL ORDER BY time DESC LIMIT 1"],
-                                       cwd=project, env=env, capture_output=True, text=True,
-                                       timeout=120)
-                [row] = json.loads(found.stdout)
-                words = [row["id"] if w == "PREDICTION_ID" else w for w in words]
-            if "RUN_ID" in words:
-                assert run_id, "the tour reproduces a run before training one"
-                words = [run_id if w == "RUN_ID" else w for w in words]
-            started = time.monotonic()
-            done = subprocess.run(words, cwd=project, env=env, capture_output=True, text=True,
-                                  timeout=600)
-            took.append((time.monotonic() - started, shlex.join(words[1:])))
-            ran.append(shlex.join(words))
-            if done.returncode != 0:
-                failures.append(f"{shlex.join(words)}: exit {done.returncode}\n"
-                                f"{(done.stdout + done.stderr)[-1500:]}")
-            if verb == "train" and "--reproduce" not in words:
-                runs = subprocess.run([TARMAC, "runs", "--model", words[2], "--json"],
-                                      cwd=project, env=env, capture_output=True, text=True,
-                                      timeout=120)
-                run_id = max(json.loads(runs.stdout), key=lambda r: r["run"])["run_id"]
-    finally:
-        for proc in running:
-            proc.terminate()
-            proc.wait(timeout=30)
-        print(f"tour: {sum(t for t, _ in took):.0f} s in {len(took)} commands; slowest:")
-        for seconds, command in sorted(took, reverse=True)[:15]:
-            print(f"  {seconds:6.1f} s  {command[:120]}")
+                if done.returncode != 0:
+                    failures.append(f"{shlex.join(words)}: exit {done.returncode}\n"
+                                    f"{(done.stdout + done.stderr)[-1500:]}")
+                if verb == "train" and "--reproduce" not in words:
+                    runs = forker(["runs", "--model", words[2], "--json"], cwd=project)
+                    run_id = max(json.loads(runs.stdout), key=lambda r: r["run"])["run_id"]
+        finally:
+            for proc in running:
+                proc.terminate()
+                proc.wait(timeout=30)
+            print(f"tour: {sum(t for t, _ in took):.0f} s in {len(took)} commands; slowest:")
+            for seconds, command in sorted(took, reverse=True)[:15]:
+                print(f"  {seconds:6.1f} s  {command[:120]}")
     assert not failures, "tour commands failed:\n" + "\n\n".join(failures)
     assert any(c.split()[1] == "ingest" for c in ran)
