@@ -121,7 +121,10 @@ def test_a_forest_gets_sampling_and_a_multiclass_model_is_refused() -> None:
 
 @pytest.mark.parametrize("package", ["lightgbm", "xgboost"])
 def test_boosted_trees_are_exact_via_their_own_contributions(package: str) -> None:
-    lib = pytest.importorskip(package)
+    from conftest import require_module
+
+    lib = require_module(package, f"the {package} explanation test",
+                         {"lightgbm": "lightgbm", "xgboost": "xgboost-cpu"}[package])
     X, y, labels = data()
     numeric = X[["a"]].assign(b=X["b"])  # NaN left in: both handle it natively
     inputs = [("a", "float64"), ("b", "float64")]
