@@ -286,7 +286,10 @@ class Project:
         """The project at a glance (``tarmac info``): the backends in use (secrets masked),
         the catalog's schema revision, how many tables, runs and audit records it holds, and
         the audit chain's head as ``SEQ:HASH``."""
-        head = self.ledger.audit(limit=1).items
+        from tarmac.ledger.guard import internal
+
+        with internal("the chain's head for tarmac info"):
+            head = self.ledger.audit(limit=1).items
         return {**self.describe(), "catalog_revision": self.catalog.revision(),
                 "tables": self.catalog.count("datasets"), "runs": self.catalog.count("runs"),
                 "audit_records": self.catalog.count("audit_log"),

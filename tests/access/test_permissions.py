@@ -117,6 +117,7 @@ SDK: dict[str, tuple[str, Callable[[Project, str], Any]]] = {
     "predict": ("predict", lambda p, u: p.serving.predict("risk", [{"customer_id": 1}])),
     "produce": ("produce", lambda p, u: p.produce("events", [{"n": 1}])),
     "export the audit trail": ("read:audit", lambda p, u: p.ledger.export(io.StringIO())),
+    "read the audit trail": ("read:audit", lambda p, u: p.ledger.audit(limit=1)),
 }
 
 
@@ -217,8 +218,8 @@ def test_without_a_valid_token_nothing_is_allowed(realm: Realm) -> None:
 
 
 def test_the_audit_trail_names_the_token_user(realm: Realm) -> None:
-    p = realm.as_user("dan")
-    p.lake.write("scratch_actor", {"x": [1]})
+    realm.as_user("dan").lake.write("scratch_actor", {"x": [1]})
+    p = realm.admin  # (reading the trail needs read:audit)
     record = p.ledger.audit(target="table:scratch_actor", limit=1).items
     writes = [r for r in p.ledger.audit(limit=50).items if "scratch_actor" in r.target]
     assert (record or writes) and all(r.actor == "dan" for r in (record or writes))

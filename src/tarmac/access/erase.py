@@ -53,6 +53,7 @@ from typing import TYPE_CHECKING, Any
 from tarmac import faults
 from tarmac.errors import PermissionDenied, UsageError, echo
 from tarmac.lake.masking import masked_columns
+from tarmac.ledger.guard import internal
 
 if TYPE_CHECKING:
     from tarmac.catalog import Dataset
@@ -250,7 +251,8 @@ def _interrupted(project: Project, target: str) -> tuple[set[str], list[str]] | 
     done: set[str] = set()
     cursor: str | None = None
     while True:
-        page = project.ledger.audit(target=target, limit=500, cursor=cursor)
+        with internal("an erasure's progress"):
+            page = project.ledger.audit(target=target, limit=500, cursor=cursor)
         for record in page:  # newest first
             if record.action == "erase.completed":
                 return None

@@ -421,7 +421,11 @@ class Ledger:
     def audit(self, *, since_us: int | None = None, actor: str | None = None,
               target: str | None = None, action: str | None = None, limit: int = 100,
               cursor: str | None = None) -> Page[AuditRecord]:
-        """Audit records, newest first, filtered and paginated."""
+        """Audit records, newest first, filtered and paginated. Needs ``read:audit`` where
+        access is enforced (admins only by default), except inside a governed action that
+        reads the trail for its own bookkeeping (``guard.internal``: a trace's promotion
+        history, an erasure's progress)."""
+        self.guard.check("read:audit")
         return self.catalog.list_audit(since_us=since_us, actor=actor, target=target,
                                        action=action, limit=limit, cursor=cursor)
 

@@ -12,6 +12,7 @@ from typing import TYPE_CHECKING, Any
 from tarmac.catalog import features as fcat
 from tarmac.catalog.records import to_datetime
 from tarmac.errors import TarmacError
+from tarmac.ledger.guard import internal
 
 if TYPE_CHECKING:
     from tarmac.project import Project
@@ -165,10 +166,11 @@ def promotions(project: Project, name: str, version: int,
     moves = [m for m in project.models.history(name, limit=MAX_HISTORY).items
              if version in (m.to_version, m.from_version)]
     audit: dict[tuple[Any, Any], list[Any]] = {}
-    records = list(project.ledger.audit(target=f"model:{name}", limit=MAX_HISTORY).items)
-    records += [a for a in project.ledger.audit(target=f"endpoint:{name}",
-                                                limit=MAX_HISTORY).items
-                if a.action == "deploy.promote_canary"]
+    with internal("a trace's promotion history"):  # who promoted it is part of the answer
+        records = list(project.ledger.audit(target=f"model:{name}", limit=MAX_HISTORY).items)
+        records += [a for a in project.ledger.audit(target=f"endpoint:{name}",
+                                                    limit=MAX_HISTORY).items
+                    if a.action == "deploy.promote_canary"]
     for a in records:
         try:
             det = json.loads(a.details)
