@@ -474,3 +474,22 @@ def test_online_features_from_personal_columns_are_masked_but_models_score_on_th
         admin.access.ungrant("analyst", "read:pii:table:signals")
     finally:
         admin.lake.annotate("signals", column_tags={"region": []})
+
+
+def test_the_prediction_logs_request_and_features_tagged_personal_read_masked(
+        realm: Realm) -> None:
+    admin, ana = realm.admin, realm.as_user("ana")
+    answer = ana.serving.predict("risk", [{"customer_id": 2}], rows=[{"region": "Ada's town"}])
+    [pid] = [x["id"] for x in answer["predictions"]]
+    ana.serving.engine.log.flush()
+    admin.lake.annotate("predictions", column_tags={"request": ["pii"], "features": ["pii"]})
+    try:
+        ana.access._grants = None
+        sql = f"SELECT request, features, score FROM predictions WHERE id = '{pid}'"
+        [seen] = ana.sql(sql).to_pylist()
+        [raw] = admin.sql(sql).to_pylist()
+        assert "Ada's town" in raw["request"] and "Ada's town" not in json.dumps(seen)
+        assert seen["request"].startswith("pii_") and seen["features"].startswith("pii_")
+        assert seen["score"] == raw["score"]  # untagged columns as stored
+    finally:
+        admin.lake.annotate("predictions", column_tags={"request": [], "features": []})
