@@ -17,8 +17,8 @@ import pytest
 import sqlalchemy as sa
 from typer.testing import CliRunner
 
-import tarmac
 from conftest import require_module
+from ledger.test_audit_anchors import configure, record_some  # (tests/ is on sys.path)
 from tarmac.cli import app
 from tarmac.ledger.keys import ENV_VAR
 from tarmac.project import Project
@@ -101,19 +101,6 @@ def receiver(monkeypatch: pytest.MonkeyPatch) -> Iterator[Receiver]:
     r = Receiver()
     yield r
     r.close()
-
-
-def configure(p: Project, anchor: str) -> Project:
-    """Reopen ``p`` with ``audit_anchor: {anchor}`` in its tarmac.yaml."""
-    yaml = p.root / "tarmac.yaml"
-    yaml.write_text(yaml.read_text() + f"audit_anchor: {{{anchor}}}\n")
-    p.close()
-    return tarmac.open(p.root)
-
-
-def record_some(p: Project, n: int) -> None:
-    for i in range(n):
-        p.ledger.commit("test.action", f"target_{i}", {"i": i})
 
 
 def cli(p: Project, *args: str) -> tuple[int, str]:
