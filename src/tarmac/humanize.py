@@ -4,7 +4,7 @@ project file and the lake (one parser of ``30m`` / ``6h`` / ``7d`` / ``2w`` for 
 from __future__ import annotations
 
 import re
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 
 _DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(s|sec|m|min|h|d|w)?\s*$")
 _SECONDS = {"s": 1, "sec": 1, "m": 60, "min": 60, "h": 3600, "d": 86400, "w": 604800}
@@ -20,6 +20,21 @@ def parse_duration(text: str, *, default_unit: str | None = None,
     if m is None or unit is None or unit not in units:
         raise ValueError(f"expected a duration such as 30m, 6h, 2d or 1w (got {text!r})")
     return timedelta(seconds=float(m.group(1)) * _SECONDS[unit])
+
+
+def point_in_time(text: str, *, now: datetime | None = None) -> datetime:
+    """``text`` as an aware UTC time: a duration back from ``now`` (``'30m'``, ``'7d'``: that
+    long ago) or an ISO-8601 time (naive = UTC); ``ValueError`` otherwise. What every
+    ``--since`` / ``--until`` reads.
+
+    Example: ``point_in_time("2026-01-31T12:00:00Z")  # datetime(2026, 1, 31, 12, tzinfo=UTC)``
+    """
+    try:
+        return (now or datetime.now(UTC)) - parse_duration(text)
+    except ValueError:
+        pass
+    when = datetime.fromisoformat(text.strip().replace("Z", "+00:00"))  # ValueError if not
+    return when if when.tzinfo else when.replace(tzinfo=UTC)
 
 
 def positive_duration(value: timedelta | str, what: str, example: str) -> timedelta:

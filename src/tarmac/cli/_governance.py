@@ -3,9 +3,7 @@
 from __future__ import annotations
 
 import os
-import re
 import sys
-import time
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -16,7 +14,8 @@ from rich.tree import Tree
 from tarmac.cli import app, open_project
 from tarmac.cli._lake import JSON
 from tarmac.cli._output import age, console, emit, err_console, error_line, esc, print_json
-from tarmac.errors import UsageError
+from tarmac.errors import UsageError, echo
+from tarmac.humanize import point_in_time
 
 if TYPE_CHECKING:
     from tarmac.ledger import LineageNode
@@ -298,21 +297,12 @@ def audit_key_init(
                   "trail cannot be verified", soft_wrap=True)
 
 
-_RELATIVE = re.compile(r"^(\d+)\s*([smhdw])$")
-
-
 def _since(value: str, option: str = "--since") -> int:
     """A relative age (30m, 1h, 7d: that long ago) or an ISO time, as catalog microseconds;
     a ``UsageError`` naming ``option`` and the value otherwise."""
-    m = _RELATIVE.match(value.strip())
-    if m:
-        n, unit = int(m.group(1)), m.group(2)
-        seconds = n * {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800}[unit]
-        return int(time.time() * 1_000_000) - seconds * 1_000_000
     try:
-        when = datetime.fromisoformat(value.strip().replace("Z", "+00:00"))
+        when = point_in_time(value)
     except ValueError:
-        raise UsageError(f"{option} {value!r}: expected e.g. 30m, 1h, 7d or "
+        raise UsageError(f"{option} {echo(value)!r}: expected e.g. 30m, 1h, 7d or "
                          "2026-01-31T12:00:00Z") from None
-    when = when if when.tzinfo else when.replace(tzinfo=UTC)
     return int((when - datetime(1970, 1, 1, tzinfo=UTC)) / timedelta(microseconds=1))

@@ -13,7 +13,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from tarmac.errors import UsageError
-from tarmac.humanize import parse_duration
+from tarmac.humanize import point_in_time
 from tarmac.serving.predlog import _segment as seg
 from tarmac.serving.predlog._commit import TABLE
 from tarmac.serving.predlog._record import SCHEMA, scalars
@@ -33,15 +33,10 @@ def parse_since(since: datetime | timedelta | str | None, *,
         return now - since
     if isinstance(since, str):
         try:
-            return now - parse_duration(since)
-        except ValueError:
-            pass
-        try:
-            when = datetime.fromisoformat(since.strip().replace("Z", "+00:00"))
+            return point_in_time(since, now=now)
         except ValueError:
             raise UsageError(f"since {since!r}: expected a duration such as 30m, 1h, 2d or an "
                              "ISO time such as 2026-01-31T12:00:00Z") from None
-        return when if when.tzinfo else when.replace(tzinfo=UTC)
     raise UsageError(f"since must be a datetime, a timedelta or text such as '1h' "
                      f"(got {type(since).__name__})")
 
