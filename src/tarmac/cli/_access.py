@@ -6,6 +6,7 @@ from __future__ import annotations
 import typer
 
 from tarmac.cli import app, open_project
+from tarmac.cli._lake import JSON
 from tarmac.cli._output import console, emit, esc, print_json
 
 
@@ -92,7 +93,7 @@ def retention_unset(ctx: typer.Context,
 @retention_app.command("list")
 def retention_list(
     ctx: typer.Context,
-    as_json: bool = typer.Option(False, "--json", help="Print JSON instead of a table."),
+    as_json: bool = JSON,
 ) -> None:
     """Every retention policy: table, how long, by which column, when last applied."""
     from tarmac.humanize import duration
@@ -109,7 +110,7 @@ def retention_apply(
     ctx: typer.Context,
     tables: list[str] = typer.Argument(None, help="Only these tables (default: all)."),
     dry_run: bool = typer.Option(False, "--dry-run", help="Count the rows; delete nothing."),
-    as_json: bool = typer.Option(False, "--json", help="Print JSON instead of a table."),
+    as_json: bool = JSON,
 ) -> None:
     """Apply the retention policies now: delete the rows older than each allows, then vacuum
     (time travel keeps 7 days)."""
@@ -158,7 +159,7 @@ def users_role(
 @users_app.command("list")
 def users_list(
     ctx: typer.Context,
-    as_json: bool = typer.Option(False, "--json", help="Print JSON instead of a table."),
+    as_json: bool = JSON,
 ) -> None:
     """Every user with their role."""
     p = open_project(ctx)
@@ -193,7 +194,7 @@ def tokens_create(
 def tokens_list(
     ctx: typer.Context,
     user: str = typer.Option(None, "--user", help="Only this user's tokens."),
-    as_json: bool = typer.Option(False, "--json", help="Print JSON instead of a table."),
+    as_json: bool = JSON,
 ) -> None:
     """Tokens by id (never their secrets): user, created, expires, revoked."""
     p = open_project(ctx)

@@ -7,13 +7,13 @@ from __future__ import annotations
 import typer
 
 from tarmac.cli import app, open_project
+from tarmac.cli._lake import JSON
 from tarmac.cli._output import console, emit, esc, print_json
-
-JSON = typer.Option(False, "--json", help="Print JSON instead of a table.")
 
 
 @app.command()
-def whoami(ctx: typer.Context, as_json: bool = JSON) -> None:
+def whoami(ctx: typer.Context, as_json: bool = typer.Option(
+        False, "--json", help="Print JSON instead of a line.")) -> None:
     """Who this shell acts as (TARMAC_TOKEN's user where access is enforced) and the mode."""
     p = open_project(ctx)
     me = p.access.whoami()

@@ -77,6 +77,19 @@ _PAGES: dict[int, np.ndarray] = {
 }
 
 
+def session_events(rng: np.random.Generator, starts: np.ndarray, n_events: np.ndarray
+                   ) -> tuple[np.ndarray, np.ndarray]:
+    """The events of sessions starting at ``starts`` (ms), ``n_events[i]`` in session ``i``:
+    (each event's session, its time), the first at the session's start and the next ones
+    after exponential gaps of 45 s on average."""
+    sess = np.repeat(np.arange(starts.size), n_events)
+    gaps = rng.exponential(45_000.0, sess.size).astype(np.int64)
+    first = np.cumsum(n_events) - n_events
+    gaps[first] = 0
+    cs = np.cumsum(gaps)
+    return sess, starts[sess] + cs - cs[first][sess]
+
+
 def make_events(
     pop: Population, rng: np.random.Generator, events_per_customer: float
 ) -> dict[str, np.ndarray]:
@@ -98,13 +111,8 @@ def make_events(
     sess_start = start + (rng.random(s) ** fade * span).astype(np.int64)
 
     n_events = 1 + rng.poisson(events_per_session - 1.0, s)
-    ev_sess = np.repeat(np.arange(s), n_events)
+    ev_sess, ev_time = session_events(rng, sess_start, n_events)
     e = ev_sess.size
-    gaps = rng.exponential(45_000.0, e).astype(np.int64)
-    first = np.cumsum(n_events) - n_events
-    gaps[first] = 0
-    cs = np.cumsum(gaps)
-    ev_time = sess_start[ev_sess] + cs - cs[first][ev_sess]
     ev_cust = sess_cust[ev_sess]
 
     h = pop.intent[ev_cust]

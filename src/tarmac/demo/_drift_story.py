@@ -50,7 +50,7 @@ import pyarrow.compute as pc
 
 from tarmac.errors import UsageError
 
-from ._clicks import _PAGES, EVENT_TYPES, _json_lines
+from ._clicks import _PAGES, EVENT_TYPES, _json_lines, session_events
 from ._generate import SIZES, default_as_of, population
 from ._population import (
     DAY_MS,
@@ -364,13 +364,8 @@ def _write_clicks(clicks_dir: Path, pop: Any, raised: np.ndarray, downgrade: np.
     shock = np.arange(s) - np.repeat(np.cumsum(sessions) - sessions, sessions) >= ordinary[cust]
     begin = start_ms + (rng.random(s) * (end_ms - start_ms - 2 * HOUR_MS)).astype(np.int64)
     n_events = np.where(shock, 2, 1) + rng.poisson(np.where(shock, 2.0, 3.0))
-    sess = np.repeat(np.arange(s), n_events)
+    sess, at = session_events(rng, begin, n_events)
     e = sess.size
-    gaps = rng.exponential(45_000.0, e).astype(np.int64)
-    head = np.cumsum(n_events) - n_events
-    gaps[head] = 0
-    cs = np.cumsum(gaps)
-    at = begin[sess] + cs - cs[head][sess]
     who = cust[sess]
     hit = shock[sess]
     u = rng.random(e)
