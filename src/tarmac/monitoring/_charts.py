@@ -91,12 +91,7 @@ def line_chart(points: Sequence[Point], *, y_label: str = "", width: int = 720,
             coords = f"{ends[0]:.1f},{y(b):.1f} {ends[1]:.1f},{y(b):.1f}"
         parts.append(f'<polyline class="threshold" points="{coords}" fill="none" '
                      f'stroke="{_THRESHOLD}" stroke-width="1.5" stroke-dasharray="5 4"/>')
-    judged = [(x(i), finite(p.value)) for i, p in enumerate(points) if p.state != "undecided"]
-    for run in _runs(judged):
-        if len(run) > 1:
-            coords = " ".join(f"{a:.1f},{y(b):.1f}" for a, b in run)
-            parts.append(f'<polyline points="{coords}" fill="none" stroke="{COLORS["pass"]}" '
-                         'stroke-width="1.5"/>')
+    parts += _value_lines(points, x, y, "1.5")
     for i, p in enumerate(points):
         parts.append(_dot(x(i), p, y, top + plot_h))
     parts.append("</svg>")
@@ -124,12 +119,7 @@ def sparkline(points: Sequence[Point], *, width: int = 150, height: int = 30) ->
             coords = " ".join(f"{a:.1f},{y(b):.1f}" for a, b in run)
             parts.append(f'<polyline class="threshold" points="{coords}" fill="none" '
                          f'stroke="{_THRESHOLD}" stroke-dasharray="3 2"/>')
-    judged = [(x(i), finite(p.value)) for i, p in enumerate(points) if p.state != "undecided"]
-    for run in _runs(judged):
-        if len(run) > 1:
-            coords = " ".join(f"{a:.1f},{y(b):.1f}" for a, b in run)
-            parts.append(f'<polyline points="{coords}" fill="none" stroke="{COLORS["pass"]}" '
-                         'stroke-width="1.2"/>')
+    parts += _value_lines(points, x, y, "1.2")
     for i, p in enumerate(points):
         parts.append(_dot(x(i), p, y, height - pad, radius=2.2))
     parts.append("</svg>")
@@ -196,6 +186,15 @@ def _ticks(n: int, most: int = 6) -> list[int]:
         return list(range(n))
     step = (n - 1) / (most - 1)
     return sorted({round(i * step) for i in range(most)})
+
+
+def _value_lines(points: Sequence[Point], x: Callable[[int], float],
+                 y: Callable[[float], float], stroke_width: str) -> list[str]:
+    """The judged values as lines: one polyline per run of finite values (a gap breaks it)."""
+    judged = [(x(i), finite(p.value)) for i, p in enumerate(points) if p.state != "undecided"]
+    return [f'<polyline points="{" ".join(f"{a:.1f},{y(b):.1f}" for a, b in run)}" '
+            f'fill="none" stroke="{COLORS["pass"]}" stroke-width="{stroke_width}"/>'
+            for run in _runs(judged) if len(run) > 1]
 
 
 def _runs(points: Sequence[tuple[float, float | None]]) -> list[list[tuple[float, float]]]:
