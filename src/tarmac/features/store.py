@@ -37,7 +37,7 @@ from tarmac.features._training import EntityFrame, TrainingSet
 from tarmac.features._training import training_set as _training_set
 from tarmac.features.definitions import OnDemandFeatureView
 from tarmac.features.offline import Semantics
-from tarmac.lake.masking import mask_kind, mask_value
+from tarmac.lake.masking import REDACT, mask_kind, mask_value
 
 if TYPE_CHECKING:
     from tarmac.features.check import CheckReport
@@ -253,11 +253,12 @@ class FeatureStore:
         hidden = {out: kind for out, (kind, resource) in self._personal(plan).items()
                   if not guard.allows("read:pii", resource)}
         key = guard.mask_key
-        if hidden and key is not None:  # (enforced: the key is there)
-            for row in got.rows:
-                for out, kind in hidden.items():
-                    if out in row:
-                        row[out] = mask_value(row[out], kind, key)
+        if key is None:  # (never where access is enforced) fail closed: redact, not raw
+            hidden, key = dict.fromkeys(hidden, REDACT), b""
+        for row in got.rows:
+            for out, kind in hidden.items():
+                if out in row:
+                    row[out] = mask_value(row[out], kind, key)
         return got
 
     def model_inputs(self, features: FeatureRefs, entities: Sequence[Mapping[str, Any]], *,
